@@ -1,0 +1,436 @@
+\echo Use "CREATE EXTENSION pg_meter" to load this file. \quit
+
+-- pg_meter 0.1.0: the price catalog, usage normalization and exact cost.
+-- Every object lives in schema meter; every function pins search_path.
+
+-------------------------------------------------------------------------------
+-- Catalog storage. Rows are versioned (valid_from, valid_to): a reload never
+-- rewrites a price in force before it, so history reprices correctly. The
+-- version number of a row is the provenance that a priced call names.
+-------------------------------------------------------------------------------
+
+CREATE SEQUENCE meter.price_version_seq AS bigint;
+
+CREATE TABLE meter.catalog_loads (
+    load_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source          text NOT NULL CHECK (source IN ('genai-prices', 'litellm')),
+    effective_from  timestamptz NOT NULL,
+    loaded_at       timestamptz NOT NULL DEFAULT now(),
+    loaded_by       name NOT NULL DEFAULT current_user,
+    providers       integer NOT NULL,
+    models          integer NOT NULL,
+    models_added    integer NOT NULL,
+    models_changed  integer NOT NULL,
+    models_removed  integer NOT NULL,
+    note            text
+);
+COMMENT ON TABLE meter.catalog_loads IS 'One row per catalog load: when it took effect, who loaded it and what changed.';
+
+CREATE TABLE meter.catalog_providers (
+    version     bigint PRIMARY KEY DEFAULT nextval('meter.price_version_seq'),
+    source      text NOT NULL,
+    provider_id text NOT NULL,
+    position    integer NOT NULL,
+    data        jsonb NOT NULL,
+    valid_from  timestamptz NOT NULL,
+    valid_to    timestamptz NOT NULL DEFAULT 'infinity',
+    load_id     bigint NOT NULL REFERENCES meter.catalog_loads,
+    CHECK (valid_from < valid_to)
+);
+CREATE UNIQUE INDEX catalog_providers_current ON meter.catalog_providers (source, provider_id) WHERE valid_to = 'infinity';
+COMMENT ON TABLE meter.catalog_providers IS 'Versioned provider definitions (match rules, fallbacks, usage extractors) from loaded catalogs.';
+
+CREATE TABLE meter.catalog_models (
+    version      bigint PRIMARY KEY DEFAULT nextval('meter.price_version_seq'),
+    source       text NOT NULL,
+    provider_id  text NOT NULL,
+    model_id     text NOT NULL,
+    service_tier text NOT NULL DEFAULT 'standard' CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority')),
+    position     integer NOT NULL,
+    data         jsonb NOT NULL,
+    valid_from   timestamptz NOT NULL,
+    valid_to     timestamptz NOT NULL DEFAULT 'infinity',
+    load_id      bigint NOT NULL REFERENCES meter.catalog_loads,
+    CHECK (valid_from < valid_to)
+);
+CREATE UNIQUE INDEX catalog_models_current ON meter.catalog_models (source, provider_id, model_id, service_tier, position) WHERE valid_to = 'infinity';
+CREATE INDEX catalog_models_lookup ON meter.catalog_models (provider_id, model_id);
+COMMENT ON TABLE meter.catalog_models IS 'Versioned model prices from loaded catalogs; data is the catalog''s model object (match rule, prices, conditional prices).';
+
+CREATE TABLE meter.custom_prices (
+    version      bigint PRIMARY KEY DEFAULT nextval('meter.price_version_seq'),
+    provider     text NOT NULL CHECK (provider = lower(btrim(provider)) AND provider <> ''),
+    model        text NOT NULL CHECK (model = lower(btrim(model)) AND model <> ''),
+    service_tier text NOT NULL DEFAULT 'standard' CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority')),
+    prices       jsonb NOT NULL,
+    minimums     jsonb,
+    valid_from   timestamptz NOT NULL DEFAULT '-infinity',
+    valid_to     timestamptz NOT NULL DEFAULT 'infinity',
+    note         text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    created_by   name NOT NULL DEFAULT current_user,
+    CHECK (valid_from < valid_to)
+);
+CREATE INDEX custom_prices_lookup ON meter.custom_prices (provider, model, service_tier);
+COMMENT ON TABLE meter.custom_prices IS 'Prices set by users (negotiated rates, private models, image and compute prices); they win over every catalog.';
+
+-- pg_dump keeps the rows of these tables (they hold user data).
+SELECT pg_catalog.pg_extension_config_dump('meter.catalog_loads', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.catalog_providers', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.catalog_models', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.custom_prices', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.price_version_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.catalog_loads_load_id_seq', '');
+
+-- Every backend keeps a compiled copy of the catalog; a change to these
+-- tables invalidates it everywhere (see src/pg/catalog_cache.cpp).
+CREATE FUNCTION meter._catalog_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'meter_catalog_changed';
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.catalog_providers
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.catalog_models
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.custom_prices
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._catalog_changed();
+
+-- _micros turns a timestamptz into microseconds since 1970 (NULL for +-infinity).
+CREATE FUNCTION meter._micros(t timestamptz) RETURNS bigint
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN isfinite(t) THEN (extract(epoch FROM t) * 1000000)::bigint END;
+
+-- _catalog_document serializes every catalog row for the C++ compiler. It
+-- runs as the extension owner so that any role allowed to price can.
+CREATE FUNCTION meter._catalog_document() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT json_build_object(
+  'providers', coalesce((SELECT json_agg(json_build_object(
+        'version', p.version, 'source', p.source, 'data', p.data,
+        'valid_from', meter._micros(p.valid_from), 'valid_to', meter._micros(p.valid_to))
+        ORDER BY p.source, p.position, p.version) FROM meter.catalog_providers p), '[]'),
+  'models', coalesce((SELECT json_agg(json_build_object(
+        'version', m.version, 'source', m.source, 'provider', m.provider_id, 'service_tier', m.service_tier,
+        'data', m.data, 'valid_from', meter._micros(m.valid_from), 'valid_to', meter._micros(m.valid_to))
+        ORDER BY m.source, m.provider_id, m.position, m.version) FROM meter.catalog_models m), '[]'),
+  'custom', coalesce((SELECT json_agg(json_build_object(
+        'version', c.version, 'provider', c.provider, 'model', c.model, 'service_tier', c.service_tier,
+        'prices', c.prices, 'minimums', c.minimums, 'note', c.note,
+        'valid_from', meter._micros(c.valid_from), 'valid_to', meter._micros(c.valid_to))
+        ORDER BY c.version) FROM meter.custom_prices c), '[]'))::text
+$$;
+REVOKE ALL ON FUNCTION meter._catalog_document() FROM PUBLIC;
+
+CREATE FUNCTION meter._check_catalog(catalog jsonb) RETURNS integer
+    LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_check_catalog';
+CREATE FUNCTION meter._check_prices(prices jsonb, minimums jsonb) RETURNS void
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_check_prices';
+
+-------------------------------------------------------------------------------
+-- Loading catalogs
+-------------------------------------------------------------------------------
+
+-- _apply_catalog writes one source's providers (genai-prices' shape) as a new
+-- catalog version effective from a time, closing the rows it replaces.
+CREATE FUNCTION meter._apply_catalog(p_source text, p_catalog jsonb, p_effective_from timestamptz, p_note text)
+    RETURNS meter.catalog_loads
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_last   timestamptz;
+    v_eff    timestamptz;
+    v_load   meter.catalog_loads;
+    v_added  integer;
+    v_changed integer;
+    v_removed integer;
+BEGIN
+    PERFORM meter._check_catalog(p_catalog);
+    -- one load at a time per database; readers are never blocked
+    LOCK TABLE meter.catalog_models IN SHARE ROW EXCLUSIVE MODE;
+    SELECT max(effective_from) INTO v_last FROM meter.catalog_loads WHERE source = p_source;
+    v_eff := coalesce(p_effective_from, CASE WHEN v_last IS NULL THEN '-infinity'::timestamptz ELSE now() END);
+    IF v_last IS NOT NULL AND v_eff <= v_last THEN
+        RAISE EXCEPTION 'catalog effective time % is not after the last % load (%)', v_eff, p_source, v_last
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Catalog versions are kept in time order so that history keeps its prices.',
+                  HINT = 'Pass a later effective_from, or omit it to take effect now.';
+    END IF;
+
+    CREATE TEMP TABLE IF NOT EXISTS pg_meter_new_providers (provider_id text, position int, data jsonb) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS pg_meter_new_models (provider_id text, model_id text, service_tier text, position int, data jsonb) ON COMMIT DROP;
+    TRUNCATE pg_meter_new_providers, pg_meter_new_models;
+    INSERT INTO pg_meter_new_providers
+        SELECT lower(btrim(p->>'id')), (o - 1)::int, p - 'models'
+          FROM jsonb_array_elements(p_catalog) WITH ORDINALITY AS x(p, o);
+    INSERT INTO pg_meter_new_models
+        SELECT lower(btrim(p->>'id')), m->>'id', coalesce(m->>'service_tier', 'standard'), (mo - 1)::int, m
+          FROM jsonb_array_elements(p_catalog) AS x(p),
+               jsonb_array_elements(p->'models') WITH ORDINALITY AS y(m, mo);
+
+    INSERT INTO meter.catalog_loads (source, effective_from, providers, models, models_added, models_changed, models_removed, note)
+    VALUES (p_source, v_eff, (SELECT count(*) FROM pg_meter_new_providers), (SELECT count(*) FROM pg_meter_new_models), 0, 0, 0, p_note)
+    RETURNING * INTO v_load;
+
+    -- providers: close what changed or vanished, insert what is new or changed
+    UPDATE meter.catalog_providers c SET valid_to = v_eff
+     WHERE c.source = p_source AND c.valid_to = 'infinity'
+       AND NOT EXISTS (SELECT 1 FROM pg_meter_new_providers n
+                        WHERE n.provider_id = c.provider_id AND n.position = c.position AND n.data = c.data);
+    INSERT INTO meter.catalog_providers (source, provider_id, position, data, valid_from, load_id)
+    SELECT p_source, n.provider_id, n.position, n.data, v_eff, v_load.load_id
+      FROM pg_meter_new_providers n
+     WHERE NOT EXISTS (SELECT 1 FROM meter.catalog_providers c
+                        WHERE c.source = p_source AND c.valid_to = 'infinity' AND c.provider_id = n.provider_id);
+
+    -- models, likewise; counts say what a person would call added/changed/removed
+    SELECT count(*) FILTER (WHERE c.version IS NULL),
+           count(*) FILTER (WHERE c.version IS NOT NULL AND c.data <> n.data)
+      INTO v_added, v_changed
+      FROM pg_meter_new_models n
+      LEFT JOIN LATERAL (SELECT version, data FROM meter.catalog_models c
+                          WHERE c.source = p_source AND c.valid_to = 'infinity' AND c.provider_id = n.provider_id
+                            AND c.model_id = n.model_id AND c.service_tier = n.service_tier
+                          ORDER BY c.position LIMIT 1) c ON true;
+    SELECT count(*) INTO v_removed FROM meter.catalog_models c
+     WHERE c.source = p_source AND c.valid_to = 'infinity'
+       AND NOT EXISTS (SELECT 1 FROM pg_meter_new_models n
+                        WHERE n.provider_id = c.provider_id AND n.model_id = c.model_id AND n.service_tier = c.service_tier);
+    UPDATE meter.catalog_models c SET valid_to = v_eff
+     WHERE c.source = p_source AND c.valid_to = 'infinity'
+       AND NOT EXISTS (SELECT 1 FROM pg_meter_new_models n
+                        WHERE n.provider_id = c.provider_id AND n.model_id = c.model_id AND n.service_tier = c.service_tier
+                          AND n.position = c.position AND n.data = c.data);
+    INSERT INTO meter.catalog_models (source, provider_id, model_id, service_tier, position, data, valid_from, load_id)
+    SELECT p_source, n.provider_id, n.model_id, n.service_tier, n.position, n.data, v_eff, v_load.load_id
+      FROM pg_meter_new_models n
+     WHERE NOT EXISTS (SELECT 1 FROM meter.catalog_models c
+                        WHERE c.source = p_source AND c.valid_to = 'infinity' AND c.provider_id = n.provider_id
+                          AND c.model_id = n.model_id AND c.service_tier = n.service_tier AND c.position = n.position);
+
+    UPDATE meter.catalog_loads SET models_added = v_added, models_changed = v_changed, models_removed = v_removed
+     WHERE load_id = v_load.load_id
+    RETURNING * INTO v_load;
+    RETURN v_load;
+END
+$$;
+REVOKE ALL ON FUNCTION meter._apply_catalog(text, jsonb, timestamptz, text) FROM PUBLIC;
+
+CREATE FUNCTION meter.load_prices(catalog jsonb, effective_from timestamptz DEFAULT NULL, note text DEFAULT NULL)
+    RETURNS meter.catalog_loads
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._apply_catalog('genai-prices', catalog, effective_from, note);
+COMMENT ON FUNCTION meter.load_prices(jsonb, timestamptz, text) IS
+    'Loads a genai-prices provider array as a new catalog version; the first load is in force for all past times, later ones from effective_from (default now()).';
+REVOKE ALL ON FUNCTION meter.load_prices(jsonb, timestamptz, text) FROM PUBLIC;
+
+-- _litellm_provider maps LiteLLM's provider names to catalog provider ids.
+CREATE FUNCTION meter._litellm_provider(p text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE
+        WHEN p IN ('gemini', 'vertex_ai') OR p LIKE 'vertex_ai-%' OR p LIKE 'vertex_ai_%' THEN 'google'
+        WHEN p IN ('bedrock', 'bedrock_converse') THEN 'aws'
+        WHEN p = 'xai' THEN 'x-ai'
+        WHEN p = 'together_ai' THEN 'together'
+        WHEN p = 'azure_ai' THEN 'azure'
+        WHEN p = 'fireworks_ai' THEN 'fireworks'
+        WHEN p = 'text-completion-openai' THEN 'openai'
+        ELSE lower(p) END;
+
+-- _litellm_mtok turns a per-token price into a per-million price, exactly
+-- (numeric arithmetic; 2.5e-06 becomes 2.5).
+CREATE FUNCTION meter._litellm_mtok(v jsonb, per numeric DEFAULT 1000000) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN jsonb_typeof(v) = 'number' THEN to_jsonb(trim_scale((v::text)::numeric * per)) END;
+
+-- _litellm_prices builds one service tier's price object from a LiteLLM entry;
+-- suffix is '' (standard), '_batches', '_flex' or '_priority'.
+CREATE FUNCTION meter._litellm_prices(e jsonb, suffix text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT nullif(jsonb_strip_nulls(jsonb_build_object(
+    'input_mtok', CASE WHEN e ? ('input_cost_per_token_above_200k_tokens') AND suffix = ''
+                       THEN jsonb_build_object('base', meter._litellm_mtok(e->'input_cost_per_token'),
+                            'tiers', jsonb_build_array(jsonb_build_object('start', 200000, 'price', meter._litellm_mtok(e->'input_cost_per_token_above_200k_tokens'))))
+                       ELSE meter._litellm_mtok(e->('input_cost_per_token' || suffix)) END,
+    'output_mtok', CASE WHEN e ? ('output_cost_per_token_above_200k_tokens') AND suffix = ''
+                       THEN jsonb_build_object('base', meter._litellm_mtok(e->'output_cost_per_token'),
+                            'tiers', jsonb_build_array(jsonb_build_object('start', 200000, 'price', meter._litellm_mtok(e->'output_cost_per_token_above_200k_tokens'))))
+                       ELSE meter._litellm_mtok(e->('output_cost_per_token' || suffix)) END,
+    'cache_read_mtok', meter._litellm_mtok(e->('cache_read_input_token_cost' || suffix)),
+    'cache_write_mtok', CASE WHEN suffix = '' THEN meter._litellm_mtok(e->'cache_creation_input_token_cost') END,
+    'cache_write_1h_mtok', CASE WHEN suffix = '' AND e ? 'cache_creation_input_token_cost' THEN meter._litellm_mtok(e->'cache_creation_input_token_cost_above_1hr') END,
+    'input_audio_mtok', CASE WHEN suffix = '' THEN meter._litellm_mtok(e->'input_cost_per_audio_token') END,
+    'output_audio_mtok', CASE WHEN suffix = '' THEN meter._litellm_mtok(e->'output_cost_per_audio_token') END,
+    'per_image', CASE WHEN suffix = '' THEN meter._litellm_mtok(e->'output_cost_per_image', 1) END,
+    'per_compute_second', CASE WHEN suffix = '' THEN meter._litellm_mtok(coalesce(e->'output_cost_per_second', e->'input_cost_per_second'), 1) END
+)), '{}'::jsonb)
+$$;
+
+CREATE FUNCTION meter.load_litellm_prices(catalog jsonb, effective_from timestamptz DEFAULT NULL, note text DEFAULT NULL)
+    RETURNS meter.catalog_loads
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_providers jsonb;
+BEGIN
+    IF jsonb_typeof(catalog) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'LiteLLM catalog must be a JSON object keyed by model name'
+            USING ERRCODE = 'sql_json_object_not_found',
+                  DETAIL = format('The value is a JSON %s.', coalesce(jsonb_typeof(catalog), 'null')),
+                  HINT = 'Pass the contents of LiteLLM''s model_prices_and_context_window.json.';
+    END IF;
+    -- every (model, service tier) with prices becomes a model in the
+    -- genai-prices shape; a prefixed name also matches without its prefix
+    WITH entries AS (
+        SELECT k AS name, e, meter._litellm_provider(e->>'litellm_provider') AS provider
+          FROM jsonb_each(catalog) AS x(k, e)
+         WHERE jsonb_typeof(e) = 'object' AND e ? 'litellm_provider' AND k <> 'sample_spec'
+    ), tiers AS (
+        SELECT provider, name, t.tier, meter._litellm_prices(e, t.suffix) AS prices
+          FROM entries,
+               (VALUES ('standard', ''), ('batch', '_batches'), ('flex', '_flex'), ('priority', '_priority')) AS t(tier, suffix)
+    ), models AS (
+        SELECT provider, jsonb_agg(jsonb_build_object(
+                   'id', name, 'name', name, 'service_tier', tier,
+                   'match', jsonb_build_object('or', jsonb_build_array(
+                        jsonb_build_object('equals', name),
+                        jsonb_build_object('equals', substr(name, strpos(name, '/') + 1)))),
+                   'prices', prices) ORDER BY name, tier) AS models
+          FROM tiers WHERE prices IS NOT NULL AND prices ? 'input_mtok' OR prices ? 'per_image' OR prices ? 'per_compute_second'
+         GROUP BY provider
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', provider, 'name', provider, 'models', models) ORDER BY provider), '[]')
+      INTO v_providers FROM models;
+    RETURN meter._apply_catalog('litellm', v_providers, effective_from, note);
+END
+$$;
+COMMENT ON FUNCTION meter.load_litellm_prices(jsonb, timestamptz, text) IS
+    'Loads LiteLLM''s model price JSON (standard, batch, flex and priority prices) as a catalog version.';
+REVOKE ALL ON FUNCTION meter.load_litellm_prices(jsonb, timestamptz, text) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- User prices
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION meter.set_price(provider text, model text, prices jsonb,
+                                valid_from timestamptz DEFAULT '-infinity',
+                                valid_until timestamptz DEFAULT 'infinity',
+                                service_tier text DEFAULT 'standard',
+                                minimums jsonb DEFAULT NULL,
+                                note text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_version bigint;
+BEGIN
+    IF coalesce(btrim(provider), '') = '' OR coalesce(btrim(model), '') = '' THEN
+        RAISE EXCEPTION 'provider and model must be given'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the provider and model as your application reports them.';
+    END IF;
+    IF prices IS NULL THEN
+        RAISE EXCEPTION 'prices must be given' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass prices per meter, e.g. {"input_mtok": 3, "output_mtok": 15}.';
+    END IF;
+    IF service_tier IS NULL OR service_tier NOT IN ('standard', 'batch', 'flex', 'priority') THEN
+        RAISE EXCEPTION 'unknown service tier "%"', service_tier USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use standard, batch, flex or priority.';
+    END IF;
+    IF valid_from IS NULL OR valid_until IS NULL OR valid_from >= valid_until THEN
+        RAISE EXCEPTION 'price validity is empty' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('valid_from %s is not before valid_until %s.', valid_from, valid_until);
+    END IF;
+    PERFORM meter._check_prices(prices, minimums);
+    INSERT INTO meter.custom_prices (provider, model, service_tier, prices, minimums, valid_from, valid_to, note)
+    VALUES (lower(btrim(provider)), lower(btrim(model)), service_tier, prices, minimums, valid_from, valid_until, note)
+    RETURNING version INTO v_version;
+    RETURN v_version;
+END
+$$;
+COMMENT ON FUNCTION meter.set_price(text, text, jsonb, timestamptz, timestamptz, text, jsonb, text) IS
+    'Sets a price for a provider and model (or a catalog model id) over a validity range; returns its price version. User prices win over catalogs; the newest version in force wins.';
+REVOKE ALL ON FUNCTION meter.set_price(text, text, jsonb, timestamptz, timestamptz, text, jsonb, text) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Pricing
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION meter.cost(provider text, model text, usage jsonb,
+                           at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard')
+    RETURNS numeric
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'meter_cost';
+COMMENT ON FUNCTION meter.cost(text, text, jsonb, timestamptz, text) IS
+    'Exact cost in USD of one call (to 1e-12 USD) from the provider''s raw usage object or pg_meter''s normalized form, at the price in force at "at".';
+
+CREATE TYPE meter.priced AS (
+    cost            numeric,
+    cost_text       text,
+    input_cost      numeric,
+    output_cost     numeric,
+    other_cost      numeric,
+    exact           boolean,
+    price_version   bigint,
+    price_source    text,
+    provider        text,
+    model           text,
+    model_name      text,
+    price_entry     integer,
+    service_tier    text,
+    usage           jsonb
+);
+
+CREATE FUNCTION meter.price(provider text, model text, usage jsonb,
+                            at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard')
+    RETURNS meter.priced
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'meter_price';
+COMMENT ON FUNCTION meter.price(text, text, jsonb, timestamptz, text) IS
+    'Cost of one call with its provenance: the price version and source used, the model it resolved to, and the normalized usage.';
+
+CREATE FUNCTION meter.cost_breakdown(provider text, model text, usage jsonb,
+                                     at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard')
+    RETURNS TABLE (meter text, quantity numeric, unit_price numeric, per bigint, price_key text,
+                   tier_applied boolean, amount numeric, direction text)
+    LANGUAGE c STABLE PARALLEL SAFE ROWS 6
+    AS 'MODULE_PATHNAME', 'meter_cost_breakdown';
+COMMENT ON FUNCTION meter.cost_breakdown(text, text, jsonb, timestamptz, text) IS
+    'One row per priced meter: the quantity billed at that meter''s price (cached tokens taken out of input, for example), the price per "per" units, and the amount.';
+
+CREATE FUNCTION meter.normalize_usage(provider text, usage jsonb)
+    RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'meter_normalize_usage';
+COMMENT ON FUNCTION meter.normalize_usage(text, jsonb) IS
+    'The normalized meters of a provider''s raw usage object (input_tokens counts every input token, cached ones included).';
+
+CREATE FUNCTION meter._meters()
+    RETURNS TABLE (meter text, price_key text, per bigint, direction text, whole_units boolean)
+    LANGUAGE c IMMUTABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'meter_meters';
+CREATE VIEW meter.meters AS SELECT * FROM meter._meters();
+COMMENT ON VIEW meter.meters IS 'Every meter pg_meter prices: its usage key, the price key that prices it, and the quantity a price is quoted per.';
+
+-- price_versions: every price version that a priced call may name.
+CREATE VIEW meter.price_versions AS
+SELECT m.version, m.source, m.provider_id AS provider, m.model_id AS model, m.service_tier,
+       m.data->'prices' AS prices, m.valid_from, m.valid_to, l.loaded_at AS created_at, l.loaded_by AS created_by, l.note
+  FROM meter.catalog_models m JOIN meter.catalog_loads l USING (load_id)
+UNION ALL
+SELECT c.version, 'custom', c.provider, c.model, c.service_tier, c.prices, c.valid_from, c.valid_to, c.created_at, c.created_by, c.note
+  FROM meter.custom_prices c;
+COMMENT ON VIEW meter.price_versions IS 'Every stored price version (catalog and custom) with its validity: the answer to "why did this call cost that".';
+
+-------------------------------------------------------------------------------
+-- Privileges: pricing is open to every role; changing prices is not.
+-------------------------------------------------------------------------------
+GRANT USAGE ON SCHEMA meter TO PUBLIC;
+GRANT SELECT ON meter.meters, meter.price_versions, meter.catalog_loads TO PUBLIC;

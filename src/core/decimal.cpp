@@ -1,0 +1,159 @@
+#include "decimal.hpp"
+
+#include <array>
+
+namespace pgm {
+
+const Int256& pow10_256(int n) {
+    static const std::array<Int256, 77> table = [] {
+        std::array<Int256, 77> t{};
+        t[0] = 1;
+        for (size_t i = 1; i < t.size(); ++i) t[i] = t[i - 1] * 10;
+        return t;
+    }();
+    if (n < 0 || n > 76) throw Error(Code::Overflow, "decimal scale out of range");
+    return table[static_cast<size_t>(n)];
+}
+
+static Int128 narrow(const Int256& v) {
+    static const Int256 max128 = Int256(std::numeric_limits<Int128>::max());
+    if (v > max128 || v < -max128) throw Error(Code::Overflow, "amount out of range",
+                                              "The value does not fit in 38 decimal digits.");
+    return Int128(v);
+}
+
+void Decimal::normalize() {
+    while (scale > 0 && mant != 0 && mant % 10 == 0) {
+        mant /= 10;
+        --scale;
+    }
+    if (mant == 0) scale = 0;
+}
+
+Decimal Decimal::parse(std::string_view s) {
+    auto bad = [&] {
+        return Error(Code::InvalidValue, "invalid number \"" + std::string(s.substr(0, 64)) + "\"");
+    };
+    size_t i = 0;
+    bool neg = false;
+    if (i < s.size() && s[i] == '-') { neg = true; ++i; }
+    Int256 m = 0;
+    int digits = 0, frac = 0;
+    bool any = false;
+    auto take = [&](bool fractional) {
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            any = true;
+            if (m != 0 || s[i] != '0') ++digits;
+            if (digits > 60) throw Error(Code::Overflow, "number has too many digits",
+                                         "At most 38 significant digits are kept exactly.");
+            m = m * 10 + (s[i] - '0');
+            if (fractional) ++frac;
+            ++i;
+        }
+    };
+    take(false);
+    if (i < s.size() && s[i] == '.') { ++i; take(true); }
+    if (!any) throw bad();
+    long exp = 0;
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        bool eneg = false;
+        if (i < s.size() && (s[i] == '+' || s[i] == '-')) { eneg = s[i] == '-'; ++i; }
+        if (i >= s.size()) throw bad();
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            exp = exp * 10 + (s[i] - '0');
+            if (exp > 1000) throw Error(Code::Overflow, "number exponent out of range");
+            ++i;
+        }
+        if (eneg) exp = -exp;
+    }
+    if (i != s.size()) throw bad();
+    long scale = frac - exp;
+    // drop trailing zeros before checking the scale, so 1.50000 is 1.5
+    while (scale > 0 && m != 0 && m % 10 == 0) { m /= 10; --scale; }
+    if (m == 0) return Decimal();
+    if (scale < 0) {
+        if (scale < -38) throw Error(Code::Overflow, "number out of range");
+        m *= pow10_256(static_cast<int>(-scale));
+        scale = 0;
+    }
+    if (scale > kMaxScale)
+        throw Error(Code::InvalidValue, "number \"" + std::string(s.substr(0, 64)) + "\" has too many decimals",
+                    "pg_meter keeps at most 24 digits after the decimal point.");
+    Decimal d;
+    d.mant = narrow(neg ? Int256(-m) : m);
+    d.scale = static_cast<int>(scale);
+    return d;
+}
+
+static std::string format_scaled(Int128 v, int scale) {
+    bool neg = v < 0;
+    if (neg) v = -v;
+    std::string digits = v.str();
+    if (scale > 0) {
+        if (static_cast<int>(digits.size()) <= scale)
+            digits.insert(0, static_cast<size_t>(scale) - digits.size() + 1, '0');
+        digits.insert(digits.size() - static_cast<size_t>(scale), ".");
+        while (digits.back() == '0') digits.pop_back();
+        if (digits.back() == '.') digits.pop_back();
+    }
+    return neg ? "-" + digits : digits;
+}
+
+std::string Decimal::to_string() const { return format_scaled(mant, scale); }
+std::string Money::to_string() const { return format_scaled(pico, 12); }
+
+static Decimal add_scaled(const Decimal& a, const Decimal& b, int sign) {
+    int s = std::max(a.scale, b.scale);
+    Int256 x = Int256(a.mant) * pow10_256(s - a.scale);
+    Int256 y = Int256(b.mant) * pow10_256(s - b.scale);
+    return Decimal(narrow(sign > 0 ? x + y : x - y), s);
+}
+Decimal operator+(const Decimal& a, const Decimal& b) { return add_scaled(a, b, 1); }
+Decimal operator-(const Decimal& a, const Decimal& b) { return add_scaled(a, b, -1); }
+
+int compare(const Decimal& a, const Decimal& b) {
+    int s = std::max(a.scale, b.scale);
+    Int256 x = Int256(a.mant) * pow10_256(s - a.scale);
+    Int256 y = Int256(b.mant) * pow10_256(s - b.scale);
+    return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+void Amount::add(const Decimal& qty, const Decimal& price, int64_t per) {
+    if (per <= 0 || kAmountPer % per != 0)
+        throw Error(Code::Internal, "meter divisor does not divide the common denominator");
+    if (qty.is_zero() || price.is_zero()) return;
+    // qty*price has scale qty.scale+price.scale <= 2*kMaxScale; lift it to
+    // kAmountScale and multiply by kAmountPer/per to share one denominator.
+    Int256 term = Int256(qty.mant) * Int256(price.mant);
+    term *= pow10_256(kAmountScale - qty.scale - price.scale);
+    term *= Int256(kAmountPer / per);
+    num_ += term;
+}
+
+void Amount::add(const Amount& other) { num_ += other.num_; }
+
+Int256 round_half_even(const Int256& num, const Int256& den) {
+    Int256 q = num / den;  // truncates toward zero
+    Int256 r = num % den;
+    if (r == 0) return q;
+    Int256 twice = (r < 0 ? -r : r) * 2;
+    bool up = twice > den || (twice == den && (q % 2 != 0));
+    if (up) q += (num < 0 ? -1 : 1);
+    return q;
+}
+
+static const Int256& pico_den() {
+    static const Int256 d = pow10_256(kAmountScale - 12) * Int256(kAmountPer);
+    return d;
+}
+
+Money Amount::to_money() const {
+    Money m;
+    m.pico = narrow(round_half_even(num_, pico_den()));
+    return m;
+}
+
+bool Amount::exact_in_pico() const { return num_ % pico_den() == 0; }
+
+}  // namespace pgm

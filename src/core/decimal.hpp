@@ -1,0 +1,90 @@
+// decimal.hpp: exact decimal numbers and money for the cost path.
+//
+// No binary floating point is used anywhere on the cost path. A Decimal is
+// an integer mantissa with a power-of-ten scale; Money is an integer count of
+// picodollars (1e-12 USD). Products are formed in 256-bit checked integers
+// (Boost.Multiprecision), so an overflow raises Code::Overflow instead of
+// wrapping.
+#pragma once
+#include "core_only.hpp"
+
+#include <boost/multiprecision/cpp_int.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "error.hpp"
+
+namespace pgm {
+
+using Int128 = boost::multiprecision::checked_int128_t;
+using Int256 = boost::multiprecision::checked_int256_t;
+
+constexpr int kMaxScale = 24;  // digits after the point a Decimal may carry
+
+// pow10_256 returns 10^n for 0 <= n <= 76.
+const Int256& pow10_256(int n);
+
+struct Decimal {
+    Int128 mant = 0;  // value = mant * 10^-scale
+    int scale = 0;    // 0..kMaxScale, trailing zeros of mant removed
+
+    Decimal() = default;
+    Decimal(Int128 m, int s) : mant(std::move(m)), scale(s) { normalize(); }
+    static Decimal from_int(int64_t v) { return Decimal(Int128(v), 0); }
+
+    // parse reads a JSON number ("-12.5e-3"); throws Code::InvalidValue.
+    static Decimal parse(std::string_view text);
+
+    bool is_zero() const { return mant == 0; }
+    int sign() const { return mant > 0 ? 1 : (mant < 0 ? -1 : 0); }
+    bool is_integer() const { return scale == 0; }
+    std::string to_string() const;
+    void normalize();
+};
+
+Decimal operator+(const Decimal& a, const Decimal& b);
+Decimal operator-(const Decimal& a, const Decimal& b);
+int compare(const Decimal& a, const Decimal& b);
+inline bool operator==(const Decimal& a, const Decimal& b) { return a.mant == b.mant && a.scale == b.scale; }
+inline bool operator!=(const Decimal& a, const Decimal& b) { return !(a == b); }
+inline bool operator<(const Decimal& a, const Decimal& b) { return compare(a, b) < 0; }
+inline bool operator>(const Decimal& a, const Decimal& b) { return compare(a, b) > 0; }
+
+// Money is an exact amount in picodollars.
+struct Money {
+    Int128 pico = 0;
+    std::string to_string() const;  // "0.00000375", trailing zeros trimmed
+    Money& operator+=(const Money& o) { pico += o.pico; return *this; }
+};
+inline bool operator==(const Money& a, const Money& b) { return a.pico == b.pico; }
+
+// Amount is an exact rational sum of quantity * price / per terms, kept as
+// numerator over a fixed denominator so that adding terms loses nothing; it
+// is rounded to Money once, at the end of a call.
+class Amount {
+  public:
+    // add adds qty * price / per.
+    void add(const Decimal& qty, const Decimal& price, int64_t per);
+    void add(const Amount& other);
+    // to_money rounds half to even to picodollars; exact when the sum has
+    // at most 12 decimals (every price per million with 6 decimals).
+    Money to_money() const;
+    bool exact_in_pico() const;  // true when to_money() loses nothing
+    bool is_zero() const { return num_ == 0; }
+
+  private:
+    // value = num_ / (10^kAmountScale * kAmountPer)
+    Int256 num_ = 0;
+};
+
+// kAmountPer is a common multiple of every meter's `per` (1, 1e3, 1e6, 1e9,
+// 3600); meters declare only divisors of it.
+constexpr int64_t kAmountPer = 9000000000LL;  // 2^9 * 3^2 * 5^9
+constexpr int kAmountScale = 2 * kMaxScale;
+
+// round_half_even divides num by den (den > 0) rounding ties to even.
+Int256 round_half_even(const Int256& num, const Int256& den);
+
+}  // namespace pgm

@@ -1,0 +1,95 @@
+#include "catalog_cache.hpp"
+
+#include <memory>
+
+#include "bridge.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+}
+
+namespace pgm::pg {
+
+namespace {
+
+std::unique_ptr<Catalog> g_catalog;
+bool g_stale = true;
+Oid g_watched[3] = {InvalidOid, InvalidOid, InvalidOid};
+
+void relcache_changed(Datum, Oid relid) {
+    if (relid == InvalidOid) {
+        g_stale = true;
+        return;
+    }
+    for (Oid o : g_watched)
+        if (o == relid) g_stale = true;
+}
+
+// fetch_document runs the SQL that serializes every catalog row (a
+// SECURITY DEFINER function, so any caller may price). PostgreSQL calls only.
+char* fetch_document() {
+    Oid nsp = get_namespace_oid("meter", true);
+    if (!OidIsValid(nsp))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("pg_meter is not installed in this database"),
+                        errhint("Run CREATE EXTENSION pg_meter.")));
+    g_watched[0] = get_relname_relid("catalog_providers", nsp);
+    g_watched[1] = get_relname_relid("catalog_models", nsp);
+    g_watched[2] = get_relname_relid("custom_prices", nsp);
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    int rc = SPI_execute("SELECT meter._catalog_document()", true, 1);
+    if (rc != SPI_OK_SELECT || SPI_processed != 1) elog(ERROR, "could not read the pg_meter catalog");
+    bool isnull = false;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    char* out = nullptr;
+    if (!isnull) {
+        text* t = DatumGetTextPP(d);
+        // copy out of SPI's memory before SPI_finish
+        out = static_cast<char*>(SPI_palloc(VARSIZE_ANY_EXHDR(t) + 1));
+        memcpy(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+        out[VARSIZE_ANY_EXHDR(t)] = '\0';
+    }
+    SPI_finish();
+    return out;
+}
+
+}  // namespace
+
+const Catalog* pm_catalog() {
+    if (!g_stale && g_catalog) return g_catalog.get();
+    char* doc = fetch_document();
+    PmFailure* f = pm_run([&] {
+        json::Value v = doc ? json::parse(doc) : json::Value::object();
+        g_catalog = Catalog::compile(v);
+    });
+    if (doc) pfree(doc);
+    if (f) pm_raise(f);
+    g_stale = false;
+    return g_catalog.get();
+}
+
+void pm_catalog_register() { CacheRegisterRelcacheCallback(relcache_changed, (Datum)0); }
+
+}  // namespace pgm::pg
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(meter_catalog_changed);
+
+// meter_catalog_changed is the statement trigger on the catalog tables: it
+// invalidates the table's relcache entry so every backend recompiles.
+Datum meter_catalog_changed(PG_FUNCTION_ARGS) {
+    if (!CALLED_AS_TRIGGER(fcinfo)) elog(ERROR, "meter._catalog_changed must be called as a trigger");
+    TriggerData* td = reinterpret_cast<TriggerData*>(fcinfo->context);
+    CacheInvalidateRelcache(td->tg_relation);
+    return PointerGetDatum(nullptr);
+}
+
+}

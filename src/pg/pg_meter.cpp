@@ -1,0 +1,15 @@
+// pg_meter.cpp: the module's entry: magic block and _PG_init.
+#include "catalog_cache.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "fmgr.h"
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+
+// _PG_init registers the catalog invalidation callback. Nothing here needs
+// shared_preload_libraries yet; later areas (rate limits) will.
+void _PG_init(void) { pgm::pg::pm_catalog_register(); }
+}
