@@ -434,3 +434,9 @@ COMMENT ON VIEW meter.price_versions IS 'Every stored price version (catalog and
 -------------------------------------------------------------------------------
 GRANT USAGE ON SCHEMA meter TO PUBLIC;
 GRANT SELECT ON meter.meters, meter.price_versions, meter.catalog_loads TO PUBLIC;
+
+-- _bridge_selftest makes one kind of failure happen inside the C++ bridge
+-- (core, bad_alloc, std, unknown, pg) for the regression tests.
+CREATE FUNCTION meter._bridge_selftest(kind text) RETURNS text
+    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'meter_bridge_selftest';
+REVOKE ALL ON FUNCTION meter._bridge_selftest(text) FROM PUBLIC;

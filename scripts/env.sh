@@ -1,7 +1,7 @@
 # env.sh: where the private cluster lives. Sourced by every script.
 PGM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PGM_ROOT
-export PGM_RUN="$PGM_ROOT/.run"
+export PGM_RUN="${PGM_RUN:-$PGM_ROOT/.run}"
 export PGDATA="$PGM_RUN/data"
 export PGHOST="$PGM_RUN"
 export PGPORT="${PGM_PORT:-5491}"

@@ -52,7 +52,12 @@ Decimal Decimal::parse(std::string_view s) {
         }
     };
     take(false);
-    if (i < s.size() && s[i] == '.') { ++i; take(true); }
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        int before = frac;
+        take(true);
+        if (frac == before) throw bad();
+    }
     if (!any) throw bad();
     long exp = 0;
     if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {

@@ -41,4 +41,9 @@ struct Error : std::exception {
 // code_name returns a stable lower-case name of a Code (for tests and logs).
 const char* code_name(Code c) noexcept;
 
+// sqlstate returns the five-character SQLSTATE a Code is reported with: the
+// one table that maps core errors to PostgreSQL errors (the glue turns it
+// into an errcode). PM001 and PM002 are pg_meter's own codes.
+const char* sqlstate(Code c) noexcept;
+
 }  // namespace pgm

@@ -20,22 +20,8 @@ void copy(char* dst, size_t n, const std::string& s) noexcept { copy(dst, n, s.d
 }  // namespace
 
 int sqlstate_for(Code code) noexcept {
-    switch (code) {
-        case Code::InvalidValue: return ERRCODE_INVALID_PARAMETER_VALUE;             // 22023
-        case Code::InvalidJson: return ERRCODE_INVALID_JSON_TEXT;                    // 22032
-        case Code::NotAnObject: return ERRCODE_SQL_JSON_OBJECT_NOT_FOUND;            // 2203C
-        case Code::NotANumber: return ERRCODE_NON_NUMERIC_SQL_JSON_ITEM;             // 22036
-        case Code::MissingMember: return ERRCODE_SQL_JSON_MEMBER_NOT_FOUND;          // 2203A
-        case Code::UnknownMeter: return ERRCODE_UNDEFINED_OBJECT;                    // 42704
-        case Code::UnknownProvider: return ERRCODE_UNDEFINED_OBJECT;                 // 42704
-        case Code::NoPrice: return MAKE_SQLSTATE('P', 'M', '0', '0', '1');           // PM001
-        case Code::InvalidCatalog: return MAKE_SQLSTATE('P', 'M', '0', '0', '2');    // PM002
-        case Code::InvalidTime: return ERRCODE_INVALID_DATETIME_FORMAT;              // 22007
-        case Code::Overflow: return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;              // 22003
-        case Code::OutOfMemory: return ERRCODE_OUT_OF_MEMORY;                        // 53200
-        case Code::Internal: return ERRCODE_INTERNAL_ERROR;                          // XX000
-    }
-    return ERRCODE_INTERNAL_ERROR;
+    const char* s = sqlstate(code);
+    return MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
 }
 
 PmFailure* failure_from(const Error& e) noexcept {
