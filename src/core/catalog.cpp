@@ -75,7 +75,9 @@ std::vector<std::pair<int, Decimal>> compile_minimums(const json::Value* m) {
     if (!m->is_object()) throw Error(Code::InvalidCatalog, "minimums must be an object");
     for (auto& [k, v] : m->members) {
         int u = Units::get().by_usage_key(k);
-        if (u < 0) throw Error(Code::InvalidCatalog, "unknown meter \"" + k + "\" in minimums");
+        if (u < 0)
+            throw Error(Code::UnknownMeter, "unknown meter \"" + k + "\" in minimums",
+                        "Minimums are keyed by meter, such as audio_seconds.", "See the view meter.meters.");
         if (!v.is_number()) throw Error(Code::InvalidCatalog, "minimum for \"" + k + "\" is not a number");
         out.emplace_back(u, Decimal::parse(v.text));
     }
@@ -485,7 +487,7 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
                     m.entries.push_back({Constraint{}, PriceSet::compile(*prices)});
                 }
             } catch (Error& e) {
-                e.detail = "Model \"" + m.provider_id + "/" + m.id + "\": " + e.detail;
+                e.detail = "Model \"" + m.provider_id + "/" + m.id + "\"" + (e.detail.empty() ? "." : ": " + e.detail);
                 throw;
             }
             m.minimums = compile_minimums(d->get("minimums"));

@@ -314,10 +314,9 @@ Datum meter_check_prices(PG_FUNCTION_ARGS) {
                         "Pass prices per meter, e.g. {\"input_mtok\": 3, \"output_mtok\": 15}.");
         PriceSet ps = PriceSet::compile(v);
         if (!ps.ignored_keys.empty()) {
-            std::string known;
-            for (auto& u : Units::get().all()) known += (known.empty() ? "" : ", ") + u.price_key;
             throw Error(Code::UnknownMeter, "unknown price key \"" + ps.ignored_keys.front() + "\"",
-                        "Known price keys: " + known + ".", "See the view meter.meters for what each key prices.");
+                        "A price key names a meter and its unit, such as input_mtok (per million input tokens) or per_image.",
+                        "The view meter.meters lists every price key.");
         }
         if (ps.prices.empty())
             throw Error(Code::InvalidValue, "prices name no meter", "", "Pass at least one price, e.g. {\"per_image\": 0.04}.");
