@@ -120,7 +120,8 @@ SELECT json_build_object(
         'valid_from', meter._micros(c.valid_from), 'valid_to', meter._micros(c.valid_to))
         ORDER BY c.version) FROM meter.custom_prices c), '[]'))::text
 $$;
-REVOKE ALL ON FUNCTION meter._catalog_document() FROM PUBLIC;
+-- open to every role: it reveals only prices, which meter.price_versions shows too
+GRANT EXECUTE ON FUNCTION meter._catalog_document() TO PUBLIC;
 
 CREATE FUNCTION meter._check_catalog(catalog jsonb) RETURNS integer
     LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_check_catalog';

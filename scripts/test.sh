@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# test.sh: sets everything up (scripts/setup.sh) and runs every suite:
+# GoogleTest (core), pg_regress, isolation, pgTAP, Perl TAP (crash) and the
+# agreement test against genai-prices. Ends with one line "N passed, M failed".
+set -uo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$PGM_ROOT"
+logs="$PGM_RUN/test-logs"
+
+if ! bash scripts/setup.sh; then
+    echo "setup failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+rm -rf "$logs"; mkdir -p "$logs"; chown postgres "$PGM_RUN" "$logs"
+passed=0
+failed=0
+count() {  # count NAME PASSED FAILED
+    printf '%-12s %5d passed, %d failed\n' "$1" "$2" "$3"
+    passed=$((passed + $2))
+    failed=$((failed + $3))
+}
+# tap_counts FILE: "passed failed" from prove/pg_prove output
+tap_counts() {
+    local total bad
+    total=$(grep -oE 'Tests=[0-9]+' "$1" | tail -1 | cut -d= -f2)
+    bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$1" | awk '{split($2, a, "/"); s += a[1]} END {print s + 0}')
+    total=${total:-0}
+    if ! grep -q '^Result: PASS' "$1" && [[ "$bad" -eq 0 ]]; then bad=1; fi  # died without a count
+    echo "$((total - bad > 0 ? total - bad : 0)) $bad"
+}
+
+echo "== GoogleTest (core)"
+ctest --test-dir build --output-on-failure > "$logs/ctest.log" 2>&1
+t=$(grep -oE '[0-9]+ tests failed out of [0-9]+' "$logs/ctest.log" | tail -1)
+if [[ -n "$t" ]]; then
+    f=$(echo "$t" | awk '{print $1}'); n=$(echo "$t" | awk '{print $6}')
+    count ctest $((n - f)) "$f"
+else
+    count ctest 0 1; tail -20 "$logs/ctest.log"
+fi
+grep -E 'Failed|\*\*\*' "$logs/ctest.log" | head -20
+
+echo "== pg_regress"
+make -s installcheck > "$logs/regress.log" 2>&1
+ok=$(grep -cE '\.\.\. ok' "$logs/regress.log"); bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$logs/regress.log")
+[[ $ok -eq 0 && $bad -eq 0 ]] && bad=1
+count pg_regress "$ok" "$bad"
+[[ $bad -gt 0 ]] && { cat "$logs/regress.log" | tail -20; head -80 regression.diffs 2>/dev/null; }
+
+echo "== isolation"
+"$(dirname "$(pg_config --pgxs)")/../test/isolation/pg_isolation_regress" \
+    --inputdir=test/isolation --outputdir="$logs/isolation" --host="$PGHOST" --port="$PGPORT" \
+    --load-extension=pg_meter --schedule=test/isolation/schedule > "$logs/isolation.log" 2>&1
+ok=$(grep -cE '\.\.\. ok' "$logs/isolation.log"); bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$logs/isolation.log")
+[[ $ok -eq 0 && $bad -eq 0 ]] && bad=1
+count isolation "$ok" "$bad"
+[[ $bad -gt 0 ]] && { tail -20 "$logs/isolation.log"; head -80 "$logs/isolation/regression.diffs" 2>/dev/null; }
+
+echo "== pgTAP"
+psql -X -q -c "CREATE EXTENSION IF NOT EXISTS pgtap" >/dev/null 2>&1
+pg_prove -d "$PGDATABASE" test/pgtap/*.sql > "$logs/pgtap.log" 2>&1
+read -r ok bad < <(tap_counts "$logs/pgtap.log")
+count pgTAP "$ok" "$bad"
+[[ $bad -gt 0 ]] && tail -30 "$logs/pgtap.log"
+
+echo "== Perl TAP (crash and restart)"
+tapdir="$PGM_RUN/tap"
+rm -rf "$tapdir"; mkdir -p "$tapdir"; chown postgres "$tapdir"
+pgxs_dir=$(dirname "$(pg_config --pgxs)")/..
+(cd "$tapdir" && runuser -u postgres -- env PATH="$PATH" PERL5LIB="$pgxs_dir/test/perl" \
+    PG_REGRESS="$pgxs_dir/test/regress/pg_regress" TESTDIR="$tapdir" PGM_ROOT="$PGM_ROOT" \
+    prove "$PGM_ROOT"/test/perl/*.t) > "$logs/tap.log" 2>&1
+read -r ok bad < <(tap_counts "$logs/tap.log")
+count tap "$ok" "$bad"
+[[ $bad -gt 0 ]] && tail -30 "$logs/tap.log"
+
+if [[ -x test/agreement/run.sh ]]; then
+    echo "== agreement with genai-prices calcPrice"
+    test/agreement/run.sh > "$logs/agreement.log" 2>&1
+    line=$(grep -E '^agreement: [0-9]+ passed, [0-9]+ failed' "$logs/agreement.log" | tail -1)
+    if [[ -n "$line" ]]; then
+        count agreement "$(echo "$line" | awk '{print $2}')" "$(echo "$line" | awk '{print $4}')"
+    else
+        count agreement 0 1
+    fi
+    grep -vE '^agreement:' "$logs/agreement.log" | tail -25
+fi
+
+echo "logs: $logs"
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

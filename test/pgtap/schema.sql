@@ -1,0 +1,47 @@
+-- Schema, privileges and dump registration of pg_meter's catalog.
+BEGIN;
+SELECT plan(22);
+
+SELECT has_schema('meter');
+SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
+SELECT has_table('meter', 'catalog_providers', 'providers are versioned');
+SELECT has_table('meter', 'catalog_models', 'model prices are versioned');
+SELECT has_table('meter', 'custom_prices', 'user prices have a table');
+SELECT has_view('meter', 'price_versions', 'every price version is listed');
+SELECT has_view('meter', 'meters', 'the meters are listed');
+SELECT has_function('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text']);
+SELECT has_function('meter', 'price', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text']);
+SELECT has_function('meter', 'cost_breakdown', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text']);
+SELECT has_function('meter', 'normalize_usage', ARRAY['text', 'jsonb']);
+SELECT has_function('meter', 'load_prices', ARRAY['jsonb', 'timestamp with time zone', 'text']);
+SELECT has_function('meter', 'load_litellm_prices', ARRAY['jsonb', 'timestamp with time zone', 'text']);
+SELECT has_function('meter', 'set_price', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'timestamp with time zone', 'text', 'jsonb', 'text']);
+SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text'], 'stable');
+
+-- every function pins its search_path or is C (hostile-schema safe)
+SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'meter' AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
+              AND NOT coalesce(p.proconfig::text LIKE '%search_path=pg_catalog%', false)
+              AND p.prokind = 'f'), 0::bigint, 'every SQL and PL/pgSQL function sets search_path');
+
+-- user data is dumped by pg_dump
+SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WHERE e.extname = 'pg_meter'),
+          6::bigint, 'catalog tables and sequences are registered with pg_extension_config_dump');
+
+-- privileges: any role prices; only the owner changes prices
+CREATE ROLE pgm_tap_app NOLOGIN;
+SELECT ok(has_function_privilege('pgm_tap_app', 'meter.cost(text, text, jsonb, timestamptz, text)', 'EXECUTE'), 'an application role may price');
+SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.load_prices(jsonb, timestamptz, text)', 'EXECUTE'), 'an application role may not load catalogs');
+SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.set_price(text, text, jsonb, timestamptz, timestamptz, text, jsonb, text)', 'EXECUTE'), 'an application role may not set prices');
+
+-- an unprivileged role prices through the SECURITY DEFINER catalog reader
+SELECT meter.set_price('tap-provider', 'tap-model', '{"input_mtok": 4, "output_mtok": 8}');
+SET LOCAL ROLE pgm_tap_app;
+SELECT is(meter.cost('tap-provider', 'tap-model', '{"input_tokens": 500000, "output_tokens": 250000}'), 4.0::numeric,
+          'an application role gets the exact cost');
+SELECT throws_ok($$INSERT INTO meter.custom_prices (provider, model, prices) VALUES ('a', 'b', '{}')$$, '42501', NULL,
+                 'an application role cannot write prices directly');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
