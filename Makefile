@@ -25,5 +25,6 @@ include $(PGXS)
 %.o: %.cpp
 	$(CXX) $(PG_CXXFLAGS) $(CPPFLAGS) -c -o $@ $<
 
-src/core/%.o: src/core/*.hpp
-src/pg/%.o: src/pg/*.hpp src/core/*.hpp
+# every object depends on every header: the tree is small, and a stale
+# object linked against a changed header is a bug that loads at runtime
+$(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)

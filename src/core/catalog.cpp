@@ -178,21 +178,28 @@ json::Value Usage::to_json() const {
     return o;
 }
 
-static Decimal quantity_of(const json::Value& v, const std::string& field, int unit) {
+
+// field_name is the name a usage value is reported under in errors; built
+// only when an error is raised.
+using FieldName = std::string (*)(const void*);
+
+static Decimal quantity_of(const json::Value& v, int unit, const void* ctx, FieldName name) {
     if (!v.is_number())
-        throw Error(Code::NotANumber, "usage value for \"" + field + "\" is not a number",
+        throw Error(Code::NotANumber, "usage value for \"" + name(ctx) + "\" is not a number",
                     "The value is a JSON " + std::string(json::type_name(v.type)) + ".",
                     "Pass token counts and durations as JSON numbers.");
     Decimal d = Decimal::parse(v.text);
     if (d.sign() < 0)
-        throw Error(Code::InvalidValue, "usage value for \"" + field + "\" is negative",
+        throw Error(Code::InvalidValue, "usage value for \"" + name(ctx) + "\" is negative",
                     "The value is " + v.text + ".", "Usage counts are zero or more.");
-    if (unit >= 0 && Units::get().at(unit).is_token_count() && !d.is_integer())
-        throw Error(Code::InvalidValue, "usage value for \"" + field + "\" is not a whole number",
+    if (unit >= 0 && !d.is_integer() && Units::get().at(unit).is_token_count())
+        throw Error(Code::InvalidValue, "usage value for \"" + name(ctx) + "\" is not a whole number",
                     "The value is " + v.text + "; \"" + Units::get().at(unit).usage_key + "\" counts whole units.",
                     "Round token counts before recording them.");
     return d;
 }
+
+static std::string key_name(const void* k) { return *static_cast<const std::string*>(k); }
 
 bool normalize_direct(const json::Value& usage, Usage& out) {
     if (!usage.is_object())
@@ -209,9 +216,21 @@ bool normalize_direct(const json::Value& usage, Usage& out) {
     for (auto& [k, v] : usage.members) {
         if (v.is_null()) continue;
         int u = units.by_usage_key(k);
-        out.add(u, quantity_of(v, k, u));
+        out.add(u, quantity_of(v, u, &k, key_name));
     }
     return true;
+}
+
+// field_matches tests an array element's field the way genai-prices does
+// (lower-cased), without allocating for short values.
+static bool field_matches(const Match& m, const std::string& text) {
+    char buf[64];
+    if (text.size() > sizeof buf) return m.matches(lower_trim(text));
+    size_t b = 0, e = text.size();
+    while (b < e && (text[b] == ' ' || text[b] == '\t' || text[b] == '\n' || text[b] == '\r')) ++b;
+    while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\n' || text[e - 1] == '\r')) --e;
+    for (size_t i = b; i < e; ++i) buf[i - b] = (text[i] >= 'A' && text[i] <= 'Z') ? static_cast<char>(text[i] - 'A' + 'a') : text[i];
+    return m.matches(std::string_view(buf, e - b));
 }
 
 // follow walks path steps from v; returns nullptr when a step is absent.
@@ -223,7 +242,7 @@ static const json::Value* follow(const json::Value* v, const std::vector<PathSte
             const json::Value* hit = nullptr;
             for (auto& item : v->items) {
                 const json::Value* f = item.get(st.key);
-                if (f && f->is_string() && st.match.matches(lower_trim(f->text))) { hit = &item; break; }
+                if (f && f->is_string() && field_matches(st.match, f->text)) { hit = &item; break; }
             }
             v = hit;
         } else {
@@ -242,6 +261,8 @@ static std::string path_text(const std::vector<PathStep>& p) {
     return s;
 }
 
+static std::string mapping_name(const void* m) { return path_text(static_cast<const Mapping*>(m)->path); }
+
 bool extract(const Extractor& ex, const json::Value& usage, Usage& out, int& score, std::string& why) {
     // The catalog's extractors start at the whole response ("usage",
     // "usageMetadata"); a caller may pass that response or the usage object
@@ -258,12 +279,14 @@ bool extract(const Extractor& ex, const json::Value& usage, Usage& out, int& sco
         const json::Value* v = follow(root, m.path, m.path.size());
         if (!v || v->is_null()) {
             if (m.required) {
-                why = "\"" + path_text(m.path) + "\" is missing";
+                why.assign(1, '"');
+                why += path_text(m.path);
+                why += "\" is missing";
                 return false;
             }
             continue;
         }
-        out.add(m.unit, quantity_of(*v, path_text(m.path), m.unit));
+        out.add(m.unit, quantity_of(*v, m.unit, &m, mapping_name));
         ++score;
     }
     if (reportable && out.values.empty() && score == 0) {
@@ -293,7 +316,7 @@ PriceSet PriceSet::compile(const json::Value& prices) {
             ps.ignored_keys.push_back(key);
             continue;
         }
-        PriceValue pv{u, {}, {}};
+        PriceValue pv{u, {}, {}, 0};
         if (v.is_number()) pv.base = price_number(v, key);
         else if (v.is_object() && v.get("base") && v.get("tiers") && v.get("tiers")->is_array()) {
             pv.base = price_number(*v.get("base"), key);
@@ -302,13 +325,15 @@ PriceSet PriceSet::compile(const json::Value& prices) {
                     throw Error(Code::InvalidCatalog, "invalid tier for \"" + key + "\"");
                 int64_t start = parse_int64(*t.get("start"), "tier start");
                 if (start < 0) throw Error(Code::InvalidCatalog, "negative tier start for \"" + key + "\"");
-                pv.tiers.push_back({start, price_number(*t.get("price"), key)});
+                pv.tiers.push_back({start, price_number(*t.get("price"), key), 0});
             }
             std::stable_sort(pv.tiers.begin(), pv.tiers.end(), [](auto& a, auto& b) { return a.start < b.start; });
             ps.tiered = true;
         } else
             throw Error(Code::InvalidCatalog, "invalid price for \"" + key + "\"",
                         "A price is a number or {\"base\": n, \"tiers\": [{\"start\": tokens, \"price\": n}]}.");
+        pv.scaled = Amount::scale_price(pv.base, units.at(u).per);
+        for (auto& t : pv.tiers) t.scaled = Amount::scale_price(t.price, units.at(u).per);
         if (u == units.requests()) ps.has_requests = true;
         // a repeated key keeps its last value, as JSON objects do
         auto same = std::find_if(ps.prices.begin(), ps.prices.end(), [&](auto& p) { return p.unit == u; });
@@ -451,6 +476,8 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
                             mp.required = req && req->type == json::Type::Bool && req->boolean;
                             ex.mappings.push_back(std::move(mp));
                         }
+                    // required members first: an extractor that does not fit fails at once
+                    std::stable_partition(ex.mappings.begin(), ex.mappings.end(), [](const Mapping& m) { return m.required; });
                     p.extractors.push_back(std::move(ex));
                 }
             p.valid_from = time_or(row.get("valid_from"), kMinTime);
@@ -529,6 +556,7 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
     return cat;
 }
 
+
 Catalog::Epoch& Catalog::epoch_at(Micros t) const {
     auto it = std::upper_bound(epochs_.begin(), epochs_.end(), t, [](Micros x, const Epoch& e) { return x < e.from; });
     Epoch& e = *(it == epochs_.begin() ? it : it - 1);
@@ -546,18 +574,21 @@ void Catalog::build(Epoch& e) const {
         idx[p.id] = list.size();
         list.push_back({&p, {}});
     }
-    // models keep their catalog order (version order within a load), which
-    // is the order genai-prices tries them in
-    std::vector<const Model*> ms;
-    for (auto& m : models_)
-        if (covers(m.valid_from, m.valid_to)) ms.push_back(&m);
-    for (const Model* m : ms) {
-        auto& list = m->source == "litellm" ? e.litellm : e.genai;
-        auto& idx = m->source == "litellm" ? lidx : gidx;
-        auto it = idx.find(m->provider_id);
+    // models keep their catalog order (position within a load), which is
+    // the order genai-prices tries them in
+    for (auto& m : models_) {
+        if (!covers(m.valid_from, m.valid_to)) continue;
+        auto& list = m.source == "litellm" ? e.litellm : e.genai;
+        auto& idx = m.source == "litellm" ? lidx : gidx;
+        auto it = idx.find(m.provider_id);
         if (it == idx.end()) continue;  // a model whose provider is not in force
-        list[it->second].models.push_back(m);
+        list[it->second].models.push_back(&m);
     }
+    // a provider with no extractors of its own is read with the common API shapes
+    for (const char* id : {"openai", "anthropic", "google", "aws"})
+        for (auto& ep : e.genai)
+            if (ep.provider->id == id)
+                for (auto& x : ep.provider->extractors) e.common_extractors.push_back(&x);
     e.built = true;
 }
 
@@ -567,19 +598,41 @@ static const Model* first_match(const std::vector<const Model*>& models, const s
     return nullptr;
 }
 
-const Catalog::Resolution& Catalog::resolve(Epoch& e, const std::string& provider, const std::string& model,
+const std::vector<const Catalog::Custom*>* Catalog::customs_of(const std::string& provider, const std::string& model,
+                                                               std::string_view tier) const {
+    if (custom_index_.empty()) return nullptr;
+    std::string key = provider + '\x1f' + model + '\x1f' + std::string(tier);
+    auto it = custom_index_.find(key);
+    return it == custom_index_.end() ? nullptr : &it->second;
+}
+
+// append_lowered appends s lower-cased and trimmed (the form names are
+// compared in) to out.
+static void append_lowered(std::string& out, std::string_view s) {
+    size_t b = 0, e = s.size();
+    while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\n' || s[b] == '\r')) ++b;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\n' || s[e - 1] == '\r')) --e;
+    size_t at = out.size();
+    out.append(s.data() + b, e - b);
+    for (size_t i = at; i < out.size(); ++i)
+        if (out[i] >= 'A' && out[i] <= 'Z') out[i] = static_cast<char>(out[i] - 'A' + 'a');
+}
+
+const Catalog::Resolution& Catalog::resolve(Epoch& e, std::string_view provider_in, std::string_view model_in,
                                             std::string_view tier) const {
     key_.assign(tier.data(), tier.size());
     key_ += '\x1f';
-    key_ += provider;
+    append_lowered(key_, provider_in);
     key_ += '\x1f';
-    key_ += model;
+    append_lowered(key_, model_in);
     auto hit = e.cache.find(key_);
     if (hit != e.cache.end()) return hit->second;
     if (e.cache.size() > 50000) e.cache.clear();  // bound memory under random names
 
     Resolution r;
-    std::string prov = provider, name = model;
+    r.provider_in = lower_trim(provider_in);
+    r.model_in = lower_trim(model_in);
+    std::string prov = r.provider_in, name = r.model_in;
     auto find_genai = [&](const std::string& id) -> const EpochProvider* {
         for (auto& ep : e.genai)
             if (ep.provider->id == id) return &ep;
@@ -618,7 +671,7 @@ const Catalog::Resolution& Catalog::resolve(Epoch& e, const std::string& provide
         r.provider_id = prov;
     }
     if (!r.model) {
-        // LiteLLM-sourced rows: by canonical provider id, then by raw name
+        // LiteLLM-sourced rows: by canonical provider id
         for (auto& ep : e.litellm) {
             if (ep.provider->id != r.provider_id) continue;
             r.provider_known = true;
@@ -630,22 +683,17 @@ const Catalog::Resolution& Catalog::resolve(Epoch& e, const std::string& provide
             break;
         }
     }
+    // custom prices: by the name as given, by the catalog's id, by the
+    // canonical provider with the name as given
+    r.custom[0] = customs_of(r.provider_in, r.model_in, tier);
+    if (r.model) r.custom[1] = customs_of(r.provider_id, lower_trim(r.model->id), tier);
+    if (r.provider_id != r.provider_in) r.custom[2] = customs_of(r.provider_id, r.model_in, tier);
+    if (!r.provider_known && !custom_index_.empty()) {
+        std::string prefix = r.provider_in + '\x1f';
+        for (auto& kv : custom_index_)
+            if (kv.first.compare(0, prefix.size(), prefix) == 0) { r.provider_known = true; break; }
+    }
     return e.cache.emplace(key_, std::move(r)).first->second;
-}
-
-const Catalog::Custom* Catalog::custom_for(const std::string& provider, const std::string& model,
-                                           std::string_view tier, Micros t) const {
-    key_.assign(provider);
-    key_ += '\x1f';
-    key_ += model;
-    key_ += '\x1f';
-    key_.append(tier.data(), tier.size());
-    auto it = custom_index_.find(key_);
-    if (it == custom_index_.end()) return nullptr;
-    const Custom* best = nullptr;
-    for (const Custom* c : it->second)  // the newest version in force wins
-        if (c->valid_from <= t && t < c->valid_to && (!best || c->version > best->version)) best = c;
-    return best;
 }
 
 static void check_name(std::string_view what, std::string_view s) {
@@ -654,43 +702,55 @@ static void check_name(std::string_view what, std::string_view s) {
                     "It has " + std::to_string(s.size()) + " bytes; at most 512 are accepted.");
 }
 
+static bool empty_name(std::string_view s) {
+    for (char c : s)
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return false;
+    return true;
+}
+
 Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Micros at, std::string_view tier) const {
     check_name("provider", provider_in);
     check_name("model", model_in);
-    if (tier != "standard" && tier != "batch" && tier != "flex" && tier != "priority")
+    static const std::string_view kTiers[] = {"standard", "batch", "flex", "priority"};
+    std::string_view tier_name;
+    for (auto t : kTiers)
+        if (t == tier) tier_name = t;
+    if (tier_name.empty())
         throw Error(Code::InvalidValue, "unknown service tier \"" + std::string(tier) + "\"",
                     "", "Use standard, batch, flex or priority.");
-    std::string provider = lower_trim(provider_in), model = lower_trim(model_in);
-    if (model.empty())
+    if (empty_name(model_in))
         throw Error(Code::InvalidValue, "model name is empty", "", "Pass the model name the provider reported.");
     Epoch& e = epoch_at(at);
-    const Resolution& r = resolve(e, provider, model, tier);
+    const Resolution& r = resolve(e, provider_in, model_in, tier_name);
     Quote q;
-    q.tier = std::string(tier);
-    // a custom price wins: by the name as given, then by the catalog's id
-    const Custom* c = custom_for(provider, model, tier, at);
-    if (!c && r.model) c = custom_for(r.provider_id, lower_trim(r.model->id), tier, at);
-    if (!c && r.provider_id != provider) c = custom_for(r.provider_id, model, tier, at);
+    q.tier = tier_name;
+    q.provider_def = r.provider;
+    // a custom price wins; among those in force, the newest version
+    const Custom* c = nullptr;
+    for (auto* list : r.custom) {
+        if (!list) continue;
+        for (const Custom* x : *list)
+            if (x->valid_from <= at && at < x->valid_to && (!c || x->version > c->version)) c = x;
+        if (c) break;
+    }
     if (c) {
         q.version = c->version;
         q.source = "custom";
         q.provider = c->provider;
         q.model = c->model;
-        q.model_name = c->note.empty() ? c->model : c->note;
+        q.model_name = c->note.empty() ? std::string_view(c->model) : std::string_view(c->note);
         q.set = &c->set;
         q.minimums = &c->minimums;
         return q;
     }
     if (!r.model) {
-        bool known = r.provider_known || custom_index_.end() != std::find_if(custom_index_.begin(), custom_index_.end(),
-                         [&](auto& kv) { return kv.first.compare(0, provider.size() + 1, provider + '\x1f') == 0; });
-        if (!known && !provider.empty())
-            throw Error(Code::UnknownProvider, "unknown provider \"" + provider + "\"",
+        if (!r.provider_known && !r.provider_in.empty())
+            throw Error(Code::UnknownProvider, "unknown provider \"" + r.provider_in + "\"",
                         "No catalog or custom price names this provider.",
                         "Load a catalog with meter.load_prices() or set a price with meter.set_price().");
         throw Error(Code::NoPrice,
-                    "no " + (tier == "standard" ? std::string() : std::string(tier) + " ") + "price for model \"" +
-                        model + "\"" + (provider.empty() ? "" : " of provider \"" + provider + "\""),
+                    "no " + (tier_name == "standard" ? std::string() : std::string(tier_name) + " ") + "price for model \"" +
+                        r.model_in + "\"" + (r.provider_in.empty() ? "" : " of provider \"" + r.provider_in + "\""),
                     "No catalog or custom price matches this model at the given time.",
                     "Set one with meter.set_price(provider => ..., model => ..., prices => ...).");
     }
@@ -705,50 +765,33 @@ Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Mi
     return q;
 }
 
-std::vector<const Extractor*> Catalog::extractors_for(Epoch& e, const Provider* p) const {
-    std::vector<const Extractor*> out;
-    if (p)
-        for (auto& x : p->extractors) out.push_back(&x);
-    if (out.empty()) {
-        // a provider with no extractors of its own: try the common API shapes
-        for (const char* id : {"openai", "anthropic", "google", "aws"})
-            for (auto& ep : e.genai)
-                if (ep.provider->id == id)
-                    for (auto& x : ep.provider->extractors) out.push_back(&x);
-    }
-    return out;
-}
-
-Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage, Micros at) const {
+Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage) const {
     Usage out;
+    out.values.reserve(8);
     if (normalize_direct(usage, out)) return out;
-    check_name("provider", provider_in);
-    std::string provider = lower_trim(provider_in);
-    Epoch& e = epoch_at(at);
-    const Provider* p = nullptr;
-    for (auto& ep : e.genai)
-        if (ep.provider->id == provider) { p = ep.provider; break; }
-    if (!p)
-        for (auto& ep : e.genai)
-            if (ep.provider->provider_match.matches(provider)) { p = ep.provider; break; }
-    std::vector<const Extractor*> exs = extractors_for(e, p);
+    const std::vector<const Extractor*>* common = &e.common_extractors;
     int best = -1;
     Usage candidate;
+    candidate.values.reserve(8);
     std::string reasons;
-    for (const Extractor* x : exs) {
+    auto attempt = [&](const Extractor& x) {
         int score = 0;
         std::string why;
-        if (extract(*x, usage, candidate, score, why)) {
-            if (score > best) { best = score; out = candidate; }
+        if (extract(x, usage, candidate, score, why)) {
+            if (score > best) { best = score; std::swap(out, candidate); }
         } else {
             if (!reasons.empty()) reasons += "; ";
-            reasons += x->flavor + ": " + why;
+            reasons += std::string(x.flavor) + ": " + why;
         }
-    }
+    };
+    if (p && !p->extractors.empty())
+        for (auto& x : p->extractors) attempt(x);
+    else
+        for (const Extractor* x : *common) attempt(*x);
     if (best < 0) {
         std::string keys;
         for (auto& [k, v] : usage.members) keys += (keys.empty() ? "" : ", ") + k;
-        throw Error(Code::MissingMember, "usage object has no known shape for provider \"" + provider + "\"",
+        throw Error(Code::MissingMember, "usage object has no known shape for provider \"" + lower_trim(provider) + "\"",
                     "Members: " + (keys.empty() ? std::string("none") : keys) + ". Tried " +
                         (reasons.empty() ? std::string("no extractor") : reasons) + ".",
                     "Pass the usage object as the provider returns it, or pg_meter's normalized form "
@@ -757,10 +800,23 @@ Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage,
     return out;
 }
 
+Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage, Micros at) const {
+    check_name("provider", provider_in);
+    Epoch& e = epoch_at(at);
+    std::string provider = lower_trim(provider_in);
+    const Provider* p = nullptr;
+    for (auto& ep : e.genai)
+        if (ep.provider->id == provider) { p = ep.provider; break; }
+    if (!p)
+        for (auto& ep : e.genai)
+            if (ep.provider->provider_match.matches(provider)) { p = ep.provider; break; }
+    return read_usage(e, p, provider_in, usage);
+}
+
 Priced Catalog::price(const PriceRequest& req) const {
     if (!req.usage) throw Error(Code::NotAnObject, "usage is missing");
     Quote q = quote(req.provider, req.model, req.at, req.tier);
-    Usage u = normalize(q.source == "custom" && req.provider.empty() ? q.provider : req.provider, *req.usage, req.at);
+    Usage u = read_usage(epoch_at(req.at), q.provider_def, req.provider, *req.usage);
     return compute_cost(q, std::move(u));
 }
 
@@ -799,7 +855,7 @@ Priced compute_cost(const Quote& q, Usage usage) {
     const PriceSet& ps = *q.set;
     if (!ps.invalid.empty())
         throw Error(Code::InvalidCatalog, "price version " + std::to_string(q.version) + " cannot be used",
-                    "Model \"" + q.provider + "/" + q.model + "\": " + ps.invalid + ".",
+                    "Model \"" + std::string(q.provider) + "/" + std::string(q.model) + "\": " + ps.invalid + ".",
                     "Correct the price with meter.set_price() or load a fixed catalog.");
     // minimum billed quantities (e.g. a 10-second minimum for transcription)
     if (q.minimums)
@@ -810,8 +866,14 @@ Priced compute_cost(const Quote& q, Usage usage) {
     out.quote = q;
     Decimal tier_tokens;
     if (ps.tiered && units.input_tokens() >= 0) tier_tokens = reported(usage, units.input_tokens());
-    std::vector<Decimal> leaf(ps.prices.size());
-    Amount in, outp, other;
+    Decimal stack_leaves[24];
+    std::vector<Decimal> heap_leaves;
+    Decimal* leaf = stack_leaves;
+    if (ps.prices.size() > 24) {
+        heap_leaves.resize(ps.prices.size());
+        leaf = heap_leaves.data();
+    }
+    out.lines.reserve(ps.prices.size());
     for (size_t i = 0; i < ps.prices.size(); ++i) {
         const PriceValue& pv = ps.prices[i];
         const Unit& unit = units.at(pv.unit);
@@ -820,7 +882,7 @@ Priced compute_cost(const Quote& q, Usage usage) {
         else {
             Decimal s = reported(usage, pv.unit);
             Decimal below;
-            for (int j : ps.below[i]) below = below + leaf[static_cast<size_t>(j)];
+            for (int j : ps.below[i]) below = below + leaf[j];
             qty = s - below;
             if (qty.sign() < 0) {
                 std::string parts;
@@ -836,25 +898,23 @@ Priced compute_cost(const Quote& q, Usage usage) {
         }
         leaf[i] = qty;
         Line line{pv.unit, qty, pv.base, unit.per, false, {}};
+        const Int256* scaled = &pv.scaled;
         for (auto& t : pv.tiers)
-            if (compare(tier_tokens, Decimal::from_int(t.start)) > 0) { line.unit_price = t.price; line.tier_applied = true; }
-        line.amount.add(qty, line.unit_price, unit.per);
-        std::string dir = unit.direction();
-        (dir == "input" ? in : dir == "output" ? outp : other).add(line.amount);
+            if (compare(tier_tokens, Decimal::from_int(t.start)) > 0) {
+                line.unit_price = t.price;
+                line.tier_applied = true;
+                scaled = &t.scaled;
+            }
+        line.amount.add_scaled(qty, *scaled);
+        (unit.dir == 1 ? out.input : unit.dir == 2 ? out.output : out.other).add(line.amount);
         out.lines.push_back(std::move(line));
     }
     Amount total;
-    total.add(in);
-    total.add(outp);
-    total.add(other);
-    out.total = total.to_money();
-    out.exact = total.exact_in_pico();
-    out.input = in.to_money();
-    out.output = outp.to_money();
-    out.other = other.to_money();
+    total.add(out.input);
+    total.add(out.output);
+    total.add(out.other);
+    out.total = total.to_money(&out.exact);
     out.usage = std::move(usage);
-    // lines in a stable, readable order: by meter table order
-    std::sort(out.lines.begin(), out.lines.end(), [](auto& a, auto& b) { return a.unit < b.unit; });
     return out;
 }
 

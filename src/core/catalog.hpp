@@ -40,7 +40,7 @@ constexpr Micros kMaxTime = std::numeric_limits<Micros>::max();
 // Usage is a call's normalized meters: unit index -> quantity, sorted by unit.
 struct Usage {
     std::vector<std::pair<int, Decimal>> values;
-    std::string flavor;  // "normalized" or the extractor's api flavor
+    std::string_view flavor;  // "normalized" or the extractor's api flavor (catalog-owned)
     const Decimal* find(int unit) const;
     void add(int unit, const Decimal& q);
     json::Value to_json() const;
@@ -70,12 +70,14 @@ struct Extractor {
 struct Tier {
     int64_t start;
     Decimal price;
+    Int256 scaled;  // Amount::scale_price(price, per)
 };
 
 struct PriceValue {
     int unit;
     Decimal base;
     std::vector<Tier> tiers;  // sorted by start; empty when flat
+    Int256 scaled;            // Amount::scale_price(base, per)
 };
 
 // PriceSet is one set of prices (one entry of a model's price list).
@@ -125,16 +127,19 @@ struct Provider {
 
 // ---- results ---------------------------------------------------------------
 
+// Quote says which price applies. Its strings belong to the catalog and
+// live as long as it does.
 struct Quote {
-    int64_t version = 0;   // the price version (row) used: provenance
-    std::string source;    // genai-prices, litellm or custom
-    std::string provider;  // canonical provider id
-    std::string model;     // catalog model id (or the custom model name)
-    std::string model_name;
-    std::string tier;
+    int64_t version = 0;        // the price version (row) used: provenance
+    std::string_view source;    // genai-prices, litellm or custom
+    std::string_view provider;  // canonical provider id
+    std::string_view model;     // catalog model id (or the custom model name)
+    std::string_view model_name;
+    std::string_view tier;
     int entry = 0;         // index of the conditional price entry used
     const PriceSet* set = nullptr;
     const std::vector<std::pair<int, Decimal>>* minimums = nullptr;
+    const Provider* provider_def = nullptr;  // whose extractors read the usage (may be null)
 };
 
 struct Line {
@@ -150,8 +155,9 @@ struct Priced {
     Quote quote;
     Usage usage;
     std::vector<Line> lines;
-    Money total, input, output, other;
+    Money total;
     bool exact = true;  // false when the total was rounded to the picodollar
+    Amount input, output, other;  // by direction; to_money() when needed
 };
 
 struct PriceRequest {
@@ -177,11 +183,15 @@ class Catalog {
     size_t provider_count() const { return providers_.size(); }
     size_t epoch_count() const { return epochs_.size(); }
 
+    struct Custom;
     struct Resolution {
         const Model* model = nullptr;
         const Provider* provider = nullptr;  // genai provider (extractors), may be null
         std::string provider_id;              // canonical id, or the lowered input
+        std::string provider_in, model_in;    // the names as given, lowered
         bool provider_known = false;
+        // custom prices for the name as given, then for the catalog's id
+        const std::vector<const Custom*>* custom[3] = {nullptr, nullptr, nullptr};
     };
 
   private:
@@ -193,8 +203,10 @@ class Catalog {
         Micros from, to;
         bool built = false;
         std::vector<EpochProvider> genai, litellm;
+        std::vector<const Extractor*> common_extractors;  // for providers without their own
         std::unordered_map<std::string, Resolution> cache;
     };
+  public:
     struct Custom {
         int64_t version;
         std::string provider, model, tier, note;
@@ -203,13 +215,13 @@ class Catalog {
         Micros valid_from, valid_to;
     };
 
+  private:
     Epoch& epoch_at(Micros t) const;
     void build(Epoch& e) const;
-    const Resolution& resolve(Epoch& e, const std::string& provider, const std::string& model,
-                              std::string_view tier) const;
-    const Custom* custom_for(const std::string& provider, const std::string& model, std::string_view tier,
-                             Micros t) const;
-    std::vector<const Extractor*> extractors_for(Epoch& e, const Provider* p) const;
+    const Resolution& resolve(Epoch& e, std::string_view provider, std::string_view model, std::string_view tier) const;
+    const std::vector<const Custom*>* customs_of(const std::string& provider, const std::string& model,
+                                                 std::string_view tier) const;
+    Usage read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage) const;
 
     std::deque<Provider> providers_;
     std::deque<Model> models_;

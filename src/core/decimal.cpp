@@ -31,6 +31,20 @@ void Decimal::normalize() {
 }
 
 Decimal Decimal::parse(std::string_view s) {
+    // fast path: a plain integer of at most 18 digits (token counts)
+    if (!s.empty() && s.size() <= 18) {
+        size_t k = s[0] == '-' ? 1 : 0;
+        if (k < s.size() && (s[k] != '0' || s.size() == k + 1)) {
+            int64_t v = 0;
+            size_t j = k;
+            for (; j < s.size() && s[j] >= '0' && s[j] <= '9'; ++j) v = v * 10 + (s[j] - '0');
+            if (j == s.size()) {
+                Decimal d;
+                d.mant = Int128(k ? -v : v);
+                return d;
+            }
+        }
+    }
     auto bad = [&] {
         return Error(Code::InvalidValue, "invalid number \"" + std::string(s.substr(0, 64)) + "\"");
     };
@@ -109,6 +123,13 @@ std::string Decimal::to_string() const { return format_scaled(mant, scale); }
 std::string Money::to_string() const { return format_scaled(pico, 12); }
 
 static Decimal add_scaled(const Decimal& a, const Decimal& b, int sign) {
+    if (a.scale == b.scale) {  // the common case: checked 128-bit arithmetic
+        Decimal d;
+        d.mant = sign > 0 ? a.mant + b.mant : a.mant - b.mant;
+        d.scale = a.scale;
+        d.normalize();
+        return d;
+    }
     int s = std::max(a.scale, b.scale);
     Int256 x = Int256(a.mant) * pow10_256(s - a.scale);
     Int256 y = Int256(b.mant) * pow10_256(s - b.scale);
@@ -118,23 +139,30 @@ Decimal operator+(const Decimal& a, const Decimal& b) { return add_scaled(a, b, 
 Decimal operator-(const Decimal& a, const Decimal& b) { return add_scaled(a, b, -1); }
 
 int compare(const Decimal& a, const Decimal& b) {
+    if (a.scale == b.scale) return a.mant < b.mant ? -1 : (a.mant > b.mant ? 1 : 0);
     int s = std::max(a.scale, b.scale);
     Int256 x = Int256(a.mant) * pow10_256(s - a.scale);
     Int256 y = Int256(b.mant) * pow10_256(s - b.scale);
     return x < y ? -1 : (x > y ? 1 : 0);
 }
 
-void Amount::add(const Decimal& qty, const Decimal& price, int64_t per) {
+Int256 Amount::scale_price(const Decimal& price, int64_t per) {
     if (per <= 0 || kAmountPer % per != 0)
         throw Error(Code::Internal, "meter divisor does not divide the common denominator");
-    if (qty.is_zero() || price.is_zero()) return;
-    // qty*price has scale qty.scale+price.scale <= 2*kMaxScale; lift it to
-    // kAmountScale and multiply by kAmountPer/per to share one denominator.
-    Int256 term = Int256(qty.mant) * Int256(price.mant);
-    term *= pow10_256(kAmountScale - qty.scale - price.scale);
-    term *= Int256(kAmountPer / per);
-    num_ += term;
+    // price * 10^(kAmountScale - price.scale) * kAmountPer / per: the price's
+    // numerator over the common denominator 10^kAmountScale * kAmountPer
+    return Int256(price.mant) * pow10_256(kAmountScale - price.scale) * Int256(kAmountPer / per);
 }
+
+void Amount::add_scaled(const Decimal& qty, const Int256& scaled) {
+    if (qty.is_zero() || scaled == 0) return;
+    // scaled carries 10^(kAmountScale - price.scale) >= 10^qty.scale, so
+    // dividing by 10^qty.scale is exact
+    if (qty.scale == 0) num_ += Int256(qty.mant) * scaled;
+    else num_ += Int256(qty.mant) * (scaled / pow10_256(qty.scale));
+}
+
+void Amount::add(const Decimal& qty, const Decimal& price, int64_t per) { add_scaled(qty, scale_price(price, per)); }
 
 void Amount::add(const Amount& other) { num_ += other.num_; }
 
@@ -153,9 +181,16 @@ static const Int256& pico_den() {
     return d;
 }
 
-Money Amount::to_money() const {
+Money Amount::to_money(bool* exact) const {
+    Int256 q, r;
+    boost::multiprecision::divide_qr(num_, pico_den(), q, r);
+    if (exact) *exact = r == 0;
+    if (r != 0) {
+        Int256 twice = (r < 0 ? Int256(-r) : r) * 2;
+        if (twice > pico_den() || (twice == pico_den() && q % 2 != 0)) q += (num_ < 0 ? -1 : 1);
+    }
     Money m;
-    m.pico = narrow(round_half_even(num_, pico_den()));
+    m.pico = narrow(q);
     return m;
 }
 

@@ -65,12 +65,18 @@ inline bool operator==(const Money& a, const Money& b) { return a.pico == b.pico
 // is rounded to Money once, at the end of a call.
 class Amount {
   public:
+    // scale_price lifts price / per to the common denominator once, so that
+    // pricing a quantity costs one multiplication (catalogs keep it).
+    static Int256 scale_price(const Decimal& price, int64_t per);
     // add adds qty * price / per.
     void add(const Decimal& qty, const Decimal& price, int64_t per);
+    // add_scaled adds qty * price / per for a price from scale_price.
+    void add_scaled(const Decimal& qty, const Int256& scaled_price);
     void add(const Amount& other);
     // to_money rounds half to even to picodollars; exact when the sum has
-    // at most 12 decimals (every price per million with 6 decimals).
-    Money to_money() const;
+    // at most 12 decimals (every price per million with 6 decimals). When
+    // exact is given it says whether nothing was lost.
+    Money to_money(bool* exact = nullptr) const;
     bool exact_in_pico() const;  // true when to_money() loses nothing
     bool is_zero() const { return num_ == 0; }
 

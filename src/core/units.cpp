@@ -93,6 +93,13 @@ bool subset(const Unit& a, const Unit& b) {  // a.dims within b.dims
     return true;
 }
 
+bool no_conflict(const Unit& x, const Unit& y) {
+    for (auto& [k, v] : x.dims)
+        for (auto& [k2, v2] : y.dims)
+            if (k == k2 && v != v2) return false;
+    return true;
+}
+
 }  // namespace
 
 std::string Unit::direction() const {
@@ -122,9 +129,14 @@ Units::Units() {
     if (units_.size() > kMaxUnits) throw std::logic_error("too many units");
     std::map<std::vector<std::pair<std::string, std::string>>, int> by_dims;
     for (auto& u : units_) by_dims[u.dims] = u.index;
-    for (auto& u : units_)
-        for (auto& o : units_)
+    for (auto& u : units_) {
+        std::string d = u.direction();
+        u.dir = d == "input" ? 1 : d == "output" ? 2 : 0;
+        for (auto& o : units_) {
             if (o.index != u.index && subset(o, u)) u.ancestors.set(static_cast<size_t>(o.index));
+            if (no_conflict(u, o)) u.compatible.set(static_cast<size_t>(o.index));
+        }
+    }
     size_t n = units_.size();
     join_.assign(n * n, -1);
     for (auto& a : units_)
@@ -155,13 +167,6 @@ static int find_sorted(const std::vector<std::pair<std::string, int>>& v, std::s
 int Units::by_usage_key(std::string_view k) const { return find_sorted(by_usage_, k); }
 int Units::by_price_key(std::string_view k) const { return find_sorted(by_price_, k); }
 
-bool Units::compatible(int a, int b) const {
-    auto& x = at(a);
-    auto& y = at(b);
-    for (auto& [k, v] : x.dims)
-        for (auto& [k2, v2] : y.dims)
-            if (k == k2 && v != v2) return false;
-    return true;
-}
+
 
 }  // namespace pgm

@@ -31,6 +31,8 @@ struct Unit {
     std::vector<std::pair<std::string, std::string>> dims;  // sorted by name
     int index = -1;
     UnitSet ancestors;  // units whose dims are a proper subset of ours
+    UnitSet compatible; // units with no dimension of a different value
+    int dir = 0;        // 0 none, 1 input, 2 output
     std::string direction() const;  // "input", "output" or ""
     bool is_token_count() const;    // integer-only quantities
     bool reportable() const { return usage_key != "requests"; }
@@ -45,7 +47,7 @@ class Units {
     int by_usage_key(std::string_view k) const;  // -1 when unknown
     int by_price_key(std::string_view k) const;  // -1 when unknown
     // compatible: no dimension has different values in a and b.
-    bool compatible(int a, int b) const;
+    bool compatible(int a, int b) const { return at(a).compatible.test(static_cast<size_t>(b)); }
     // join returns the unit whose dims are the union of a's and b's, or -1.
     int join(int a, int b) const { return join_[static_cast<size_t>(a) * units_.size() + static_cast<size_t>(b)]; }
     int input_tokens() const { return input_tokens_; }

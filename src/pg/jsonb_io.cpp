@@ -17,6 +17,7 @@ static void push(JFlat* f, int* cap, uint8 kind, const char* text, int len) {
     f->toks[f->n].kind = kind;
     f->toks[f->n].text = text;
     f->toks[f->n].len = len;
+    f->toks[f->n].ival = 0;
     f->n++;
 }
 
@@ -26,7 +27,19 @@ static void push_scalar(JFlat* f, int* cap, const JsonbValue* v) {
         case jbvBool: push(f, cap, v->val.boolean ? True : False, nullptr, 0); break;
         case jbvString: push(f, cap, String, v->val.string.val, v->val.string.len); break;
         case jbvNumeric: {
-            char* s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+            // token counts are integers: take them without formatting text
+            // (a display scale of 0 means no fractional digits)
+            Datum num = NumericGetDatum(v->val.numeric);
+            if (DatumGetInt32(DirectFunctionCall1(numeric_scale, num)) == 0) {
+                bool have_error = false;
+                int32 i4 = numeric_int4_opt_error(v->val.numeric, &have_error);
+                if (!have_error) {
+                    push(f, cap, Number, nullptr, 0);
+                    f->toks[f->n - 1].ival = i4;
+                    break;
+                }
+            }
+            char* s = DatumGetCString(DirectFunctionCall1(numeric_out, num));
             push(f, cap, Number, s, static_cast<int>(strlen(s)));
             break;
         }
@@ -69,7 +82,9 @@ static json::Value build(const JFlat& f, int& i) {
         case True: return json::Value::boolean_of(true);
         case False: return json::Value::boolean_of(false);
         case String: return json::Value::string(std::string(t.text, static_cast<size_t>(t.len)));
-        case Number: return json::Value::number(std::string(t.text, static_cast<size_t>(t.len)));
+        case Number:
+            if (!t.text) return json::Value::number(std::to_string(t.ival));
+            return json::Value::number(std::string(t.text, static_cast<size_t>(t.len)));
         case ArrBegin: {
             json::Value a = json::Value::array();
             while (i < f.n && f.toks[i].kind != ArrEnd) a.items.push_back(build(f, i));

@@ -17,7 +17,8 @@ namespace pgm::pg {
 struct JTok {
     uint8 kind;  // JTokKind
     int len;
-    const char* text;
+    const char* text;  // a string, or a number's text (nullptr for an integer in ival)
+    int64 ival;
 };
 
 enum JTokKind : uint8 { ObjBegin, ObjEnd, ArrBegin, ArrEnd, Key, String, Number, True, False, Null };

@@ -4,6 +4,7 @@
 // share one shape: read the arguments with PostgreSQL calls (read_call),
 // price inside pm_run with C++ only, copy the answer into plain buffers,
 // then build Datums or raise, from a frame that owns no C++ object.
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -86,7 +87,7 @@ Priced run_price(const Catalog* cat, const PmCall* c, json::Value& usage_holder)
     return cat->price(req);
 }
 
-void put(char* dst, size_t n, const std::string& s) {
+void put(char* dst, size_t n, std::string_view s) {
     if (s.size() >= n) throw Error(Code::Overflow, "value too long for pg_meter's result buffer");
     memcpy(dst, s.data(), s.size());
     dst[s.size()] = '\0';
@@ -140,9 +141,9 @@ Datum meter_price(PG_FUNCTION_ARGS) {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
         put(o->total, sizeof o->total, p.total.to_string());
-        put(o->input, sizeof o->input, p.input.to_string());
-        put(o->output, sizeof o->output, p.output.to_string());
-        put(o->other, sizeof o->other, p.other.to_string());
+        put(o->input, sizeof o->input, p.input.to_money().to_string());
+        put(o->output, sizeof o->output, p.output.to_money().to_string());
+        put(o->other, sizeof o->other, p.other.to_money().to_string());
         o->exact = p.exact;
         o->version = p.quote.version;
         o->entry = p.quote.entry;
@@ -198,6 +199,7 @@ Datum meter_cost_breakdown(PG_FUNCTION_ARGS) {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
         const Units& units = Units::get();
+        std::sort(p.lines.begin(), p.lines.end(), [](const Line& a, const Line& b) { return a.unit < b.unit; });
         for (auto& l : p.lines) {
             if (n >= kMax) break;
             Row& r = rows[n++];
