@@ -765,39 +765,101 @@ Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Mi
     return q;
 }
 
+// shape_score says how well an extractor fits a usage object by its
+// structure alone: -1 when a required member is absent, else the number of
+// members it reads. Values play no part, so the choice can be cached by
+// shape and every call with that shape is read the same way.
+static int shape_score(const Extractor& ex, const json::Value& usage) {
+    const json::Value* root = follow(&usage, ex.root, ex.root.size());
+    if (!root || !root->is_object()) root = &usage;
+    int score = 0, reportable = 0;
+    for (auto& m : ex.mappings) {
+        if (m.unit < 0) continue;
+        ++reportable;
+        const json::Value* v = follow(root, m.path, m.path.size());
+        if (!v || v->is_null()) {
+            if (m.required) return -1;
+            continue;
+        }
+        ++score;
+    }
+    return reportable && score == 0 ? -1 : score;
+}
+
+// shape_of writes a value's structure (names, string values, where numbers
+// and nulls are) to out; false when it is too large to be worth caching.
+static bool shape_of(const json::Value& v, std::string& out, int depth) {
+    if (out.size() > 2048 || depth > 8) return false;
+    switch (v.type) {
+        case json::Type::Null: out += 'n'; return true;
+        case json::Type::Bool: out += 'b'; return true;
+        case json::Type::Number: out += '#'; return true;
+        case json::Type::String:
+            out += '"';
+            out += v.text;
+            out += '"';
+            return true;
+        case json::Type::Array:
+            out += '[';
+            for (auto& i : v.items) {
+                if (!shape_of(i, out, depth + 1)) return false;
+                out += ',';
+            }
+            out += ']';
+            return true;
+        case json::Type::Object:
+            out += '{';
+            for (auto& [k, x] : v.members) {
+                out += k;
+                out += ':';
+                if (!shape_of(x, out, depth + 1)) return false;
+                out += ',';
+            }
+            out += '}';
+            return true;
+    }
+    return false;
+}
+
 Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage) const {
     Usage out;
     out.values.reserve(8);
     if (normalize_direct(usage, out)) return out;
-    const std::vector<const Extractor*>* common = &e.common_extractors;
-    int best = -1;
-    Usage candidate;
-    candidate.values.reserve(8);
-    std::string reasons;
-    auto attempt = [&](const Extractor& x) {
-        int score = 0;
-        std::string why;
-        if (extract(x, usage, candidate, score, why)) {
-            if (score > best) { best = score; std::swap(out, candidate); }
-        } else {
-            if (!reasons.empty()) reasons += "; ";
-            reasons += std::string(x.flavor) + ": " + why;
+    bool own = p && !p->extractors.empty();
+    size_t n = own ? p->extractors.size() : e.common_extractors.size();
+    auto at = [&](size_t i) -> const Extractor& { return own ? p->extractors[i] : *e.common_extractors[i]; };
+    // the extractor that reads the most members wins (the first on a tie)
+    int choice = -1;
+    shape_.assign(own ? p->id : std::string_view("*"));
+    shape_ += '\x1f';
+    bool cacheable = shape_of(usage, shape_, 0);
+    auto hit = cacheable ? e.shape_choice.find(shape_) : e.shape_choice.end();
+    if (hit != e.shape_choice.end()) choice = hit->second;
+    else {
+        int best = -1;
+        for (size_t i = 0; i < n; ++i) {
+            int s = shape_score(at(i), usage);
+            if (s > best) { best = s; choice = static_cast<int>(i); }
         }
-    };
-    if (p && !p->extractors.empty())
-        for (auto& x : p->extractors) attempt(x);
-    else
-        for (const Extractor* x : *common) attempt(*x);
-    if (best < 0) {
-        std::string keys;
-        for (auto& [k, v] : usage.members) keys += (keys.empty() ? "" : ", ") + k;
-        throw Error(Code::MissingMember, "usage object has no known shape for provider \"" + lower_trim(provider) + "\"",
-                    "Members: " + (keys.empty() ? std::string("none") : keys) + ". Tried " +
-                        (reasons.empty() ? std::string("no extractor") : reasons) + ".",
-                    "Pass the usage object as the provider returns it, or pg_meter's normalized form "
-                    "(e.g. {\"input_tokens\": 100, \"output_tokens\": 20}).");
+        if (cacheable) {
+            if (e.shape_choice.size() > 10000) e.shape_choice.clear();
+            e.shape_choice.emplace(shape_, choice);
+        }
     }
-    return out;
+    int score = 0;
+    std::string why;
+    if (choice >= 0 && extract(at(static_cast<size_t>(choice)), usage, out, score, why)) return out;
+    std::string keys, reasons;
+    for (auto& [k, v] : usage.members) keys += (keys.empty() ? "" : ", ") + k;
+    for (size_t i = 0; i < n; ++i) {
+        Usage scratch;
+        if (!extract(at(i), usage, scratch, score, why)) reasons += (reasons.empty() ? "" : "; ") + at(i).flavor + ": " + why;
+    }
+    throw Error(Code::MissingMember, "usage object has no known shape for provider \"" + lower_trim(provider) + "\"",
+                "Members: " + (keys.empty() ? std::string("none") : keys) + ". Tried " +
+                    (reasons.empty() ? std::string("no extractor") : reasons) + ".",
+                "Pass the usage object as the provider returns it, or pg_meter's normalized form "
+                "(e.g. {\"input_tokens\": 100, \"output_tokens\": 20}).");
 }
 
 Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage, Micros at) const {

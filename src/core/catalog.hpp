@@ -205,6 +205,8 @@ class Catalog {
         std::vector<EpochProvider> genai, litellm;
         std::vector<const Extractor*> common_extractors;  // for providers without their own
         std::unordered_map<std::string, Resolution> cache;
+        // the extractor that fits a usage shape best, by provider and shape
+        std::unordered_map<std::string, int> shape_choice;
     };
   public:
     struct Custom {
@@ -228,7 +230,8 @@ class Catalog {
     std::deque<Custom> customs_;
     std::unordered_map<std::string, std::vector<const Custom*>> custom_index_;
     mutable std::vector<Epoch> epochs_;
-    mutable std::string key_;  // reused cache key buffer
+    mutable std::string key_;    // reused cache key buffer
+    mutable std::string shape_;  // reused usage-shape buffer
 };
 
 // compute_cost prices normalized usage with one quote (pure; no catalog).

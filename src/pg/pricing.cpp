@@ -97,6 +97,38 @@ Datum numeric_datum(const char* s) {
     return DirectFunctionCall3(numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
 
+// PmMoney is an amount ready to become numeric without parsing text: the
+// picodollars with trailing zeros removed, when they fit in 64 bits.
+struct PmMoney {
+    bool small;
+    int64 mant;
+    int scale;
+    char text[96];
+};
+
+void money_out(const Money& m, PmMoney* out) {
+    out->small = false;
+    if (m.pico <= Int128(INT64CONST(0x7FFFFFFFFFFFFFFF)) && m.pico >= -Int128(INT64CONST(0x7FFFFFFFFFFFFFFF))) {
+        int64 v = static_cast<int64>(m.pico);
+        int scale = 12;
+        while (scale > 0 && v % 10 == 0) {
+            v /= 10;
+            --scale;
+        }
+        out->small = true;
+        out->mant = v;
+        out->scale = scale;
+        return;
+    }
+    put(out->text, sizeof out->text, m.to_string());
+}
+
+Datum money_datum(const PmMoney* m) {
+    if (!m->small) return numeric_datum(m->text);
+    if (m->scale == 0) return NumericGetDatum(int64_to_numeric(m->mant));
+    return NumericGetDatum(int64_div_fast_to_numeric(m->mant, m->scale));
+}
+
 }  // namespace
 
 extern "C" {
@@ -114,14 +146,14 @@ Datum meter_cost(PG_FUNCTION_ARGS) {
     PmCall c;
     if (!read_call(fcinfo, &c)) PG_RETURN_NULL();
     const Catalog* cat = pm_catalog();
-    char total[96];
+    PmMoney total;
     PmFailure* f = pm_run([&] {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
-        put(total, sizeof total, p.total.to_string());
+        money_out(p.total, &total);
     });
     if (f) pm_raise(f);
-    PG_RETURN_DATUM(numeric_datum(total));
+    PG_RETURN_DATUM(money_datum(&total));
 }
 
 // meter_price returns the cost with its provenance as meter.priced.
