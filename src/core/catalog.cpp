@@ -884,28 +884,42 @@ Priced Catalog::price(const PriceRequest& req) const {
 
 // ---- cost -------------------------------------------------------------------
 
+Money Priced::by_direction(int dir) const {
+    const Units& units = Units::get();
+    Amount sum;
+    for (auto& l : lines)
+        if (units.at(l.unit).dir == dir) sum.add(l.amount);
+    return sum.to_money();
+}
+
 namespace {
 
 // reported returns the quantity reported for unit (zero when absent) after
 // the checks genai-prices makes: an absent general meter may not hide a
-// positive specific one.
-Decimal reported(const Usage& u, int unit) {
+// positive specific one. positive holds the units reported above zero.
+Decimal reported(const Usage& u, int unit, const UnitSet& positive) {
     if (const Decimal* d = u.find(unit)) return *d;
     const Units& units = Units::get();
-    for (auto& [r, q] : u.values)
-        if (q.sign() > 0 && r != unit && units.at(r).ancestors.test(static_cast<size_t>(unit)))
-            throw Error(Code::MissingMember, "usage has \"" + units.at(r).usage_key + "\" but no \"" + units.at(unit).usage_key + "\"",
-                        "\"" + units.at(r).usage_key + "\" is part of \"" + units.at(unit).usage_key + "\", which must be reported too.",
-                        "In the normalized form input_tokens counts every input token, cached ones included.");
+    const Unit& me = units.at(unit);
+    UnitSet hidden = positive & me.descendants;
+    if (hidden.any()) {
+        size_t r = 0;
+        while (!hidden.test(r)) ++r;
+        const std::string& part = units.at(static_cast<int>(r)).usage_key;
+        throw Error(Code::MissingMember, "usage has \"" + part + "\" but no \"" + me.usage_key + "\"",
+                    "\"" + part + "\" is part of \"" + me.usage_key + "\", which must be reported too.",
+                    "In the normalized form input_tokens counts every input token, cached ones included.");
+    }
+    if (positive.count() < 2) return Decimal();
     for (size_t i = 0; i < u.values.size(); ++i)
         for (size_t j = i + 1; j < u.values.size(); ++j) {
             int a = u.values[i].first, b = u.values[j].first;
-            if (u.values[i].second.sign() <= 0 || u.values[j].second.sign() <= 0) continue;
+            if (!positive.test(static_cast<size_t>(a)) || !positive.test(static_cast<size_t>(b))) continue;
             if (!units.compatible(a, b)) continue;
             if (units.at(a).ancestors.test(static_cast<size_t>(b)) || units.at(b).ancestors.test(static_cast<size_t>(a))) continue;
             if (units.join(a, b) == unit)
-                throw Error(Code::MissingMember, "usage has \"" + units.at(a).usage_key + "\" and \"" + units.at(b).usage_key + "\" but no \"" + units.at(unit).usage_key + "\"",
-                            "The two overlap in \"" + units.at(unit).usage_key + "\", which must be reported too.");
+                throw Error(Code::MissingMember, "usage has \"" + units.at(a).usage_key + "\" and \"" + units.at(b).usage_key + "\" but no \"" + me.usage_key + "\"",
+                            "The two overlap in \"" + me.usage_key + "\", which must be reported too.");
         }
     return Decimal();
 }
@@ -926,8 +940,12 @@ Priced compute_cost(const Quote& q, Usage usage) {
                 if (u == unit && v.sign() > 0 && v < min) v = min;
     Priced out;
     out.quote = q;
+    UnitSet positive;
+    for (auto& [u, v] : usage.values)
+        if (v.sign() > 0) positive.set(static_cast<size_t>(u));
     Decimal tier_tokens;
-    if (ps.tiered && units.input_tokens() >= 0) tier_tokens = reported(usage, units.input_tokens());
+    if (ps.tiered && units.input_tokens() >= 0) tier_tokens = reported(usage, units.input_tokens(), positive);
+    Amount total;
     Decimal stack_leaves[24];
     std::vector<Decimal> heap_leaves;
     Decimal* leaf = stack_leaves;
@@ -942,7 +960,7 @@ Priced compute_cost(const Quote& q, Usage usage) {
         Decimal qty;
         if (pv.unit == units.requests()) qty = Decimal::from_int(1);
         else {
-            Decimal s = reported(usage, pv.unit);
+            Decimal s = reported(usage, pv.unit, positive);
             Decimal below;
             for (int j : ps.below[i]) below = below + leaf[j];
             qty = s - below;
@@ -968,13 +986,9 @@ Priced compute_cost(const Quote& q, Usage usage) {
                 scaled = &t.scaled;
             }
         line.amount.add_scaled(qty, *scaled);
-        (unit.dir == 1 ? out.input : unit.dir == 2 ? out.output : out.other).add(line.amount);
+        total.add(line.amount);
         out.lines.push_back(std::move(line));
     }
-    Amount total;
-    total.add(out.input);
-    total.add(out.output);
-    total.add(out.other);
     out.total = total.to_money(&out.exact);
     out.usage = std::move(usage);
     return out;

@@ -157,7 +157,8 @@ struct Priced {
     std::vector<Line> lines;
     Money total;
     bool exact = true;  // false when the total was rounded to the picodollar
-    Amount input, output, other;  // by direction; to_money() when needed
+    // by_direction sums the lines of one direction (1 input, 2 output, 0 other)
+    Money by_direction(int dir) const;
 };
 
 struct PriceRequest {

@@ -134,6 +134,7 @@ Units::Units() {
         u.dir = d == "input" ? 1 : d == "output" ? 2 : 0;
         for (auto& o : units_) {
             if (o.index != u.index && subset(o, u)) u.ancestors.set(static_cast<size_t>(o.index));
+            if (o.index != u.index && subset(u, o)) u.descendants.set(static_cast<size_t>(o.index));
             if (no_conflict(u, o)) u.compatible.set(static_cast<size_t>(o.index));
         }
     }

@@ -93,6 +93,7 @@ static json::Value build(const JFlat& f, int& i) {
         }
         case ObjBegin: {
             json::Value o = json::Value::object();
+            o.members.reserve(8);
             while (i < f.n && f.toks[i].kind == Key) {
                 std::string key(f.toks[i].text, static_cast<size_t>(f.toks[i].len));
                 ++i;

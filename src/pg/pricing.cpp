@@ -173,9 +173,9 @@ Datum meter_price(PG_FUNCTION_ARGS) {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
         put(o->total, sizeof o->total, p.total.to_string());
-        put(o->input, sizeof o->input, p.input.to_money().to_string());
-        put(o->output, sizeof o->output, p.output.to_money().to_string());
-        put(o->other, sizeof o->other, p.other.to_money().to_string());
+        put(o->input, sizeof o->input, p.by_direction(1).to_string());
+        put(o->output, sizeof o->output, p.by_direction(2).to_string());
+        put(o->other, sizeof o->other, p.by_direction(0).to_string());
         o->exact = p.exact;
         o->version = p.quote.version;
         o->entry = p.quote.entry;
