@@ -22,12 +22,20 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     auto cat = Catalog::compile(Catalog::genai_document(providers));
     auto t1 = std::chrono::steady_clock::now();
-    std::printf("compile: %.1f ms (%zu models)\n", std::chrono::duration<double, std::milli>(t1 - t0).count(), cat->model_count());
-    struct Case { const char* provider; const char* model; const char* usage; };
+    std::printf("compile: %.1f ms (%zu models)\n", std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                cat->model_count());
+    struct Case {
+        const char* provider;
+        const char* model;
+        const char* usage;
+    };
     std::vector<Case> cases = {
-        {"openai", "gpt-4o-mini", R"({"prompt_tokens": 2412, "completion_tokens": 318, "prompt_tokens_details": {"cached_tokens": 1280}})"},
-        {"anthropic", "claude-sonnet-4-5", R"({"input_tokens": 44, "cache_read_input_tokens": 4735, "output_tokens": 412})"},
-        {"google", "gemini-2.5-flash", R"({"promptTokenCount": 1830, "candidatesTokenCount": 402, "thoughtsTokenCount": 611})"},
+        {"openai", "gpt-4o-mini",
+         R"({"prompt_tokens": 2412, "completion_tokens": 318, "prompt_tokens_details": {"cached_tokens": 1280}})"},
+        {"anthropic", "claude-sonnet-4-5",
+         R"({"input_tokens": 44, "cache_read_input_tokens": 4735, "output_tokens": 412})"},
+        {"google", "gemini-2.5-flash",
+         R"({"promptTokenCount": 1830, "candidatesTokenCount": 402, "thoughtsTokenCount": 611})"},
         {"openai", "gpt-4o-mini", R"({"input_tokens": 2412, "cache_read_tokens": 1280, "output_tokens": 318})"},
     };
     const int n = argc > 2 ? std::atoi(argv[2]) : 300000;
@@ -40,7 +48,8 @@ int main(int argc, char** argv) {
         r.at = 1767225600000000LL;
         Money sum;
         auto a = std::chrono::steady_clock::now();
-        for (int i = 0; i < n; ++i) sum += cat->price(r).total;
+        for (int i = 0; i < n; ++i)
+            sum += cat->price(r).total;
         auto b = std::chrono::steady_clock::now();
         std::printf("%-10s %-20s %7.0f ns/call  (sum %s)\n", c.provider, c.model,
                     std::chrono::duration<double, std::nano>(b - a).count() / n, sum.to_string().c_str());

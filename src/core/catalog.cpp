@@ -47,7 +47,8 @@ bool digits(std::string_view s, size_t at, size_t n) {
 
 int num(std::string_view s, size_t at, size_t n) {
     int v = 0;
-    for (size_t i = at; i < at + n; ++i) v = v * 10 + (s[i] - '0');
+    for (size_t i = at; i < at + n; ++i)
+        v = v * 10 + (s[i] - '0');
     return v;
 }
 
@@ -55,16 +56,21 @@ std::vector<PathStep> compile_path(const json::Value& path, RegexPool& pool) {
     std::vector<PathStep> steps;
     auto one = [&](const json::Value& step) {
         PathStep ps;
-        if (step.is_string()) ps.key = step.text;
+        if (step.is_string())
+            ps.key = step.text;
         else if (step.is_object() && step.str("type") == "array-match" && step.get("match")) {
             ps.array_match = true;
             ps.key = step.str("field");
             ps.match = Match::compile(*step.get("match"), pool);
-        } else throw Error(Code::InvalidCatalog, "invalid extractor path step");
+        } else
+            throw Error(Code::InvalidCatalog, "invalid extractor path step");
         steps.push_back(std::move(ps));
     };
-    if (path.is_array()) for (auto& s : path.items) one(s);
-    else one(path);
+    if (path.is_array())
+        for (auto& s : path.items)
+            one(s);
+    else
+        one(path);
     if (steps.empty()) throw Error(Code::InvalidCatalog, "empty extractor path");
     return steps;
 }
@@ -101,7 +107,8 @@ int64_t parse_time_of_day_ms(std::string_view s) {
         return Error(Code::InvalidTime, "invalid time of day \"" + std::string(s) + "\"",
                      "A time of day is written HH:MM:SS with Z or an offset such as +08:00.");
     };
-    if (!digits(s, 0, 2) || s.size() < 9 || s[2] != ':' || !digits(s, 3, 2) || s[5] != ':' || !digits(s, 6, 2)) throw bad();
+    if (!digits(s, 0, 2) || s.size() < 9 || s[2] != ':' || !digits(s, 3, 2) || s[5] != ':' || !digits(s, 6, 2))
+        throw bad();
     int h = num(s, 0, 2), mi = num(s, 3, 2), se = num(s, 6, 2);
     size_t i = 8;
     int64_t ms = 0;
@@ -117,7 +124,8 @@ int64_t parse_time_of_day_ms(std::string_view s) {
         if (i == b) throw bad();
     }
     int64_t off = 0;
-    if (i < s.size() && s[i] == 'Z') ++i;
+    if (i < s.size() && s[i] == 'Z')
+        ++i;
     else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
         bool plus = s[i] == '+';
         if (!digits(s, i + 1, 2) || i + 6 > s.size() || s[i + 3] != ':' || !digits(s, i + 4, 2)) throw bad();
@@ -125,7 +133,8 @@ int64_t parse_time_of_day_ms(std::string_view s) {
         if (oh > 23 || om > 59) throw bad();
         off = (oh * 60 + om) * 60 * 1000LL * (plus ? 1 : -1);
         i += 6;
-    } else throw bad();
+    } else
+        throw bad();
     if (i != s.size() || h > 23 || mi > 59 || se > 59) throw bad();
     int64_t local = ((h * 60 + mi) * 60 + se) * 1000LL + ms;
     const int64_t day = 86400000LL;
@@ -167,17 +176,20 @@ const Decimal* Usage::find(int unit) const {
 
 void Usage::add(int unit, const Decimal& q) {
     for (auto& [u, v] : values)
-        if (u == unit) { v = v + q; return; }
+        if (u == unit) {
+            v = v + q;
+            return;
+        }
     auto it = std::lower_bound(values.begin(), values.end(), unit, [](auto& p, int x) { return p.first < x; });
     values.emplace(it, unit, q);
 }
 
 json::Value Usage::to_json() const {
     json::Value o = json::Value::object();
-    for (auto& [u, q] : values) o.members.emplace_back(Units::get().at(u).usage_key, json::Value::number(q.to_string()));
+    for (auto& [u, q] : values)
+        o.members.emplace_back(Units::get().at(u).usage_key, json::Value::number(q.to_string()));
     return o;
 }
-
 
 // field_name is the name a usage value is reported under in errors; built
 // only when an error is raised.
@@ -227,9 +239,12 @@ static bool field_matches(const Match& m, const std::string& text) {
     char buf[64];
     if (text.size() > sizeof buf) return m.matches(lower_trim(text));
     size_t b = 0, e = text.size();
-    while (b < e && (text[b] == ' ' || text[b] == '\t' || text[b] == '\n' || text[b] == '\r')) ++b;
-    while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\n' || text[e - 1] == '\r')) --e;
-    for (size_t i = b; i < e; ++i) buf[i - b] = (text[i] >= 'A' && text[i] <= 'Z') ? static_cast<char>(text[i] - 'A' + 'a') : text[i];
+    while (b < e && (text[b] == ' ' || text[b] == '\t' || text[b] == '\n' || text[b] == '\r'))
+        ++b;
+    while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\n' || text[e - 1] == '\r'))
+        --e;
+    for (size_t i = b; i < e; ++i)
+        buf[i - b] = (text[i] >= 'A' && text[i] <= 'Z') ? static_cast<char>(text[i] - 'A' + 'a') : text[i];
     return m.matches(std::string_view(buf, e - b));
 }
 
@@ -242,7 +257,10 @@ static const json::Value* follow(const json::Value* v, const std::vector<PathSte
             const json::Value* hit = nullptr;
             for (auto& item : v->items) {
                 const json::Value* f = item.get(st.key);
-                if (f && f->is_string() && field_matches(st.match, f->text)) { hit = &item; break; }
+                if (f && f->is_string() && field_matches(st.match, f->text)) {
+                    hit = &item;
+                    break;
+                }
             }
             v = hit;
         } else {
@@ -317,7 +335,8 @@ PriceSet PriceSet::compile(const json::Value& prices) {
             continue;
         }
         PriceValue pv{u, {}, {}, 0};
-        if (v.is_number()) pv.base = price_number(v, key);
+        if (v.is_number())
+            pv.base = price_number(v, key);
         else if (v.is_object() && v.get("base") && v.get("tiers") && v.get("tiers")->is_array()) {
             pv.base = price_number(*v.get("base"), key);
             for (auto& t : v.get("tiers")->items) {
@@ -333,12 +352,15 @@ PriceSet PriceSet::compile(const json::Value& prices) {
             throw Error(Code::InvalidCatalog, "invalid price for \"" + key + "\"",
                         "A price is a number or {\"base\": n, \"tiers\": [{\"start\": tokens, \"price\": n}]}.");
         pv.scaled = Amount::scale_price(pv.base, units.at(u).per);
-        for (auto& t : pv.tiers) t.scaled = Amount::scale_price(t.price, units.at(u).per);
+        for (auto& t : pv.tiers)
+            t.scaled = Amount::scale_price(t.price, units.at(u).per);
         if (u == units.requests()) ps.has_requests = true;
         // a repeated key keeps its last value, as JSON objects do
         auto same = std::find_if(ps.prices.begin(), ps.prices.end(), [&](auto& p) { return p.unit == u; });
-        if (same != ps.prices.end()) *same = std::move(pv);
-        else ps.prices.push_back(std::move(pv));
+        if (same != ps.prices.end())
+            *same = std::move(pv);
+        else
+            ps.prices.push_back(std::move(pv));
     }
     auto ndims = [&](int u) { return units.at(u).dims.size(); };
     std::stable_sort(ps.prices.begin(), ps.prices.end(), [&](auto& a, auto& b) {
@@ -346,14 +368,16 @@ PriceSet PriceSet::compile(const json::Value& prices) {
         return units.at(a.unit).usage_key < units.at(b.unit).usage_key;
     });
     UnitSet priced;
-    for (auto& p : ps.prices) priced.set(static_cast<size_t>(p.unit));
+    for (auto& p : ps.prices)
+        priced.set(static_cast<size_t>(p.unit));
     // every ancestor of a priced meter must be priced, and every join of two
     // compatible priced meters too, or the leaves would not partition usage
     for (auto& p : ps.prices) {
         const Unit& u = units.at(p.unit);
         for (size_t a = 0; a < units.size(); ++a)
             if (u.ancestors.test(a) && !priced.test(a) && ps.invalid.empty())
-                ps.invalid = "price \"" + u.price_key + "\" needs \"" + units.at(static_cast<int>(a)).price_key + "\" too";
+                ps.invalid =
+                    "price \"" + u.price_key + "\" needs \"" + units.at(static_cast<int>(a)).price_key + "\" too";
     }
     for (size_t i = 0; i < ps.prices.size() && ps.invalid.empty(); ++i)
         for (size_t j = i + 1; j < ps.prices.size() && ps.invalid.empty(); ++j) {
@@ -361,9 +385,11 @@ PriceSet PriceSet::compile(const json::Value& prices) {
             if (!units.compatible(a, b)) continue;
             int jn = units.join(a, b);
             if (jn < 0)
-                ps.invalid = "prices \"" + units.at(a).price_key + "\" and \"" + units.at(b).price_key + "\" overlap with no meter for the overlap";
+                ps.invalid = "prices \"" + units.at(a).price_key + "\" and \"" + units.at(b).price_key +
+                             "\" overlap with no meter for the overlap";
             else if (!priced.test(static_cast<size_t>(jn)))
-                ps.invalid = "prices \"" + units.at(a).price_key + "\" and \"" + units.at(b).price_key + "\" need \"" + units.at(jn).price_key + "\" too";
+                ps.invalid = "prices \"" + units.at(a).price_key + "\" and \"" + units.at(b).price_key + "\" need \"" +
+                             units.at(jn).price_key + "\" too";
         }
     ps.below.resize(ps.prices.size());
     for (size_t i = 0; i < ps.prices.size(); ++i)
@@ -377,7 +403,8 @@ size_t Model::entry_at(Micros t) const {
     for (size_t k = entries.size(); k-- > 0;) {
         const Constraint& c = entries[k].constraint;
         switch (c.kind) {
-            case Constraint::Kind::None: return k;
+            case Constraint::Kind::None:
+                return k;
             case Constraint::Kind::StartDate:
                 if (t >= c.start) return k;
                 break;
@@ -386,7 +413,8 @@ size_t Model::entry_at(Micros t) const {
                 int64_t ms = ((t / 1000) % day + day) % day;
                 if (c.day_to < c.day_from) {
                     if (ms >= c.day_from || ms < c.day_to) return k;
-                } else if (ms >= c.day_from && ms < c.day_to) return k;
+                } else if (ms >= c.day_from && ms < c.day_to)
+                    return k;
                 break;
             }
         }
@@ -459,7 +487,8 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
             if (auto* m = d->get("provider_match")) p.provider_match = Match::compile(*m, pool);
             if (auto* m = d->get("model_match")) p.model_match = Match::compile(*m, pool);
             if (auto* f = d->get("fallback_model_providers"))
-                for (auto& x : f->items) p.fallbacks.push_back(lower_trim(x.text));
+                for (auto& x : f->items)
+                    p.fallbacks.push_back(lower_trim(x.text));
             if (auto* exs = d->get("extractors"))
                 for (auto& e : exs->items) {
                     Extractor ex;
@@ -477,7 +506,8 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
                             ex.mappings.push_back(std::move(mp));
                         }
                     // required members first: an extractor that does not fit fails at once
-                    std::stable_partition(ex.mappings.begin(), ex.mappings.end(), [](const Mapping& m) { return m.required; });
+                    std::stable_partition(ex.mappings.begin(), ex.mappings.end(),
+                                          [](const Mapping& m) { return m.required; });
                     p.extractors.push_back(std::move(ex));
                 }
             p.valid_from = time_or(row.get("valid_from"), kMinTime);
@@ -498,8 +528,10 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
             m.id = d->str("id");
             m.name = d->str("name", m.id);
             m.tier = row.str("service_tier", "standard");
-            if (auto* mt = d->get("match")) m.match = Match::compile(*mt, pool);
-            else m.match = Match::equals(m.id);
+            if (auto* mt = d->get("match"))
+                m.match = Match::compile(*mt, pool);
+            else
+                m.match = Match::equals(m.id);
             const json::Value* prices = d->get("prices");
             if (!prices) throw Error(Code::InvalidCatalog, "model \"" + m.id + "\" has no prices");
             try {
@@ -556,7 +588,6 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
     return cat;
 }
 
-
 Catalog::Epoch& Catalog::epoch_at(Micros t) const {
     auto it = std::upper_bound(epochs_.begin(), epochs_.end(), t, [](Micros x, const Epoch& e) { return x < e.from; });
     Epoch& e = *(it == epochs_.begin() ? it : it - 1);
@@ -588,11 +619,13 @@ void Catalog::build(Epoch& e) const {
     for (const char* id : {"openai", "anthropic", "google", "aws"})
         for (auto& ep : e.genai)
             if (ep.provider->id == id)
-                for (auto& x : ep.provider->extractors) e.common_extractors.push_back(&x);
+                for (auto& x : ep.provider->extractors)
+                    e.common_extractors.push_back(&x);
     e.built = true;
 }
 
-static const Model* first_match(const std::vector<const Model*>& models, const std::string& name, std::string_view tier) {
+static const Model* first_match(const std::vector<const Model*>& models, const std::string& name,
+                                std::string_view tier) {
     for (const Model* m : models)
         if (m->tier == tier && m->match.matches(name)) return m;
     return nullptr;
@@ -610,8 +643,10 @@ const std::vector<const Catalog::Custom*>* Catalog::customs_of(const std::string
 // compared in) to out.
 static void append_lowered(std::string& out, std::string_view s) {
     size_t b = 0, e = s.size();
-    while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\n' || s[b] == '\r')) ++b;
-    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\n' || s[e - 1] == '\r')) --e;
+    while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\n' || s[b] == '\r'))
+        ++b;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\n' || s[e - 1] == '\r'))
+        --e;
     size_t at = out.size();
     out.append(s.data() + b, e - b);
     for (size_t i = at; i < out.size(); ++i)
@@ -643,13 +678,20 @@ const Catalog::Resolution& Catalog::resolve(Epoch& e, std::string_view provider_
     // "litellm" with "provider/model" names the provider in the model
     if (prov == "litellm" && name.find('/') != std::string::npos) {
         std::string head = name.substr(0, name.find('/')), tail = name.substr(name.find('/') + 1);
-        if (!head.empty() && !tail.empty() && find_genai(head)) { prov = head; name = tail; }
+        if (!head.empty() && !tail.empty() && find_genai(head)) {
+            prov = head;
+            name = tail;
+        }
     }
     const EpochProvider* gp = nullptr;
-    if (!prov.empty()) gp = find_genai(prov);
+    if (!prov.empty())
+        gp = find_genai(prov);
     else
         for (auto& ep : e.genai)
-            if (ep.provider->model_match.matches(name)) { gp = &ep; break; }
+            if (ep.provider->model_match.matches(name)) {
+                gp = &ep;
+                break;
+            }
     auto models_of = [&](const EpochProvider& ep, const std::string& n) -> const Model* {
         if (const Model* m = first_match(ep.models, n, tier)) return m;
         for (auto& fb : ep.provider->fallbacks)
@@ -691,7 +733,10 @@ const Catalog::Resolution& Catalog::resolve(Epoch& e, std::string_view provider_
     if (!r.provider_known && !custom_index_.empty()) {
         std::string prefix = r.provider_in + '\x1f';
         for (auto& kv : custom_index_)
-            if (kv.first.compare(0, prefix.size(), prefix) == 0) { r.provider_known = true; break; }
+            if (kv.first.compare(0, prefix.size(), prefix) == 0) {
+                r.provider_known = true;
+                break;
+            }
     }
     return e.cache.emplace(key_, std::move(r)).first->second;
 }
@@ -716,8 +761,8 @@ Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Mi
     for (auto t : kTiers)
         if (t == tier) tier_name = t;
     if (tier_name.empty())
-        throw Error(Code::InvalidValue, "unknown service tier \"" + std::string(tier) + "\"",
-                    "", "Use standard, batch, flex or priority.");
+        throw Error(Code::InvalidValue, "unknown service tier \"" + std::string(tier) + "\"", "",
+                    "Use standard, batch, flex or priority.");
     if (empty_name(model_in))
         throw Error(Code::InvalidValue, "model name is empty", "", "Pass the model name the provider reported.");
     Epoch& e = epoch_at(at);
@@ -749,8 +794,9 @@ Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Mi
                         "No catalog or custom price names this provider.",
                         "Load a catalog with meter.load_prices() or set a price with meter.set_price().");
         throw Error(Code::NoPrice,
-                    "no " + (tier_name == "standard" ? std::string() : std::string(tier_name) + " ") + "price for model \"" +
-                        r.model_in + "\"" + (r.provider_in.empty() ? "" : " of provider \"" + r.provider_in + "\""),
+                    "no " + (tier_name == "standard" ? std::string() : std::string(tier_name) + " ") +
+                        "price for model \"" + r.model_in + "\"" +
+                        (r.provider_in.empty() ? "" : " of provider \"" + r.provider_in + "\""),
                     "No catalog or custom price matches this model at the given time.",
                     "Set one with meter.set_price(provider => ..., model => ..., prices => ...).");
     }
@@ -791,9 +837,15 @@ static int shape_score(const Extractor& ex, const json::Value& usage) {
 static bool shape_of(const json::Value& v, std::string& out, int depth) {
     if (out.size() > 2048 || depth > 8) return false;
     switch (v.type) {
-        case json::Type::Null: out += 'n'; return true;
-        case json::Type::Bool: out += 'b'; return true;
-        case json::Type::Number: out += '#'; return true;
+        case json::Type::Null:
+            out += 'n';
+            return true;
+        case json::Type::Bool:
+            out += 'b';
+            return true;
+        case json::Type::Number:
+            out += '#';
+            return true;
         case json::Type::String:
             out += '"';
             out += v.text;
@@ -834,12 +886,16 @@ Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider
     shape_ += '\x1f';
     bool cacheable = shape_of(usage, shape_, 0);
     auto hit = cacheable ? e.shape_choice.find(shape_) : e.shape_choice.end();
-    if (hit != e.shape_choice.end()) choice = hit->second;
+    if (hit != e.shape_choice.end())
+        choice = hit->second;
     else {
         int best = -1;
         for (size_t i = 0; i < n; ++i) {
             int s = shape_score(at(i), usage);
-            if (s > best) { best = s; choice = static_cast<int>(i); }
+            if (s > best) {
+                best = s;
+                choice = static_cast<int>(i);
+            }
         }
         if (cacheable) {
             if (e.shape_choice.size() > 10000) e.shape_choice.clear();
@@ -850,10 +906,12 @@ Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider
     std::string why;
     if (choice >= 0 && extract(at(static_cast<size_t>(choice)), usage, out, score, why)) return out;
     std::string keys, reasons;
-    for (auto& [k, v] : usage.members) keys += (keys.empty() ? "" : ", ") + k;
+    for (auto& [k, v] : usage.members)
+        keys += (keys.empty() ? "" : ", ") + k;
     for (size_t i = 0; i < n; ++i) {
         Usage scratch;
-        if (!extract(at(i), usage, scratch, score, why)) reasons += (reasons.empty() ? "" : "; ") + at(i).flavor + ": " + why;
+        if (!extract(at(i), usage, scratch, score, why))
+            reasons += (reasons.empty() ? "" : "; ") + at(i).flavor + ": " + why;
     }
     throw Error(Code::MissingMember, "usage object has no known shape for provider \"" + lower_trim(provider) + "\"",
                 "Members: " + (keys.empty() ? std::string("none") : keys) + ". Tried " +
@@ -868,10 +926,16 @@ Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage,
     std::string provider = lower_trim(provider_in);
     const Provider* p = nullptr;
     for (auto& ep : e.genai)
-        if (ep.provider->id == provider) { p = ep.provider; break; }
+        if (ep.provider->id == provider) {
+            p = ep.provider;
+            break;
+        }
     if (!p)
         for (auto& ep : e.genai)
-            if (ep.provider->provider_match.matches(provider)) { p = ep.provider; break; }
+            if (ep.provider->provider_match.matches(provider)) {
+                p = ep.provider;
+                break;
+            }
     return read_usage(e, p, provider_in, usage);
 }
 
@@ -904,7 +968,8 @@ Decimal reported(const Usage& u, int unit, const UnitSet& positive) {
     UnitSet hidden = positive & me.descendants;
     if (hidden.any()) {
         size_t r = 0;
-        while (!hidden.test(r)) ++r;
+        while (!hidden.test(r))
+            ++r;
         const std::string& part = units.at(static_cast<int>(r)).usage_key;
         throw Error(Code::MissingMember, "usage has \"" + part + "\" but no \"" + me.usage_key + "\"",
                     "\"" + part + "\" is part of \"" + me.usage_key + "\", which must be reported too.",
@@ -916,9 +981,13 @@ Decimal reported(const Usage& u, int unit, const UnitSet& positive) {
             int a = u.values[i].first, b = u.values[j].first;
             if (!positive.test(static_cast<size_t>(a)) || !positive.test(static_cast<size_t>(b))) continue;
             if (!units.compatible(a, b)) continue;
-            if (units.at(a).ancestors.test(static_cast<size_t>(b)) || units.at(b).ancestors.test(static_cast<size_t>(a))) continue;
+            if (units.at(a).ancestors.test(static_cast<size_t>(b)) ||
+                units.at(b).ancestors.test(static_cast<size_t>(a)))
+                continue;
             if (units.join(a, b) == unit)
-                throw Error(Code::MissingMember, "usage has \"" + units.at(a).usage_key + "\" and \"" + units.at(b).usage_key + "\" but no \"" + me.usage_key + "\"",
+                throw Error(Code::MissingMember,
+                            "usage has \"" + units.at(a).usage_key + "\" and \"" + units.at(b).usage_key +
+                                "\" but no \"" + me.usage_key + "\"",
                             "The two overlap in \"" + me.usage_key + "\", which must be reported too.");
         }
     return Decimal();
@@ -958,21 +1027,25 @@ Priced compute_cost(const Quote& q, Usage usage) {
         const PriceValue& pv = ps.prices[i];
         const Unit& unit = units.at(pv.unit);
         Decimal qty;
-        if (pv.unit == units.requests()) qty = Decimal::from_int(1);
+        if (pv.unit == units.requests())
+            qty = Decimal::from_int(1);
         else {
             Decimal s = reported(usage, pv.unit, positive);
             Decimal below;
-            for (int j : ps.below[i]) below = below + leaf[j];
+            for (int j : ps.below[i])
+                below = below + leaf[j];
             qty = s - below;
             if (qty.sign() < 0) {
                 std::string parts;
                 for (int j : ps.below[i]) {
                     const Decimal* d = usage.find(ps.prices[static_cast<size_t>(j)].unit);
-                    if (d && d->sign() > 0) parts += (parts.empty() ? "" : ", ") + units.at(ps.prices[static_cast<size_t>(j)].unit).usage_key + " = " + fmt(*d);
+                    if (d && d->sign() > 0)
+                        parts += (parts.empty() ? "" : ", ") +
+                                 units.at(ps.prices[static_cast<size_t>(j)].unit).usage_key + " = " + fmt(*d);
                 }
-                throw Error(Code::InvalidValue,
-                            "usage parts exceed \"" + unit.usage_key + "\"",
-                            "\"" + unit.usage_key + "\" is " + fmt(s) + " but its parts (" + parts + ") add up to " + fmt(below) + ".",
+                throw Error(Code::InvalidValue, "usage parts exceed \"" + unit.usage_key + "\"",
+                            "\"" + unit.usage_key + "\" is " + fmt(s) + " but its parts (" + parts + ") add up to " +
+                                fmt(below) + ".",
                             "In the normalized form input_tokens counts every input token, cached ones included.");
             }
         }

@@ -49,7 +49,7 @@ struct Usage {
 struct PathStep {
     std::string key;  // a member name, or the field of an array match
     bool array_match = false;
-    Match match;      // for array_match: the rule the field's string must meet
+    Match match;  // for array_match: the rule the field's string must meet
 };
 
 struct Mapping {
@@ -89,14 +89,14 @@ struct PriceSet {
     bool tiered = false;
     bool has_requests = false;
     std::vector<std::string> ignored_keys;  // price keys pg_meter does not know
-    std::string invalid;  // non-empty: why this set cannot price (raised on use)
+    std::string invalid;                    // non-empty: why this set cannot price (raised on use)
 
     static PriceSet compile(const json::Value& prices);
 };
 
 struct Constraint {
     enum class Kind { None, StartDate, TimeOfDay } kind = Kind::None;
-    Micros start = 0;             // StartDate
+    Micros start = 0;                  // StartDate
     int64_t day_from = 0, day_to = 0;  // TimeOfDay, milliseconds of the UTC day
 };
 
@@ -136,7 +136,7 @@ struct Quote {
     std::string_view model;     // catalog model id (or the custom model name)
     std::string_view model_name;
     std::string_view tier;
-    int entry = 0;         // index of the conditional price entry used
+    int entry = 0;  // index of the conditional price entry used
     const PriceSet* set = nullptr;
     const std::vector<std::pair<int, Decimal>>* minimums = nullptr;
     const Provider* provider_def = nullptr;  // whose extractors read the usage (may be null)
@@ -188,8 +188,8 @@ class Catalog {
     struct Resolution {
         const Model* model = nullptr;
         const Provider* provider = nullptr;  // genai provider (extractors), may be null
-        std::string provider_id;              // canonical id, or the lowered input
-        std::string provider_in, model_in;    // the names as given, lowered
+        std::string provider_id;             // canonical id, or the lowered input
+        std::string provider_in, model_in;   // the names as given, lowered
         bool provider_known = false;
         // custom prices for the name as given, then for the catalog's id
         const std::vector<const Custom*>* custom[3] = {nullptr, nullptr, nullptr};
@@ -209,6 +209,7 @@ class Catalog {
         // the extractor that fits a usage shape best, by provider and shape
         std::unordered_map<std::string, int> shape_choice;
     };
+
   public:
     struct Custom {
         int64_t version;

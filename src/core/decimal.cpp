@@ -8,7 +8,8 @@ const Int256& pow10_256(int n) {
     static const std::array<Int256, 77> table = [] {
         std::array<Int256, 77> t{};
         t[0] = 1;
-        for (size_t i = 1; i < t.size(); ++i) t[i] = t[i - 1] * 10;
+        for (size_t i = 1; i < t.size(); ++i)
+            t[i] = t[i - 1] * 10;
         return t;
     }();
     if (n < 0 || n > 76) throw Error(Code::Overflow, "decimal scale out of range");
@@ -17,8 +18,8 @@ const Int256& pow10_256(int n) {
 
 static Int128 narrow(const Int256& v) {
     static const Int256 max128 = Int256(std::numeric_limits<Int128>::max());
-    if (v > max128 || v < -max128) throw Error(Code::Overflow, "amount out of range",
-                                              "The value does not fit in 38 decimal digits.");
+    if (v > max128 || v < -max128)
+        throw Error(Code::Overflow, "amount out of range", "The value does not fit in 38 decimal digits.");
     return Int128(v);
 }
 
@@ -37,7 +38,8 @@ Decimal Decimal::parse(std::string_view s) {
         if (k < s.size() && (s[k] != '0' || s.size() == k + 1)) {
             int64_t v = 0;
             size_t j = k;
-            for (; j < s.size() && s[j] >= '0' && s[j] <= '9'; ++j) v = v * 10 + (s[j] - '0');
+            for (; j < s.size() && s[j] >= '0' && s[j] <= '9'; ++j)
+                v = v * 10 + (s[j] - '0');
             if (j == s.size()) {
                 Decimal d;
                 d.mant = Int128(k ? -v : v);
@@ -45,12 +47,13 @@ Decimal Decimal::parse(std::string_view s) {
             }
         }
     }
-    auto bad = [&] {
-        return Error(Code::InvalidValue, "invalid number \"" + std::string(s.substr(0, 64)) + "\"");
-    };
+    auto bad = [&] { return Error(Code::InvalidValue, "invalid number \"" + std::string(s.substr(0, 64)) + "\""); };
     size_t i = 0;
     bool neg = false;
-    if (i < s.size() && s[i] == '-') { neg = true; ++i; }
+    if (i < s.size() && s[i] == '-') {
+        neg = true;
+        ++i;
+    }
     Int256 m = 0;
     int digits = 0, frac = 0;
     bool any = false;
@@ -58,8 +61,9 @@ Decimal Decimal::parse(std::string_view s) {
         while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
             any = true;
             if (m != 0 || s[i] != '0') ++digits;
-            if (digits > 60) throw Error(Code::Overflow, "number has too many digits",
-                                         "At most 38 significant digits are kept exactly.");
+            if (digits > 60)
+                throw Error(Code::Overflow, "number has too many digits",
+                            "At most 38 significant digits are kept exactly.");
             m = m * 10 + (s[i] - '0');
             if (fractional) ++frac;
             ++i;
@@ -77,7 +81,10 @@ Decimal Decimal::parse(std::string_view s) {
     if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
         ++i;
         bool eneg = false;
-        if (i < s.size() && (s[i] == '+' || s[i] == '-')) { eneg = s[i] == '-'; ++i; }
+        if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+            eneg = s[i] == '-';
+            ++i;
+        }
         if (i >= s.size()) throw bad();
         while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
             exp = exp * 10 + (s[i] - '0');
@@ -89,7 +96,10 @@ Decimal Decimal::parse(std::string_view s) {
     if (i != s.size()) throw bad();
     long scale = frac - exp;
     // drop trailing zeros before checking the scale, so 1.50000 is 1.5
-    while (scale > 0 && m != 0 && m % 10 == 0) { m /= 10; --scale; }
+    while (scale > 0 && m != 0 && m % 10 == 0) {
+        m /= 10;
+        --scale;
+    }
     if (m == 0) return Decimal();
     if (scale < 0) {
         if (scale < -38) throw Error(Code::Overflow, "number out of range");
@@ -113,7 +123,8 @@ static std::string format_scaled(Int128 v, int scale) {
         if (static_cast<int>(digits.size()) <= scale)
             digits.insert(0, static_cast<size_t>(scale) - digits.size() + 1, '0');
         digits.insert(digits.size() - static_cast<size_t>(scale), ".");
-        while (digits.back() == '0') digits.pop_back();
+        while (digits.back() == '0')
+            digits.pop_back();
         if (digits.back() == '.') digits.pop_back();
     }
     return neg ? "-" + digits : digits;
@@ -158,8 +169,10 @@ void Amount::add_scaled(const Decimal& qty, const Int256& scaled) {
     if (qty.is_zero() || scaled == 0) return;
     // scaled carries 10^(kAmountScale - price.scale) >= 10^qty.scale, so
     // dividing by 10^qty.scale is exact
-    if (qty.scale == 0) num_ += Int256(qty.mant) * scaled;
-    else num_ += Int256(qty.mant) * (scaled / pow10_256(qty.scale));
+    if (qty.scale == 0)
+        num_ += Int256(qty.mant) * scaled;
+    else
+        num_ += Int256(qty.mant) * (scaled / pow10_256(qty.scale));
 }
 
 void Amount::add(const Decimal& qty, const Decimal& price, int64_t per) { add_scaled(qty, scale_price(price, per)); }

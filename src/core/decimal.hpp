@@ -56,7 +56,10 @@ inline bool operator>(const Decimal& a, const Decimal& b) { return compare(a, b)
 struct Money {
     Int128 pico = 0;
     std::string to_string() const;  // "0.00000375", trailing zeros trimmed
-    Money& operator+=(const Money& o) { pico += o.pico; return *this; }
+    Money& operator+=(const Money& o) {
+        pico += o.pico;
+        return *this;
+    }
 };
 inline bool operator==(const Money& a, const Money& b) { return a.pico == b.pico; }
 

@@ -18,12 +18,18 @@ std::string Value::str(std::string_view key, std::string def) const {
 
 const char* type_name(Type t) {
     switch (t) {
-        case Type::Null: return "null";
-        case Type::Bool: return "boolean";
-        case Type::Number: return "number";
-        case Type::String: return "string";
-        case Type::Array: return "array";
-        case Type::Object: return "object";
+        case Type::Null:
+            return "null";
+        case Type::Bool:
+            return "boolean";
+        case Type::Number:
+            return "number";
+        case Type::String:
+            return "string";
+        case Type::Array:
+            return "array";
+        case Type::Object:
+            return "object";
     }
     return "unknown";
 }
@@ -50,10 +56,14 @@ class Parser {
                     "The error is at byte offset " + std::to_string(i_) + ".");
     }
     void ws() {
-        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
+            ++i_;
     }
     bool lit(std::string_view w) {
-        if (s_.substr(i_, w.size()) == w) { i_ += w.size(); return true; }
+        if (s_.substr(i_, w.size()) == w) {
+            i_ += w.size();
+            return true;
+        }
         return false;
     }
 
@@ -76,7 +86,10 @@ class Parser {
         Value v = Value::object();
         ++i_;
         ws();
-        if (i_ < s_.size() && s_[i_] == '}') { ++i_; return v; }
+        if (i_ < s_.size() && s_[i_] == '}') {
+            ++i_;
+            return v;
+        }
         for (;;) {
             ws();
             if (i_ >= s_.size() || s_[i_] != '"') fail("expected a member name");
@@ -86,8 +99,14 @@ class Parser {
             ++i_;
             v.members.emplace_back(std::move(key), value(depth + 1));
             ws();
-            if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
-            if (i_ < s_.size() && s_[i_] == '}') { ++i_; return v; }
+            if (i_ < s_.size() && s_[i_] == ',') {
+                ++i_;
+                continue;
+            }
+            if (i_ < s_.size() && s_[i_] == '}') {
+                ++i_;
+                return v;
+            }
             fail("expected ',' or '}'");
         }
     }
@@ -96,12 +115,21 @@ class Parser {
         Value v = Value::array();
         ++i_;
         ws();
-        if (i_ < s_.size() && s_[i_] == ']') { ++i_; return v; }
+        if (i_ < s_.size() && s_[i_] == ']') {
+            ++i_;
+            return v;
+        }
         for (;;) {
             v.items.push_back(value(depth + 1));
             ws();
-            if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
-            if (i_ < s_.size() && s_[i_] == ']') { ++i_; return v; }
+            if (i_ < s_.size() && s_[i_] == ',') {
+                ++i_;
+                continue;
+            }
+            if (i_ < s_.size() && s_[i_] == ']') {
+                ++i_;
+                return v;
+            }
             fail("expected ',' or ']'");
         }
     }
@@ -111,12 +139,18 @@ class Parser {
         if (s_[i_] == '-') ++i_;
         auto digits = [&] {
             size_t b = i_;
-            while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+            while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9')
+                ++i_;
             return i_ - b;
         };
-        if (i_ < s_.size() && s_[i_] == '0') ++i_;
-        else if (digits() == 0) fail("invalid number");
-        if (i_ < s_.size() && s_[i_] == '.') { ++i_; if (digits() == 0) fail("invalid number"); }
+        if (i_ < s_.size() && s_[i_] == '0')
+            ++i_;
+        else if (digits() == 0)
+            fail("invalid number");
+        if (i_ < s_.size() && s_[i_] == '.') {
+            ++i_;
+            if (digits() == 0) fail("invalid number");
+        }
         if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
             ++i_;
             if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
@@ -126,9 +160,12 @@ class Parser {
     }
 
     static void utf8(std::string& out, unsigned cp) {
-        if (cp < 0x80) out += static_cast<char>(cp);
-        else if (cp < 0x800) { out += static_cast<char>(0xC0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
-        else if (cp < 0x10000) {
+        if (cp < 0x80)
+            out += static_cast<char>(cp);
+        else if (cp < 0x800) {
+            out += static_cast<char>(0xC0 | (cp >> 6));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
             out += static_cast<char>(0xE0 | (cp >> 12));
             out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
             out += static_cast<char>(0x80 | (cp & 0x3F));
@@ -146,10 +183,14 @@ class Parser {
         for (int k = 0; k < 4; ++k) {
             char h = s_[i_++];
             cp <<= 4;
-            if (h >= '0' && h <= '9') cp |= static_cast<unsigned>(h - '0');
-            else if (h >= 'a' && h <= 'f') cp |= static_cast<unsigned>(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') cp |= static_cast<unsigned>(h - 'A' + 10);
-            else fail("invalid unicode escape");
+            if (h >= '0' && h <= '9')
+                cp |= static_cast<unsigned>(h - '0');
+            else if (h >= 'a' && h <= 'f')
+                cp |= static_cast<unsigned>(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F')
+                cp |= static_cast<unsigned>(h - 'A' + 10);
+            else
+                fail("invalid unicode escape");
         }
         return cp;
     }
@@ -162,18 +203,37 @@ class Parser {
             char c = s_[i_++];
             if (c == '"') return out;
             if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-            if (c != '\\') { out += c; continue; }
+            if (c != '\\') {
+                out += c;
+                continue;
+            }
             if (i_ >= s_.size()) fail("unterminated escape");
             char e = s_[i_++];
             switch (e) {
-                case '"': out += '"'; break;
-                case '\\': out += '\\'; break;
-                case '/': out += '/'; break;
-                case 'b': out += '\b'; break;
-                case 'f': out += '\f'; break;
-                case 'n': out += '\n'; break;
-                case 'r': out += '\r'; break;
-                case 't': out += '\t'; break;
+                case '"':
+                    out += '"';
+                    break;
+                case '\\':
+                    out += '\\';
+                    break;
+                case '/':
+                    out += '/';
+                    break;
+                case 'b':
+                    out += '\b';
+                    break;
+                case 'f':
+                    out += '\f';
+                    break;
+                case 'n':
+                    out += '\n';
+                    break;
+                case 'r':
+                    out += '\r';
+                    break;
+                case 't':
+                    out += '\t';
+                    break;
                 case 'u': {
                     unsigned cp = hex4();
                     if (cp >= 0xD800 && cp < 0xDC00) {
@@ -182,12 +242,15 @@ class Parser {
                             unsigned lo = hex4();
                             if (lo < 0xDC00 || lo > 0xDFFF) fail("invalid surrogate pair");
                             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        } else fail("lone surrogate");
-                    } else if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone surrogate");
+                        } else
+                            fail("lone surrogate");
+                    } else if (cp >= 0xDC00 && cp <= 0xDFFF)
+                        fail("lone surrogate");
                     utf8(out, cp);
                     break;
                 }
-                default: fail("invalid escape");
+                default:
+                    fail("invalid escape");
             }
         }
     }
@@ -197,18 +260,29 @@ void dump_string(std::string& out, const std::string& s) {
     out += '"';
     for (unsigned char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20) {
                     static const char* hex = "0123456789abcdef";
                     out += "\\u00";
                     out += hex[c >> 4];
                     out += hex[c & 15];
-                } else out += static_cast<char>(c);
+                } else
+                    out += static_cast<char>(c);
         }
     }
     out += '"';
@@ -216,10 +290,18 @@ void dump_string(std::string& out, const std::string& s) {
 
 void dump_to(std::string& out, const Value& v) {
     switch (v.type) {
-        case Type::Null: out += "null"; break;
-        case Type::Bool: out += v.boolean ? "true" : "false"; break;
-        case Type::Number: out += v.text; break;
-        case Type::String: dump_string(out, v.text); break;
+        case Type::Null:
+            out += "null";
+            break;
+        case Type::Bool:
+            out += v.boolean ? "true" : "false";
+            break;
+        case Type::Number:
+            out += v.text;
+            break;
+        case Type::String:
+            dump_string(out, v.text);
+            break;
         case Type::Array:
             out += '[';
             for (size_t k = 0; k < v.items.size(); ++k) {

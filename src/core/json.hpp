@@ -20,16 +20,39 @@ enum class Type { Null, Bool, Number, String, Array, Object };
 struct Value {
     Type type = Type::Null;
     bool boolean = false;
-    std::string text;  // string contents, or a number's source text
+    std::string text;                                    // string contents, or a number's source text
     std::vector<Value> items;                            // Array
     std::vector<std::pair<std::string, Value>> members;  // Object, in source order
 
     static Value null() { return Value(); }
-    static Value number(std::string t) { Value v; v.type = Type::Number; v.text = std::move(t); return v; }
-    static Value string(std::string t) { Value v; v.type = Type::String; v.text = std::move(t); return v; }
-    static Value boolean_of(bool b) { Value v; v.type = Type::Bool; v.boolean = b; return v; }
-    static Value array() { Value v; v.type = Type::Array; return v; }
-    static Value object() { Value v; v.type = Type::Object; return v; }
+    static Value number(std::string t) {
+        Value v;
+        v.type = Type::Number;
+        v.text = std::move(t);
+        return v;
+    }
+    static Value string(std::string t) {
+        Value v;
+        v.type = Type::String;
+        v.text = std::move(t);
+        return v;
+    }
+    static Value boolean_of(bool b) {
+        Value v;
+        v.type = Type::Bool;
+        v.boolean = b;
+        return v;
+    }
+    static Value array() {
+        Value v;
+        v.type = Type::Array;
+        return v;
+    }
+    static Value object() {
+        Value v;
+        v.type = Type::Object;
+        return v;
+    }
 
     bool is_object() const { return type == Type::Object; }
     bool is_array() const { return type == Type::Array; }

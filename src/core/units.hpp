@@ -30,10 +30,10 @@ struct Unit {
     int64_t per;
     std::vector<std::pair<std::string, std::string>> dims;  // sorted by name
     int index = -1;
-    UnitSet ancestors;  // units whose dims are a proper subset of ours
-    UnitSet compatible; // units with no dimension of a different value
-    UnitSet descendants;  // units whose dims are a proper superset of ours
-    int dir = 0;        // 0 none, 1 input, 2 output
+    UnitSet ancestors;              // units whose dims are a proper subset of ours
+    UnitSet compatible;             // units with no dimension of a different value
+    UnitSet descendants;            // units whose dims are a proper superset of ours
+    int dir = 0;                    // 0 none, 1 input, 2 output
     std::string direction() const;  // "input", "output" or ""
     bool is_token_count() const;    // integer-only quantities
     bool reportable() const { return usage_key != "requests"; }

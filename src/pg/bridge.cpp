@@ -50,8 +50,7 @@ PmFailure* failure_internal(const char* what, int sqlstate) noexcept {
 
 void pm_raise(const PmFailure* f) {
     if (f->pg_error) ReThrowError(f->pg_error);
-    ereport(ERROR, (errcode(f->sqlstate), errmsg("%s", f->message),
-                    f->detail[0] ? errdetail("%s", f->detail) : 0,
+    ereport(ERROR, (errcode(f->sqlstate), errmsg("%s", f->message), f->detail[0] ? errdetail("%s", f->detail) : 0,
                     f->hint[0] ? errhint("%s", f->hint) : 0));
     pg_unreachable();
 }

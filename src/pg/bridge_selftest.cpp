@@ -26,7 +26,10 @@ int g_destroyed = 0;
 struct Guard {
     std::string payload = std::string(64, 'x');  // owns heap memory
     Guard() { ++g_live; }
-    ~Guard() { --g_live; ++g_destroyed; }
+    ~Guard() {
+        --g_live;
+        ++g_destroyed;
+    }
 };
 
 }  // namespace
@@ -37,7 +40,8 @@ PG_FUNCTION_INFO_V1(meter_bridge_selftest);
 
 Datum meter_bridge_selftest(PG_FUNCTION_ARGS) {
     char* kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-    if (strcmp(kind, "destroyed") == 0) PG_RETURN_TEXT_P(cstring_to_text(psprintf("%d live, %d destroyed", g_live, g_destroyed)));
+    if (strcmp(kind, "destroyed") == 0)
+        PG_RETURN_TEXT_P(cstring_to_text(psprintf("%d live, %d destroyed", g_live, g_destroyed)));
     PmFailure* f = pm_run([&] {
         Guard g;
         if (strcmp(kind, "core") == 0)
@@ -54,5 +58,4 @@ Datum meter_bridge_selftest(PG_FUNCTION_ARGS) {
     if (f) pm_raise(f);
     PG_RETURN_TEXT_P(cstring_to_text("ok"));
 }
-
 }

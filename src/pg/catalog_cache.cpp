@@ -91,5 +91,4 @@ Datum meter_catalog_changed(PG_FUNCTION_ARGS) {
     CacheInvalidateRelcache(td->tg_relation);
     return PointerGetDatum(nullptr);
 }
-
 }

@@ -23,9 +23,15 @@ static void push(JFlat* f, int* cap, uint8 kind, const char* text, int len) {
 
 static void push_scalar(JFlat* f, int* cap, const JsonbValue* v) {
     switch (v->type) {
-        case jbvNull: push(f, cap, Null, nullptr, 0); break;
-        case jbvBool: push(f, cap, v->val.boolean ? True : False, nullptr, 0); break;
-        case jbvString: push(f, cap, String, v->val.string.val, v->val.string.len); break;
+        case jbvNull:
+            push(f, cap, Null, nullptr, 0);
+            break;
+        case jbvBool:
+            push(f, cap, v->val.boolean ? True : False, nullptr, 0);
+            break;
+        case jbvString:
+            push(f, cap, String, v->val.string.val, v->val.string.len);
+            break;
         case jbvNumeric: {
             // token counts are integers: take them without formatting text
             // (a display scale of 0 means no fractional digits)
@@ -43,7 +49,8 @@ static void push_scalar(JFlat* f, int* cap, const JsonbValue* v) {
             push(f, cap, Number, s, static_cast<int>(strlen(s)));
             break;
         }
-        default: elog(ERROR, "unexpected jsonb value type %d", static_cast<int>(v->type));
+        default:
+            elog(ERROR, "unexpected jsonb value type %d", static_cast<int>(v->type));
     }
 }
 
@@ -58,18 +65,27 @@ JFlat pm_flatten(Jsonb* jb) {
     bool scalar_root = JB_ROOT_IS_SCALAR(jb);
     while ((r = JsonbIteratorNext(&it, &v, false)) != WJB_DONE) {
         switch (r) {
-            case WJB_BEGIN_OBJECT: push(&f, &cap, ObjBegin, nullptr, 0); break;
-            case WJB_END_OBJECT: push(&f, &cap, ObjEnd, nullptr, 0); break;
+            case WJB_BEGIN_OBJECT:
+                push(&f, &cap, ObjBegin, nullptr, 0);
+                break;
+            case WJB_END_OBJECT:
+                push(&f, &cap, ObjEnd, nullptr, 0);
+                break;
             case WJB_BEGIN_ARRAY:
                 if (!scalar_root) push(&f, &cap, ArrBegin, nullptr, 0);
                 break;
             case WJB_END_ARRAY:
                 if (!scalar_root) push(&f, &cap, ArrEnd, nullptr, 0);
                 break;
-            case WJB_KEY: push(&f, &cap, Key, v.val.string.val, v.val.string.len); break;
+            case WJB_KEY:
+                push(&f, &cap, Key, v.val.string.val, v.val.string.len);
+                break;
             case WJB_VALUE:
-            case WJB_ELEM: push_scalar(&f, &cap, &v); break;
-            default: break;
+            case WJB_ELEM:
+                push_scalar(&f, &cap, &v);
+                break;
+            default:
+                break;
         }
     }
     return f;
@@ -78,16 +94,21 @@ JFlat pm_flatten(Jsonb* jb) {
 static json::Value build(const JFlat& f, int& i) {
     const JTok& t = f.toks[i++];
     switch (t.kind) {
-        case Null: return json::Value::null();
-        case True: return json::Value::boolean_of(true);
-        case False: return json::Value::boolean_of(false);
-        case String: return json::Value::string(std::string(t.text, static_cast<size_t>(t.len)));
+        case Null:
+            return json::Value::null();
+        case True:
+            return json::Value::boolean_of(true);
+        case False:
+            return json::Value::boolean_of(false);
+        case String:
+            return json::Value::string(std::string(t.text, static_cast<size_t>(t.len)));
         case Number:
             if (!t.text) return json::Value::number(std::to_string(t.ival));
             return json::Value::number(std::string(t.text, static_cast<size_t>(t.len)));
         case ArrBegin: {
             json::Value a = json::Value::array();
-            while (i < f.n && f.toks[i].kind != ArrEnd) a.items.push_back(build(f, i));
+            while (i < f.n && f.toks[i].kind != ArrEnd)
+                a.items.push_back(build(f, i));
             ++i;
             return a;
         }
@@ -102,7 +123,8 @@ static json::Value build(const JFlat& f, int& i) {
             ++i;
             return o;
         }
-        default: throw Error(Code::Internal, "malformed jsonb token stream");
+        default:
+            throw Error(Code::Internal, "malformed jsonb token stream");
     }
 }
 

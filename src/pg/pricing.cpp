@@ -67,8 +67,9 @@ bool read_call(FunctionCallInfo fcinfo, PmCall* c) {
     text_arg(fcinfo, 1, &c->model, &c->model_len);
     c->usage = pm_flatten(PG_GETARG_JSONB_P(2));
     c->at = (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ? to_micros(PG_GETARG_TIMESTAMPTZ(3))
-                                                  : to_micros(GetCurrentTransactionStartTimestamp());
-    if (PG_NARGS() > 4 && !PG_ARGISNULL(4)) text_arg(fcinfo, 4, &c->tier, &c->tier_len);
+                                                 : to_micros(GetCurrentTransactionStartTimestamp());
+    if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+        text_arg(fcinfo, 4, &c->tier, &c->tier_len);
     else {
         c->tier = "standard";
         c->tier_len = 8;
@@ -168,7 +169,7 @@ Datum meter_price(PG_FUNCTION_ARGS) {
         int32 entry;
         char source[32], provider[520], model[520], model_name[1040], tier[16], flavor[64];
         char usage[16384];
-    } * o = static_cast<decltype(o)>(palloc0(sizeof *o));
+    }* o = static_cast<decltype(o)>(palloc0(sizeof *o));
     PmFailure* f = pm_run([&] {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
@@ -189,7 +190,8 @@ Datum meter_price(PG_FUNCTION_ARGS) {
     });
     if (f) pm_raise(f);
     TupleDesc td;
-    if (get_call_result_type(fcinfo, nullptr, &td) != TYPEFUNC_COMPOSITE) elog(ERROR, "meter.price must return a composite");
+    if (get_call_result_type(fcinfo, nullptr, &td) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "meter.price must return a composite");
     td = BlessTupleDesc(td);
     Datum vals[14];
     bool nulls[14] = {false};
@@ -257,8 +259,10 @@ Datum meter_cost_breakdown(PG_FUNCTION_ARGS) {
         v[4] = CStringGetTextDatum(rows[i].price_key);
         v[5] = BoolGetDatum(rows[i].tier);
         v[6] = numeric_datum(rows[i].amount);
-        if (rows[i].direction[0]) v[7] = CStringGetTextDatum(rows[i].direction);
-        else nulls[7] = true;
+        if (rows[i].direction[0])
+            v[7] = CStringGetTextDatum(rows[i].direction);
+        else
+            nulls[7] = true;
         tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, nulls);
     }
     return (Datum)0;
@@ -298,8 +302,10 @@ Datum meter_meters(PG_FUNCTION_ARGS) {
         const char* dir = nullptr;
         for (auto& d : u.dims)
             if (d.first == "direction") dir = d.second.c_str();
-        if (dir) v[3] = PointerGetDatum(cstring_to_text(dir));
-        else nulls[3] = true;
+        if (dir)
+            v[3] = PointerGetDatum(cstring_to_text(dir));
+        else
+            nulls[3] = true;
         v[4] = BoolGetDatum(u.is_token_count());
         tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, nulls);
     }
@@ -348,12 +354,14 @@ Datum meter_check_prices(PG_FUNCTION_ARGS) {
                         "Pass prices per meter, e.g. {\"input_mtok\": 3, \"output_mtok\": 15}.");
         PriceSet ps = PriceSet::compile(v);
         if (!ps.ignored_keys.empty()) {
-            throw Error(Code::UnknownMeter, "unknown price key \"" + ps.ignored_keys.front() + "\"",
-                        "A price key names a meter and its unit, such as input_mtok (per million input tokens) or per_image.",
-                        "The view meter.meters lists every price key.");
+            throw Error(
+                Code::UnknownMeter, "unknown price key \"" + ps.ignored_keys.front() + "\"",
+                "A price key names a meter and its unit, such as input_mtok (per million input tokens) or per_image.",
+                "The view meter.meters lists every price key.");
         }
         if (ps.prices.empty())
-            throw Error(Code::InvalidValue, "prices name no meter", "", "Pass at least one price, e.g. {\"per_image\": 0.04}.");
+            throw Error(Code::InvalidValue, "prices name no meter", "",
+                        "Pass at least one price, e.g. {\"per_image\": 0.04}.");
         if (!ps.invalid.empty()) throw Error(Code::InvalidValue, "prices are incomplete", ps.invalid + ".");
         if (has_min) {
             json::Value m = pm_unflatten(mins);

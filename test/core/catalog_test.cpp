@@ -19,35 +19,44 @@ Catalog* CatalogTest::cat_ = nullptr;
 
 TEST_F(CatalogTest, AnthropicCacheTokensAreOutsideInputTokens) {
     // input_tokens excludes cache reads and writes in Anthropic's usage
-    EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6",
-                   R"({"input_tokens":100,"cache_read_input_tokens":1000,"cache_creation_input_tokens":50,"output_tokens":300})"),
-              "0.0052875");
+    EXPECT_EQ(
+        cost(
+            c(), "anthropic", "claude-sonnet-4-6",
+            R"({"input_tokens":100,"cache_read_input_tokens":1000,"cache_creation_input_tokens":50,"output_tokens":300})"),
+        "0.0052875");
 }
 
 TEST_F(CatalogTest, StartDatePricesApplyFromTheirDate) {
-    const char* u = R"({"input_tokens":100,"cache_read_input_tokens":1000,"cache_creation_input_tokens":50,"output_tokens":300})";
+    const char* u =
+        R"({"input_tokens":100,"cache_read_input_tokens":1000,"cache_creation_input_tokens":50,"output_tokens":300})";
     EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6", u, at_utc("2026-03-12", 23)), "0.0052875");
     EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6", u, parse_date("2026-03-13")), "0.003525");
 }
 
 TEST_F(CatalogTest, TierSwitchesAboveThresholdForTheWholeRequest) {
     EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6", R"({"input_tokens":200000,"output_tokens":1000})"), "0.615");
-    EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6", R"({"input_tokens":200001,"output_tokens":1000})"), "1.222506");
+    EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6", R"({"input_tokens":200001,"output_tokens":1000})"),
+              "1.222506");
 }
 
 TEST_F(CatalogTest, OneHourCacheWritesArePricedApart) {
-    EXPECT_EQ(cost(c(), "anthropic", "claude-sonnet-4-6",
-                   R"({"input_tokens":10,"cache_creation_input_tokens":100,"cache_creation":{"ephemeral_1h_input_tokens":40},"output_tokens":0})"),
-              "0.000495");
+    EXPECT_EQ(
+        cost(
+            c(), "anthropic", "claude-sonnet-4-6",
+            R"({"input_tokens":10,"cache_creation_input_tokens":100,"cache_creation":{"ephemeral_1h_input_tokens":40},"output_tokens":0})"),
+        "0.000495");
 }
 
 TEST_F(CatalogTest, OpenAICachedTokensAreInsidePromptTokens) {
-    const char* chat = R"({"prompt_tokens":1000,"completion_tokens":200,"prompt_tokens_details":{"cached_tokens":400}})";
+    const char* chat =
+        R"({"prompt_tokens":1000,"completion_tokens":200,"prompt_tokens_details":{"cached_tokens":400}})";
     EXPECT_EQ(cost(c(), "openai", "gpt-4o", chat), "0.004");
     EXPECT_EQ(cost(c(), "openai", "gpt-4o-mini-2024-07-18", chat), "0.00024");  // first match wins
-    EXPECT_EQ(cost(c(), "openai", "gpt-4o",
-                   R"({"input_tokens":1000,"input_tokens_details":{"cached_tokens":400},"output_tokens":200,"total_tokens":1200})"),
-              "0.004");  // Responses API shape
+    EXPECT_EQ(
+        cost(
+            c(), "openai", "gpt-4o",
+            R"({"input_tokens":1000,"input_tokens_details":{"cached_tokens":400},"output_tokens":200,"total_tokens":1200})"),
+        "0.004");                                              // Responses API shape
     EXPECT_EQ(cost(c(), "OpenAI ", "GPT-4o", chat), "0.004");  // names are case-insensitive
 }
 
@@ -56,19 +65,24 @@ TEST_F(CatalogTest, RequestPricesCountOncePerCall) {
 }
 
 TEST_F(CatalogTest, GeminiThoughtsAreBilledAsOutput) {
-    EXPECT_EQ(cost(c(), "google", "gemini-2.5-flash", R"({"promptTokenCount":50,"candidatesTokenCount":10,"thoughtsTokenCount":20})"),
-              "0.00009");
     EXPECT_EQ(cost(c(), "google", "gemini-2.5-flash",
-                   R"({"promptTokenCount":100,"promptTokensDetails":[{"modality":"AUDIO","tokenCount":40}],"candidatesTokenCount":0})"),
-              "0.000058");
+                   R"({"promptTokenCount":50,"candidatesTokenCount":10,"thoughtsTokenCount":20})"),
+              "0.00009");
+    EXPECT_EQ(
+        cost(
+            c(), "google", "gemini-2.5-flash",
+            R"({"promptTokenCount":100,"promptTokensDetails":[{"modality":"AUDIO","tokenCount":40}],"candidatesTokenCount":0})"),
+        "0.000058");
     // a whole response is accepted too: the extractor finds usageMetadata
-    EXPECT_EQ(cost(c(), "google", "gemini-2.5-flash", R"({"modelVersion":"x","usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":30}})"),
+    EXPECT_EQ(cost(c(), "google", "gemini-2.5-flash",
+                   R"({"modelVersion":"x","usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":30}})"),
               "0.00009");
 }
 
 TEST_F(CatalogTest, RegexLookaheadRulesResolveLikeGenaiPrices) {
     EXPECT_EQ(cost(c(), "google", "gemini-2.5-flash-lite", R"({"input_tokens":1000,"output_tokens":1000})"), "0.0005");
-    EXPECT_EQ(cost(c(), "anthropic", "claude-3-haiku-20240307", R"({"input_tokens":1000000,"output_tokens":0})"), "0.25");
+    EXPECT_EQ(cost(c(), "anthropic", "claude-3-haiku-20240307", R"({"input_tokens":1000000,"output_tokens":0})"),
+              "0.25");
 }
 
 TEST_F(CatalogTest, TimeOfDayPrices) {
@@ -79,7 +93,8 @@ TEST_F(CatalogTest, TimeOfDayPrices) {
 }
 
 TEST_F(CatalogTest, FallbackProvidersAndProviderMatch) {
-    const char* chat = R"({"prompt_tokens":1000,"completion_tokens":200,"prompt_tokens_details":{"cached_tokens":400}})";
+    const char* chat =
+        R"({"prompt_tokens":1000,"completion_tokens":200,"prompt_tokens_details":{"cached_tokens":400}})";
     EXPECT_EQ(cost(c(), "azure", "gpt-4o", chat), "0.004");
     EXPECT_EQ(cost(c(), "google-vertex", "gemini-2.5-flash", R"({"input_tokens":1000,"output_tokens":0})"), "0.0003");
     EXPECT_EQ(cost(c(), "", "gpt-4o", chat), "0.004");  // no provider: by model_match
@@ -103,14 +118,21 @@ TEST_F(CatalogTest, BadInputGetsItsOwnCode) {
     const char* ok = R"({"prompt_tokens":10,"completion_tokens":5})";
     EXPECT_EQ(error_code([&] { cost(c(), "nope", "gpt-4o", ok); }), Code::UnknownProvider);
     EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-99", ok); }), Code::NoPrice);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":-1,"completion_tokens":5})"); }), Code::InvalidValue);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":1.5,"completion_tokens":5})"); }), Code::InvalidValue);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":"10","completion_tokens":5})"); }), Code::NotANumber);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":-1,"completion_tokens":5})"); }),
+              Code::InvalidValue);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":1.5,"completion_tokens":5})"); }),
+              Code::InvalidValue);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":"10","completion_tokens":5})"); }),
+              Code::NotANumber);
     EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"([1,2])"); }), Code::NotAnObject);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"completion_tokens":5,"foo":1})"); }), Code::MissingMember);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"input_tokens":10,"cache_read_tokens":20})"); }), Code::InvalidValue);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"cache_read_tokens":5,"output_tokens":1})"); }), Code::MissingMember);
-    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", ok, at_utc("2026-01-15"), "economy"); }), Code::InvalidValue);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"completion_tokens":5,"foo":1})"); }),
+              Code::MissingMember);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"input_tokens":10,"cache_read_tokens":20})"); }),
+              Code::InvalidValue);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", R"({"cache_read_tokens":5,"output_tokens":1})"); }),
+              Code::MissingMember);
+    EXPECT_EQ(error_code([&] { cost(c(), "openai", "gpt-4o", ok, at_utc("2026-01-15"), "economy"); }),
+              Code::InvalidValue);
     EXPECT_EQ(error_code([&] { cost(c(), "openai", std::string(600, 'x').c_str(), ok); }), Code::InvalidValue);
 }
 
@@ -165,9 +187,9 @@ static std::unique_ptr<Catalog> versioned() {
 TEST(Versions, PriceInForceAtTheEventTimeIsUsed) {
     auto c = versioned();
     const char* u = R"({"input_tokens":1000000,"output_tokens":1000000})";
-    EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2025-12-31", 23)), "3");     // version 10 (2025)
-    EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2026-01-15")), "7");         // version 11 from 2026-01-01
-    EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2026-02-15")), "18");        // custom from 2026-02-01 wins
+    EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2025-12-31", 23)), "3");  // version 10 (2025)
+    EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2026-01-15")), "7");      // version 11 from 2026-01-01
+    EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2026-02-15")), "18");     // custom from 2026-02-01 wins
     EXPECT_EQ(c->quote("openai", "gpt-x", at_utc("2026-02-15"), "standard").version, 20);
     EXPECT_EQ(cost(*c, "openai", "gpt-x", u, at_utc("2026-01-15"), "batch"), "1.5");  // service tier from LiteLLM
     EXPECT_EQ(error_code([&] { cost(*c, "openai", "gpt-x", u, at_utc("2026-01-15"), "flex"); }), Code::NoPrice);

@@ -63,7 +63,9 @@ TEST(Amount, RoundsHalfToEvenOnlyWhenInexact) {
 TEST(Amount, OverflowIsAnErrorNotAWrap) {
     Amount a;
     try {
-        for (int i = 0; i < 10; ++i) a.add(Decimal::parse("99999999999999999999999999999999999999"), Decimal::parse("99999999999999999999999999999999999999"), 1);
+        for (int i = 0; i < 10; ++i)
+            a.add(Decimal::parse("99999999999999999999999999999999999999"),
+                  Decimal::parse("99999999999999999999999999999999999999"), 1);
         a.to_money();
         ADD_FAILURE() << "no overflow";
     } catch (const Error& e) {

@@ -24,7 +24,8 @@ static cpp_int round_pico(const cpp_rational& usd) {
 static cpp_rational dec(const char* s) {
     Decimal d = Decimal::parse(s);
     cpp_rational r(cpp_int(d.mant.str()));
-    for (int i = 0; i < d.scale; ++i) r /= 10;
+    for (int i = 0; i < d.scale; ++i)
+        r /= 10;
     return r;
 }
 
@@ -51,16 +52,20 @@ TEST(Exactness, OneMillionRandomCallsMatchAnExactRationalReference) {
             uint64_t in = rng() % 300000, cached = in ? rng() % (in + 1) : 0, out = rng() % 50000;
             usage = "{\"prompt_tokens\":" + std::to_string(in) + ",\"completion_tokens\":" + std::to_string(out) +
                     ",\"prompt_tokens_details\":{\"cached_tokens\":" + std::to_string(cached) + "}}";
-            ref = (cpp_rational(in - cached) * mini_in + cpp_rational(cached) * mini_cache + cpp_rational(out) * mini_out) / 1000000;
+            ref = (cpp_rational(in - cached) * mini_in + cpp_rational(cached) * mini_cache +
+                   cpp_rational(out) * mini_out) /
+                  1000000;
             provider = "openai";
             model = "gpt-4o-mini";
         } else if (kind == 1) {
             uint64_t in = rng() % 300000, cr = rng() % 100000, cw = rng() % 20000, out = rng() % 40000;
             usage = "{\"input_tokens\":" + std::to_string(in) + ",\"cache_read_input_tokens\":" + std::to_string(cr) +
-                    ",\"cache_creation_input_tokens\":" + std::to_string(cw) + ",\"output_tokens\":" + std::to_string(out) + "}";
+                    ",\"cache_creation_input_tokens\":" + std::to_string(cw) +
+                    ",\"output_tokens\":" + std::to_string(out) + "}";
             bool tier = in + cr + cw > 200000;
-            ref = (cpp_rational(in) * (tier ? son_in_t : son_in) + cpp_rational(cr) * son_cr + cpp_rational(cw) * son_cw +
-                   cpp_rational(out) * (tier ? son_out_t : son_out)) / 1000000;
+            ref = (cpp_rational(in) * (tier ? son_in_t : son_in) + cpp_rational(cr) * son_cr +
+                   cpp_rational(cw) * son_cw + cpp_rational(out) * (tier ? son_out_t : son_out)) /
+                  1000000;
             provider = "anthropic";
             model = "claude-sonnet-4-6";
             if (tier) ref += 0;  // cache prices in the fixture are flat

@@ -45,8 +45,10 @@ TEST(Fuzz, MutatedUsageNeverCrashes) {
         R"({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 100, "cache_creation": {"ephemeral_1h_input_tokens": 3}})",
         R"({"promptTokenCount": 50, "candidatesTokenCount": 7, "thoughtsTokenCount": 9, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 4}]})",
         R"({"input_tokens": 5, "cache_read_tokens": 2, "output_tokens": 1})"};
-    const std::vector<std::pair<const char*, const char*>> models = {
-        {"openai", "gpt-4o"}, {"anthropic", "claude-sonnet-4-6"}, {"google", "gemini-2.5-flash"}, {"deepseek", "deepseek-chat"}};
+    const std::vector<std::pair<const char*, const char*>> models = {{"openai", "gpt-4o"},
+                                                                     {"anthropic", "claude-sonnet-4-6"},
+                                                                     {"google", "gemini-2.5-flash"},
+                                                                     {"deepseek", "deepseek-chat"}};
     const std::string alphabet = "{}[]:,\"-.0123456789eE+ truefalsn\\u";
     std::mt19937 rng(20261124);
     int parsed = 0, priced = 0, refused = 0;
@@ -56,9 +58,14 @@ TEST(Fuzz, MutatedUsageNeverCrashes) {
         for (int k = 0; k < edits && !s.empty(); ++k) {
             size_t pos = rng() % s.size();
             switch (rng() % 3) {
-                case 0: s[pos] = alphabet[rng() % alphabet.size()]; break;
-                case 1: s.erase(pos, 1 + rng() % 3); break;
-                default: s.insert(pos, 1, alphabet[rng() % alphabet.size()]);
+                case 0:
+                    s[pos] = alphabet[rng() % alphabet.size()];
+                    break;
+                case 1:
+                    s.erase(pos, 1 + rng() % 3);
+                    break;
+                default:
+                    s.insert(pos, 1, alphabet[rng() % alphabet.size()]);
             }
         }
         try {
