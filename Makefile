@@ -14,7 +14,8 @@ SHLIB_LINK = -lstdc++
 # Debian's PGXS would build LLVM bitcode from C++ with clang++; not needed.
 override with_llvm = no
 
-REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+# setup first (shared helpers), then the rest in name order
+REGRESS = setup $(filter-out setup,$(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql))))
 REGRESS_OPTS = --load-extension=pg_meter
 
 PG_CONFIG ?= pg_config

@@ -1,18 +1,9 @@
 -- Loading catalogs: genai-prices' shape, versions that keep history,
 -- LiteLLM's price JSON, user prices, provenance.
 \set VERBOSITY default
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE s text; m text; d text; h text;
-BEGIN
-    EXECUTE q;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN s || ': ' || m || coalesce(' | detail: ' || nullif(d, ''), '') || coalesce(' | hint: ' || nullif(h, ''), '');
-END $$;
 
 -- nothing loaded yet: a clear error, not a zero
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": 1, "completion_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": 1, "completion_tokens": 1}')$$);
 
 \set catalog `cat test/core/data/catalog.json`
 SELECT source, effective_from, providers, models, models_added, models_changed, models_removed
@@ -31,11 +22,11 @@ SELECT p.price_version <> q.price_version AS new_version_named
 SELECT provider, model, prices->'input_mtok' AS input_mtok, valid_from, valid_to
   FROM meter.price_versions WHERE provider = 'openai' AND model = 'gpt-4o' ORDER BY version;
 -- loads go forward in time only
-SELECT pg_temp.err($$SELECT meter.load_prices('[]', effective_from => '2026-01-01+00')$$);
+SELECT pm_err($$SELECT meter.load_prices('[]', effective_from => '2026-01-01+00')$$);
 -- malformed catalogs are refused before anything is written
-SELECT pg_temp.err($$SELECT meter.load_prices('{"id": "x"}')$$);
-SELECT pg_temp.err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "match": {"regex": "("}, "prices": {"input_mtok": 1}}]}]')$$);
-SELECT pg_temp.err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "match": {"equals": "m"}, "prices": {"input_mtok": -1}}]}]')$$);
+SELECT pm_err($$SELECT meter.load_prices('{"id": "x"}')$$);
+SELECT pm_err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "match": {"regex": "("}, "prices": {"input_mtok": 1}}]}]')$$);
+SELECT pm_err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "match": {"equals": "m"}, "prices": {"input_mtok": -1}}]}]')$$);
 SELECT count(*) AS loads FROM meter.catalog_loads;
 
 -- LiteLLM's price JSON: standard, batch, flex and priority prices, exactly
@@ -46,8 +37,8 @@ SELECT tier, meter.cost('openai', 'gpt-4o', '{"input_tokens": 1000000, "output_t
 SELECT meter.cost('openai', 'o3', '{"input_tokens": 1000000, "cache_read_tokens": 500000, "output_tokens": 0}', service_tier => 'flex');
 SELECT meter.cost('gemini', 'gemini-2.5-pro', '{"input_tokens": 300000, "output_tokens": 1000}');
 SELECT meter.cost('fal_ai', 'flux-pro', '{"images": 4}');
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o-mini', '{"input_tokens": 1, "output_tokens": 1}', service_tier => 'batch')$$);
-SELECT pg_temp.err($$SELECT meter.load_litellm_prices('[1]')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o-mini', '{"input_tokens": 1, "output_tokens": 1}', service_tier => 'batch')$$);
+SELECT pm_err($$SELECT meter.load_litellm_prices('[1]')$$);
 
 -- user prices win over catalogs, in their validity range
 SELECT meter.set_price('openai', 'gpt-4o', '{"input_mtok": 2, "output_mtok": 8}',
@@ -60,13 +51,13 @@ SELECT meter.cost('openai', 'gpt-4o-2026-09-01', '{"input_tokens": 1000000, "out
 -- private models priced per image and per second of compute
 SELECT meter.set_price('replicate', 'flux-schnell', '{"per_image": 0.003, "per_compute_second": 0.000725}') > 0 AS set;
 SELECT meter.cost('replicate', 'flux-schnell', '{"images": 2, "compute_seconds": 3.5}');
-SELECT pg_temp.err($$SELECT meter.set_price('x', 'y', '{"input_mtokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.set_price('x', 'y', '{"cache_read_mtok": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.set_price('x', 'y', '[1]')$$);
-SELECT pg_temp.err($$SELECT meter.set_price('', 'y', '{"input_mtok": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.set_price('x', 'y', '{"input_mtok": 1}', valid_from => '2026-01-02', valid_until => '2026-01-01')$$);
-SELECT pg_temp.err($$SELECT meter.set_price('x', 'y', '{"input_mtok": 1}', service_tier => 'cheap')$$);
-SELECT pg_temp.err($$SELECT meter.set_price('x', 'y', '{"input_mtok": 1}', minimums => '{"parsecs": 1}')$$);
+SELECT pm_err($$SELECT meter.set_price('x', 'y', '{"input_mtokens": 1}')$$);
+SELECT pm_err($$SELECT meter.set_price('x', 'y', '{"cache_read_mtok": 1}')$$);
+SELECT pm_err($$SELECT meter.set_price('x', 'y', '[1]')$$);
+SELECT pm_err($$SELECT meter.set_price('', 'y', '{"input_mtok": 1}')$$);
+SELECT pm_err($$SELECT meter.set_price('x', 'y', '{"input_mtok": 1}', valid_from => '2026-01-02', valid_until => '2026-01-01')$$);
+SELECT pm_err($$SELECT meter.set_price('x', 'y', '{"input_mtok": 1}', service_tier => 'cheap')$$);
+SELECT pm_err($$SELECT meter.set_price('x', 'y', '{"input_mtok": 1}', minimums => '{"parsecs": 1}')$$);
 -- the meters a price may name
 SELECT meter, price_key, per, direction, whole_units FROM meter.meters
  WHERE meter IN ('input_tokens', 'cache_write_1h_tokens', 'audio_seconds', 'requests', 'images', 'compute_seconds') ORDER BY meter;

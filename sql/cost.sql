@@ -2,15 +2,6 @@
 -- breakdown, normalization, and how bad input is answered.
 -- (catalog.sql loaded the fixture catalog; times are pinned to 2026-01-15.)
 \set VERBOSITY default
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE s text; m text; d text; h text;
-BEGIN
-    EXECUTE q;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN s || ': ' || m || coalesce(' | detail: ' || nullif(d, ''), '') || coalesce(' | hint: ' || nullif(h, ''), '');
-END $$;
 SET TimeZone = 'UTC';
 \set t '''2026-01-15 12:00+00'''
 
@@ -57,16 +48,16 @@ SELECT sum(meter.cost('google', 'gemini-2.5-flash', jsonb_build_object('input_to
   FROM generate_series(1, 10000) AS i;
 
 -- bad input: each kind its own SQLSTATE, the field named, a hint
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": -5, "completion_tokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": 2.5, "completion_tokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": "12", "completion_tokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '[{"prompt_tokens": 12}]')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"completion_tokens": 1, "total": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 10, "cache_read_tokens": 20}', '2026-01-15+00')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"cache_read_tokens": 20, "output_tokens": 1}', '2026-01-15+00')$$);
-SELECT pg_temp.err($$SELECT meter.cost('nosuch', 'gpt-4o', '{"input_tokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-17', '{"input_tokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1}', service_tier => 'cheap')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', '', '{"input_tokens": 1}')$$);
-SELECT pg_temp.err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1e40}')$$);
-SELECT pg_temp.err($$SELECT meter.normalize_usage('openai', '"tokens"')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": -5, "completion_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": 2.5, "completion_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"prompt_tokens": "12", "completion_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '[{"prompt_tokens": 12}]')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"completion_tokens": 1, "total": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 10, "cache_read_tokens": 20}', '2026-01-15+00')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"cache_read_tokens": 20, "output_tokens": 1}', '2026-01-15+00')$$);
+SELECT pm_err($$SELECT meter.cost('nosuch', 'gpt-4o', '{"input_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-17', '{"input_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1}', service_tier => 'cheap')$$);
+SELECT pm_err($$SELECT meter.cost('openai', '', '{"input_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1e40}')$$);
+SELECT pm_err($$SELECT meter.normalize_usage('openai', '"tokens"')$$);

@@ -77,13 +77,7 @@ TEST(Exactness, OneMillionRandomCallsMatchAnExactRationalReference) {
             provider = "groq";
             model = "whisper-large-v3";
         }
-        json::Value u = json::parse(usage);
-        PriceRequest r;
-        r.provider = provider;
-        r.model = model;
-        r.usage = &u;
-        r.at = at;
-        Priced p = cat->price(r);
+        Priced p = test::price_of(*cat, provider, model, json::parse(usage), at);
         cpp_int got(p.total.pico.str());
         cpp_int want = round_pico(ref);
         if (got != want && ++mismatches <= 5)

@@ -25,16 +25,20 @@ inline std::unique_ptr<Catalog> fixture_catalog() {
 constexpr Micros kDay = 86400LL * 1000000LL;
 inline Micros at_utc(const char* date, int hour = 12) { return parse_date(date) + hour * 3600LL * 1000000LL; }
 
-inline std::string cost(const Catalog& c, const char* provider, const char* model, const char* usage,
-                        Micros at = at_utc("2026-01-15"), const char* tier = "standard") {
-    json::Value u = json::parse(usage);
+inline Priced price_of(const Catalog& c, const char* provider, const char* model, const json::Value& usage, Micros at,
+                       const char* tier = "standard") {
     PriceRequest r;
     r.provider = provider;
     r.model = model;
-    r.usage = &u;
+    r.usage = &usage;
     r.at = at;
     r.tier = tier;
-    return c.price(r).total.to_string();
+    return c.price(r);
+}
+
+inline std::string cost(const Catalog& c, const char* provider, const char* model, const char* usage,
+                        Micros at = at_utc("2026-01-15"), const char* tier = "standard") {
+    return price_of(c, provider, model, json::parse(usage), at, tier).total.to_string();
 }
 
 inline Code error_code(const std::function<void()>& f) {
