@@ -414,11 +414,11 @@ COMMENT ON FUNCTION meter.normalize_usage(text, jsonb) IS
     'The normalized meters of a provider''s raw usage object (input_tokens counts every input token, cached ones included).';
 
 CREATE FUNCTION meter._meters()
-    RETURNS TABLE (meter text, price_key text, per bigint, direction text, whole_units boolean)
+    RETURNS TABLE (meter text, price_key text, per bigint, direction text, whole_units boolean, dimensions jsonb)
     LANGUAGE c IMMUTABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'meter_meters';
 CREATE VIEW meter.meters AS SELECT * FROM meter._meters();
-COMMENT ON VIEW meter.meters IS 'Every meter pg_meter prices: its usage key, the price key that prices it, and the quantity a price is quoted per.';
+COMMENT ON VIEW meter.meters IS 'Every meter pg_meter prices: its usage key, the price key that prices it, the quantity a price is quoted per, and its dimensions (a meter counts every meter whose dimensions include its own).';
 
 -- price_versions: every price version that a priced call may name.
 CREATE VIEW meter.price_versions AS

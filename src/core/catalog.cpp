@@ -1003,10 +1003,29 @@ Priced compute_cost(const Quote& q, Usage usage) {
                     "Model \"" + std::string(q.provider) + "/" + std::string(q.model) + "\": " + ps.invalid + ".",
                     "Correct the price with meter.set_price() or load a fixed catalog.");
     // minimum billed quantities (e.g. a 10-second minimum for transcription)
-    if (q.minimums)
+    if (q.minimums && !q.minimums->empty()) {
         for (auto& [unit, min] : *q.minimums)
             for (auto& [u, v] : usage.values)
                 if (u == unit && v.sign() > 0 && v < min) v = min;
+        // a general meter with a minimum is at least each specific one within
+        // it (audio_seconds counts input_audio_seconds), so raising the
+        // specific meter cannot make its parts exceed the whole
+        for (auto& [unit, min] : *q.minimums) {
+            const Decimal* d = usage.find(unit);
+            if (!d || d->sign() <= 0) continue;
+            Decimal value = *d;
+            for (auto& [general, gmin] : *q.minimums) {
+                if (!units.at(unit).ancestors.test(static_cast<size_t>(general))) continue;
+                bool found = false;
+                for (auto& [u, v] : usage.values)
+                    if (u == general) {
+                        found = true;
+                        if (v < value) v = value;
+                    }
+                if (!found) usage.add(general, value);
+            }
+        }
+    }
     Priced out;
     out.quote = q;
     UnitSet positive;

@@ -18,6 +18,7 @@ extern "C" {
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -294,8 +295,8 @@ Datum meter_meters(PG_FUNCTION_ARGS) {
     const Units& units = Units::get();
     for (auto& u : units.all()) {
         // plain copies: these strings are static for the life of the process
-        Datum v[5];
-        bool nulls[5] = {false};
+        Datum v[6];
+        bool nulls[6] = {false};
         v[0] = PointerGetDatum(cstring_to_text(u.usage_key.c_str()));
         v[1] = PointerGetDatum(cstring_to_text(u.price_key.c_str()));
         v[2] = Int64GetDatum(u.per);
@@ -307,6 +308,13 @@ Datum meter_meters(PG_FUNCTION_ARGS) {
         else
             nulls[3] = true;
         v[4] = BoolGetDatum(u.is_token_count());
+        StringInfoData dims;
+        initStringInfo(&dims);
+        appendStringInfoChar(&dims, '{');
+        for (size_t i = 0; i < u.dims.size(); ++i)
+            appendStringInfo(&dims, "%s\"%s\": \"%s\"", i ? ", " : "", u.dims[i].first.c_str(), u.dims[i].second.c_str());
+        appendStringInfoChar(&dims, '}');
+        v[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(dims.data));
         tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, nulls);
     }
     return (Datum)0;
