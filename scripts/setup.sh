@@ -28,6 +28,9 @@ fi
 
 echo "== building pg_meter"
 make -s -j2 >/dev/null
+# unlink the old library first: install would rewrite it in place, under
+# the feet of any server that has it mapped
+rm -f "$(pg_config --pkglibdir)/pg_meter.so"
 make -s install >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
