@@ -300,7 +300,11 @@ const Units& Units::get() {
 
 Units::Units() {
     for (auto& d : defs()) {
-        Unit u{d.usage_key, d.price_key, d.per, d.dims, -1, {}};
+        Unit u;
+        u.usage_key = d.usage_key;
+        u.price_key = d.price_key;
+        u.per = d.per;
+        u.dims = d.dims;
         std::sort(u.dims.begin(), u.dims.end());
         u.index = static_cast<int>(units_.size());
         units_.push_back(std::move(u));

@@ -27,7 +27,7 @@ using UnitSet = std::bitset<kMaxUnits>;
 struct Unit {
     std::string usage_key;
     std::string price_key;
-    int64_t per;
+    int64_t per = 1;
     std::vector<std::pair<std::string, std::string>> dims;  // sorted by name
     int index = -1;
     UnitSet ancestors;              // units whose dims are a proper subset of ours
