@@ -6,6 +6,7 @@ SELECT meter._bridge_selftest('ok');
 SELECT pm_err($$SELECT meter._bridge_selftest('core')$$);       -- PM001 with detail and hint
 SELECT pm_err($$SELECT meter._bridge_selftest('bad_alloc')$$);  -- 53200
 SELECT pm_err($$SELECT meter._bridge_selftest('std')$$);        -- XX000
+SELECT pm_err($$SELECT meter._bridge_selftest('overflow')$$);   -- 22003
 SELECT pm_err($$SELECT meter._bridge_selftest('unknown')$$);    -- XX000
 SELECT pm_err($$SELECT meter._bridge_selftest('pg')$$);         -- the PostgreSQL error, as it was: 22P02
 -- every C++ object was destroyed before each error left C++

@@ -14,6 +14,7 @@
 
 #include <exception>
 #include <new>
+#include <stdexcept>
 #include <type_traits>
 
 #include "error.hpp"
@@ -61,6 +62,8 @@ PmFailure* pm_run(F&& f) noexcept {
         return failure_from_pg(e.edata);
     } catch (const std::bad_alloc&) {
         return failure_internal("out of memory in pg_meter", ERRCODE_OUT_OF_MEMORY);
+    } catch (const std::overflow_error&) {  // Boost's checked integers
+        return failure_internal("amount out of range", ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE);
     } catch (const std::exception& e) {
         return failure_internal(e.what(), ERRCODE_INTERNAL_ERROR);
     } catch (...) {

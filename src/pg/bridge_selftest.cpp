@@ -48,6 +48,7 @@ Datum meter_bridge_selftest(PG_FUNCTION_ARGS) {
             throw Error(Code::NoPrice, "core error", "A detail sentence.", "A hint sentence.");
         if (strcmp(kind, "bad_alloc") == 0) throw std::bad_alloc();
         if (strcmp(kind, "std") == 0) throw std::runtime_error("a standard exception");
+        if (strcmp(kind, "overflow") == 0) throw std::overflow_error("overflow in a checked integer");
         if (strcmp(kind, "unknown") == 0) throw 42;
         if (strcmp(kind, "pg") == 0) {
             // a PostgreSQL error inside C++: caught, carried as PgException
