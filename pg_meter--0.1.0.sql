@@ -441,3 +441,71 @@ GRANT SELECT ON meter.meters, meter.price_versions, meter.catalog_loads TO PUBLI
 CREATE FUNCTION meter._bridge_selftest(kind text) RETURNS text
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'meter_bridge_selftest';
 REVOKE ALL ON FUNCTION meter._bridge_selftest(text) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Latency sketches: a mergeable quantile sketch with a guaranteed relative
+-- error (DDSketch-style). Percentiles over any range merge sketches instead
+-- of scanning raw latencies, and stay within 1 % of the exact values.
+-------------------------------------------------------------------------------
+
+CREATE TYPE meter.sketch;
+CREATE FUNCTION meter.sketch_in(cstring) RETURNS meter.sketch
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_in';
+CREATE FUNCTION meter.sketch_out(meter.sketch) RETURNS cstring
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_out';
+CREATE FUNCTION meter.sketch_recv(internal) RETURNS meter.sketch
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_recv';
+CREATE FUNCTION meter.sketch_send(meter.sketch) RETURNS bytea
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_send';
+CREATE TYPE meter.sketch (
+    INPUT = meter.sketch_in,
+    OUTPUT = meter.sketch_out,
+    RECEIVE = meter.sketch_recv,
+    SEND = meter.sketch_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = double,
+    STORAGE = extended
+);
+COMMENT ON TYPE meter.sketch IS 'A mergeable latency sketch: percentiles within 1 % relative error; text form is JSON.';
+
+CREATE FUNCTION meter._sketch_add(internal, double precision) RETURNS internal
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_add';
+CREATE FUNCTION meter._sketch_merge_add(internal, meter.sketch) RETURNS internal
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_merge_add';
+CREATE FUNCTION meter._sketch_combine(internal, internal) RETURNS internal
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_combine';
+CREATE FUNCTION meter._sketch_serialize(internal) RETURNS bytea
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_serialize';
+CREATE FUNCTION meter._sketch_deserialize(bytea, internal) RETURNS internal
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_deserialize';
+CREATE FUNCTION meter._sketch_final(internal) RETURNS meter.sketch
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_final';
+
+CREATE AGGREGATE meter.sketch(double precision) (
+    SFUNC = meter._sketch_add,
+    STYPE = internal,
+    FINALFUNC = meter._sketch_final,
+    COMBINEFUNC = meter._sketch_combine,
+    SERIALFUNC = meter._sketch_serialize,
+    DESERIALFUNC = meter._sketch_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE meter.sketch(double precision) IS 'Builds a latency sketch from values (NULLs are skipped; negative values are refused).';
+
+CREATE AGGREGATE meter.merge(meter.sketch) (
+    SFUNC = meter._sketch_merge_add,
+    STYPE = internal,
+    FINALFUNC = meter._sketch_final,
+    COMBINEFUNC = meter._sketch_combine,
+    SERIALFUNC = meter._sketch_serialize,
+    DESERIALFUNC = meter._sketch_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE meter.merge(meter.sketch) IS 'Merges sketches: the result equals the sketch of all their values.';
+
+CREATE FUNCTION meter.percentile(sketch meter.sketch, q double precision) RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_percentile';
+COMMENT ON FUNCTION meter.percentile(meter.sketch, double precision) IS
+    'The q-quantile (percentile_disc convention) within 1 % relative error; NULL for an empty sketch.';
+CREATE FUNCTION meter.sketch_count(sketch meter.sketch) RETURNS bigint
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_count';

@@ -1,6 +1,6 @@
 -- Schema, privileges and dump registration of pg_meter's catalog.
 BEGIN;
-SELECT plan(22);
+SELECT plan(25);
 
 SELECT has_schema('meter');
 SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
@@ -16,6 +16,10 @@ SELECT has_function('meter', 'normalize_usage', ARRAY['text', 'jsonb']);
 SELECT has_function('meter', 'load_prices', ARRAY['jsonb', 'timestamp with time zone', 'text']);
 SELECT has_function('meter', 'load_litellm_prices', ARRAY['jsonb', 'timestamp with time zone', 'text']);
 SELECT has_function('meter', 'set_price', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'timestamp with time zone', 'text', 'jsonb', 'text']);
+SELECT has_type('meter', 'sketch', 'latency sketches have a type');
+SELECT has_function('meter', 'percentile', ARRAY['meter.sketch', 'double precision']);
+SELECT ok((SELECT aggcombinefn <> 0 FROM pg_aggregate WHERE aggfnoid = 'meter.sketch(double precision)'::regprocedure),
+          'the sketch aggregate can run in parallel (it has a combine function)');
 SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text'], 'stable');
 
 -- every function pins its search_path or is C (hostile-schema safe)

@@ -1,0 +1,342 @@
+// sketch.cpp: the meter.sketch type (latency percentiles) and its aggregates.
+//
+// A meter.sketch is a varlena of plain data: the header, then the bucket
+// counts (int64) and keys (int32). Aggregates keep a growable copy of the
+// same data in the aggregate's memory context (palloc, never a C++ object).
+// The bucket arithmetic, quantiles, merging and the text form are the
+// core's (src/core/sketch.*).
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "bridge.hpp"
+#include "sketch.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+}
+
+using namespace pgm;
+using namespace pgm::pg;
+
+namespace {
+
+struct PmSketch {
+    int32 vl_len_;
+    int32 n;
+    int64 count;
+    int64 zeros;
+    double min;
+    double max;
+    double sum;
+    int64 data[FLEXIBLE_ARRAY_MEMBER];  // n counts, then n int32 keys
+};
+
+inline int64* sk_counts(PmSketch* s) { return s->data; }
+inline int32* sk_keys(PmSketch* s) { return reinterpret_cast<int32*>(s->data + s->n); }
+inline size_t sk_size(int32 n) { return offsetof(PmSketch, data) + static_cast<size_t>(n) * (sizeof(int64) + sizeof(int32)); }
+
+// the aggregate state: the same numbers, growable
+struct SkState {
+    int64 count, zeros;
+    double min, max, sum;
+    int32 n, cap;
+    int32* keys;
+    int64* counts;
+};
+
+sketch::View view_of(PmSketch* s) {
+    sketch::View v;
+    v.count = s->count;
+    v.zeros = s->zeros;
+    v.min = s->min;
+    v.max = s->max;
+    v.sum = s->sum;
+    v.n = s->n;
+    v.keys = sk_keys(s);
+    v.counts = sk_counts(s);
+    return v;
+}
+
+sketch::View view_of(const SkState* s) {
+    sketch::View v;
+    v.count = s->count;
+    v.zeros = s->zeros;
+    v.min = s->min;
+    v.max = s->max;
+    v.sum = s->sum;
+    v.n = s->n;
+    v.keys = s->keys;
+    v.counts = s->counts;
+    return v;
+}
+
+PmSketch* build(const sketch::View& v) {
+    PmSketch* s = static_cast<PmSketch*>(palloc0(sk_size(v.n)));
+    SET_VARSIZE(s, sk_size(v.n));
+    s->n = v.n;
+    s->count = v.count;
+    s->zeros = v.zeros;
+    s->min = v.min;
+    s->max = v.max;
+    s->sum = v.sum;
+    if (v.n > 0) {
+        memcpy(sk_counts(s), v.counts, sizeof(int64) * static_cast<size_t>(v.n));
+        memcpy(sk_keys(s), v.keys, sizeof(int32) * static_cast<size_t>(v.n));
+    }
+    return s;
+}
+
+SkState* new_state(MemoryContext cxt) {
+    SkState* st = static_cast<SkState*>(MemoryContextAllocZero(cxt, sizeof(SkState)));
+    st->cap = 16;
+    st->keys = static_cast<int32*>(MemoryContextAlloc(cxt, sizeof(int32) * 16));
+    st->counts = static_cast<int64*>(MemoryContextAlloc(cxt, sizeof(int64) * 16));
+    return st;
+}
+
+void grow(SkState* st, int32 need) {
+    if (need <= st->cap) return;
+    int32 cap = st->cap;
+    while (cap < need) cap *= 2;
+    st->keys = static_cast<int32*>(repalloc(st->keys, sizeof(int32) * static_cast<size_t>(cap)));
+    st->counts = static_cast<int64*>(repalloc(st->counts, sizeof(int64) * static_cast<size_t>(cap)));
+    st->cap = cap;
+}
+
+void add_header(SkState* st, int64 count, int64 zeros, double min, double max, double sum) {
+    if (count == 0) return;
+    if (st->count == 0) {
+        st->min = min;
+        st->max = max;
+    } else {
+        if (min < st->min) st->min = min;
+        if (max > st->max) st->max = max;
+    }
+    st->count += count;
+    st->zeros += zeros;
+    st->sum += sum;
+}
+
+// merge_into adds a bucket list to the state (PostgreSQL calls only).
+void merge_into(SkState* st, const int32* keys, const int64* counts, int32 n) {
+    if (n == 0) return;
+    int32* ko = static_cast<int32*>(palloc(sizeof(int32) * static_cast<size_t>(st->n + n)));
+    int64* co = static_cast<int64*>(palloc(sizeof(int64) * static_cast<size_t>(st->n + n)));
+    int32 m = sketch::merge_bins(st->keys, st->counts, st->n, keys, counts, n, ko, co);
+    grow(st, m);
+    memcpy(st->keys, ko, sizeof(int32) * static_cast<size_t>(m));
+    memcpy(st->counts, co, sizeof(int64) * static_cast<size_t>(m));
+    st->n = m;
+    pfree(ko);
+    pfree(co);
+}
+
+MemoryContext agg_context(FunctionCallInfo fcinfo, const char* fn) {
+    MemoryContext cxt;
+    if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "%s called in non-aggregate context", fn);
+    return cxt;
+}
+
+}  // namespace
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(meter_sketch_in);
+PG_FUNCTION_INFO_V1(meter_sketch_out);
+PG_FUNCTION_INFO_V1(meter_sketch_recv);
+PG_FUNCTION_INFO_V1(meter_sketch_send);
+PG_FUNCTION_INFO_V1(meter_sketch_add);
+PG_FUNCTION_INFO_V1(meter_sketch_merge_add);
+PG_FUNCTION_INFO_V1(meter_sketch_combine);
+PG_FUNCTION_INFO_V1(meter_sketch_serialize);
+PG_FUNCTION_INFO_V1(meter_sketch_deserialize);
+PG_FUNCTION_INFO_V1(meter_sketch_final);
+PG_FUNCTION_INFO_V1(meter_percentile);
+PG_FUNCTION_INFO_V1(meter_sketch_count);
+
+// meter_sketch_in reads the JSON text form, checking every invariant.
+Datum meter_sketch_in(PG_FUNCTION_ARGS) {
+    char* text = PG_GETARG_CSTRING(0);
+    PmSketch* out = nullptr;
+    PmFailure* f = pm_run([&] {
+        sketch::Parsed p = sketch::from_text(text);
+        out = pm_pg_call([&] { return build(p.head); });
+    });
+    if (f) pm_raise(f);
+    PG_RETURN_POINTER(out);
+}
+
+// meter_sketch_out writes the JSON text form.
+Datum meter_sketch_out(PG_FUNCTION_ARGS) {
+    PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    char* out = nullptr;
+    PmFailure* f = pm_run([&] {
+        std::string t = sketch::to_text(view_of(s));
+        out = pm_pg_call([&] { return static_cast<char*>(palloc(t.size() + 1)); });
+        memcpy(out, t.c_str(), t.size() + 1);
+    });
+    if (f) pm_raise(f);
+    PG_RETURN_CSTRING(out);
+}
+
+// meter_sketch_recv reads the binary form, with the same checks as text.
+Datum meter_sketch_recv(PG_FUNCTION_ARGS) {
+    StringInfo buf = reinterpret_cast<StringInfo>(PG_GETARG_POINTER(0));
+    int32 n = pq_getmsgint(buf, 4);
+    if (n < 0 || n > 100000000) ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("invalid sketch bucket count %d", n)));
+    PmSketch* s = static_cast<PmSketch*>(palloc0(sk_size(n)));
+    SET_VARSIZE(s, sk_size(n));
+    s->n = n;
+    s->count = pq_getmsgint64(buf);
+    s->zeros = pq_getmsgint64(buf);
+    s->min = pq_getmsgfloat8(buf);
+    s->max = pq_getmsgfloat8(buf);
+    s->sum = pq_getmsgfloat8(buf);
+    int64 total = s->zeros;
+    for (int32 i = 0; i < n; ++i) {
+        sk_keys(s)[i] = pq_getmsgint(buf, 4);
+        sk_counts(s)[i] = pq_getmsgint64(buf);
+        if (sk_counts(s)[i] <= 0 || (i > 0 && sk_keys(s)[i] <= sk_keys(s)[i - 1]))
+            ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("invalid sketch bucket %d", i)));
+        total += sk_counts(s)[i];
+    }
+    if (total != s->count || s->zeros < 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("sketch count does not match its buckets")));
+    PG_RETURN_POINTER(s);
+}
+
+// meter_sketch_send writes the binary form.
+Datum meter_sketch_send(PG_FUNCTION_ARGS) {
+    PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    StringInfoData buf;
+    pq_begintypsend(&buf);
+    pq_sendint32(&buf, s->n);
+    pq_sendint64(&buf, s->count);
+    pq_sendint64(&buf, s->zeros);
+    pq_sendfloat8(&buf, s->min);
+    pq_sendfloat8(&buf, s->max);
+    pq_sendfloat8(&buf, s->sum);
+    for (int32 i = 0; i < s->n; ++i) {
+        pq_sendint32(&buf, sk_keys(s)[i]);
+        pq_sendint64(&buf, sk_counts(s)[i]);
+    }
+    PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+// meter_sketch_add is the transition of meter.sketch(double precision).
+Datum meter_sketch_add(PG_FUNCTION_ARGS) {
+    MemoryContext cxt = agg_context(fcinfo, "meter._sketch_add");
+    SkState* st = PG_ARGISNULL(0) ? nullptr : reinterpret_cast<SkState*>(PG_GETARG_POINTER(0));
+    if (PG_ARGISNULL(1)) {
+        if (st) PG_RETURN_POINTER(st);
+        PG_RETURN_NULL();
+    }
+    double v = PG_GETARG_FLOAT8(1);
+    PmFailure* f = pm_run([&] { sketch::check_value(v); });
+    if (f) pm_raise(f);
+    if (!st) st = new_state(cxt);
+    add_header(st, 1, v == 0 ? 1 : 0, v, v, v);
+    if (v > 0) {
+        int32 key = sketch::key_for(v);
+        int32 lo = 0, hi = st->n;
+        while (lo < hi) {
+            int32 mid = (lo + hi) / 2;
+            if (st->keys[mid] < key) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < st->n && st->keys[lo] == key) st->counts[lo]++;
+        else {
+            MemoryContext old = MemoryContextSwitchTo(cxt);
+            grow(st, st->n + 1);
+            MemoryContextSwitchTo(old);
+            memmove(st->keys + lo + 1, st->keys + lo, sizeof(int32) * static_cast<size_t>(st->n - lo));
+            memmove(st->counts + lo + 1, st->counts + lo, sizeof(int64) * static_cast<size_t>(st->n - lo));
+            st->keys[lo] = key;
+            st->counts[lo] = 1;
+            st->n++;
+        }
+    }
+    PG_RETURN_POINTER(st);
+}
+
+// meter_sketch_merge_add is the transition of meter.merge(meter.sketch).
+Datum meter_sketch_merge_add(PG_FUNCTION_ARGS) {
+    MemoryContext cxt = agg_context(fcinfo, "meter._sketch_merge_add");
+    SkState* st = PG_ARGISNULL(0) ? nullptr : reinterpret_cast<SkState*>(PG_GETARG_POINTER(0));
+    if (PG_ARGISNULL(1)) {
+        if (st) PG_RETURN_POINTER(st);
+        PG_RETURN_NULL();
+    }
+    PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(1)));
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    if (!st) st = new_state(cxt);
+    add_header(st, s->count, s->zeros, s->min, s->max, s->sum);
+    merge_into(st, sk_keys(s), sk_counts(s), s->n);
+    MemoryContextSwitchTo(old);
+    PG_RETURN_POINTER(st);
+}
+
+// meter_sketch_combine merges two partial states (parallel aggregation).
+Datum meter_sketch_combine(PG_FUNCTION_ARGS) {
+    MemoryContext cxt = agg_context(fcinfo, "meter._sketch_combine");
+    SkState* a = PG_ARGISNULL(0) ? nullptr : reinterpret_cast<SkState*>(PG_GETARG_POINTER(0));
+    SkState* b = PG_ARGISNULL(1) ? nullptr : reinterpret_cast<SkState*>(PG_GETARG_POINTER(1));
+    if (!b) {
+        if (a) PG_RETURN_POINTER(a);
+        PG_RETURN_NULL();
+    }
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    if (!a) a = new_state(cxt);
+    add_header(a, b->count, b->zeros, b->min, b->max, b->sum);
+    merge_into(a, b->keys, b->counts, b->n);
+    MemoryContextSwitchTo(old);
+    PG_RETURN_POINTER(a);
+}
+
+// meter_sketch_serialize turns a state into bytes (the varlena layout).
+Datum meter_sketch_serialize(PG_FUNCTION_ARGS) {
+    SkState* st = reinterpret_cast<SkState*>(PG_GETARG_POINTER(0));
+    PG_RETURN_POINTER(build(view_of(st)));
+}
+
+// meter_sketch_deserialize turns bytes back into a state.
+Datum meter_sketch_deserialize(PG_FUNCTION_ARGS) {
+    MemoryContext cxt = agg_context(fcinfo, "meter._sketch_deserialize");
+    PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    SkState* st = new_state(cxt);
+    add_header(st, s->count, s->zeros, s->min, s->max, s->sum);
+    merge_into(st, sk_keys(s), sk_counts(s), s->n);
+    MemoryContextSwitchTo(old);
+    PG_RETURN_POINTER(st);
+}
+
+// meter_sketch_final returns the aggregate's sketch.
+Datum meter_sketch_final(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+    SkState* st = reinterpret_cast<SkState*>(PG_GETARG_POINTER(0));
+    PG_RETURN_POINTER(build(view_of(st)));
+}
+
+// meter_percentile estimates the q-quantile within 1 % (NULL when empty).
+Datum meter_percentile(PG_FUNCTION_ARGS) {
+    PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    double q = PG_GETARG_FLOAT8(1);
+    if (s->count == 0 && q >= 0 && q <= 1) PG_RETURN_NULL();
+    double out = 0;
+    PmFailure* f = pm_run([&] { out = sketch::quantile(view_of(s), q); });
+    if (f) pm_raise(f);
+    PG_RETURN_FLOAT8(out);
+}
+
+// meter_sketch_count returns how many values a sketch holds.
+Datum meter_sketch_count(PG_FUNCTION_ARGS) {
+    PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    PG_RETURN_INT64(s->count);
+}
+
+}  // extern "C"
