@@ -5,6 +5,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PGM_ROOT"
 bash scripts/setup.sh
+# the demo runs in a database of its own, made anew each time
+export PGDATABASE=pg_meter_demo
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $PGDATABASE" -c "CREATE DATABASE $PGDATABASE" >/dev/null 2>&1
+psql -X -q -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
 scripts/load-prices
 psql -X -q -v ON_ERROR_STOP=1 -v responses="$(cat demo/responses.json)" <<'SQL'
 -- prices the catalog does not carry: an image model, a compute-priced model,
@@ -40,4 +44,4 @@ SELECT meter, quantity, unit_price, per, amount
        '{"input_tokens": 44, "cache_read_input_tokens": 4735, "output_tokens": 412}') WHERE quantity <> 0;
 SQL
 echo
-echo "The private cluster keeps running: PGHOST=$PGHOST PGPORT=$PGPORT psql -U postgres pg_meter"
+echo "The private cluster keeps running: source scripts/env.sh && psql -d $PGDATABASE"

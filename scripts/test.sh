@@ -58,8 +58,10 @@ count isolation "$ok" "$bad"
 [[ $bad -gt 0 ]] && { tail -20 "$logs/isolation.log"; head -80 "$logs/isolation/regression.diffs" 2>/dev/null; }
 
 echo "== pgTAP"
-psql -X -q -c "CREATE EXTENSION IF NOT EXISTS pgtap" >/dev/null 2>&1
-pg_prove -d "$PGDATABASE" test/pgtap/*.sql > "$logs/pgtap.log" 2>&1
+# a fresh database, so the schema under test is the one just installed
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS pg_meter_tap" -c "CREATE DATABASE pg_meter_tap" >/dev/null 2>&1
+psql -X -q -d pg_meter_tap -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" -c "CREATE EXTENSION pgtap" >/dev/null 2>&1
+pg_prove -d pg_meter_tap test/pgtap/*.sql > "$logs/pgtap.log" 2>&1
 read -r ok bad < <(tap_counts "$logs/pgtap.log")
 count pgTAP "$ok" "$bad"
 [[ $bad -gt 0 ]] && tail -30 "$logs/pgtap.log"
