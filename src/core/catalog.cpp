@@ -631,6 +631,14 @@ static const Model* first_match(const std::vector<const Model*>& models, const s
     return nullptr;
 }
 
+const Provider* Catalog::genai_provider(const Epoch& e, const std::string& id) {
+    for (auto& ep : e.genai)
+        if (ep.provider->id == id) return ep.provider;
+    for (auto& ep : e.genai)
+        if (ep.provider->provider_match.matches(id)) return ep.provider;
+    return nullptr;
+}
+
 const std::vector<const Catalog::Custom*>* Catalog::customs_of(const std::string& provider, const std::string& model,
                                                                std::string_view tier) const {
     if (custom_index_.empty()) return nullptr;
@@ -669,10 +677,9 @@ const Catalog::Resolution& Catalog::resolve(Epoch& e, std::string_view provider_
     r.model_in = lower_trim(model_in);
     std::string prov = r.provider_in, name = r.model_in;
     auto find_genai = [&](const std::string& id) -> const EpochProvider* {
+        const Provider* p = genai_provider(e, id);
         for (auto& ep : e.genai)
-            if (ep.provider->id == id) return &ep;
-        for (auto& ep : e.genai)
-            if (ep.provider->provider_match.matches(id)) return &ep;
+            if (ep.provider == p) return &ep;
         return nullptr;
     };
     // "litellm" with "provider/model" names the provider in the model
@@ -923,20 +930,7 @@ Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider
 Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage, Micros at) const {
     check_name("provider", provider_in);
     Epoch& e = epoch_at(at);
-    std::string provider = lower_trim(provider_in);
-    const Provider* p = nullptr;
-    for (auto& ep : e.genai)
-        if (ep.provider->id == provider) {
-            p = ep.provider;
-            break;
-        }
-    if (!p)
-        for (auto& ep : e.genai)
-            if (ep.provider->provider_match.matches(provider)) {
-                p = ep.provider;
-                break;
-            }
-    return read_usage(e, p, provider_in, usage);
+    return read_usage(e, genai_provider(e, lower_trim(provider_in)), provider_in, usage);
 }
 
 Priced Catalog::price(const PriceRequest& req) const {

@@ -222,6 +222,8 @@ class Catalog {
   private:
     Epoch& epoch_at(Micros t) const;
     void build(Epoch& e) const;
+    // genai_provider finds a catalog provider by id, then by provider match.
+    static const Provider* genai_provider(const Epoch& e, const std::string& id);
     const Resolution& resolve(Epoch& e, std::string_view provider, std::string_view model, std::string_view tier) const;
     const std::vector<const Custom*>* customs_of(const std::string& provider, const std::string& model,
                                                  std::string_view tier) const;

@@ -73,8 +73,8 @@ double quantile(const View& s, double q) {
     return s.max;
 }
 
-int32_t merge_bins(const int32_t* k1, const int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2,
-                   int32_t n2, int32_t* ko, int64_t* co) {
+int32_t merge_bins(const int32_t* k1, const int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2, int32_t n2,
+                   int32_t* ko, int64_t* co) {
     int32_t i = 0, j = 0, o = 0;
     while (i < n1 || j < n2) {
         if (j >= n2 || (i < n1 && k1[i] < k2[j])) {

@@ -31,7 +31,7 @@ struct View {
     int64_t count = 0;  // every value, zeros included
     int64_t zeros = 0;  // values equal to 0
     double min = 0, max = 0, sum = 0;
-    int32_t n = 0;  // buckets
+    int32_t n = 0;                    // buckets
     const int32_t* keys = nullptr;    // ascending
     const int64_t* counts = nullptr;  // > 0
 };
@@ -48,8 +48,8 @@ double quantile(const View& s, double q);
 
 // merge_bins merges two ascending bucket lists into ko/co (room for n1 + n2)
 // and returns the number of buckets written.
-int32_t merge_bins(const int32_t* k1, const int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2,
-                   int32_t n2, int32_t* ko, int64_t* co);
+int32_t merge_bins(const int32_t* k1, const int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2, int32_t n2,
+                   int32_t* ko, int64_t* co);
 
 // to_text writes a sketch as JSON: {"count":..,"zeros":..,"min":..,
 // "max":..,"sum":..,"bins":[[key,count],...]}.

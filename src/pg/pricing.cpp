@@ -312,7 +312,8 @@ Datum meter_meters(PG_FUNCTION_ARGS) {
         initStringInfo(&dims);
         appendStringInfoChar(&dims, '{');
         for (size_t i = 0; i < u.dims.size(); ++i)
-            appendStringInfo(&dims, "%s\"%s\": \"%s\"", i ? ", " : "", u.dims[i].first.c_str(), u.dims[i].second.c_str());
+            appendStringInfo(&dims, "%s\"%s\": \"%s\"", i ? ", " : "", u.dims[i].first.c_str(),
+                             u.dims[i].second.c_str());
         appendStringInfoChar(&dims, '}');
         v[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(dims.data));
         tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, nulls);

@@ -24,65 +24,56 @@ using namespace pgm::pg;
 
 namespace {
 
-struct PmSketch {
-    int32 vl_len_;
-    int32 n;
+// SkHead is what a sketch knows besides its buckets.
+struct SkHead {
     int64 count;
     int64 zeros;
     double min;
     double max;
     double sum;
+};
+
+struct PmSketch {
+    int32 vl_len_;
+    int32 n;
+    SkHead head;
     int64 data[FLEXIBLE_ARRAY_MEMBER];  // n counts, then n int32 keys
 };
 
 inline int64* sk_counts(PmSketch* s) { return s->data; }
 inline int32* sk_keys(PmSketch* s) { return reinterpret_cast<int32*>(s->data + s->n); }
-inline size_t sk_size(int32 n) { return offsetof(PmSketch, data) + static_cast<size_t>(n) * (sizeof(int64) + sizeof(int32)); }
+inline size_t sk_size(int32 n) {
+    return offsetof(PmSketch, data) + static_cast<size_t>(n) * (sizeof(int64) + sizeof(int32));
+}
 
 // the aggregate state: the same numbers, growable
 struct SkState {
-    int64 count, zeros;
-    double min, max, sum;
+    SkHead head;
     int32 n, cap;
     int32* keys;
     int64* counts;
 };
 
-sketch::View view_of(PmSketch* s) {
+sketch::View view_of(const SkHead& h, int32 n, const int32* keys, const int64* counts) {
     sketch::View v;
-    v.count = s->count;
-    v.zeros = s->zeros;
-    v.min = s->min;
-    v.max = s->max;
-    v.sum = s->sum;
-    v.n = s->n;
-    v.keys = sk_keys(s);
-    v.counts = sk_counts(s);
+    v.count = h.count;
+    v.zeros = h.zeros;
+    v.min = h.min;
+    v.max = h.max;
+    v.sum = h.sum;
+    v.n = n;
+    v.keys = keys;
+    v.counts = counts;
     return v;
 }
-
-sketch::View view_of(const SkState* s) {
-    sketch::View v;
-    v.count = s->count;
-    v.zeros = s->zeros;
-    v.min = s->min;
-    v.max = s->max;
-    v.sum = s->sum;
-    v.n = s->n;
-    v.keys = s->keys;
-    v.counts = s->counts;
-    return v;
-}
+sketch::View view_of(PmSketch* s) { return view_of(s->head, s->n, sk_keys(s), sk_counts(s)); }
+sketch::View view_of(const SkState* s) { return view_of(s->head, s->n, s->keys, s->counts); }
 
 PmSketch* build(const sketch::View& v) {
     PmSketch* s = static_cast<PmSketch*>(palloc0(sk_size(v.n)));
     SET_VARSIZE(s, sk_size(v.n));
     s->n = v.n;
-    s->count = v.count;
-    s->zeros = v.zeros;
-    s->min = v.min;
-    s->max = v.max;
-    s->sum = v.sum;
+    s->head = SkHead{v.count, v.zeros, v.min, v.max, v.sum};
     if (v.n > 0) {
         memcpy(sk_counts(s), v.counts, sizeof(int64) * static_cast<size_t>(v.n));
         memcpy(sk_keys(s), v.keys, sizeof(int32) * static_cast<size_t>(v.n));
@@ -101,24 +92,26 @@ SkState* new_state(MemoryContext cxt) {
 void grow(SkState* st, int32 need) {
     if (need <= st->cap) return;
     int32 cap = st->cap;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     st->keys = static_cast<int32*>(repalloc(st->keys, sizeof(int32) * static_cast<size_t>(cap)));
     st->counts = static_cast<int64*>(repalloc(st->counts, sizeof(int64) * static_cast<size_t>(cap)));
     st->cap = cap;
 }
 
-void add_header(SkState* st, int64 count, int64 zeros, double min, double max, double sum) {
-    if (count == 0) return;
-    if (st->count == 0) {
-        st->min = min;
-        st->max = max;
+void add_header(SkState* st, const SkHead& h) {
+    SkHead& to = st->head;
+    if (h.count == 0) return;
+    if (to.count == 0) {
+        to.min = h.min;
+        to.max = h.max;
     } else {
-        if (min < st->min) st->min = min;
-        if (max > st->max) st->max = max;
+        if (h.min < to.min) to.min = h.min;
+        if (h.max > to.max) to.max = h.max;
     }
-    st->count += count;
-    st->zeros += zeros;
-    st->sum += sum;
+    to.count += h.count;
+    to.zeros += h.zeros;
+    to.sum += h.sum;
 }
 
 // merge_into adds a bucket list to the state (PostgreSQL calls only).
@@ -187,16 +180,17 @@ Datum meter_sketch_out(PG_FUNCTION_ARGS) {
 Datum meter_sketch_recv(PG_FUNCTION_ARGS) {
     StringInfo buf = reinterpret_cast<StringInfo>(PG_GETARG_POINTER(0));
     int32 n = pq_getmsgint(buf, 4);
-    if (n < 0 || n > 100000000) ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("invalid sketch bucket count %d", n)));
+    if (n < 0 || n > 100000000)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("invalid sketch bucket count %d", n)));
     PmSketch* s = static_cast<PmSketch*>(palloc0(sk_size(n)));
     SET_VARSIZE(s, sk_size(n));
     s->n = n;
-    s->count = pq_getmsgint64(buf);
-    s->zeros = pq_getmsgint64(buf);
-    s->min = pq_getmsgfloat8(buf);
-    s->max = pq_getmsgfloat8(buf);
-    s->sum = pq_getmsgfloat8(buf);
-    int64 total = s->zeros;
+    s->head.count = pq_getmsgint64(buf);
+    s->head.zeros = pq_getmsgint64(buf);
+    s->head.min = pq_getmsgfloat8(buf);
+    s->head.max = pq_getmsgfloat8(buf);
+    s->head.sum = pq_getmsgfloat8(buf);
+    int64 total = s->head.zeros;
     for (int32 i = 0; i < n; ++i) {
         sk_keys(s)[i] = pq_getmsgint(buf, 4);
         sk_counts(s)[i] = pq_getmsgint64(buf);
@@ -204,8 +198,9 @@ Datum meter_sketch_recv(PG_FUNCTION_ARGS) {
             ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("invalid sketch bucket %d", i)));
         total += sk_counts(s)[i];
     }
-    if (total != s->count || s->zeros < 0)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("sketch count does not match its buckets")));
+    if (total != s->head.count || s->head.zeros < 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION), errmsg("sketch count does not match its buckets")));
     PG_RETURN_POINTER(s);
 }
 
@@ -215,11 +210,11 @@ Datum meter_sketch_send(PG_FUNCTION_ARGS) {
     StringInfoData buf;
     pq_begintypsend(&buf);
     pq_sendint32(&buf, s->n);
-    pq_sendint64(&buf, s->count);
-    pq_sendint64(&buf, s->zeros);
-    pq_sendfloat8(&buf, s->min);
-    pq_sendfloat8(&buf, s->max);
-    pq_sendfloat8(&buf, s->sum);
+    pq_sendint64(&buf, s->head.count);
+    pq_sendint64(&buf, s->head.zeros);
+    pq_sendfloat8(&buf, s->head.min);
+    pq_sendfloat8(&buf, s->head.max);
+    pq_sendfloat8(&buf, s->head.sum);
     for (int32 i = 0; i < s->n; ++i) {
         pq_sendint32(&buf, sk_keys(s)[i]);
         pq_sendint64(&buf, sk_counts(s)[i]);
@@ -239,16 +234,19 @@ Datum meter_sketch_add(PG_FUNCTION_ARGS) {
     PmFailure* f = pm_run([&] { sketch::check_value(v); });
     if (f) pm_raise(f);
     if (!st) st = new_state(cxt);
-    add_header(st, 1, v == 0 ? 1 : 0, v, v, v);
+    add_header(st, SkHead{1, v == 0 ? 1 : 0, v, v, v});
     if (v > 0) {
         int32 key = sketch::key_for(v);
         int32 lo = 0, hi = st->n;
         while (lo < hi) {
             int32 mid = (lo + hi) / 2;
-            if (st->keys[mid] < key) lo = mid + 1;
-            else hi = mid;
+            if (st->keys[mid] < key)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
-        if (lo < st->n && st->keys[lo] == key) st->counts[lo]++;
+        if (lo < st->n && st->keys[lo] == key)
+            st->counts[lo]++;
         else {
             MemoryContext old = MemoryContextSwitchTo(cxt);
             grow(st, st->n + 1);
@@ -274,7 +272,7 @@ Datum meter_sketch_merge_add(PG_FUNCTION_ARGS) {
     PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(1)));
     MemoryContext old = MemoryContextSwitchTo(cxt);
     if (!st) st = new_state(cxt);
-    add_header(st, s->count, s->zeros, s->min, s->max, s->sum);
+    add_header(st, s->head);
     merge_into(st, sk_keys(s), sk_counts(s), s->n);
     MemoryContextSwitchTo(old);
     PG_RETURN_POINTER(st);
@@ -291,7 +289,7 @@ Datum meter_sketch_combine(PG_FUNCTION_ARGS) {
     }
     MemoryContext old = MemoryContextSwitchTo(cxt);
     if (!a) a = new_state(cxt);
-    add_header(a, b->count, b->zeros, b->min, b->max, b->sum);
+    add_header(a, b->head);
     merge_into(a, b->keys, b->counts, b->n);
     MemoryContextSwitchTo(old);
     PG_RETURN_POINTER(a);
@@ -309,7 +307,7 @@ Datum meter_sketch_deserialize(PG_FUNCTION_ARGS) {
     PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
     MemoryContext old = MemoryContextSwitchTo(cxt);
     SkState* st = new_state(cxt);
-    add_header(st, s->count, s->zeros, s->min, s->max, s->sum);
+    add_header(st, s->head);
     merge_into(st, sk_keys(s), sk_counts(s), s->n);
     MemoryContextSwitchTo(old);
     PG_RETURN_POINTER(st);
@@ -326,7 +324,7 @@ Datum meter_sketch_final(PG_FUNCTION_ARGS) {
 Datum meter_percentile(PG_FUNCTION_ARGS) {
     PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
     double q = PG_GETARG_FLOAT8(1);
-    if (s->count == 0 && q >= 0 && q <= 1) PG_RETURN_NULL();
+    if (s->head.count == 0 && q >= 0 && q <= 1) PG_RETURN_NULL();
     double out = 0;
     PmFailure* f = pm_run([&] { out = sketch::quantile(view_of(s), q); });
     if (f) pm_raise(f);
@@ -336,7 +334,7 @@ Datum meter_percentile(PG_FUNCTION_ARGS) {
 // meter_sketch_count returns how many values a sketch holds.
 Datum meter_sketch_count(PG_FUNCTION_ARGS) {
     PmSketch* s = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
-    PG_RETURN_INT64(s->count);
+    PG_RETURN_INT64(s->head.count);
 }
 
 }  // extern "C"

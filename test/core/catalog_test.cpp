@@ -106,7 +106,8 @@ TEST_F(CatalogTest, MinimumBilledQuantity) {
     EXPECT_EQ(cost(c(), "groq", "whisper-large-v3", R"({"audio_seconds":36})"), "0.00111");
     EXPECT_EQ(cost(c(), "groq", "whisper-large-v3", R"({"audio_seconds":36.5})"), "0.001125416667");
     // the general meter follows a specific one raised to its minimum
-    EXPECT_EQ(cost(c(), "groq", "whisper-large-v3", R"({"audio_seconds":0,"input_audio_seconds":0.25})"), "0.000308333333");
+    EXPECT_EQ(cost(c(), "groq", "whisper-large-v3", R"({"audio_seconds":0,"input_audio_seconds":0.25})"),
+              "0.000308333333");
     EXPECT_EQ(cost(c(), "groq", "whisper-large-v3", R"({"input_audio_seconds":0.25})"), "0.000308333333");
 }
 

@@ -24,8 +24,10 @@ struct Holder {
         head.max = std::max(head.max, v);
         head.sum += v;
         ++head.count;
-        if (v == 0) ++head.zeros;
-        else ++bins[key_for(v)];
+        if (v == 0)
+            ++head.zeros;
+        else
+            ++bins[key_for(v)];
     }
     const View& view() {
         keys.clear();
@@ -67,8 +69,10 @@ TEST(Sketch, QuantilesStayWithinOnePercentOfTheExactValues) {
         int64_t rank = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(q * all.size())) - 1);
         double exact = all[static_cast<size_t>(rank)];
         double est = quantile(h.view(), q);
-        if (exact == 0) EXPECT_EQ(est, 0) << q;
-        else EXPECT_LE(std::abs(est - exact) / exact, 0.01) << "q=" << q << " exact " << exact << " est " << est;
+        if (exact == 0)
+            EXPECT_EQ(est, 0) << q;
+        else
+            EXPECT_LE(std::abs(est - exact) / exact, 0.01) << "q=" << q << " exact " << exact << " est " << est;
     }
 }
 
@@ -94,7 +98,8 @@ TEST(Sketch, MergingEqualsSketchingTheUnion) {
 
 TEST(Sketch, TextRoundTripsAndRefusesBrokenSketches) {
     Holder h;
-    for (double v : {0.0, 1.0, 2.5, 2.5, 1000.0, 123456.0}) h.add(v);
+    for (double v : {0.0, 1.0, 2.5, 2.5, 1000.0, 123456.0})
+        h.add(v);
     std::string t = to_text(h.view());
     Parsed p = from_text(t);
     EXPECT_EQ(to_text(p.head), t);
