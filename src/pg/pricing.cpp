@@ -292,8 +292,12 @@ Datum meter_normalize_usage(PG_FUNCTION_ARGS) {
 Datum meter_meters(PG_FUNCTION_ARGS) {
     InitMaterializedSRF(fcinfo, 0);
     ReturnSetInfo* rsi = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    const Units& units = Units::get();
-    for (auto& u : units.all()) {
+    // the table is built on first use, which may throw (bad_alloc): do that
+    // inside the bridge; afterwards it is static, plain reading
+    const Units* table = nullptr;
+    PmFailure* f = pm_run([&] { table = &Units::get(); });
+    if (f) pm_raise(f);
+    for (auto& u : table->all()) {
         // plain copies: these strings are static for the life of the process
         Datum v[6];
         bool nulls[6] = {false};
