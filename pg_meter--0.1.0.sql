@@ -365,11 +365,12 @@ REVOKE ALL ON FUNCTION meter.set_price(text, text, jsonb, timestamptz, timestamp
 -------------------------------------------------------------------------------
 
 CREATE FUNCTION meter.cost(provider text, model text, usage jsonb,
-                           at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard')
+                           at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard',
+                           api_flavor text DEFAULT NULL)
     RETURNS numeric
     LANGUAGE c STABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'meter_cost';
-COMMENT ON FUNCTION meter.cost(text, text, jsonb, timestamptz, text) IS
+COMMENT ON FUNCTION meter.cost(text, text, jsonb, timestamptz, text, text) IS
     'Exact cost in USD of one call (to 1e-12 USD) from the provider''s raw usage object or pg_meter''s normalized form, at the price in force at "at".';
 
 CREATE TYPE meter.priced AS (
@@ -390,27 +391,29 @@ CREATE TYPE meter.priced AS (
 );
 
 CREATE FUNCTION meter.price(provider text, model text, usage jsonb,
-                            at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard')
+                            at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard',
+                           api_flavor text DEFAULT NULL)
     RETURNS meter.priced
     LANGUAGE c STABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'meter_price';
-COMMENT ON FUNCTION meter.price(text, text, jsonb, timestamptz, text) IS
+COMMENT ON FUNCTION meter.price(text, text, jsonb, timestamptz, text, text) IS
     'Cost of one call with its provenance: the price version and source used, the model it resolved to, and the normalized usage.';
 
 CREATE FUNCTION meter.cost_breakdown(provider text, model text, usage jsonb,
-                                     at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard')
+                                     at timestamptz DEFAULT now(), service_tier text DEFAULT 'standard',
+                           api_flavor text DEFAULT NULL)
     RETURNS TABLE (meter text, quantity numeric, unit_price numeric, per bigint, price_key text,
                    tier_applied boolean, amount numeric, direction text)
     LANGUAGE c STABLE PARALLEL SAFE ROWS 6
     AS 'MODULE_PATHNAME', 'meter_cost_breakdown';
-COMMENT ON FUNCTION meter.cost_breakdown(text, text, jsonb, timestamptz, text) IS
+COMMENT ON FUNCTION meter.cost_breakdown(text, text, jsonb, timestamptz, text, text) IS
     'One row per priced meter: the quantity billed at that meter''s price (cached tokens taken out of input, for example), the price per "per" units, and the amount.';
 
-CREATE FUNCTION meter.normalize_usage(provider text, usage jsonb)
+CREATE FUNCTION meter.normalize_usage(provider text, usage jsonb, api_flavor text DEFAULT NULL)
     RETURNS jsonb
     LANGUAGE c STABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'meter_normalize_usage';
-COMMENT ON FUNCTION meter.normalize_usage(text, jsonb) IS
+COMMENT ON FUNCTION meter.normalize_usage(text, jsonb, text) IS
     'The normalized meters of a provider''s raw usage object (input_tokens counts every input token, cached ones included).';
 
 CREATE FUNCTION meter._meters()

@@ -42,6 +42,11 @@ SELECT meter.normalize_usage('anthropic', '{"input_tokens": 100, "cache_read_inp
 SELECT meter.normalize_usage('openai', '{"input_tokens": 900, "input_tokens_details": {"cached_tokens": 100}, "output_tokens": 20, "total_tokens": 920}');
 SELECT meter.normalize_usage('google', '{"promptTokenCount": 100, "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 40}], "candidatesTokenCount": 2, "thoughtsTokenCount": 3}');
 SELECT meter.normalize_usage('anything', '{"input_tokens": 5, "output_tokens": 1}');
+-- the API flavor can be named when a shape could be read two ways
+SELECT meter.normalize_usage('openai', '{"input_tokens": 900, "output_tokens": 20, "total_tokens": 920}', 'responses');
+SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1000, "output_tokens": 10, "total_tokens": 1010}', :t, api_flavor => 'responses');
+SELECT pm_err($$SELECT meter.normalize_usage('openai', '{"prompt_tokens": 5}', 'chatty')$$);
+SELECT pm_err($$SELECT meter.normalize_usage('openai', '{"prompt_tokens": 5}', 'responses')$$);
 
 -- sums of exact costs are exact
 SELECT sum(meter.cost('google', 'gemini-2.5-flash', jsonb_build_object('input_tokens', 50 + i % 7, 'output_tokens', i % 3), :t)) AS total

@@ -820,12 +820,14 @@ Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Mi
 
 // shape_score says how well an extractor fits a usage object by its
 // structure alone: -1 when a required member is absent, else the number of
-// members it reads. Values play no part, so the choice can be cached by
+// distinct members it reads (a member feeding two meters counts once, so
+// Mistral's plain OCR is not read as annotated OCR). Values play no part, so the choice can be cached by
 // shape and every call with that shape is read the same way.
 static int shape_score(const Extractor& ex, const json::Value& usage) {
     const json::Value* root = follow(&usage, ex.root, ex.root.size());
     if (!root || !root->is_object()) root = &usage;
     int score = 0, reportable = 0;
+    std::vector<const json::Value*> read;  // members counted once, however many meters they feed
     for (auto& m : ex.mappings) {
         if (m.unit < 0) continue;
         ++reportable;
@@ -834,6 +836,8 @@ static int shape_score(const Extractor& ex, const json::Value& usage) {
             if (m.required) return -1;
             continue;
         }
+        if (std::find(read.begin(), read.end(), v) != read.end()) continue;
+        read.push_back(v);
         ++score;
     }
     return reportable && score == 0 ? -1 : score;
@@ -880,13 +884,35 @@ static bool shape_of(const json::Value& v, std::string& out, int depth) {
     return false;
 }
 
-Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage) const {
+Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage,
+                          std::string_view flavor) const {
     Usage out;
     out.values.reserve(8);
     if (normalize_direct(usage, out)) return out;
     bool own = p && !p->extractors.empty();
     size_t n = own ? p->extractors.size() : e.common_extractors.size();
     auto at = [&](size_t i) -> const Extractor& { return own ? p->extractors[i] : *e.common_extractors[i]; };
+    if (!flavor.empty()) {
+        // the caller named the API flavor: read with that extractor only
+        std::string known;
+        for (size_t i = 0; i < n; ++i) {
+            if (at(i).flavor != flavor) {
+                if (known.find(at(i).flavor) == std::string::npos) known += (known.empty() ? "" : ", ") + at(i).flavor;
+                continue;
+            }
+            int score = 0;
+            std::string why;
+            if (extract(at(i), usage, out, score, why)) return out;
+            throw Error(Code::MissingMember,
+                        "usage object does not fit the " + std::string(flavor) + " API of provider \"" +
+                            lower_trim(provider) + "\"",
+                        "Its " + why + ".", "Pass the usage object as that API returns it.");
+        }
+        throw Error(Code::InvalidValue,
+                    "unknown API flavor \"" + std::string(flavor) + "\" for provider \"" + lower_trim(provider) + "\"",
+                    "Known flavors: " + (known.empty() ? std::string("none") : known) + ".",
+                    "Omit the flavor to have pg_meter choose it from the usage object's shape.");
+    }
     // the extractor that reads the most members wins (the first on a tie)
     int choice = -1;
     shape_.assign(own ? p->id : std::string_view("*"));
@@ -927,16 +953,17 @@ Usage Catalog::read_usage(Epoch& e, const Provider* p, std::string_view provider
                 "(e.g. {\"input_tokens\": 100, \"output_tokens\": 20}).");
 }
 
-Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage, Micros at) const {
+Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage, Micros at,
+                         std::string_view flavor) const {
     check_name("provider", provider_in);
     Epoch& e = epoch_at(at);
-    return read_usage(e, genai_provider(e, lower_trim(provider_in)), provider_in, usage);
+    return read_usage(e, genai_provider(e, lower_trim(provider_in)), provider_in, usage, flavor);
 }
 
 Priced Catalog::price(const PriceRequest& req) const {
     if (!req.usage) throw Error(Code::NotAnObject, "usage is missing");
     Quote q = quote(req.provider, req.model, req.at, req.tier);
-    Usage u = read_usage(epoch_at(req.at), q.provider_def, req.provider, *req.usage);
+    Usage u = read_usage(epoch_at(req.at), q.provider_def, req.provider, *req.usage, req.flavor);
     return compute_cost(q, std::move(u));
 }
 

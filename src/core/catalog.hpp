@@ -167,6 +167,7 @@ struct PriceRequest {
     const json::Value* usage = nullptr;
     Micros at = 0;
     std::string_view tier = "standard";
+    std::string_view flavor;  // the provider's API flavor ("chat", "responses", ...); empty: by shape
 };
 
 class Catalog {
@@ -177,7 +178,10 @@ class Catalog {
     static json::Value genai_document(const json::Value& providers);
 
     Priced price(const PriceRequest& req) const;
-    Usage normalize(std::string_view provider, const json::Value& usage, Micros at) const;
+    // normalize reads a usage object; flavor names the provider's API flavor
+    // (empty: chosen by the object's shape).
+    Usage normalize(std::string_view provider, const json::Value& usage, Micros at,
+                    std::string_view flavor = {}) const;
     Quote quote(std::string_view provider, std::string_view model, Micros at, std::string_view tier) const;
 
     size_t model_count() const { return models_.size(); }
@@ -227,7 +231,8 @@ class Catalog {
     const Resolution& resolve(Epoch& e, std::string_view provider, std::string_view model, std::string_view tier) const;
     const std::vector<const Custom*>* customs_of(const std::string& provider, const std::string& model,
                                                  std::string_view tier) const;
-    Usage read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage) const;
+    Usage read_usage(Epoch& e, const Provider* p, std::string_view provider, const json::Value& usage,
+                     std::string_view flavor) const;
 
     std::deque<Provider> providers_;
     std::deque<Model> models_;

@@ -41,6 +41,8 @@ struct PmCall {
     Micros at;
     const char* tier;
     int tier_len;
+    const char* flavor;
+    int flavor_len;
 };
 
 Micros to_micros(TimestampTz t) {
@@ -60,7 +62,7 @@ void text_arg(FunctionCallInfo fcinfo, int n, const char** s, int* len) {
     *len = static_cast<int>(VARSIZE_ANY_EXHDR(t));
 }
 
-// read_call reads (provider, model, usage, at, service_tier); false when the
+// read_call reads (provider, model, usage, at, service_tier, api_flavor); false when the
 // answer is NULL (a NULL model or usage).
 bool read_call(FunctionCallInfo fcinfo, PmCall* c) {
     if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) return false;
@@ -75,6 +77,7 @@ bool read_call(FunctionCallInfo fcinfo, PmCall* c) {
         c->tier = "standard";
         c->tier_len = 8;
     }
+    text_arg(fcinfo, 5, &c->flavor, &c->flavor_len);  // "" when absent or NULL
     return true;
 }
 
@@ -86,6 +89,7 @@ Priced run_price(const Catalog* cat, const PmCall* c, json::Value& usage_holder)
     req.usage = &usage_holder;
     req.at = c->at;
     req.tier = std::string_view(c->tier, static_cast<size_t>(c->tier_len));
+    req.flavor = std::string_view(c->flavor, static_cast<size_t>(c->flavor_len));
     return cat->price(req);
 }
 
@@ -276,12 +280,16 @@ Datum meter_normalize_usage(PG_FUNCTION_ARGS) {
     int plen;
     text_arg(fcinfo, 0, &prov, &plen);
     JFlat usage = pm_flatten(PG_GETARG_JSONB_P(1));
+    const char* flavor;
+    int flen;
+    text_arg(fcinfo, 2, &flavor, &flen);
     Micros at = to_micros(GetCurrentTransactionStartTimestamp());
     const Catalog* cat = pm_catalog();
     char* out = static_cast<char*>(palloc(16384));
     PmFailure* f = pm_run([&] {
         json::Value v = pm_unflatten(usage);
-        Usage u = cat->normalize(std::string_view(prov, static_cast<size_t>(plen)), v, at);
+        Usage u = cat->normalize(std::string_view(prov, static_cast<size_t>(plen)), v, at,
+                                 std::string_view(flavor, static_cast<size_t>(flen)));
         put(out, 16384, json::dump(u.to_json()));
     });
     if (f) pm_raise(f);

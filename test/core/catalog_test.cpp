@@ -159,6 +159,13 @@ TEST_F(CatalogTest, NormalizesRawUsage) {
     EXPECT_EQ(c().normalize("anything", norm, 0).flavor, "normalized");
 }
 
+TEST_F(CatalogTest, ANamedApiFlavorReadsWithThatExtractorOnly) {
+    json::Value raw = json::parse(R"({"input_tokens":900,"output_tokens":20,"total_tokens":920})");
+    EXPECT_EQ(c().normalize("openai", raw, 0, "responses").flavor, "responses");
+    EXPECT_EQ(error_code([&] { c().normalize("openai", raw, 0, "chat"); }), Code::MissingMember);
+    EXPECT_EQ(error_code([&] { c().normalize("openai", raw, 0, "chatty"); }), Code::InvalidValue);
+}
+
 TEST_F(CatalogTest, QuoteNamesItsPriceVersion) {
     Quote a = c().quote("anthropic", "claude-sonnet-4-6", at_utc("2026-01-15"), "standard");
     Quote b = c().quote("anthropic", "claude-sonnet-4-6", at_utc("2026-06-15"), "standard");

@@ -9,10 +9,10 @@ SELECT has_table('meter', 'catalog_models', 'model prices are versioned');
 SELECT has_table('meter', 'custom_prices', 'user prices have a table');
 SELECT has_view('meter', 'price_versions', 'every price version is listed');
 SELECT has_view('meter', 'meters', 'the meters are listed');
-SELECT has_function('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text']);
-SELECT has_function('meter', 'price', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text']);
-SELECT has_function('meter', 'cost_breakdown', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text']);
-SELECT has_function('meter', 'normalize_usage', ARRAY['text', 'jsonb']);
+SELECT has_function('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text']);
+SELECT has_function('meter', 'price', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text']);
+SELECT has_function('meter', 'cost_breakdown', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text']);
+SELECT has_function('meter', 'normalize_usage', ARRAY['text', 'jsonb', 'text']);
 SELECT has_function('meter', 'load_prices', ARRAY['jsonb', 'timestamp with time zone', 'text']);
 SELECT has_function('meter', 'load_litellm_prices', ARRAY['jsonb', 'timestamp with time zone', 'text']);
 SELECT has_function('meter', 'set_price', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'timestamp with time zone', 'text', 'jsonb', 'text']);
@@ -20,7 +20,7 @@ SELECT has_type('meter', 'sketch', 'latency sketches have a type');
 SELECT has_function('meter', 'percentile', ARRAY['meter.sketch', 'double precision']);
 SELECT ok((SELECT aggcombinefn <> 0 FROM pg_aggregate WHERE aggfnoid = 'meter.sketch(double precision)'::regprocedure),
           'the sketch aggregate can run in parallel (it has a combine function)');
-SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text'], 'stable');
+SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text'], 'stable');
 
 -- every function pins its search_path or is C (hostile-schema safe)
 SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -34,7 +34,7 @@ SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WH
 
 -- privileges: any role prices; only the owner changes prices
 CREATE ROLE pgm_tap_app NOLOGIN;
-SELECT ok(has_function_privilege('pgm_tap_app', 'meter.cost(text, text, jsonb, timestamptz, text)', 'EXECUTE'), 'an application role may price');
+SELECT ok(has_function_privilege('pgm_tap_app', 'meter.cost(text, text, jsonb, timestamptz, text, text)', 'EXECUTE'), 'an application role may price');
 SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.load_prices(jsonb, timestamptz, text)', 'EXECUTE'), 'an application role may not load catalogs');
 SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.set_price(text, text, jsonb, timestamptz, timestamptz, text, jsonb, text)', 'EXECUTE'), 'an application role may not set prices');
 
