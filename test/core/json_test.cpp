@@ -87,3 +87,52 @@ TEST(Fuzz, MutatedUsageNeverCrashes) {
     EXPECT_GT(priced, 0);   // some mutations stay valid
     EXPECT_GT(refused, 0);  // and most are refused cleanly
 }
+
+// Fuzz: catalogs are user input too (meter.load_prices). Mutating the
+// fixture's values and shapes must give a compiled catalog or a pgm::Error,
+// never a crash or another exception, and a compiled one must price or
+// refuse cleanly.
+TEST(Fuzz, MutatedCatalogsNeverCrash) {
+    const json::Value base = json::parse(test::read_file(std::string(PGM_TEST_DATA) + "/catalog.json"));
+    std::mt19937 rng(99);
+    const std::vector<json::Value> replacements = {
+        json::Value::null(), json::Value::number("-1"), json::Value::number("1e400"), json::Value::number("0.5"),
+        json::Value::string("("), json::Value::string("2026-02-30"), json::Value::string("25:00:00Z"),
+        json::Value::array(), json::Value::object(), json::Value::boolean_of(true)};
+    // every value slot of the document, addressed by a path of indexes
+    std::function<void(json::Value&, int&, int, bool&)> mutate = [&](json::Value& v, int& countdown, int depth, bool& done) {
+        if (done) return;
+        if (countdown-- == 0) {
+            v = replacements[rng() % replacements.size()];
+            done = true;
+            return;
+        }
+        if (depth > 12) return;
+        for (auto& item : v.items) mutate(item, countdown, depth + 1, done);
+        for (auto& m : v.members) mutate(m.second, countdown, depth + 1, done);
+    };
+    int compiled = 0, refused = 0;
+    for (int i = 0; i < 3000; ++i) {
+        json::Value doc = base;
+        for (int k = 0; k < 1 + static_cast<int>(rng() % 3); ++k) {
+            int countdown = static_cast<int>(rng() % 400);
+            bool done = false;
+            mutate(doc, countdown, 0, done);
+        }
+        try {
+            auto cat = Catalog::compile(Catalog::genai_document(doc));
+            ++compiled;
+            json::Value u = json::parse(R"({"input_tokens": 1000, "output_tokens": 10, "cache_read_tokens": 10})");
+            for (const char* m : {"gpt-4o", "claude-sonnet-4-6", "gemini-2.5-flash", "deepseek-chat"}) {
+                try {
+                    test::price_of(*cat, "", m, u, test::at_utc("2026-01-15"));
+                } catch (const Error&) {
+                }
+            }
+        } catch (const Error&) {
+            ++refused;
+        }
+    }
+    EXPECT_GT(compiled, 0);
+    EXPECT_GT(refused, 0);
+}
