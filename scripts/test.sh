@@ -41,6 +41,24 @@ else
 fi
 grep -E 'Failed|\*\*\*' "$logs/ctest.log" | head -20
 
+echo "== GoogleTest under AddressSanitizer and UBSan"
+asan="$PGM_RUN/build-asan"
+if cmake -S . -B "$asan" -DCMAKE_BUILD_TYPE=Debug \
+        -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1" >/dev/null &&
+   cmake --build "$asan" -j2 --target core_tests > "$logs/asan-build.log" 2>&1; then
+    ctest --test-dir "$asan" --output-on-failure > "$logs/ctest-asan.log" 2>&1
+    t=$(grep -oE '[0-9]+ tests failed out of [0-9]+' "$logs/ctest-asan.log" | tail -1)
+    if [[ -n "$t" ]]; then
+        f=$(echo "$t" | awk '{print $1}'); n=$(echo "$t" | awk '{print $6}')
+        count ctest-asan $((n - f)) "$f"
+    else
+        count ctest-asan 0 1; tail -20 "$logs/ctest-asan.log"
+    fi
+    grep -E 'runtime error|AddressSanitizer|\*\*\*' "$logs/ctest-asan.log" | head -10
+else
+    count ctest-asan 0 1; tail -20 "$logs/asan-build.log"
+fi
+
 echo "== pg_regress"
 make -s installcheck > "$logs/regress.log" 2>&1
 ok=$(grep -cE '\.\.\. ok' "$logs/regress.log"); bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$logs/regress.log")
