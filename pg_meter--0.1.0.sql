@@ -512,3 +512,173 @@ COMMENT ON FUNCTION meter.percentile(meter.sketch, double precision) IS
     'The q-quantile (percentile_disc convention) within 1 % relative error; NULL for an empty sketch.';
 CREATE FUNCTION meter.sketch_count(sketch meter.sketch) RETURNS bigint
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_count';
+
+-------------------------------------------------------------------------------
+-- The event log: one row per API call, priced at ingest by the C++ core,
+-- idempotent on (tenant, request_id), time-partitioned.
+-------------------------------------------------------------------------------
+
+CREATE SEQUENCE meter.event_id_seq AS bigint;
+
+CREATE TABLE meter.events (
+    event_id        bigint NOT NULL DEFAULT nextval('meter.event_id_seq'),
+    tenant          text NOT NULL,
+    subject         text,
+    session         text,
+    provider        text,
+    model           text,
+    endpoint        text,
+    feature         text,
+    usage           jsonb,
+    cached          boolean NOT NULL DEFAULT false,
+    service_tier    text NOT NULL DEFAULT 'standard',
+    cost            numeric,
+    potential_cost  numeric,
+    price_version   bigint,
+    priced          boolean NOT NULL DEFAULT false,
+    unpriced_reason text,
+    latency_ms      integer CHECK (latency_ms >= 0),
+    ttft_ms         integer CHECK (ttft_ms >= 0),
+    success         boolean NOT NULL DEFAULT true,
+    error           text,
+    error_message   text,
+    request_id      text,
+    metadata        jsonb,
+    occurred_at     timestamptz NOT NULL DEFAULT now(),
+    received_at     timestamptz NOT NULL DEFAULT now(),
+    txid            xid8 NOT NULL DEFAULT pg_current_xact_id()
+) PARTITION BY RANGE (occurred_at);
+COMMENT ON TABLE meter.events IS 'One row per API call: who, what, normalized usage, exact cost and potential cost, the price version used, latency, outcome. Insert or COPY into it directly, or call meter.record.';
+COMMENT ON COLUMN meter.events.potential_cost IS 'What the call would have cost without a cache hit; a cached response costs 0 and keeps this.';
+COMMENT ON COLUMN meter.events.txid IS 'The writing transaction, for exactly-once rollups.';
+
+-- where an event goes when no partition of its month exists: never lost
+CREATE TABLE meter.events_default PARTITION OF meter.events DEFAULT;
+CREATE INDEX events_tenant_time ON meter.events (tenant, occurred_at);
+
+CREATE TABLE meter.request_ids (
+    tenant          text NOT NULL,
+    request_id      text NOT NULL,
+    event_id        bigint NOT NULL,
+    occurred_at     timestamptz NOT NULL,
+    cost            numeric,
+    potential_cost  numeric,
+    price_version   bigint,
+    PRIMARY KEY (tenant, request_id)
+);
+COMMENT ON TABLE meter.request_ids IS 'Client request ids already recorded, per tenant, whichever partition their event is in: a retry counts once.';
+
+SELECT pg_catalog.pg_extension_config_dump('meter.events_default', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.request_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.event_id_seq', '');
+
+CREATE FUNCTION meter._event_before_insert() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'meter_event_before_insert';
+CREATE TRIGGER event_priced BEFORE INSERT ON meter.events
+    FOR EACH ROW EXECUTE FUNCTION meter._event_before_insert();
+
+-- create_partition makes the month partition of the events that holds a
+-- time (the month must have no event in the default partition yet).
+CREATE FUNCTION meter.create_partition(month timestamptz) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_from timestamptz := date_trunc('month', month AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    v_name text := format('events_%s', to_char(v_from AT TIME ZONE 'UTC', 'YYYY_MM'));
+BEGIN
+    IF to_regclass(format('meter.%I', v_name)) IS NOT NULL THEN
+        RETURN v_name;
+    END IF;
+    EXECUTE format('CREATE TABLE meter.%I PARTITION OF meter.events FOR VALUES FROM (%L) TO (%L)',
+                   v_name, v_from, v_from + interval '1 month');
+    RETURN v_name;
+END $$;
+COMMENT ON FUNCTION meter.create_partition(timestamptz) IS 'Creates the monthly partition of meter.events for a time (UTC months); returns its name.';
+REVOKE ALL ON FUNCTION meter.create_partition(timestamptz) FROM PUBLIC;
+
+CREATE TYPE meter.recorded AS (
+    event_id        bigint,
+    cost            numeric,
+    potential_cost  numeric,
+    duplicate       boolean,
+    priced          boolean,
+    price_version   bigint
+);
+
+CREATE FUNCTION meter.record(tenant text,
+                             provider text DEFAULT NULL,
+                             model text DEFAULT NULL,
+                             usage jsonb DEFAULT NULL,
+                             subject text DEFAULT NULL,
+                             session text DEFAULT NULL,
+                             endpoint text DEFAULT NULL,
+                             feature text DEFAULT NULL,
+                             cached boolean DEFAULT false,
+                             latency_ms integer DEFAULT NULL,
+                             ttft_ms integer DEFAULT NULL,
+                             success boolean DEFAULT true,
+                             error text DEFAULT NULL,
+                             error_message text DEFAULT NULL,
+                             request_id text DEFAULT NULL,
+                             occurred_at timestamptz DEFAULT now(),
+                             metadata jsonb DEFAULT NULL,
+                             service_tier text DEFAULT 'standard')
+    RETURNS meter.recorded
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v meter.recorded;
+BEGIN
+    IF latency_ms < 0 OR ttft_ms < 0 THEN
+        RAISE EXCEPTION '% is negative', CASE WHEN latency_ms < 0 THEN 'latency_ms' ELSE 'ttft_ms' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('latency_ms is %s and ttft_ms is %s.', coalesce(latency_ms::text, 'not given'), coalesce(ttft_ms::text, 'not given')),
+                  HINT = 'Times are milliseconds, zero or more.';
+    END IF;
+    INSERT INTO meter.events AS e (tenant, provider, model, usage, subject, session, endpoint, feature, cached,
+                                   latency_ms, ttft_ms, success, error, error_message, request_id, occurred_at,
+                                   metadata, service_tier)
+    VALUES (tenant, provider, model, usage, subject, session, endpoint, feature, coalesce(cached, false),
+            latency_ms, ttft_ms, coalesce(success, true), error, error_message, request_id, coalesce(occurred_at, now()),
+            metadata, coalesce(service_tier, 'standard'))
+    RETURNING e.event_id, e.cost, e.potential_cost, false, e.priced, e.price_version INTO v;
+    IF v.event_id IS NULL THEN
+        -- the trigger skipped a retry: answer with the event recorded first
+        SELECT r.event_id, r.cost, r.potential_cost, true, r.cost IS NOT NULL, r.price_version INTO v
+          FROM meter.request_ids r WHERE r.tenant = record.tenant AND r.request_id = record.request_id;
+    END IF;
+    RETURN v;
+END $$;
+COMMENT ON FUNCTION meter.record(text, text, text, jsonb, text, text, text, text, boolean, integer, integer, boolean, text, text, text, timestamptz, jsonb, text) IS
+    'Records one API call, priced at its own time; returns the event id, cost, potential cost, whether it was a duplicate of an earlier request id, and whether it was priced.';
+
+CREATE FUNCTION meter.record_batch(events jsonb, OUT inserted bigint, OUT duplicates bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_total bigint;
+BEGIN
+    IF jsonb_typeof(events) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'events must be a JSON array of event objects'
+            USING ERRCODE = 'sql_json_array_not_found',
+                  DETAIL = format('The value is a JSON %s.', coalesce(jsonb_typeof(events), 'null')),
+                  HINT = 'Pass [{"tenant": "...", "provider": "...", "model": "...", "usage": {...}}, ...].';
+    END IF;
+    v_total := jsonb_array_length(events);
+    INSERT INTO meter.events (tenant, provider, model, usage, subject, session, endpoint, feature, cached, latency_ms,
+                              ttft_ms, success, error, error_message, request_id, occurred_at, metadata, service_tier)
+    SELECT x.tenant, x.provider, x.model, x.usage, x.subject, x.session, x.endpoint, x.feature, coalesce(x.cached, false),
+           x.latency_ms, x.ttft_ms, coalesce(x.success, true), x.error, x.error_message, x.request_id,
+           coalesce(x.occurred_at, now()), x.metadata, coalesce(x.service_tier, 'standard')
+      FROM jsonb_to_recordset(events) AS x(tenant text, provider text, model text, usage jsonb, subject text, session text,
+                                           endpoint text, feature text, cached boolean, latency_ms integer, ttft_ms integer,
+                                           success boolean, error text, error_message text, request_id text,
+                                           occurred_at timestamptz, metadata jsonb, service_tier text);
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    duplicates := v_total - inserted;
+END $$;
+COMMENT ON FUNCTION meter.record_batch(jsonb) IS 'Records a JSON array of events (the keys of meter.record) in one statement; returns how many were inserted and how many were retries already recorded.';

@@ -1,0 +1,74 @@
+-- The event log: record, record_batch, plain INSERT and COPY; priced at
+-- ingest, idempotent on (tenant, request_id), unknown models kept unpriced,
+-- non-LLM requests counted, bad input refused.
+\set VERBOSITY default
+SET TimeZone = 'UTC';
+-- catalog.sql loaded the fixture catalog; pin the times so the prices do not move
+\set t '''2026-01-15 12:00+00'''
+
+SELECT * FROM meter.record(tenant => 'coach', subject => 'user-1', session => 's-1', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1000, "completion_tokens": 200, "prompt_tokens_details": {"cached_tokens": 400}}',
+    endpoint => '/api/chat', feature => 'coach', latency_ms => 812, ttft_ms => 190, request_id => 'req-1', occurred_at => :t,
+    metadata => '{"ab": "b"}');
+-- a retry of the same request counts once and says so, with the first answer
+SELECT cost, potential_cost, duplicate, priced FROM meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1000, "completion_tokens": 200, "prompt_tokens_details": {"cached_tokens": 400}}',
+    request_id => 'req-1', occurred_at => :t);
+-- the same request id in another tenant is another request
+SELECT duplicate FROM meter.record(tenant => 'other', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"input_tokens": 1, "output_tokens": 1}', request_id => 'req-1', occurred_at => :t);
+-- a cache hit costs nothing and keeps what it would have cost
+SELECT cost, potential_cost FROM meter.record(tenant => 'coach', provider => 'anthropic', model => 'claude-sonnet-4-6',
+    usage => '{"input_tokens": 100, "output_tokens": 300}', cached => true, occurred_at => :t);
+-- an unknown model is recorded, unpriced and flagged, never costed at 0
+SELECT cost, potential_cost, duplicate, priced FROM meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-next',
+    usage => '{"prompt_tokens": 10, "completion_tokens": 2}', occurred_at => :t);
+-- a request that called no model is counted and timed
+SELECT cost, priced FROM meter.record(tenant => 'coach', endpoint => '/health', latency_ms => 3, occurred_at => :t);
+-- failures are events too
+SELECT cost, priced FROM meter.record(tenant => 'coach', provider => 'google', model => 'gemini-2.5-flash',
+    usage => '{"promptTokenCount": 50, "candidatesTokenCount": 0}', success => false, error => 'timeout',
+    error_message => 'upstream timed out', occurred_at => :t);
+
+-- a JSON array from an edge function
+SELECT * FROM meter.record_batch('[
+  {"tenant": "coach", "provider": "anthropic", "model": "claude-sonnet-4-6", "usage": {"input_tokens": 10, "output_tokens": 5}, "request_id": "b-1", "occurred_at": "2026-01-15T12:00:00Z"},
+  {"tenant": "coach", "provider": "anthropic", "model": "claude-sonnet-4-6", "usage": {"input_tokens": 10, "output_tokens": 5}, "request_id": "b-1", "occurred_at": "2026-01-15T12:00:00Z"},
+  {"tenant": "coach", "endpoint": "/api/chart-commands", "session": "s-9", "latency_ms": 12, "occurred_at": "2026-01-15T12:00:01Z"}]');
+
+-- any client can INSERT or COPY; the row is priced and deduplicated all the same
+INSERT INTO meter.events (tenant, provider, model, usage, request_id, occurred_at)
+VALUES ('coach', 'google', 'gemini-2.5-flash', '{"promptTokenCount": 50, "candidatesTokenCount": 10, "thoughtsTokenCount": 20}', 'ins-1', :t),
+       ('coach', 'google', 'gemini-2.5-flash', '{"promptTokenCount": 50, "candidatesTokenCount": 10, "thoughtsTokenCount": 20}', 'ins-1', :t);
+COPY meter.events (tenant, provider, model, usage, request_id, occurred_at) FROM STDIN;
+coach	deepseek	deepseek-chat	{"prompt_tokens": 1000000, "completion_tokens": 0}	copy-1	2026-01-15 20:00:00+00
+coach	deepseek	deepseek-chat	{"prompt_tokens": 1000000, "completion_tokens": 0}	copy-1	2026-01-15 20:00:00+00
+coach	openai	gpt-4o-mini	{"input_tokens": 1000000, "output_tokens": 0}	req-1	2026-01-15 12:00:00+00
+\.
+
+SELECT tenant, subject, provider, model, endpoint, usage, cached, cost, potential_cost, priced, unpriced_reason,
+       success, error, request_id, latency_ms
+  FROM meter.events ORDER BY event_id;
+-- the price version of every priced event is a row of meter.price_versions
+SELECT count(*) FILTER (WHERE priced AND model IS NOT NULL) AS priced_llm_events,
+       count(*) FILTER (WHERE price_version IN (SELECT version FROM meter.price_versions)) AS with_known_version
+  FROM meter.events;
+-- every request id is recorded once
+SELECT tenant, request_id, count(*) FROM meter.events WHERE request_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- partitions: a month gets its own, rows of other months stay reachable
+SELECT meter.create_partition('2027-03-10+00');
+SELECT meter.create_partition('2027-03-20+00');
+SELECT (meter.record(tenant => 'coach', endpoint => '/health', occurred_at => '2027-03-15+00')).priced;
+SELECT tableoid::regclass, count(*) FROM meter.events GROUP BY 1 ORDER BY 1;
+
+-- bad input is refused with a clear error, naming the field
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '{"prompt_tokens": -5, "completion_tokens": 1}')$$);
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '[1]')$$);
+SELECT pm_err($$SELECT meter.record(tenant => NULL, endpoint => '/x')$$);
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', latency_ms => -1)$$);
+SELECT pm_err($$SELECT meter.record_batch('{"tenant": "coach"}')$$);
+SELECT pm_err($$INSERT INTO meter.events (tenant, provider, model, usage) VALUES ('coach', 'openai', 'gpt-4o', '{"prompt_tokens": 1.5, "completion_tokens": 1}')$$);
+-- a refused event leaves nothing behind, not even its request id
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '{"prompt_tokens": "x"}', request_id => 'bad-1')$$);
+SELECT count(*) AS bad_request_ids FROM meter.request_ids WHERE request_id = 'bad-1';
