@@ -682,3 +682,206 @@ BEGIN
     duplicates := v_total - inserted;
 END $$;
 COMMENT ON FUNCTION meter.record_batch(jsonb) IS 'Records a JSON array of events (the keys of meter.record) in one statement; returns how many were inserted and how many were retries already recorded.';
+
+-------------------------------------------------------------------------------
+-- Rollups: hourly and daily aggregates, applied asynchronously by
+-- meter.rollup() exactly once per event (transaction-snapshot watermark),
+-- and read by meter.totals() together with the not-yet-rolled tail of the
+-- raw log, so that answers are exact at every moment.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION meter.sketch_union(a meter.sketch, b meter.sketch) RETURNS meter.sketch
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_union';
+COMMENT ON FUNCTION meter.sketch_union(meter.sketch, meter.sketch) IS 'The sketch of the values of both (either may be NULL).';
+
+CREATE TABLE meter.rollup_hourly (
+    tenant             text NOT NULL,
+    bucket             timestamptz NOT NULL,
+    subject            text,
+    provider           text,
+    model              text,
+    endpoint           text,
+    feature            text,
+    requests           bigint NOT NULL,
+    errors             bigint NOT NULL,
+    cache_hits         bigint NOT NULL,
+    unpriced           bigint NOT NULL,
+    input_tokens       numeric NOT NULL,
+    output_tokens      numeric NOT NULL,
+    cache_read_tokens  numeric NOT NULL,
+    cache_write_tokens numeric NOT NULL,
+    cost               numeric NOT NULL,
+    potential_cost     numeric NOT NULL,
+    latency            meter.sketch,
+    ttft               meter.sketch,
+    CONSTRAINT rollup_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
+);
+CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
+    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature));
+COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant and dimension (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
+COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events (UTC days), kept after raw events are dropped.';
+
+-- rollup_state: the snapshot up to which events are in the rollups. An
+-- event is rolled up exactly once: when its transaction is visible in the
+-- new snapshot and was not in the previous one.
+CREATE TABLE meter.rollup_state (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    watermark  pg_snapshot NOT NULL,
+    rolled_at  timestamptz,
+    last_events bigint NOT NULL DEFAULT 0
+);
+INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:');
+SELECT pg_catalog.pg_extension_config_dump('meter.rollup_hourly', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.rollup_daily', '');
+
+CREATE FUNCTION meter.rollup() RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    v_events bigint;
+BEGIN
+    -- one run at a time; a second waits and then finds what is left
+    PERFORM 1 FROM meter.rollup_state FOR UPDATE;
+    -- one statement, so the snapshot that reads the events is the watermark
+    WITH st AS (
+        SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
+    ), delta AS (
+        SELECT e.* FROM meter.events e, st
+         WHERE e.txid >= pg_snapshot_xmin(st.prev)
+           AND NOT pg_visible_in_snapshot(e.txid, st.prev)
+           AND pg_visible_in_snapshot(e.txid, st.cur)
+    ), agg AS (
+        SELECT tenant, date_trunc('hour', occurred_at) AS bucket, subject, provider, model, endpoint, feature,
+               count(*) AS requests, count(*) FILTER (WHERE NOT success) AS errors,
+               count(*) FILTER (WHERE cached) AS cache_hits,
+               count(*) FILTER (WHERE NOT priced) AS unpriced,
+               coalesce(sum((usage->>'input_tokens')::numeric), 0) AS input_tokens,
+               coalesce(sum((usage->>'output_tokens')::numeric), 0) AS output_tokens,
+               coalesce(sum((usage->>'cache_read_tokens')::numeric), 0) AS cache_read_tokens,
+               coalesce(sum((usage->>'cache_write_tokens')::numeric), 0) AS cache_write_tokens,
+               coalesce(sum(cost), 0) AS cost, coalesce(sum(potential_cost), 0) AS potential_cost,
+               meter.sketch(latency_ms) AS latency, meter.sketch(ttft_ms) AS ttft
+          FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ), hourly AS (
+        INSERT INTO meter.rollup_hourly AS r SELECT * FROM agg
+        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET
+            requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors,
+            cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced,
+            input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
+            cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens,
+            cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
+            cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
+            latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
+        RETURNING 1
+    ), daily AS (
+        INSERT INTO meter.rollup_daily AS r
+        SELECT tenant, date_trunc('day', bucket), subject, provider, model, endpoint, feature,
+               sum(requests), sum(errors), sum(cache_hits), sum(unpriced), sum(input_tokens), sum(output_tokens),
+               sum(cache_read_tokens), sum(cache_write_tokens), sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
+          FROM agg GROUP BY 1, 2, 3, 4, 5, 6, 7
+        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET
+            requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors,
+            cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced,
+            input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
+            cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens,
+            cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
+            cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
+            latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
+        RETURNING 1
+    ), moved AS (
+        UPDATE meter.rollup_state s SET watermark = st.cur, rolled_at = now(),
+               last_events = (SELECT count(*) FROM delta) + 0 * (SELECT count(*) FROM hourly) + 0 * (SELECT count(*) FROM daily)
+          FROM st RETURNING s.last_events
+    )
+    SELECT last_events INTO v_events FROM moved;
+    RETURN v_events;
+END $$;
+COMMENT ON FUNCTION meter.rollup() IS 'Adds every event committed since the last run to the hourly and daily rollups, exactly once; returns how many. Harmless when there is nothing to do.';
+REVOKE ALL ON FUNCTION meter.rollup() FROM PUBLIC;
+
+CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)
+    RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
+                   input_tokens numeric, output_tokens numeric, cost numeric, potential_cost numeric,
+                   p50_ms double precision, p95_ms double precision, p99_ms double precision)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := totals.tenant;
+    v_by text := lower(coalesce(totals.by, 'none'));
+    h1 timestamptz;
+    h2 timestamptz;
+    r_key text;
+    e_key text;
+BEGIN
+    IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since > until THEN
+        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    CASE v_by
+        WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
+        WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text';
+        WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
+        WHEN 'subject', 'provider', 'model', 'endpoint', 'feature' THEN
+            r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
+        ELSE
+            RAISE EXCEPTION 'cannot group totals by "%"', totals.by USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
+    END CASE;
+    -- whole hours come from the rollups plus the events not rolled up yet;
+    -- the partial hours at either end come from the raw events
+    h1 := date_trunc('hour', since) + CASE WHEN date_trunc('hour', since) < since THEN interval '1 hour' ELSE interval '0' END;
+    h2 := date_trunc('hour', until);
+    IF h2 < h1 THEN h2 := h1; END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH st AS (SELECT watermark FROM meter.rollup_state),
+        parts AS (
+            SELECT %1$s AS key, r.requests, r.errors, r.cache_hits, r.unpriced, r.input_tokens, r.output_tokens,
+                   r.cost, r.potential_cost, r.latency
+              FROM meter.rollup_hourly r
+             WHERE r.tenant = $1 AND r.bucket >= $3 AND r.bucket < $4
+            UNION ALL
+            SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
+                   coalesce((e.usage->>'input_tokens')::numeric, 0), coalesce((e.usage->>'output_tokens')::numeric, 0),
+                   coalesce(e.cost, 0), coalesce(e.potential_cost, 0), meter.sketch_union(NULL, NULL)
+              FROM meter.events e, st
+             WHERE e.tenant = $1 AND e.occurred_at >= $3 AND e.occurred_at < $4
+               AND e.txid >= pg_snapshot_xmin(st.watermark) AND NOT pg_visible_in_snapshot(e.txid, st.watermark)
+            UNION ALL
+            SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
+                   coalesce((e.usage->>'input_tokens')::numeric, 0), coalesce((e.usage->>'output_tokens')::numeric, 0),
+                   coalesce(e.cost, 0), coalesce(e.potential_cost, 0), NULL
+              FROM meter.events e
+             WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
+                                   OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
+        ), raw_latency AS (
+            SELECT %2$s AS key, meter.sketch(e.latency_ms) AS latency
+              FROM meter.events e, st
+             WHERE e.tenant = $1 AND (
+                   (e.occurred_at >= $3 AND e.occurred_at < $4
+                    AND e.txid >= pg_snapshot_xmin(st.watermark) AND NOT pg_visible_in_snapshot(e.txid, st.watermark))
+                OR (e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
+                OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
+             GROUP BY 1
+        ), grouped AS (
+            SELECT key, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(cache_hits)::bigint AS cache_hits,
+                   sum(unpriced)::bigint AS unpriced, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                   sum(cost) AS cost, sum(potential_cost) AS potential_cost, meter.merge(latency) AS latency
+              FROM parts GROUP BY key
+        )
+        SELECT g.key, g.requests, g.errors, g.cache_hits, g.unpriced, g.input_tokens, g.output_tokens, g.cost, g.potential_cost,
+               meter.percentile(s, 0.5), meter.percentile(s, 0.95), meter.percentile(s, 0.99)
+          FROM grouped g LEFT JOIN raw_latency l USING (key),
+               LATERAL (SELECT meter.sketch_union(g.latency, l.latency) AS s) x
+         ORDER BY g.key
+    $q$, r_key, e_key)
+    USING v_tenant, since, h1, h2, until;
+END $$;
+COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS
+    'Usage of a tenant over [since, until), one row per group (by subject, provider, model, endpoint, feature, hour, day, or one row): exact at every moment, from the rollups plus the events not rolled up yet; p50/p95/p99 latency within 1 %.';

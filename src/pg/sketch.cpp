@@ -338,3 +338,29 @@ Datum meter_sketch_count(PG_FUNCTION_ARGS) {
 }
 
 }  // extern "C"
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(meter_sketch_union);
+
+// meter_sketch_union merges two sketches (either may be NULL): the sketch of
+// all their values, for rollups that add a batch to a stored row.
+Datum meter_sketch_union(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0) && PG_ARGISNULL(1)) PG_RETURN_NULL();
+    if (PG_ARGISNULL(0)) PG_RETURN_DATUM(PG_GETARG_DATUM(1));
+    if (PG_ARGISNULL(1)) PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+    PmSketch* a = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    PmSketch* b = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(1)));
+    SkState st;
+    memset(&st, 0, sizeof st);
+    st.cap = a->n + b->n + 1;
+    st.keys = static_cast<int32*>(palloc(sizeof(int32) * static_cast<size_t>(st.cap)));
+    st.counts = static_cast<int64*>(palloc(sizeof(int64) * static_cast<size_t>(st.cap)));
+    add_header(&st, a->head);
+    merge_into(&st, sk_keys(a), sk_counts(a), a->n);
+    add_header(&st, b->head);
+    merge_into(&st, sk_keys(b), sk_counts(b), b->n);
+    PG_RETURN_POINTER(build(view_of(&st)));
+}
+
+}  // extern "C"

@@ -1,0 +1,67 @@
+-- Rollups and totals: meter.rollup adds each committed event once; totals
+-- equal a query over the raw events for any range and grouping, before,
+-- during and after rollups, late events included.
+\set VERBOSITY default
+SET TimeZone = 'UTC';
+-- the raw truth, for comparison
+CREATE FUNCTION pg_temp.raw(t text, since timestamptz, until timestamptz, by text)
+RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint, input_tokens numeric,
+               output_tokens numeric, cost numeric, potential_cost numeric)
+LANGUAGE sql AS $$
+  SELECT CASE by WHEN 'subject' THEN subject WHEN 'model' THEN model WHEN 'hour' THEN date_trunc('hour', occurred_at)::text
+                 WHEN 'day' THEN date_trunc('day', occurred_at)::text ELSE 'all' END,
+         count(*), count(*) FILTER (WHERE NOT success), count(*) FILTER (WHERE cached), count(*) FILTER (WHERE NOT priced),
+         coalesce(sum((usage->>'input_tokens')::numeric), 0), coalesce(sum((usage->>'output_tokens')::numeric), 0),
+         coalesce(sum(cost), 0), coalesce(sum(potential_cost), 0)
+    FROM meter.events WHERE tenant = t AND occurred_at >= since AND occurred_at < until GROUP BY 1
+$$;
+-- exact: no difference either way, for several ranges and groupings
+CREATE FUNCTION pg_temp.exact(t text) RETURNS TABLE (ranges int, differences bigint) LANGUAGE sql AS $$
+  WITH cases(since, until, by) AS (VALUES
+      ('2026-01-15 00:00+00'::timestamptz, '2026-01-16 00:00+00'::timestamptz, NULL::text),
+      ('2026-01-15 10:30+00', '2026-01-15 13:10+00', 'subject'),
+      ('2026-01-15 10:00+00', '2026-01-15 12:00+00', 'model'),
+      ('2026-01-15 09:59+00', '2026-01-15 10:01+00', 'hour'),
+      ('2026-01-14 00:00+00', '2026-01-17 00:00+00', 'day'),
+      ('2026-01-15 11:17+00', '2026-01-15 11:43+00', NULL))
+  SELECT count(*)::int, sum(d)::bigint FROM cases, LATERAL (
+      SELECT count(*) AS d FROM (
+        (SELECT key, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost, potential_cost FROM meter.totals(t, since, until, by)
+         EXCEPT ALL SELECT * FROM pg_temp.raw(t, since, until, coalesce(by, 'none')))
+        UNION ALL
+        (SELECT * FROM pg_temp.raw(t, since, until, coalesce(by, 'none'))
+         EXCEPT ALL SELECT key, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost, potential_cost FROM meter.totals(t, since, until, by))) x) y
+$$;
+
+SELECT count(*) FROM (SELECT meter.record(tenant => 'r', provider => CASE WHEN i % 4 = 0 THEN 'anthropic' ELSE 'openai' END,
+        model => CASE WHEN i % 4 = 0 THEN 'claude-sonnet-4-6' WHEN i % 9 = 0 THEN 'gpt-unknown' ELSE 'gpt-4o-mini' END,
+        usage => jsonb_build_object('input_tokens', 100 + i, 'output_tokens', i % 13),
+        subject => 'u' || (i % 5), cached => i % 11 = 0, success => i % 17 <> 0, latency_ms => 200 + (i * 37) % 900,
+        occurred_at => '2026-01-15 10:00+00'::timestamptz + i * interval '37 seconds')
+        FROM generate_series(1, 400) AS i) s;
+SELECT * FROM pg_temp.exact('r');                 -- nothing rolled up yet: all from the raw tail
+SELECT meter.rollup() AS rolled;
+SELECT * FROM pg_temp.exact('r');                 -- all from the rollups
+SELECT meter.rollup() AS rolled_again;            -- nothing left: harmless
+-- new events and a late one for an hour already rolled up
+SELECT (meter.record(tenant => 'r', provider => 'openai', model => 'gpt-4o-mini', usage => '{"input_tokens": 7, "output_tokens": 7}',
+        subject => 'u1', latency_ms => 5000, occurred_at => '2026-01-15 10:05+00')).priced AS late;
+SELECT (meter.record(tenant => 'r', provider => 'openai', model => 'gpt-4o-mini', usage => '{"input_tokens": 9, "output_tokens": 9}',
+        subject => 'u9', occurred_at => '2026-01-15 14:30+00')).priced AS fresh;
+SELECT * FROM pg_temp.exact('r');                 -- rollups plus the tail
+SELECT meter.rollup() AS rolled_late;
+SELECT * FROM pg_temp.exact('r');
+-- daily rollups agree with the hourly ones
+SELECT (SELECT sum(requests) FROM meter.rollup_daily WHERE tenant = 'r') = (SELECT sum(requests) FROM meter.rollup_hourly WHERE tenant = 'r')
+   AND (SELECT sum(cost) FROM meter.rollup_daily WHERE tenant = 'r') = (SELECT sum(cost) FROM meter.rollup_hourly WHERE tenant = 'r') AS daily_matches_hourly;
+-- latency percentiles from merged sketches stay within 1 % of the raw ones
+SELECT q, abs(t.p - e.p) <= 0.01 * e.p AS within_1_percent
+  FROM (VALUES (0.5), (0.95), (0.99)) AS v(q),
+       LATERAL (SELECT CASE q WHEN 0.5 THEN p50_ms WHEN 0.95 THEN p95_ms ELSE p99_ms END AS p
+                  FROM meter.totals('r', '2026-01-15 00:00+00', '2026-01-16 00:00+00')) t,
+       LATERAL (SELECT percentile_disc(q) WITHIN GROUP (ORDER BY latency_ms) AS p FROM meter.events WHERE tenant = 'r') e
+ ORDER BY q;
+SELECT key, requests, errors, cache_hits, unpriced, cost, potential_cost FROM meter.totals('r', '2026-01-15 00:00+00', '2026-01-16 00:00+00', 'model');
+-- bad input
+SELECT pm_err($$SELECT * FROM meter.totals('r', '2026-01-16+00', '2026-01-15+00')$$);
+SELECT pm_err($$SELECT * FROM meter.totals('r', '2026-01-15+00', '2026-01-16+00', 'weekday')$$);
