@@ -546,15 +546,18 @@ CREATE TABLE meter.events (
     metadata        jsonb,
     occurred_at     timestamptz NOT NULL DEFAULT now(),
     received_at     timestamptz NOT NULL DEFAULT now(),
-    txid            xid8 NOT NULL DEFAULT pg_current_xact_id()
+    txid            bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
 ) PARTITION BY RANGE (occurred_at);
 COMMENT ON TABLE meter.events IS 'One row per API call: who, what, normalized usage, exact cost and potential cost, the price version used, latency, outcome. Insert or COPY into it directly, or call meter.record.';
 COMMENT ON COLUMN meter.events.potential_cost IS 'What the call would have cost without a cache hit; a cached response costs 0 and keeps this.';
-COMMENT ON COLUMN meter.events.txid IS 'The writing transaction, for exactly-once rollups.';
+COMMENT ON COLUMN meter.events.txid IS 'The writing transaction (an xid8 as bigint, so that a BRIN index finds the events not rolled up yet), for exactly-once rollups.';
 
 -- where an event goes when no partition of its month exists: never lost
 CREATE TABLE meter.events_default PARTITION OF meter.events DEFAULT;
 CREATE INDEX events_tenant_time ON meter.events (tenant, occurred_at);
+-- transaction ids grow with insertion: a BRIN index finds the recent tail
+-- cheaply, and costs ingest almost nothing
+CREATE INDEX events_txid ON meter.events USING brin (txid);
 
 CREATE TABLE meter.request_ids (
     tenant          text NOT NULL,
@@ -749,9 +752,9 @@ BEGIN
         SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
     ), delta AS (
         SELECT e.* FROM meter.events e, st
-         WHERE e.txid >= pg_snapshot_xmin(st.prev)
-           AND NOT pg_visible_in_snapshot(e.txid, st.prev)
-           AND pg_visible_in_snapshot(e.txid, st.cur)
+         WHERE e.txid >= pg_snapshot_xmin(st.prev)::text::bigint
+           AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev)
+           AND pg_visible_in_snapshot(e.txid::text::xid8, st.cur)
     ), agg AS (
         SELECT tenant, date_trunc('hour', occurred_at) AS bucket, subject, provider, model, endpoint, feature,
                count(*) AS requests, count(*) FILTER (WHERE NOT success) AS errors,
@@ -852,7 +855,8 @@ BEGIN
                    coalesce(e.cost, 0), coalesce(e.potential_cost, 0), meter.sketch_union(NULL, NULL)
               FROM meter.events e, st
              WHERE e.tenant = $1 AND e.occurred_at >= $3 AND e.occurred_at < $4
-               AND e.txid >= pg_snapshot_xmin(st.watermark) AND NOT pg_visible_in_snapshot(e.txid, st.watermark)
+               AND e.txid >= pg_snapshot_xmin(st.watermark)::text::bigint
+               AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark)
             UNION ALL
             SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
                    coalesce((e.usage->>'input_tokens')::numeric, 0), coalesce((e.usage->>'output_tokens')::numeric, 0),
@@ -865,7 +869,8 @@ BEGIN
               FROM meter.events e, st
              WHERE e.tenant = $1 AND (
                    (e.occurred_at >= $3 AND e.occurred_at < $4
-                    AND e.txid >= pg_snapshot_xmin(st.watermark) AND NOT pg_visible_in_snapshot(e.txid, st.watermark))
+                    AND e.txid >= pg_snapshot_xmin(st.watermark)::text::bigint
+               AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark))
                 OR (e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
                 OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
              GROUP BY 1
