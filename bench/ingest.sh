@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# ingest.sh: the write path against the seed-style peer, in one run.
+#  - single events at 8 clients, synchronous_commit on: meter.record vs the
+#    peer's bare INSERT and its track (check + log + upsert), for many users
+#    and models and for one tenant/model (the hot-row case);
+#  - bulk: N events through COPY into meter.events (priced, deduplicated)
+#    vs the peer's INSERT ... SELECT of the same rows into its indexed log;
+#  - a 30-day tenant summary through meter.totals after meter.rollup, vs the
+#    same summary over the peer's raw log; disk bytes per event.
+# Usage: bench/ingest.sh   (after scripts/setup.sh; DURATION=15 ROWS=1000000)
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$PGM_ROOT"
+db=pg_meter_ingest
+duration=${DURATION:-15}
+rows=${ROWS:-1000000}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
+psql -X -q -d "$db" -f ../shared/peer/peer.sql >/dev/null 2>&1
+psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
+scripts/load-prices -d "$db" >/dev/null
+psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
+
+cat > "$work/record.pgbench" <<'EOF'
+\set u random_zipfian(1, 2000, 1.1)
+\set m random(1, 5)
+\set i random(50, 4000)
+\set o random(10, 1200)
+\set c random(0, 9)
+\set ms random(200, 6000)
+\set r random(1, 2000000000)
+SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::int, session => 'sess-' || (:u)::int, endpoint => 'chat',
+  provider => (ARRAY['anthropic','google','google','openai','openai'])[(:m)::int],
+  model => (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[(:m)::int],
+  usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), cached => (:c)::int = 0,
+  latency_ms => (:ms)::int, success => (:c)::int <> 9, request_id => 'r' || (:r)::int);
+EOF
+cat > "$work/record_hot.pgbench" <<'EOF'
+\set u random_zipfian(1, 2000, 1.1)
+\set i random(50, 4000)
+\set o random(10, 1200)
+\set r random(1, 2000000000)
+SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::int, endpoint => 'chat', provider => 'openai', model => 'gpt-4o-mini',
+  usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), latency_ms => 300, request_id => 'h' || (:r)::int);
+EOF
+sed "s/random(1, 5)/random(5, 5)/" ../shared/peer/track.pgbench > "$work/track_hot.pgbench"
+run() { pgbench -n -M prepared -c 8 -j 2 -T "$duration" -f "$1" "$db" 2>&1 | grep -oE 'tps = [0-9.]+' | awk '{print $3}'; }
+echo "== single events, 8 clients, ${duration}s each"
+bare=$(run ../shared/peer/bare.pgbench)
+track=$(run ../shared/peer/track.pgbench)
+rec=$(run "$work/record.pgbench")
+track_hot=$(run "$work/track_hot.pgbench")
+rec_hot=$(run "$work/record_hot.pgbench")
+awk -v b="$bare" -v t="$track" -v r="$rec" -v th="$track_hot" -v rh="$rec_hot" 'BEGIN {
+  printf "peer bare insert      %8.0f tps\n", b
+  printf "peer track            %8.0f tps\n", t
+  printf "meter.record          %8.0f tps  = %.2fx bare, %.2fx track\n", r, r / b, r / t
+  printf "hot row: peer track   %8.0f tps\n", th
+  printf "hot row: meter.record %8.0f tps  = %.2fx bare, %.2fx track (one tenant, one model)\n", rh, rh / b, rh / th }'
+
+echo "== bulk: $rows events"
+psql -X -q -d "$db" -c "TRUNCATE meter.events, meter.request_ids, peer.api_usage_logs" >/dev/null
+psql -X -q -d "$db" -v rows="$rows" -At > "$work/events.tsv" <<'SQL'
+COPY (SELECT 'app', 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat',
+             (ARRAY['anthropic','google','google','openai','openai'])[1 + i % 5],
+             (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[1 + i % 5],
+             jsonb_build_object('input_tokens', 50 + i % 3950, 'output_tokens', 10 + i % 1190),
+             i % 10 = 0, 200 + i % 5800, i % 10 <> 9, 'b' || i,
+             now() - (i % (30 * 86400)) * interval '1 second'
+        FROM generate_series(1, :rows) AS i) TO STDOUT
+SQL
+t0=$(date +%s.%N)
+psql -X -q -d "$db" -c "\\copy meter.events (tenant, subject, session, endpoint, provider, model, usage, cached, latency_ms, success, request_id, occurred_at) FROM '$work/events.tsv'"
+t1=$(date +%s.%N)
+psql -X -q -d "$db" -v rows="$rows" <<'SQL' >/dev/null
+INSERT INTO peer.api_usage_logs (user_id, session_id, endpoint, provider, model, input_tokens, output_tokens, total_tokens, cached,
+                                 cost_usd, potential_cost_usd, duration_ms, success, created_at)
+SELECT 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat', (ARRAY['anthropic','google','google','openai','openai'])[1 + i % 5],
+       (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[1 + i % 5],
+       50 + i % 3950, 10 + i % 1190, 60 + i % 3950 + i % 1190, i % 10 = 0, 0.001, 0.001, 200 + i % 5800, i % 10 <> 9,
+       now() - (i % (30 * 86400)) * interval '1 second'
+  FROM generate_series(1, :rows) AS i;
+SQL
+t2=$(date +%s.%N)
+t3=$(date +%s.%N)
+rolled=$(psql -X -q -At -d "$db" -c "SELECT meter.rollup()")
+t4=$(date +%s.%N)
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v e="$t4" -v n="$rows" -v r="$rolled" 'BEGIN {
+  printf "COPY into meter.events (priced, deduplicated): %6.1f s\n", b - a
+  printf "peer INSERT ... SELECT into its indexed log:   %6.1f s\n", c - b
+  printf "ratio meter / peer: %.2f\n", (b - a) / (c - b)
+  printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, e - d, r / (e - d) }'
+psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event: ' || round((sum(pg_total_relation_size(c.oid)) + pg_total_relation_size('meter.request_ids'))::numeric / $rows, 1)
+                               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
+
+echo "== 30-day tenant summary, median of 5"
+ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+m=(); p=()
+for k in 1 2 3 4 5; do
+  m+=("$(ms_of "SELECT * FROM meter.totals('app', now() - interval '30 days', now(), 'model')")")
+  p+=("$(ms_of "SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model")")
+done
+mm=$(printf '%s\n' "${m[@]}" | median); pm=$(printf '%s\n' "${p[@]}" | median)
+awk -v a="$mm" -v b="$pm" 'BEGIN { printf "meter.totals by model: %.1f ms; peer raw query: %.1f ms; ratio %.1fx\n", a, b, b / a }'
