@@ -554,10 +554,12 @@ COMMENT ON COLUMN meter.events.txid IS 'The writing transaction (an xid8 as bigi
 
 -- where an event goes when no partition of its month exists: never lost
 CREATE TABLE meter.events_default PARTITION OF meter.events DEFAULT;
-CREATE INDEX events_tenant_time ON meter.events (tenant, occurred_at);
--- transaction ids grow with insertion: a BRIN index finds the recent tail
--- cheaply, and costs ingest almost nothing
-CREATE INDEX events_txid ON meter.events USING brin (txid);
+-- indexes live on each partition, not on the parent: a parent index owned
+-- by the extension would make pg_restore create every partition's index
+-- twice. Transaction ids grow with insertion, so a BRIN index finds the
+-- recent tail cheaply and costs ingest almost nothing.
+CREATE INDEX events_default_tenant_time ON meter.events_default (tenant, occurred_at);
+CREATE INDEX events_default_txid ON meter.events_default USING brin (txid);
 
 CREATE TABLE meter.request_ids (
     tenant          text NOT NULL,
@@ -595,6 +597,8 @@ BEGIN
     END IF;
     EXECUTE format('CREATE TABLE meter.%I PARTITION OF meter.events FOR VALUES FROM (%L) TO (%L)',
                    v_name, v_from, v_from + interval '1 month');
+    EXECUTE format('CREATE INDEX %I ON meter.%I (tenant, occurred_at)', v_name || '_tenant_time', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (txid)', v_name || '_txid', v_name);
     RETURN v_name;
 END $$;
 COMMENT ON FUNCTION meter.create_partition(timestamptz) IS 'Creates the monthly partition of meter.events for a time (UTC months); returns its name.';
@@ -733,9 +737,31 @@ CREATE TABLE meter.rollup_state (
     rolled_at  timestamptz,
     last_events bigint NOT NULL DEFAULT 0
 );
-INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:');
+-- the row is made by the first rollup (so that pg_dump keeps it and a
+-- restore does not load it twice)
+SELECT pg_catalog.pg_extension_config_dump('meter.rollup_state', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_daily', '');
+
+-- _check_watermark refuses to go on when the watermark comes from a
+-- cluster whose transaction ids are ahead of this one (a dump restored into
+-- another server): comparing them would miscount silently.
+CREATE FUNCTION meter._check_watermark() RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w pg_snapshot;
+BEGIN
+    SELECT watermark INTO w FROM meter.rollup_state;
+    IF w IS NOT NULL AND pg_snapshot_xmax(pg_current_snapshot()) < pg_snapshot_xmin(w) THEN
+        RAISE EXCEPTION 'the rollup watermark is ahead of this server''s transactions'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The watermark starts at transaction %s; this server is at %s. The data was probably restored from another server.',
+                                  pg_snapshot_xmin(w), pg_snapshot_xmax(pg_current_snapshot())),
+                  HINT = 'Rebuild the rollups from the raw events before rolling up or reading totals.';
+    END IF;
+END $$;
 
 CREATE FUNCTION meter.rollup() RETURNS bigint
     LANGUAGE plpgsql
@@ -745,8 +771,10 @@ AS $$
 DECLARE
     v_events bigint;
 BEGIN
+    INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
     -- one run at a time; a second waits and then finds what is left
     PERFORM 1 FROM meter.rollup_state FOR UPDATE;
+    PERFORM meter._check_watermark();
     -- one statement, so the snapshot that reads the events is the watermark
     WITH st AS (
         SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
@@ -839,11 +867,12 @@ BEGIN
     END CASE;
     -- whole hours come from the rollups plus the events not rolled up yet;
     -- the partial hours at either end come from the raw events
+    PERFORM meter._check_watermark();
     h1 := date_trunc('hour', since) + CASE WHEN date_trunc('hour', since) < since THEN interval '1 hour' ELSE interval '0' END;
     h2 := date_trunc('hour', until);
     IF h2 < h1 THEN h2 := h1; END IF;
     RETURN QUERY EXECUTE format($q$
-        WITH st AS (SELECT watermark FROM meter.rollup_state),
+        WITH st AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS watermark),
         parts AS (
             SELECT %1$s AS key, r.requests, r.errors, r.cache_hits, r.unpriced, r.input_tokens, r.output_tokens,
                    r.cost, r.potential_cost, r.latency

@@ -46,6 +46,13 @@ coach	deepseek	deepseek-chat	{"prompt_tokens": 1000000, "completion_tokens": 0}	
 coach	openai	gpt-4o-mini	{"input_tokens": 1000000, "output_tokens": 0}	req-1	2026-01-15 12:00:00+00
 \.
 
+-- a row that carries an earlier transaction's id is restored data (pg_restore):
+-- kept exactly as it was, neither repriced nor claimed again
+INSERT INTO meter.events (tenant, provider, model, usage, cost, potential_cost, priced, request_id, occurred_at, txid)
+VALUES ('restored', 'openai', 'gpt-4o', '{"input_tokens": 1, "output_tokens": 1}', 0.5, 0.5, true, 'rest-1', :t, 3);
+SELECT cost, priced, (SELECT count(*) FROM meter.request_ids WHERE tenant = 'restored') AS claimed
+  FROM meter.events WHERE tenant = 'restored';
+
 SELECT tenant, subject, provider, model, endpoint, usage, cached, cost, potential_cost, priced, unpriced_reason,
        success, error, request_id, latency_ms
   FROM meter.events ORDER BY event_id;

@@ -36,10 +36,10 @@ namespace {
 
 constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
 
-enum Col { cTenant, cProvider, cModel, cUsage, cCached, cTier, cCost, cPotential, cVersion, cPriced, cReason, cRequestId, cEventId, cOccurredAt, NCols };
+enum Col { cTenant, cProvider, cModel, cUsage, cCached, cTier, cCost, cPotential, cVersion, cPriced, cReason, cRequestId, cEventId, cOccurredAt, cTxid, NCols };
 const char* const kColNames[NCols] = {"tenant", "provider", "model", "usage", "cached", "service_tier", "cost",
                                       "potential_cost", "price_version", "priced", "unpriced_reason", "request_id",
-                                      "event_id", "occurred_at"};
+                                      "event_id", "occurred_at", "txid"};
 
 // attribute numbers per partition (partitions may differ after dropped columns)
 struct AttMap {
@@ -109,6 +109,13 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     TupleDesc desc = RelationGetDescr(rel);
     HeapTuple tup = td->tg_trigtuple;
     const AttMap* m = attmap_for(rel);
+
+    // a row that carries another transaction's id was written before: a
+    // restore (pg_restore, COPY of a dump) keeps it exactly as it was
+    bool n_txid;
+    Datum txid_d = heap_getattr(tup, m->att[cTxid], desc, &n_txid);
+    if (!n_txid && DatumGetInt64(txid_d) != static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())))
+        return PointerGetDatum(tup);
 
     bool n_tenant, n_provider, n_model, n_usage, n_cached, n_tier, n_rid, n_at, n_id;
     PmText tenant = text_of(tup, desc, m->att[cTenant], &n_tenant);
