@@ -560,8 +560,8 @@ CREATE TABLE meter.events_default PARTITION OF meter.events DEFAULT;
 -- they find recent rows and the unrolled tail while costing ingest almost
 -- nothing (a btree per event costs about a quarter of the throughput,
 -- bench/write_path_spike.sh); reads of whole hours go to the rollups.
-CREATE INDEX events_default_time ON meter.events_default USING brin (occurred_at);
-CREATE INDEX events_default_txid ON meter.events_default USING brin (txid);
+CREATE INDEX events_default_time ON meter.events_default USING brin (occurred_at) WITH (autosummarize = on);
+CREATE INDEX events_default_txid ON meter.events_default USING brin (txid) WITH (autosummarize = on);
 
 CREATE TABLE meter.request_ids (
     tenant          text NOT NULL,
@@ -599,8 +599,8 @@ BEGIN
     END IF;
     EXECUTE format('CREATE TABLE meter.%I PARTITION OF meter.events FOR VALUES FROM (%L) TO (%L)',
                    v_name, v_from, v_from + interval '1 month');
-    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (occurred_at)', v_name || '_time', v_name);
-    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (txid)', v_name || '_txid', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (occurred_at) WITH (autosummarize = on)', v_name || '_time', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (txid) WITH (autosummarize = on)', v_name || '_txid', v_name);
     RETURN v_name;
 END $$;
 COMMENT ON FUNCTION meter.create_partition(timestamptz) IS 'Creates the monthly partition of meter.events for a time (UTC months); returns its name.';
@@ -727,6 +727,12 @@ CREATE TABLE meter.rollup_hourly (
 );
 CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
     CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature));
+-- the same without the subject: a tenant's summary reads one row per hour
+-- and model instead of one per hour, model and user
+CREATE TABLE meter.rollup_tenant_hourly (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
+    CONSTRAINT rollup_tenant_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature));
+ALTER TABLE meter.rollup_tenant_hourly DROP COLUMN subject;
+COMMENT ON TABLE meter.rollup_tenant_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (no subject): what tenant summaries read.';
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant and dimension (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events (UTC days), kept after raw events are dropped.';
 
@@ -744,6 +750,7 @@ CREATE TABLE meter.rollup_state (
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_state', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.rollup_tenant_hourly', '');
 
 -- _check_watermark refuses to go on when the watermark comes from a
 -- cluster whose transaction ids are ahead of this one (a dump restored into
@@ -772,17 +779,19 @@ CREATE FUNCTION meter.rollup() RETURNS bigint
 AS $$
 DECLARE
     v_events bigint;
+    v_from bigint;
 BEGIN
     INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
     -- one run at a time; a second waits and then finds what is left
-    PERFORM 1 FROM meter.rollup_state FOR UPDATE;
+    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
     PERFORM meter._check_watermark();
     -- one statement, so the snapshot that reads the events is the watermark
     WITH st AS (
         SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
     ), delta AS (
         SELECT e.* FROM meter.events e, st
-         WHERE e.txid >= pg_snapshot_xmin(st.prev)::text::bigint
+         WHERE e.txid >= v_from  -- the same bound as a constant, so the BRIN index serves it
+           AND e.txid >= pg_snapshot_xmin(st.prev)::text::bigint
            AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev)
            AND pg_visible_in_snapshot(e.txid::text::xid8, st.cur)
     ), agg AS (
@@ -823,9 +832,25 @@ BEGIN
             cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
             latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
         RETURNING 1
+    ), tenant_hourly AS (
+        INSERT INTO meter.rollup_tenant_hourly AS r
+        SELECT tenant, bucket, provider, model, endpoint, feature,
+               sum(requests), sum(errors), sum(cache_hits), sum(unpriced), sum(input_tokens), sum(output_tokens),
+               sum(cache_read_tokens), sum(cache_write_tokens), sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
+          FROM agg GROUP BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT ON CONSTRAINT rollup_tenant_hourly_key DO UPDATE SET
+            requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors,
+            cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced,
+            input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
+            cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens,
+            cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
+            cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
+            latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
+        RETURNING 1
     ), moved AS (
         UPDATE meter.rollup_state s SET watermark = st.cur, rolled_at = now(),
                last_events = (SELECT count(*) FROM delta) + 0 * (SELECT count(*) FROM hourly) + 0 * (SELECT count(*) FROM daily)
+                             + 0 * (SELECT count(*) FROM tenant_hourly)
           FROM st RETURNING s.last_events
     )
     SELECT last_events INTO v_events FROM moved;
@@ -850,6 +875,8 @@ DECLARE
     h2 timestamptz;
     r_key text;
     e_key text;
+    r_table text := 'rollup_tenant_hourly';
+    v_from bigint;
 BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
@@ -863,6 +890,7 @@ BEGIN
         WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
         WHEN 'subject', 'provider', 'model', 'endpoint', 'feature' THEN
             r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
+            IF v_by = 'subject' THEN r_table := 'rollup_hourly'; END IF;
         ELSE
             RAISE EXCEPTION 'cannot group totals by "%"', totals.by USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
@@ -870,6 +898,11 @@ BEGIN
     -- whole hours come from the rollups plus the events not rolled up yet;
     -- the partial hours at either end come from the raw events
     PERFORM meter._check_watermark();
+    -- a lower bound of the tail as a constant, so the BRIN index on txid
+    -- serves it; the query itself rereads the watermark in its own snapshot
+    -- (watermarks only move forward, so this bound is never too high)
+    SELECT coalesce(pg_snapshot_xmin(watermark)::text::bigint, 0) INTO v_from FROM meter.rollup_state;
+    v_from := coalesce(v_from, 0);
     h1 := date_trunc('hour', since) + CASE WHEN date_trunc('hour', since) < since THEN interval '1 hour' ELSE interval '0' END;
     h2 := date_trunc('hour', until);
     IF h2 < h1 THEN h2 := h1; END IF;
@@ -878,14 +911,14 @@ BEGIN
         parts AS (
             SELECT %1$s AS key, r.requests, r.errors, r.cache_hits, r.unpriced, r.input_tokens, r.output_tokens,
                    r.cost, r.potential_cost, r.latency
-              FROM meter.rollup_hourly r
+              FROM meter.%3$I r
              WHERE r.tenant = $1 AND r.bucket >= $3 AND r.bucket < $4
             UNION ALL
             SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
                    coalesce((e.usage->>'input_tokens')::numeric, 0), coalesce((e.usage->>'output_tokens')::numeric, 0),
                    coalesce(e.cost, 0), coalesce(e.potential_cost, 0), meter.sketch_union(NULL, NULL)
               FROM meter.events e, st
-             WHERE e.tenant = $1 AND e.occurred_at >= $3 AND e.occurred_at < $4
+             WHERE e.tenant = $1 AND e.occurred_at >= $3 AND e.occurred_at < $4 AND e.txid >= $6
                AND e.txid >= pg_snapshot_xmin(st.watermark)::text::bigint
                AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark)
             UNION ALL
@@ -899,7 +932,7 @@ BEGIN
             SELECT %2$s AS key, meter.sketch(e.latency_ms) AS latency
               FROM meter.events e, st
              WHERE e.tenant = $1 AND (
-                   (e.occurred_at >= $3 AND e.occurred_at < $4
+                   (e.occurred_at >= $3 AND e.occurred_at < $4 AND e.txid >= $6
                     AND e.txid >= pg_snapshot_xmin(st.watermark)::text::bigint
                AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark))
                 OR (e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
@@ -916,8 +949,8 @@ BEGIN
           FROM grouped g LEFT JOIN raw_latency l USING (key),
                LATERAL (SELECT meter.sketch_union(g.latency, l.latency) AS s) x
          ORDER BY g.key
-    $q$, r_key, e_key)
-    USING v_tenant, since, h1, h2, until;
+    $q$, r_key, e_key, r_table)
+    USING v_tenant, since, h1, h2, until, v_from;
 END $$;
 COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS
     'Usage of a tenant over [since, until), one row per group (by subject, provider, model, endpoint, feature, hour, day, or one row): exact at every moment, from the rollups plus the events not rolled up yet; p50/p95/p99 latency within 1 %.';
