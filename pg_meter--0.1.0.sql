@@ -780,17 +780,30 @@ AS $$
 DECLARE
     v_events bigint;
     v_from bigint;
+    -- how a batch's aggregates add to a stored rollup row, and how the
+    -- hourly aggregates sum into coarser ones
+    v_add text := 'requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, '
+        'cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced, '
+        'input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens, '
+        'cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens, '
+        'cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens, '
+        'cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost, '
+        'latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)';
+    v_sums text := 'sum(requests), sum(errors), sum(cache_hits), sum(unpriced), sum(input_tokens), sum(output_tokens), '
+        'sum(cache_read_tokens), sum(cache_write_tokens), sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)';
 BEGIN
     INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
     -- one run at a time; a second waits and then finds what is left
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
     PERFORM meter._check_watermark();
-    -- one statement, so the snapshot that reads the events is the watermark
+    -- one statement, so the snapshot that reads the events is the watermark;
+    -- the three rollups share one column list (v_sums) and one merge (v_add)
+    EXECUTE format($q$
     WITH st AS (
         SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
     ), delta AS (
         SELECT e.* FROM meter.events e, st
-         WHERE e.txid >= v_from  -- the same bound as a constant, so the BRIN index serves it
+         WHERE e.txid >= %1$s  -- the same bound as a constant, so the BRIN index serves it
            AND e.txid >= pg_snapshot_xmin(st.prev)::text::bigint
            AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev)
            AND pg_visible_in_snapshot(e.txid::text::xid8, st.cur)
@@ -808,52 +821,28 @@ BEGIN
           FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
     ), hourly AS (
         INSERT INTO meter.rollup_hourly AS r SELECT * FROM agg
-        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET
-            requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors,
-            cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced,
-            input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
-            cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens,
-            cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
-            cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
-            latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
+        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %2$s
         RETURNING 1
     ), daily AS (
         INSERT INTO meter.rollup_daily AS r
-        SELECT tenant, date_trunc('day', bucket), subject, provider, model, endpoint, feature,
-               sum(requests), sum(errors), sum(cache_hits), sum(unpriced), sum(input_tokens), sum(output_tokens),
-               sum(cache_read_tokens), sum(cache_write_tokens), sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
+        SELECT tenant, date_trunc('day', bucket), subject, provider, model, endpoint, feature, %3$s
           FROM agg GROUP BY 1, 2, 3, 4, 5, 6, 7
-        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET
-            requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors,
-            cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced,
-            input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
-            cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens,
-            cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
-            cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
-            latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
+        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %2$s
         RETURNING 1
     ), tenant_hourly AS (
         INSERT INTO meter.rollup_tenant_hourly AS r
-        SELECT tenant, bucket, provider, model, endpoint, feature,
-               sum(requests), sum(errors), sum(cache_hits), sum(unpriced), sum(input_tokens), sum(output_tokens),
-               sum(cache_read_tokens), sum(cache_write_tokens), sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
+        SELECT tenant, bucket, provider, model, endpoint, feature, %3$s
           FROM agg GROUP BY 1, 2, 3, 4, 5, 6
-        ON CONFLICT ON CONSTRAINT rollup_tenant_hourly_key DO UPDATE SET
-            requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors,
-            cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced,
-            input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
-            cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens,
-            cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
-            cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost,
-            latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)
+        ON CONFLICT ON CONSTRAINT rollup_tenant_hourly_key DO UPDATE SET %2$s
         RETURNING 1
     ), moved AS (
         UPDATE meter.rollup_state s SET watermark = st.cur, rolled_at = now(),
-               last_events = (SELECT count(*) FROM delta) + 0 * (SELECT count(*) FROM hourly) + 0 * (SELECT count(*) FROM daily)
-                             + 0 * (SELECT count(*) FROM tenant_hourly)
+               last_events = (SELECT count(*) FROM delta) + 0 * (SELECT count(*) FROM hourly)
+                             + 0 * (SELECT count(*) FROM daily) + 0 * (SELECT count(*) FROM tenant_hourly)
           FROM st RETURNING s.last_events
     )
-    SELECT last_events INTO v_events FROM moved;
+    SELECT last_events FROM moved
+    $q$, v_from, v_add, v_sums) INTO v_events;
     RETURN v_events;
 END $$;
 COMMENT ON FUNCTION meter.rollup() IS 'Adds every event committed since the last run to the hourly and daily rollups, exactly once; returns how many. Harmless when there is nothing to do.';

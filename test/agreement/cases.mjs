@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { loadProviders } from '../../scripts/catalog/catalog-lib.mjs';
+import { prng } from './prng.mjs';
 
 const require = createRequire(new URL('../../scripts/catalog/package.json', import.meta.url));
 const { calcPrice } = require('@pydantic/genai-prices');
@@ -15,15 +16,7 @@ const perModel = Number(process.argv[3] ?? 6);
 const byPriceKey = new Map(meters.map((m) => [m.price_key, m]));
 const subset = (a, b) => Object.entries(a.dimensions).every(([k, v]) => b.dimensions[k] === v);
 
-// a small deterministic PRNG (mulberry32), so every run checks the same cases
-let seed = 20261124;
-const rand = () => {
-  seed |= 0;
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
+const rand = prng(20261124);
 const int = (n) => Math.floor(rand() * n);
 
 // entries of a model's price list, and the times worth pricing at

@@ -4,18 +4,12 @@
 // Prints one JSON line per case: {provider, flavor, response, usage}.
 import { createRequire } from 'node:module';
 import { loadProviders } from '../../scripts/catalog/catalog-lib.mjs';
+import { prng } from './prng.mjs';
 
 const require = createRequire(new URL('../../scripts/catalog/package.json', import.meta.url));
 const { extractUsage } = require('@pydantic/genai-prices');
 
-let seed = 424242;
-const rand = () => {
-  seed |= 0;
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
+const rand = prng(424242);
 
 // set writes value at a path of steps (names, or array matches) in obj
 function set(obj, steps, value) {
