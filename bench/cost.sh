@@ -30,11 +30,15 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 # ms_of SQL: runs it in a new session, one backend (no parallel workers),
 # with \timing; prints the milliseconds of the statement, wall clock and
 # the backend's own CPU time (from /proc/PID/schedstat), which other work
-# on the machine does not inflate
+# on the machine does not inflate. $warm runs first in the session: the
+# first meter.cost of a session compiles the catalog (timed on its own
+# below), and PL/pgSQL compiles a function at its first call.
+warm=""
 ms_of() {
     psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 <<SQL | awk '/^cpu /{c[++n] = $2} /^Time: /{w = $2} END {printf "%s %.3f\n", w, (c[2] - c[1]) / 1e6}'
 SET max_parallel_workers_per_gather = 0;
 SELECT pg_backend_pid() AS pid \\gset
+$warm
 \\setenv BPID :pid
 \\! echo cpu \$(cut -d' ' -f1 /proc/\$BPID/schedstat)
 \\timing on
@@ -44,7 +48,7 @@ $1;
 SQL
 }
 ms_of_parallel() {
-    psql -X -q -d "$db" -v ON_ERROR_STOP=1 -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'
+    psql -X -q -d "$db" -v ON_ERROR_STOP=1 -c "${warm:-SELECT 1}" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'
 }
 # load_ms FILE: times one meter.load_prices of a catalog file (its own transaction)
 load_ms() {
@@ -146,6 +150,7 @@ if ((diffs)); then
 fi
 
 echo
+warm="SELECT meter.cost('openai', 'gpt-4o', '{\"input_tokens\": 1}'), bench_ref.cost('openai', 'gpt-4o', '{\"input_tokens\": 1}');"
 echo "== timings: median of $reps runs (the reference: of 3), one backend; wall clock and the backend's CPU time"
 scan=(); cost=(); par=()
 # warm the table, the OS cache and the backend's compiled catalog path
