@@ -7,9 +7,12 @@ namespace pgm {
 
 namespace {
 
+// number_of reads a JSON number exactly (integers read from jsonb need no parse).
+Decimal number_of(const json::Value& v) { return v.is_int ? Decimal::from_int(v.ival) : Decimal::parse(v.text); }
+
 int64_t parse_int64(const json::Value& v, const char* what) {
     if (!v.is_number()) throw Error(Code::InvalidCatalog, std::string(what) + " is not a number");
-    Decimal d = Decimal::parse(v.text);
+    Decimal d = number_of(v);
     if (!d.is_integer() || d.mant > Int128(std::numeric_limits<int64_t>::max()) ||
         d.mant < Int128(std::numeric_limits<int64_t>::min()))
         throw Error(Code::InvalidCatalog, std::string(what) + " is not a 64-bit integer");
@@ -85,7 +88,7 @@ std::vector<std::pair<int, Decimal>> compile_minimums(const json::Value* m) {
             throw Error(Code::UnknownMeter, "unknown meter \"" + k + "\" in minimums",
                         "Minimums are keyed by meter, such as audio_seconds.", "See the view meter.meters.");
         if (!v.is_number()) throw Error(Code::InvalidCatalog, "minimum for \"" + k + "\" is not a number");
-        out.emplace_back(u, Decimal::parse(v.text));
+        out.emplace_back(u, number_of(v));
     }
     return out;
 }
@@ -200,13 +203,13 @@ static Decimal quantity_of(const json::Value& v, int unit, const void* ctx, Fiel
         throw Error(Code::NotANumber, "usage value for \"" + name(ctx) + "\" is not a number",
                     "The value is a JSON " + std::string(json::type_name(v.type)) + ".",
                     "Pass token counts and durations as JSON numbers.");
-    Decimal d = Decimal::parse(v.text);
+    Decimal d = number_of(v);
     if (d.sign() < 0)
         throw Error(Code::InvalidValue, "usage value for \"" + name(ctx) + "\" is negative",
-                    "The value is " + v.text + ".", "Usage counts are zero or more.");
+                    "The value is " + v.number_text() + ".", "Usage counts are zero or more.");
     if (unit >= 0 && !d.is_integer() && Units::get().at(unit).is_token_count())
         throw Error(Code::InvalidValue, "usage value for \"" + name(ctx) + "\" is not a whole number",
-                    "The value is " + v.text + "; \"" + Units::get().at(unit).usage_key + "\" counts whole units.",
+                    "The value is " + v.number_text() + "; \"" + Units::get().at(unit).usage_key + "\" counts whole units.",
                     "Round token counts before recording them.");
     return d;
 }
@@ -318,7 +321,7 @@ bool extract(const Extractor& ex, const json::Value& usage, Usage& out, int& sco
 
 static Decimal price_number(const json::Value& v, const std::string& key) {
     if (!v.is_number()) throw Error(Code::InvalidCatalog, "price for \"" + key + "\" is not a number");
-    Decimal d = Decimal::parse(v.text);
+    Decimal d = number_of(v);
     if (d.sign() < 0) throw Error(Code::InvalidCatalog, "price for \"" + key + "\" is negative");
     return d;
 }

@@ -7,6 +7,7 @@
 #pragma once
 #include "core_only.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,7 +21,9 @@ enum class Type { Null, Bool, Number, String, Array, Object };
 struct Value {
     Type type = Type::Null;
     bool boolean = false;
-    std::string text;                                    // string contents, or a number's source text
+    bool is_int = false;  // a Number held in ival (read from jsonb without text)
+    int64_t ival = 0;
+    std::string text;  // string contents, or a number's source text (empty when is_int)
     std::vector<Value> items;                            // Array
     std::vector<std::pair<std::string, Value>> members;  // Object, in source order
 
@@ -29,6 +32,13 @@ struct Value {
         Value v;
         v.type = Type::Number;
         v.text = std::move(t);
+        return v;
+    }
+    static Value integer(int64_t i) {
+        Value v;
+        v.type = Type::Number;
+        v.is_int = true;
+        v.ival = i;
         return v;
     }
     static Value string(std::string t) {
@@ -62,6 +72,8 @@ struct Value {
 
     // get returns the member named key (the last one if repeated), or nullptr.
     const Value* get(std::string_view key) const;
+    // number_text returns a number as text (for messages and dumps).
+    std::string number_text() const { return is_int ? std::to_string(ival) : text; }
     // str returns the member as a string, or def when absent or not a string.
     std::string str(std::string_view key, std::string def = {}) const;
 };

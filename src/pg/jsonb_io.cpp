@@ -103,7 +103,7 @@ static json::Value build(const JFlat& f, int& i) {
         case String:
             return json::Value::string(std::string(t.text, static_cast<size_t>(t.len)));
         case Number:
-            if (!t.text) return json::Value::number(std::to_string(t.ival));
+            if (!t.text) return json::Value::integer(t.ival);
             return json::Value::number(std::string(t.text, static_cast<size_t>(t.len)));
         case ArrBegin: {
             json::Value a = json::Value::array();
