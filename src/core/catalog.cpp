@@ -194,6 +194,23 @@ json::Value Usage::to_json() const {
     return o;
 }
 
+TokenCounts token_counts(const Usage& u) {
+    static const int units[4] = {Units::get().by_usage_key("input_tokens"), Units::get().by_usage_key("output_tokens"),
+                                 Units::get().by_usage_key("cache_read_tokens"),
+                                 Units::get().by_usage_key("cache_write_tokens")};
+    int64_t out[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; ++i) {
+        const Decimal* d = u.find(units[i]);
+        if (!d) continue;
+        // token meters are whole numbers (quantity_of refuses fractions)
+        if (!d->is_integer() || d->mant > Int128(INT64_MAX) || d->mant < 0)
+            throw Error(Code::Overflow, "token count out of range for \"" + Units::get().at(units[i]).usage_key + "\"",
+                        "The value is " + d->to_string() + ".", "Token counts are whole numbers below 2^63.");
+        out[i] = static_cast<int64_t>(d->mant);
+    }
+    return TokenCounts{out[0], out[1], out[2], out[3]};
+}
+
 // field_name is the name a usage value is reported under in errors; built
 // only when an error is raised.
 using FieldName = std::string (*)(const void*);

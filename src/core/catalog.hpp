@@ -46,6 +46,15 @@ struct Usage {
     json::Value to_json() const;
 };
 
+// TokenCounts are the four token meters an event keeps as columns (what
+// rollups and dashboards sum): zero when the usage does not report one.
+struct TokenCounts {
+    int64_t input = 0, output = 0, cache_read = 0, cache_write = 0;
+};
+// token_counts reads them from normalized usage; throws Code::Overflow when
+// a count does not fit in 64 bits.
+TokenCounts token_counts(const Usage& u);
+
 struct PathStep {
     std::string key;  // a member name, or the field of an array match
     bool array_match = false;

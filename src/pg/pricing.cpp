@@ -10,6 +10,7 @@
 
 #include "bridge.hpp"
 #include "catalog_cache.hpp"
+#include "datums.hpp"
 #include "jsonb_io.hpp"
 
 extern "C" {
@@ -30,8 +31,6 @@ using namespace pgm::pg;
 
 namespace {
 
-constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
-
 struct PmCall {
     const char* provider;
     int provider_len;
@@ -44,12 +43,6 @@ struct PmCall {
     const char* flavor;
     int flavor_len;
 };
-
-Micros to_micros(TimestampTz t) {
-    if (TIMESTAMP_IS_NOBEGIN(t)) return kMinTime;
-    if (TIMESTAMP_IS_NOEND(t)) return kMaxTime;
-    return t + kUnixToPgMicros;
-}
 
 void text_arg(FunctionCallInfo fcinfo, int n, const char** s, int* len) {
     if (PG_NARGS() <= n || PG_ARGISNULL(n)) {
@@ -93,48 +86,6 @@ Priced run_price(const Catalog* cat, const PmCall* c, json::Value& usage_holder)
     return cat->price(req);
 }
 
-void put(char* dst, size_t n, std::string_view s) {
-    if (s.size() >= n) throw Error(Code::Overflow, "value too long for pg_meter's result buffer");
-    memcpy(dst, s.data(), s.size());
-    dst[s.size()] = '\0';
-}
-
-Datum numeric_datum(const char* s) {
-    return DirectFunctionCall3(numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
-// PmMoney is an amount ready to become numeric without parsing text: the
-// picodollars with trailing zeros removed, when they fit in 64 bits.
-struct PmMoney {
-    bool small;
-    int64 mant;
-    int scale;
-    char text[96];
-};
-
-void money_out(const Money& m, PmMoney* out) {
-    out->small = false;
-    if (m.pico <= Int128(INT64CONST(0x7FFFFFFFFFFFFFFF)) && m.pico >= -Int128(INT64CONST(0x7FFFFFFFFFFFFFFF))) {
-        int64 v = static_cast<int64>(m.pico);
-        int scale = 12;
-        while (scale > 0 && v % 10 == 0) {
-            v /= 10;
-            --scale;
-        }
-        out->small = true;
-        out->mant = v;
-        out->scale = scale;
-        return;
-    }
-    put(out->text, sizeof out->text, m.to_string());
-}
-
-Datum money_datum(const PmMoney* m) {
-    if (!m->small) return numeric_datum(m->text);
-    if (m->scale == 0) return NumericGetDatum(int64_to_numeric(m->mant));
-    return NumericGetDatum(int64_div_fast_to_numeric(m->mant, m->scale));
-}
-
 }  // namespace
 
 extern "C" {
@@ -173,7 +124,7 @@ Datum meter_price(PG_FUNCTION_ARGS) {
         int64 version;
         int32 entry;
         char source[32], provider[520], model[520], model_name[1040], tier[16], flavor[64];
-        char usage[16384];
+        PmUsage usage;
     }* o = static_cast<decltype(o)>(palloc0(sizeof *o));
     PmFailure* f = pm_run([&] {
         json::Value holder;
@@ -191,7 +142,7 @@ Datum meter_price(PG_FUNCTION_ARGS) {
         put(o->model_name, sizeof o->model_name, p.quote.model_name);
         put(o->tier, sizeof o->tier, p.quote.tier);
         put(o->flavor, sizeof o->flavor, p.usage.flavor);
-        put(o->usage, sizeof o->usage, json::dump(p.usage.to_json()));
+        usage_out(p.usage, &o->usage);
     });
     if (f) pm_raise(f);
     TupleDesc td;
@@ -213,7 +164,7 @@ Datum meter_price(PG_FUNCTION_ARGS) {
     vals[10] = CStringGetTextDatum(o->model_name);
     vals[11] = Int32GetDatum(o->entry);
     vals[12] = CStringGetTextDatum(o->tier);
-    vals[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(o->usage));
+    vals[13] = usage_datum(&o->usage);
     HeapTuple tup = heap_form_tuple(td, vals, nulls);
     PG_RETURN_DATUM(HeapTupleGetDatum(tup));
 }
@@ -285,15 +236,15 @@ Datum meter_normalize_usage(PG_FUNCTION_ARGS) {
     text_arg(fcinfo, 2, &flavor, &flen);
     Micros at = to_micros(GetCurrentTransactionStartTimestamp());
     const Catalog* cat = pm_catalog();
-    char* out = static_cast<char*>(palloc(16384));
+    PmUsage* out = static_cast<PmUsage*>(palloc(sizeof(PmUsage)));
     PmFailure* f = pm_run([&] {
         json::Value v = pm_unflatten(usage);
         Usage u = cat->normalize(std::string_view(prov, static_cast<size_t>(plen)), v, at,
                                  std::string_view(flavor, static_cast<size_t>(flen)));
-        put(out, 16384, json::dump(u.to_json()));
+        usage_out(u, out);
     });
     if (f) pm_raise(f);
-    PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out)));
+    PG_RETURN_DATUM(usage_datum(out));
 }
 
 // meter_meters lists every meter pg_meter knows (the view meter.meters).

@@ -237,3 +237,24 @@ TEST(Units, LatticeKnowsWhatContainsWhat) {
     EXPECT_THROW(parse_time_of_day_ms("25:00:00Z"), Error);
     EXPECT_THROW(parse_date("2026-02-30"), Error);
 }
+
+TEST_F(CatalogTest, TokenCountsAreTheGeneralMetersOfNormalizedUsage) {
+    // Anthropic reports cache reads and writes outside input_tokens; the
+    // normalized input counts every input token, cached ones included
+    Usage u = c().normalize(
+        "anthropic",
+        json::parse(
+            R"({"input_tokens":100,"cache_read_input_tokens":1000,"cache_creation_input_tokens":50,"output_tokens":300})"),
+        at_utc("2026-01-15"));
+    TokenCounts t = token_counts(u);
+    EXPECT_EQ(t.input, 1150);
+    EXPECT_EQ(t.output, 300);
+    EXPECT_EQ(t.cache_read, 1000);
+    EXPECT_EQ(t.cache_write, 50);
+    // a meter the usage does not report counts zero
+    TokenCounts none = token_counts(c().normalize("openai", json::parse(R"({"images": 3})"), 0));
+    EXPECT_EQ(none.input + none.output + none.cache_read + none.cache_write, 0);
+    // a count past 64 bits is refused, not wrapped
+    Usage big = c().normalize("anything", json::parse(R"({"input_tokens": 99999999999999999999})"), 0);
+    EXPECT_EQ(error_code([&] { token_counts(big); }), Code::Overflow);
+}

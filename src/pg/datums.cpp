@@ -1,0 +1,91 @@
+#include "datums.hpp"
+
+#include <cstring>
+
+#include "error.hpp"
+
+extern "C" {
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+}
+
+namespace pgm::pg {
+
+constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
+
+Micros to_micros(TimestampTz t) {
+    if (TIMESTAMP_IS_NOBEGIN(t)) return kMinTime;
+    if (TIMESTAMP_IS_NOEND(t)) return kMaxTime;
+    return t + kUnixToPgMicros;
+}
+
+void put(char* dst, size_t n, std::string_view s) {
+    if (s.size() >= n) throw Error(Code::Overflow, "value too long for pg_meter's result buffer");
+    memcpy(dst, s.data(), s.size());
+    dst[s.size()] = '\0';
+}
+
+Datum numeric_datum(const char* s) {
+    return DirectFunctionCall3(numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+void money_out(const Money& m, PmMoney* out) {
+    out->small = false;
+    if (m.pico <= Int128(INT64CONST(0x7FFFFFFFFFFFFFFF)) && m.pico >= -Int128(INT64CONST(0x7FFFFFFFFFFFFFFF))) {
+        int64 v = static_cast<int64>(m.pico);
+        int scale = 12;
+        while (scale > 0 && v % 10 == 0) {
+            v /= 10;
+            --scale;
+        }
+        out->small = true;
+        out->mant = v;
+        out->scale = scale;
+        return;
+    }
+    put(out->text, sizeof out->text, m.to_string());
+}
+
+Datum money_datum(const PmMoney* m) {
+    if (!m->small) return numeric_datum(m->text);
+    if (m->scale == 0) return NumericGetDatum(int64_to_numeric(m->mant));
+    return NumericGetDatum(int64_div_fast_to_numeric(m->mant, m->scale));
+}
+
+void usage_out(const Usage& u, PmUsage* out) {
+    out->n = 0;
+    for (auto& [unit, q] : u.values) {
+        PmUsage::Meter& m = out->meters[out->n++];
+        const std::string& key = Units::get().at(unit).usage_key;  // static storage
+        m.key = key.data();
+        m.key_len = static_cast<int>(key.size());
+        m.whole = q.is_integer() && q.mant <= Int128(INT64CONST(0x7FFFFFFFFFFFFFFF)) &&
+                  q.mant >= -Int128(INT64CONST(0x7FFFFFFFFFFFFFFF));
+        if (m.whole)
+            m.ival = static_cast<int64>(q.mant);
+        else
+            put(m.text, sizeof m.text, q.to_string());
+    }
+}
+
+Datum usage_datum(const PmUsage* u) {
+    JsonbParseState* state = nullptr;
+    pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+    for (int i = 0; i < u->n; ++i) {
+        const PmUsage::Meter& m = u->meters[i];
+        JsonbValue k, v;
+        k.type = jbvString;
+        k.val.string.val = const_cast<char*>(m.key);
+        k.val.string.len = m.key_len;
+        pushJsonbValue(&state, WJB_KEY, &k);
+        v.type = jbvNumeric;
+        v.val.numeric = m.whole ? int64_to_numeric(m.ival) : DatumGetNumeric(numeric_datum(m.text));
+        pushJsonbValue(&state, WJB_VALUE, &v);
+    }
+    JsonbValue* res = pushJsonbValue(&state, WJB_END_OBJECT, nullptr);
+    return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+}  // namespace pgm::pg

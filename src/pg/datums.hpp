@@ -1,0 +1,54 @@
+// datums.hpp: plain data from the core into PostgreSQL values, shared by
+// every glue file: times, money without text, normalized usage as jsonb.
+// The *_out functions run inside pm_run (C++ only, may throw); the *_datum
+// functions run outside it (PostgreSQL calls only, may ereport).
+#pragma once
+
+#include <string_view>
+
+#include "catalog.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "datatype/timestamp.h"
+}
+
+namespace pgm::pg {
+
+// to_micros turns a timestamptz into the core's microseconds since 1970.
+Micros to_micros(TimestampTz t);
+
+// put copies s into a fixed buffer; throws Code::Overflow when it does not fit.
+void put(char* dst, size_t n, std::string_view s);
+
+// numeric_datum parses a numeric from text.
+Datum numeric_datum(const char* s);
+
+// PmMoney is an amount ready to become numeric without parsing text: the
+// picodollars with trailing zeros removed, when they fit in 64 bits.
+struct PmMoney {
+    bool small;
+    int64 mant;
+    int scale;
+    char text[96];
+};
+void money_out(const Money& m, PmMoney* out);
+Datum money_datum(const PmMoney* m);
+
+// PmUsage is normalized usage as plain data: keys point at the meter table
+// (static storage), whole quantities are integers, others keep their text.
+struct PmUsage {
+    int n;
+    struct Meter {
+        const char* key;
+        int key_len;
+        bool whole;
+        int64 ival;
+        char text[48];
+    } meters[kMaxUnits];
+};
+void usage_out(const Usage& u, PmUsage* out);
+// usage_datum builds the jsonb object (keys in jsonb's order) directly.
+Datum usage_datum(const PmUsage* u);
+
+}  // namespace pgm::pg
