@@ -530,6 +530,10 @@ CREATE TABLE meter.events (
     endpoint        text,
     feature         text,
     usage           jsonb,
+    input_tokens    bigint NOT NULL DEFAULT 0,
+    output_tokens   bigint NOT NULL DEFAULT 0,
+    cache_read_tokens  bigint NOT NULL DEFAULT 0,
+    cache_write_tokens bigint NOT NULL DEFAULT 0,
     cached          boolean NOT NULL DEFAULT false,
     service_tier    text NOT NULL DEFAULT 'standard',
     cost            numeric,
@@ -537,12 +541,13 @@ CREATE TABLE meter.events (
     price_version   bigint,
     priced          boolean NOT NULL DEFAULT false,
     unpriced_reason text,
-    latency_ms      integer CHECK (latency_ms >= 0),
-    ttft_ms         integer CHECK (ttft_ms >= 0),
+    latency_ms      integer,  -- zero or more (the trigger refuses a negative one)
+    ttft_ms         integer,
     success         boolean NOT NULL DEFAULT true,
     error           text,
     error_message   text,
     request_id      text,
+    request_key     bigint,
     metadata        jsonb,
     occurred_at     timestamptz NOT NULL DEFAULT now(),
     received_at     timestamptz NOT NULL DEFAULT now(),
@@ -550,6 +555,9 @@ CREATE TABLE meter.events (
 ) PARTITION BY RANGE (occurred_at);
 COMMENT ON TABLE meter.events IS 'One row per API call: who, what, normalized usage, exact cost and potential cost, the price version used, latency, outcome. Insert or COPY into it directly, or call meter.record.';
 COMMENT ON COLUMN meter.events.potential_cost IS 'What the call would have cost without a cache hit; a cached response costs 0 and keeps this.';
+COMMENT ON COLUMN meter.events.usage IS 'The normalized usage: every meter the provider reported, under pg_meter''s names (input_tokens counts cached input too).';
+COMMENT ON COLUMN meter.events.input_tokens IS 'Input tokens from the normalized usage (cached ones included), as a column for rollups and dashboards; also output_tokens, cache_read_tokens, cache_write_tokens.';
+COMMENT ON COLUMN meter.events.request_key IS 'A 64-bit hash of (tenant, request_id), indexed in every partition: how a retry is found whichever partition the first one is in.';
 COMMENT ON COLUMN meter.events.txid IS 'The writing transaction (an xid8 as bigint, so that a BRIN index finds the events not rolled up yet), for exactly-once rollups.';
 
 -- where an event goes when no partition of its month exists: never lost
@@ -562,21 +570,11 @@ CREATE TABLE meter.events_default PARTITION OF meter.events DEFAULT;
 -- bench/write_path_spike.sh); reads of whole hours go to the rollups.
 CREATE INDEX events_default_time ON meter.events_default USING brin (occurred_at) WITH (autosummarize = on);
 CREATE INDEX events_default_txid ON meter.events_default USING brin (txid) WITH (autosummarize = on);
-
-CREATE TABLE meter.request_ids (
-    tenant          text NOT NULL,
-    request_id      text NOT NULL,
-    event_id        bigint NOT NULL,
-    occurred_at     timestamptz NOT NULL,
-    cost            numeric,
-    potential_cost  numeric,
-    price_version   bigint,
-    PRIMARY KEY (tenant, request_id)
-);
-COMMENT ON TABLE meter.request_ids IS 'Client request ids already recorded, per tenant, whichever partition their event is in: a retry counts once.';
+-- the one btree: request ids, deduplicated across partitions by the trigger
+-- (src/pg/request_ids.hpp); every partition needs it
+CREATE INDEX events_default_request ON meter.events_default (request_key) WHERE request_key IS NOT NULL;
 
 SELECT pg_catalog.pg_extension_config_dump('meter.events_default', '');
-SELECT pg_catalog.pg_extension_config_dump('meter.request_ids', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.event_id_seq', '');
 
 CREATE FUNCTION meter._event_before_insert() RETURNS trigger
@@ -601,6 +599,7 @@ BEGIN
                    v_name, v_from, v_from + interval '1 month');
     EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (occurred_at) WITH (autosummarize = on)', v_name || '_time', v_name);
     EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (txid) WITH (autosummarize = on)', v_name || '_txid', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I (request_key) WHERE request_key IS NOT NULL', v_name || '_request', v_name);
     RETURN v_name;
 END $$;
 COMMENT ON FUNCTION meter.create_partition(timestamptz) IS 'Creates the monthly partition of meter.events for a time (UTC months); returns its name.';
@@ -634,33 +633,8 @@ CREATE FUNCTION meter.record(tenant text,
                              metadata jsonb DEFAULT NULL,
                              service_tier text DEFAULT 'standard')
     RETURNS meter.recorded
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    v meter.recorded;
-BEGIN
-    IF latency_ms < 0 OR ttft_ms < 0 THEN
-        RAISE EXCEPTION '% is negative', CASE WHEN latency_ms < 0 THEN 'latency_ms' ELSE 'ttft_ms' END
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('latency_ms is %s and ttft_ms is %s.', coalesce(latency_ms::text, 'not given'), coalesce(ttft_ms::text, 'not given')),
-                  HINT = 'Times are milliseconds, zero or more.';
-    END IF;
-    INSERT INTO meter.events AS e (tenant, provider, model, usage, subject, session, endpoint, feature, cached,
-                                   latency_ms, ttft_ms, success, error, error_message, request_id, occurred_at,
-                                   metadata, service_tier)
-    VALUES (tenant, provider, model, usage, subject, session, endpoint, feature, coalesce(cached, false),
-            latency_ms, ttft_ms, coalesce(success, true), error, error_message, request_id, coalesce(occurred_at, now()),
-            metadata, coalesce(service_tier, 'standard'))
-    RETURNING e.event_id, e.cost, e.potential_cost, false, e.priced, e.price_version INTO v;
-    IF v.event_id IS NULL THEN
-        -- the trigger skipped a retry: answer with the event recorded first
-        SELECT r.event_id, r.cost, r.potential_cost, true, r.cost IS NOT NULL, r.price_version INTO v
-          FROM meter.request_ids r WHERE r.tenant = record.tenant AND r.request_id = record.request_id;
-    END IF;
-    RETURN v;
-END $$;
+    LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'meter_record';
 COMMENT ON FUNCTION meter.record(text, text, text, jsonb, text, text, text, text, boolean, integer, integer, boolean, text, text, text, timestamptz, jsonb, text) IS
     'Records one API call, priced at its own time; returns the event id, cost, potential cost, whether it was a duplicate of an earlier request id, and whether it was priced.';
 
@@ -812,10 +786,10 @@ BEGIN
                count(*) AS requests, count(*) FILTER (WHERE NOT success) AS errors,
                count(*) FILTER (WHERE cached) AS cache_hits,
                count(*) FILTER (WHERE NOT priced) AS unpriced,
-               coalesce(sum((usage->>'input_tokens')::numeric), 0) AS input_tokens,
-               coalesce(sum((usage->>'output_tokens')::numeric), 0) AS output_tokens,
-               coalesce(sum((usage->>'cache_read_tokens')::numeric), 0) AS cache_read_tokens,
-               coalesce(sum((usage->>'cache_write_tokens')::numeric), 0) AS cache_write_tokens,
+               sum(input_tokens)::numeric AS input_tokens,
+               sum(output_tokens)::numeric AS output_tokens,
+               sum(cache_read_tokens)::numeric AS cache_read_tokens,
+               sum(cache_write_tokens)::numeric AS cache_write_tokens,
                coalesce(sum(cost), 0) AS cost, coalesce(sum(potential_cost), 0) AS potential_cost,
                meter.sketch(latency_ms) AS latency, meter.sketch(ttft_ms) AS ttft
           FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
@@ -904,7 +878,7 @@ BEGIN
              WHERE r.tenant = $1 AND r.bucket >= $3 AND r.bucket < $4
             UNION ALL
             SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
-                   coalesce((e.usage->>'input_tokens')::numeric, 0), coalesce((e.usage->>'output_tokens')::numeric, 0),
+                   e.input_tokens::numeric, e.output_tokens::numeric,
                    coalesce(e.cost, 0), coalesce(e.potential_cost, 0), meter.sketch_union(NULL, NULL)
               FROM meter.events e, st
              WHERE e.tenant = $1 AND e.occurred_at >= $3 AND e.occurred_at < $4 AND e.txid >= $6
@@ -912,7 +886,7 @@ BEGIN
                AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark)
             UNION ALL
             SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
-                   coalesce((e.usage->>'input_tokens')::numeric, 0), coalesce((e.usage->>'output_tokens')::numeric, 0),
+                   e.input_tokens::numeric, e.output_tokens::numeric,
                    coalesce(e.cost, 0), coalesce(e.potential_cost, 0), NULL
               FROM meter.events e
              WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))

@@ -60,7 +60,7 @@ awk -v b="$bare" -v t="$track" -v r="$rec" -v th="$track_hot" -v rh="$rec_hot" '
   printf "hot row: meter.record %8.0f tps  = %.2fx bare, %.2fx track (one tenant, one model)\n", rh, rh / b, rh / th }'
 
 echo "== bulk: $rows events"
-psql -X -q -d "$db" -c "TRUNCATE meter.events, meter.request_ids, peer.api_usage_logs" >/dev/null
+psql -X -q -d "$db" -c "TRUNCATE meter.events, peer.api_usage_logs" >/dev/null
 psql -X -q -d "$db" -v rows="$rows" -At > "$work/events.tsv" <<'SQL'
 COPY (SELECT 'app', 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat',
              (ARRAY['anthropic','google','google','openai','openai'])[1 + i % 5],
@@ -93,7 +93,7 @@ awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v e="$t4" -v n="$rows" -v r="$r
   printf "peer INSERT ... SELECT into its indexed log:   %6.1f s\n", c - b
   printf "ratio meter / peer: %.2f\n", (b - a) / (c - b)
   printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, e - d, r / (e - d) }'
-psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event: ' || round((sum(pg_total_relation_size(c.oid)) + pg_total_relation_size('meter.request_ids'))::numeric / $rows, 1)
+psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event: ' || round((sum(pg_total_relation_size(c.oid)))::numeric / $rows, 1)
                                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
 
 echo "== 30-day tenant summary, median of 5"

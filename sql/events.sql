@@ -50,8 +50,7 @@ coach	openai	gpt-4o-mini	{"input_tokens": 1000000, "output_tokens": 0}	req-1	202
 -- kept exactly as it was, neither repriced nor claimed again
 INSERT INTO meter.events (tenant, provider, model, usage, cost, potential_cost, priced, request_id, occurred_at, txid)
 VALUES ('restored', 'openai', 'gpt-4o', '{"input_tokens": 1, "output_tokens": 1}', 0.5, 0.5, true, 'rest-1', :t, 3);
-SELECT cost, priced, (SELECT count(*) FROM meter.request_ids WHERE tenant = 'restored') AS claimed
-  FROM meter.events WHERE tenant = 'restored';
+SELECT cost, priced, request_key IS NULL AS not_claimed FROM meter.events WHERE tenant = 'restored';
 
 SELECT tenant, subject, provider, model, endpoint, usage, cached, cost, potential_cost, priced, unpriced_reason,
        success, error, request_id, latency_ms
@@ -63,11 +62,44 @@ SELECT count(*) FILTER (WHERE priced AND model IS NOT NULL) AS priced_llm_events
 -- every request id is recorded once
 SELECT tenant, request_id, count(*) FROM meter.events WHERE request_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2;
 
+-- the token meters of the normalized usage are columns too (cached input included)
+SELECT request_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, usage
+  FROM meter.events WHERE request_id IN ('req-1', 'ins-1') AND tenant = 'coach';
+
 -- partitions: a month gets its own, rows of other months stay reachable
 SELECT meter.create_partition('2027-03-10+00');
 SELECT meter.create_partition('2027-03-20+00');
 SELECT (meter.record(tenant => 'coach', endpoint => '/health', occurred_at => '2027-03-15+00')).priced;
 SELECT tableoid::regclass, count(*) FROM meter.events GROUP BY 1 ORDER BY 1;
+-- a retry counts once whichever partition the first one landed in: the
+-- first in March 2027, retries dated in January 2026 (default partition) and
+-- again in March, by record, INSERT and COPY
+SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'moved-1', occurred_at => '2027-03-15+00');
+SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'moved-1', occurred_at => :t);
+INSERT INTO meter.events (tenant, endpoint, request_id, occurred_at) VALUES ('coach', '/x', 'moved-1', :t);
+COPY meter.events (tenant, endpoint, request_id, occurred_at) FROM STDIN;
+coach	/x	moved-1	2027-03-01 00:00:00+00
+coach	/x	moved-2	2026-01-15 00:00:00+00
+\.
+SELECT request_id, tableoid::regclass, count(*) FROM meter.events WHERE request_id LIKE 'moved-%' GROUP BY 1, 2 ORDER BY 1;
+-- every partition needs the request index: one without it is refused clearly
+CREATE TABLE meter.events_2027_05 PARTITION OF meter.events FOR VALUES FROM ('2027-05-01+00') TO ('2027-06-01+00');
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', request_id => 'no-index', occurred_at => '2027-05-02+00')$$);
+DROP TABLE meter.events_2027_05;
+
+-- a column of the user's (or a trigger, a policy, a check) makes meter.record
+-- go through the INSERT, so that the user's default applies; priced the same
+ALTER TABLE meter.events ADD COLUMN app_version text DEFAULT 'v1';
+SELECT cost, duplicate, priced FROM meter.record(tenant => 'cols', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-1', occurred_at => :t);
+SELECT cost, duplicate FROM meter.record(tenant => 'cols', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-1', occurred_at => '2027-03-02+00');
+SELECT app_version, input_tokens, output_tokens, request_key IS NOT NULL AS keyed FROM meter.events WHERE tenant = 'cols';
+ALTER TABLE meter.events DROP COLUMN app_version;
+-- and after the column is gone (a dropped column left behind), directly again
+SELECT cost, duplicate FROM meter.record(tenant => 'cols', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-2', occurred_at => :t);
+SELECT count(*) AS cols_events FROM meter.events WHERE tenant = 'cols';
 
 -- bad input is refused with a clear error, naming the field
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '{"prompt_tokens": -5, "completion_tokens": 1}')$$);
@@ -78,4 +110,5 @@ SELECT pm_err($$SELECT meter.record_batch('{"tenant": "coach"}')$$);
 SELECT pm_err($$INSERT INTO meter.events (tenant, provider, model, usage) VALUES ('coach', 'openai', 'gpt-4o', '{"prompt_tokens": 1.5, "completion_tokens": 1}')$$);
 -- a refused event leaves nothing behind, not even its request id
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '{"prompt_tokens": "x"}', request_id => 'bad-1')$$);
-SELECT count(*) AS bad_request_ids FROM meter.request_ids WHERE request_id = 'bad-1';
+SELECT duplicate AS bad_1_seen_before FROM meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o',
+    usage => '{"prompt_tokens": 1, "completion_tokens": 1}', request_id => 'bad-1', occurred_at => :t);

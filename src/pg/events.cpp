@@ -1,28 +1,45 @@
-// events.cpp: meter._event_before_insert, the row trigger of meter.events.
+// events.cpp: the way events get into meter.events.
 //
 // Every way in (meter.record, meter.record_batch, a plain INSERT or COPY)
-// goes through this trigger: it prices the row with the compiled catalog
-// (the usage is stored normalized; a model with no price is stored unpriced
-// and flagged, never rejected), and it makes the row idempotent on
-// (tenant, request_id) through meter.request_ids, whose primary key
-// serializes concurrent retries: the second waits for the first to commit
-// and is then skipped (or inserted, if the first aborted).
+// goes through the row trigger meter._event_before_insert: it makes the
+// row idempotent on (tenant, request_id) (request_ids.hpp), prices it with
+// the compiled catalog (the usage is stored normalized, its token meters
+// also as columns; a model with no price is stored unpriced and flagged,
+// never rejected), and fills the columns in place. meter.record is a thin
+// C function over one kept INSERT plan that answers what the trigger did.
 #include <cstring>
 #include <string>
 
 #include "bridge.hpp"
 #include "catalog_cache.hpp"
+#include "datums.hpp"
+#include "events.hpp"
 #include "jsonb_io.hpp"
+#include "request_ids.hpp"
 
 extern "C" {
 #include "postgres.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/partcache.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
@@ -34,19 +51,31 @@ using namespace pgm::pg;
 
 namespace {
 
-constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
+// every column of meter.events, in table order
+enum Col {
+    cEventId, cTenant, cSubject, cSession, cProvider, cModel, cEndpoint, cFeature, cUsage, cInput, cOutput,
+    cCacheRead, cCacheWrite, cCached, cTier, cCost, cPotential, cVersion, cPriced, cReason, cLatency, cTtft,
+    cSuccess, cError, cErrorMessage, cRequestId, cRequestKey, cMetadata, cOccurredAt, cReceivedAt, cTxid, NCols
+};
+const char* const kColNames[NCols] = {
+    "event_id",       "tenant",         "subject",         "session",       "provider",
+    "model",          "endpoint",       "feature",         "usage",         "input_tokens",
+    "output_tokens",  "cache_read_tokens", "cache_write_tokens", "cached",  "service_tier",
+    "cost",           "potential_cost", "price_version",   "priced",        "unpriced_reason",
+    "latency_ms",     "ttft_ms",        "success",         "error",         "error_message",
+    "request_id",     "request_key",    "metadata",        "occurred_at",   "received_at",
+    "txid"};
 
-enum Col { cTenant, cProvider, cModel, cUsage, cCached, cTier, cCost, cPotential, cVersion, cPriced, cReason, cRequestId, cEventId, cOccurredAt, cTxid, NCols };
-const char* const kColNames[NCols] = {"tenant", "provider", "model", "usage", "cached", "service_tier", "cost",
-                                      "potential_cost", "price_version", "priced", "unpriced_reason", "request_id",
-                                      "event_id", "occurred_at", "txid"};
-
-// attribute numbers per partition (partitions may differ after dropped columns)
+// attribute numbers per partition (partitions may differ after dropped
+// columns); exact says the partition has these columns and no other, so
+// meter.record may form its rows directly
 struct AttMap {
     Oid relid;
     int att[NCols];
+    bool exact;
 };
-AttMap g_maps[32];
+constexpr int kMaxMaps = 64;
+AttMap g_maps[kMaxMaps];
 int g_nmaps = 0;
 
 const AttMap* attmap_for(Relation rel) {
@@ -55,11 +84,16 @@ const AttMap* attmap_for(Relation rel) {
         if (g_maps[i].relid == relid) return &g_maps[i];
     AttMap m;
     m.relid = relid;
+    TupleDesc d = RelationGetDescr(rel);
     for (int c = 0; c < NCols; ++c) {
-        m.att[c] = SPI_fnumber(RelationGetDescr(rel), kColNames[c]);
+        m.att[c] = SPI_fnumber(d, kColNames[c]);
         if (m.att[c] <= 0) elog(ERROR, "meter.events has no column \"%s\"", kColNames[c]);
     }
-    int slot = g_nmaps < 32 ? g_nmaps++ : static_cast<int>(relid % 32);
+    int live = 0;
+    for (int i = 0; i < d->natts; ++i)
+        if (!TupleDescAttr(d, i)->attisdropped) ++live;
+    m.exact = live == NCols;
+    int slot = g_nmaps < kMaxMaps ? g_nmaps++ : static_cast<int>(relid % kMaxMaps);
     g_maps[slot] = m;
     return &g_maps[slot];
 }
@@ -76,30 +110,415 @@ PmText text_of(HeapTuple t, TupleDesc d, int att, bool* isnull) {
     return PmText{VARDATA_ANY(tx), static_cast<int>(VARSIZE_ANY_EXHDR(tx))};
 }
 
+PmText text_datum(Datum v) {
+    text* tx = DatumGetTextPP(v);
+    return PmText{VARDATA_ANY(tx), static_cast<int>(VARSIZE_ANY_EXHDR(tx))};
+}
+
+// check_times refuses a negative latency or time to first token.
+void check_times(bool n_latency, int32 latency, bool n_ttft, int32 ttft) {
+    if ((!n_latency && latency < 0) || (!n_ttft && ttft < 0)) {
+        bool lat = !n_latency && latency < 0;
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s is negative", lat ? "latency_ms" : "ttft_ms"),
+                        errdetail("The value is %d.", lat ? latency : ttft),
+                        errhint("Times are milliseconds, zero or more.")));
+    }
+}
+
+void check_tenant(bool isnull, PmText tenant) {
+    if (isnull || tenant.len == 0)
+        ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION), errmsg("an event needs a tenant"),
+                        errhint("Name the project or application the call belongs to.")));
+}
+
+// Outcome is what pricing decided for a row, as plain data (one per
+// backend: the trigger is not reentrant).
 struct Outcome {
     bool priced;
     bool has_cost;
-    char cost[96];
-    char potential[96];
+    PmMoney cost;
+    PmMoney potential;
     int64 version;
     char reason[512];
-    char usage[16384];
     bool has_usage;
+    PmUsage usage;
+    TokenCounts tokens;
 };
+Outcome g_out;
 
-Datum numeric_of(const char* s) {
-    return DirectFunctionCall3(numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+// the event a skipped retry duplicated, for meter.record's answer
+PmDuplicate g_dup;
+
+// price_row prices one event into g_out. PostgreSQL calls before and after
+// the bridge only.
+void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool n_tier, const JFlat& usage,
+               bool n_usage, bool cached, Micros at_us) {
+    Outcome* o = &g_out;
+    o->priced = false;
+    o->has_cost = false;
+    o->version = 0;
+    o->reason[0] = '\0';
+    o->has_usage = false;
+    o->tokens = TokenCounts{};
+    if (model.len == 0) {
+        // a request that called no model (a /health check): counted, costs nothing
+        o->priced = true;
+        o->has_cost = true;
+        o->cost = PmMoney{true, 0, 0, {0}};
+        o->potential = o->cost;
+        return;
+    }
+    const Catalog* cat = pm_catalog();
+    PmFailure* f = pm_run([&] {
+        json::Value u = n_usage ? json::Value::object() : pm_unflatten(usage);
+        std::string_view pv = n_provider ? std::string_view() : std::string_view(provider.s, static_cast<size_t>(provider.len));
+        std::string_view tv = n_tier ? std::string_view("standard") : std::string_view(tier.s, static_cast<size_t>(tier.len));
+        try {
+            PriceRequest r;
+            r.provider = pv;
+            r.model = std::string_view(model.s, static_cast<size_t>(model.len));
+            r.usage = &u;
+            r.at = at_us;
+            r.tier = tv;
+            Priced p = cat->price(r);
+            money_out(p.total, &o->potential);
+            o->cost = cached ? PmMoney{true, 0, 0, {0}} : o->potential;
+            o->version = p.quote.version;
+            o->tokens = token_counts(p.usage);
+            usage_out(p.usage, &o->usage);
+            o->has_usage = true;
+            o->has_cost = true;
+            o->priced = true;
+        } catch (const Error& e) {
+            if (e.code != Code::NoPrice && e.code != Code::UnknownProvider) throw;
+            // nothing lost: recorded unpriced, with why, to be priced later
+            put(o->reason, sizeof o->reason, std::string_view(e.message).substr(0, sizeof o->reason - 1));
+            Usage nu = cat->normalize(pv, u, at_us);
+            o->tokens = token_counts(nu);
+            usage_out(nu, &o->usage);
+            o->has_usage = true;
+        }
+    });
+    if (f) pm_raise(f);
 }
 
-SPIPlanPtr g_claim = nullptr;  // INSERT INTO meter.request_ids ... ON CONFLICT DO NOTHING
+// priced_columns fills what the trigger and the direct path compute: the
+// outcome of pricing, the token columns and the request key.
+int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, bool usage_null, int* cols,
+                   Datum* vals, bool* nulls) {
+    int n = 0;
+    auto set = [&](Col c, Datum v, bool isnull) {
+        cols[n] = m->att[c];
+        vals[n] = v;
+        nulls[n] = isnull;
+        ++n;
+    };
+    set(cPriced, BoolGetDatum(o->priced), false);
+    set(cCost, o->has_cost ? money_datum(&o->cost) : Datum(0), !o->has_cost);
+    set(cPotential, o->has_cost ? money_datum(&o->potential) : Datum(0), !o->has_cost);
+    set(cVersion, Int64GetDatum(o->version), o->version == 0);
+    set(cReason, o->reason[0] ? CStringGetTextDatum(o->reason) : Datum(0), o->reason[0] == '\0');
+    set(cRequestKey, Int64GetDatum(key), !has_key);
+    set(cInput, Int64GetDatum(o->tokens.input), false);
+    set(cOutput, Int64GetDatum(o->tokens.output), false);
+    set(cCacheRead, Int64GetDatum(o->tokens.cache_read), false);
+    set(cCacheWrite, Int64GetDatum(o->tokens.cache_write), false);
+    // the usage is stored normalized; kept raw when it could not be read
+    if (o->has_usage || usage_null) set(cUsage, o->has_usage ? usage_datum(&o->usage) : Datum(0), !o->has_usage);
+    return n;
+}
+
+// Events caches what meter.record's direct path needs of meter.events.
+struct EventsInfo {
+    Oid relid = InvalidOid;
+    Oid seq = InvalidOid;  // meter.event_id_seq
+};
+EventsInfo g_events;
+
+SPIPlanPtr g_record = nullptr;  // meter.record's INSERT ... RETURNING, when the direct path cannot serve
+
+enum Arg {
+    aTenant, aProvider, aModel, aUsage, aSubject, aSession, aEndpoint, aFeature, aCached, aLatency, aTtft,
+    aSuccess, aError, aErrorMessage, aRequestId, aOccurredAt, aMetadata, aTier, NArgs
+};
+
+// RecordAnswer is meter.recorded as Datums.
+struct RecordAnswer {
+    Datum v[6];
+    bool n[6];
+};
+
+void answer_duplicate(RecordAnswer* r) {
+    r->v[0] = Int64GetDatum(g_dup.event_id);
+    r->v[1] = g_dup.cost;
+    r->n[1] = g_dup.cost == Datum(0);
+    r->v[2] = g_dup.potential_cost;
+    r->n[2] = g_dup.potential_cost == Datum(0);
+    r->v[3] = BoolGetDatum(true);
+    r->v[4] = BoolGetDatum(g_dup.priced);
+    r->v[5] = Int64GetDatum(g_dup.price_version);
+    r->n[5] = g_dup.price_version == 0;
+}
+
+// route finds the leaf partition of meter.events for an event time, as the
+// executor's tuple routing does; InvalidOid when the direct path cannot
+// route (another partitioning scheme, a sub-partitioned leaf) or no
+// partition takes the time.
+Oid route(Relation events, Datum at, bool* no_partition) {
+    *no_partition = false;
+    PartitionKey key = RelationGetPartitionKey(events);
+    if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
+        key->partattrs[0] != SPI_fnumber(RelationGetDescr(events), "occurred_at"))
+        return InvalidOid;
+    PartitionDesc pd = RelationGetPartitionDesc(events, true);
+    if (pd->nparts == 0) {
+        *no_partition = true;
+        return InvalidOid;
+    }
+    PartitionBoundInfo bi = pd->boundinfo;
+    bool equal = false;
+    int off = partition_range_datum_bsearch(key->partsupfunc, key->partcollation, bi, 1, &at, &equal);
+    int idx = bi->indexes[off + 1];
+    if (idx < 0) idx = bi->default_index;
+    if (idx < 0) {
+        *no_partition = true;
+        return InvalidOid;
+    }
+    return pd->is_leaf[idx] ? pd->oids[idx] : InvalidOid;
+}
+
+// direct_ok says whether meter.record may insert into the partition itself:
+// only pg_meter's own trigger, no row security, no CHECK constraint, no
+// column of the user's, no deferred uniqueness, so that the direct insert
+// does exactly what the INSERT would.
+bool direct_ok(Relation events, Relation part, const AttMap* m) {
+    auto only_ours = [](Relation r, int expect) {
+        TriggerDesc* t = r->trigdesc;
+        int n = t ? t->numtriggers : 0;
+        if (n != expect) return false;
+        return n == 0 || strcmp(t->triggers[0].tgname, "event_priced") == 0;
+    };
+    if (!m->exact || !only_ours(events, 1) || !only_ours(part, 1)) return false;
+    if (events->rd_rel->relrowsecurity || part->rd_rel->relrowsecurity) return false;
+    if (part->rd_att->constr && part->rd_att->constr->num_check > 0) return false;
+    if (part->rd_rules || events->rd_rules) return false;
+    return true;
+}
+
+// record_direct inserts the event into its partition with table AM and
+// index calls: what INSERT does, without planning and starting an executor
+// for one row. Returns false (having done nothing) when it cannot serve.
+bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
+    if (!OidIsValid(g_events.relid) || g_events.relid != pm_events_oid()) {
+        g_events.relid = pm_events_oid();
+        g_events.seq = get_relname_relid("event_id_seq", get_rel_namespace(g_events.relid));
+        if (!OidIsValid(g_events.seq)) return false;
+    }
+    Relation events = table_open(g_events.relid, RowExclusiveLock);
+    AclResult acl = pg_class_aclcheck(g_events.relid, GetUserId(), ACL_INSERT);
+    if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, RelationGetRelationName(events));
+    Datum at = PG_ARGISNULL(aOccurredAt) ? TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())
+                                         : PG_GETARG_DATUM(aOccurredAt);
+    bool no_partition;
+    Oid partoid = route(events, at, &no_partition);
+    if (!OidIsValid(partoid)) {
+        table_close(events, NoLock);
+        return false;  // the INSERT routes it, or reports that no partition takes it
+    }
+    Relation part = table_open(partoid, RowExclusiveLock);
+    const AttMap* m = attmap_for(part);
+    if (!direct_ok(events, part, m)) {
+        table_close(part, NoLock);
+        table_close(events, NoLock);
+        return false;
+    }
+
+    pm_release_claim();
+    PmText tenant = PG_ARGISNULL(aTenant) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aTenant));
+    check_tenant(PG_ARGISNULL(aTenant), tenant);
+    int64 key = 0;
+    bool has_key = !PG_ARGISNULL(aRequestId);
+    if (has_key) {
+        PmText rid = text_datum(PG_GETARG_DATUM(aRequestId));
+        key = pm_request_key(tenant.s, tenant.len, rid.s, rid.len);
+        if (!pm_claim_request(part, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup)) {
+            table_close(part, NoLock);
+            table_close(events, NoLock);
+            answer_duplicate(r);
+            return true;
+        }
+    }
+
+    bool n_usage = PG_ARGISNULL(aUsage);
+    JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(PG_GETARG_JSONB_P(aUsage));
+    PmText provider = PG_ARGISNULL(aProvider) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aProvider));
+    PmText model = PG_ARGISNULL(aModel) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aModel));
+    PmText tier = PG_ARGISNULL(aTier) ? PmText{"standard", 8} : text_datum(PG_GETARG_DATUM(aTier));
+    bool cached = !PG_ARGISNULL(aCached) && PG_GETARG_BOOL(aCached);
+    price_row(provider, PG_ARGISNULL(aProvider), model, tier, false, usage, n_usage, cached,
+              to_micros(DatumGetTimestampTz(at)));
+
+    TupleDesc desc = RelationGetDescr(part);
+    Datum* vals = static_cast<Datum*>(palloc0(sizeof(Datum) * static_cast<size_t>(desc->natts)));
+    bool* nulls = static_cast<bool*>(palloc(sizeof(bool) * static_cast<size_t>(desc->natts)));
+    memset(nulls, true, static_cast<size_t>(desc->natts));
+    auto set = [&](Col c, Datum v) {
+        vals[m->att[c] - 1] = v;
+        nulls[m->att[c] - 1] = false;
+    };
+    auto arg = [&](Col c, int a) {
+        if (!PG_ARGISNULL(a)) set(c, PG_GETARG_DATUM(a));
+    };
+    int64 event_id = nextval_internal(g_events.seq, true);
+    set(cEventId, Int64GetDatum(event_id));
+    arg(cTenant, aTenant);
+    arg(cSubject, aSubject);
+    arg(cSession, aSession);
+    arg(cProvider, aProvider);
+    arg(cModel, aModel);
+    arg(cEndpoint, aEndpoint);
+    arg(cFeature, aFeature);
+    arg(cUsage, aUsage);
+    set(cCached, BoolGetDatum(cached));
+    set(cTier, PG_ARGISNULL(aTier) ? CStringGetTextDatum("standard") : PG_GETARG_DATUM(aTier));
+    arg(cLatency, aLatency);
+    arg(cTtft, aTtft);
+    set(cSuccess, BoolGetDatum(PG_ARGISNULL(aSuccess) || PG_GETARG_BOOL(aSuccess)));
+    arg(cError, aError);
+    arg(cErrorMessage, aErrorMessage);
+    arg(cRequestId, aRequestId);
+    arg(cMetadata, aMetadata);
+    set(cOccurredAt, at);
+    set(cReceivedAt, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+    set(cTxid, Int64GetDatum(static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId()))));
+    int cols[NCols];
+    Datum pv[NCols];
+    bool pn[NCols];
+    int n = priced_columns(m, &g_out, has_key, key, n_usage, cols, pv, pn);
+    for (int i = 0; i < n; ++i) {
+        vals[cols[i] - 1] = pv[i];
+        nulls[cols[i] - 1] = pn[i];
+    }
+    // values longer than a page's share go out of line, as in any insert
+    HeapTuple tup = heap_form_tuple(desc, vals, nulls);
+
+    EState* estate = CreateExecutorState();
+    ResultRelInfo* rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(rri, part, 1, nullptr, 0);
+    ExecOpenIndices(rri, false);
+    for (int i = 0; i < rri->ri_NumIndices; ++i)
+        if (!rri->ri_IndexRelationDescs[i]->rd_index->indimmediate) {
+            // deferred uniqueness needs the executor's after-trigger queue
+            ExecCloseIndices(rri);
+            FreeExecutorState(estate);
+            table_close(part, NoLock);
+            table_close(events, NoLock);
+            return false;
+        }
+    TupleTableSlot* slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsHeapTuple);
+    ExecStoreHeapTuple(tup, slot, false);
+    table_tuple_insert(part, slot, GetCurrentCommandId(true), 0, nullptr);
+    if (rri->ri_NumIndices > 0) {
+        List* recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL);
+        list_free(recheck);
+    }
+    ExecCloseIndices(rri);
+    ExecResetTupleTable(estate->es_tupleTable, false);
+    FreeExecutorState(estate);
+    table_close(part, NoLock);
+    table_close(events, NoLock);
+
+    const Outcome* o = &g_out;
+    r->v[0] = Int64GetDatum(event_id);
+    r->v[1] = o->has_cost ? money_datum(&o->cost) : Datum(0);
+    r->n[1] = !o->has_cost;
+    r->v[2] = o->has_cost ? money_datum(&o->potential) : Datum(0);
+    r->n[2] = !o->has_cost;
+    r->v[3] = BoolGetDatum(false);
+    r->v[4] = BoolGetDatum(o->priced);
+    r->v[5] = Int64GetDatum(o->version);
+    r->n[5] = o->version == 0;
+    return true;
+}
+
+// record_spi records through a kept INSERT plan, so that the user's
+// triggers, policies, constraints and columns apply; the trigger answers.
+void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
+    Datum vals[NArgs];
+    char nulls[NArgs + 1];
+    for (int a = 0; a < NArgs; ++a) {
+        vals[a] = PG_ARGISNULL(a) ? Datum(0) : PG_GETARG_DATUM(a);
+        nulls[a] = PG_ARGISNULL(a) ? 'n' : ' ';
+    }
+    nulls[NArgs] = '\0';
+    // the defaults of the SQL signature, also for explicit NULLs
+    auto fill = [&](int a, Datum d) {
+        if (nulls[a] == 'n') {
+            vals[a] = d;
+            nulls[a] = ' ';
+        }
+    };
+    fill(aCached, BoolGetDatum(false));
+    fill(aSuccess, BoolGetDatum(true));
+    fill(aOccurredAt, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
+    fill(aTier, CStringGetTextDatum("standard"));
+    MemoryContext upper = CurrentMemoryContext;
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    if (!g_record) {
+        Oid types[NArgs] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
+                            INT4OID, INT4OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, TEXTOID};
+        SPIPlanPtr plan = SPI_prepare(
+            "INSERT INTO meter.events (tenant, provider, model, usage, subject, session, endpoint, feature, cached, "
+            "latency_ms, ttft_ms, success, error, error_message, request_id, occurred_at, metadata, service_tier) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
+            "RETURNING event_id, cost, potential_cost, priced, price_version",
+            NArgs, types);
+        if (!plan) elog(ERROR, "could not prepare meter.record's insert");
+        SPI_keepplan(plan);
+        g_record = plan;
+    }
+    g_dup.found = false;
+    int rc = SPI_execute_plan(g_record, vals, nulls, false, 1);
+    if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "meter.record's insert failed (%d)", rc);
+    if (SPI_processed == 1) {
+        HeapTuple t = SPI_tuptable->vals[0];
+        TupleDesc d = SPI_tuptable->tupdesc;
+        bool isnull;
+        MemoryContext old = MemoryContextSwitchTo(upper);
+        r->v[0] = SPI_getbinval(t, d, 1, &r->n[0]);
+        Datum c = SPI_getbinval(t, d, 2, &r->n[1]);
+        r->v[1] = r->n[1] ? Datum(0) : datumCopy(c, false, -1);
+        Datum p = SPI_getbinval(t, d, 3, &r->n[2]);
+        r->v[2] = r->n[2] ? Datum(0) : datumCopy(p, false, -1);
+        r->v[3] = BoolGetDatum(false);
+        r->v[4] = SPI_getbinval(t, d, 4, &isnull);
+        r->v[5] = SPI_getbinval(t, d, 5, &r->n[5]);
+        MemoryContextSwitchTo(old);
+    } else if (g_dup.found) {
+        answer_duplicate(r);  // the trigger skipped a retry
+    } else {
+        elog(ERROR, "meter.record's insert stored no row and found no earlier one");
+    }
+    SPI_finish();
+}
+
+// relcache_changed forgets the column maps and meter.events' oid: a
+// column added, dropped or a partition replaced changes them.
+void relcache_changed(Datum, Oid) {
+    g_nmaps = 0;
+    g_events.relid = InvalidOid;
+}
 
 }  // namespace
+
+void pgm::pg::pm_events_register() { CacheRegisterRelcacheCallback(relcache_changed, (Datum)0); }
 
 extern "C" {
 
 PG_FUNCTION_INFO_V1(meter_event_before_insert);
+PG_FUNCTION_INFO_V1(meter_record);
 
-// meter_event_before_insert prices and deduplicates one event row.
+// meter_event_before_insert deduplicates and prices one event row.
 Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     if (!CALLED_AS_TRIGGER(fcinfo)) elog(ERROR, "meter._event_before_insert must be called as a trigger");
     TriggerData* td = reinterpret_cast<TriggerData*>(fcinfo->context);
@@ -109,6 +528,8 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     TupleDesc desc = RelationGetDescr(rel);
     HeapTuple tup = td->tg_trigtuple;
     const AttMap* m = attmap_for(rel);
+    // the previous row of this statement is in, index entry and all
+    pm_release_claim();
 
     // a row that carries another transaction's id was written before: a
     // restore (pg_restore, COPY of a dump) keeps it exactly as it was
@@ -117,133 +538,54 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     if (!n_txid && DatumGetInt64(txid_d) != static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())))
         return PointerGetDatum(tup);
 
-    bool n_tenant, n_provider, n_model, n_usage, n_cached, n_tier, n_rid, n_at, n_id;
+    bool n_tenant, n_provider, n_model, n_usage, n_cached, n_tier, n_rid, n_at, n_lat, n_ttft;
     PmText tenant = text_of(tup, desc, m->att[cTenant], &n_tenant);
+    check_tenant(n_tenant, tenant);
+    Datum lat = heap_getattr(tup, m->att[cLatency], desc, &n_lat);
+    Datum ttft = heap_getattr(tup, m->att[cTtft], desc, &n_ttft);
+    check_times(n_lat, DatumGetInt32(lat), n_ttft, DatumGetInt32(ttft));
     PmText provider = text_of(tup, desc, m->att[cProvider], &n_provider);
     PmText model = text_of(tup, desc, m->att[cModel], &n_model);
     PmText tier = text_of(tup, desc, m->att[cTier], &n_tier);
+    PmText rid = text_of(tup, desc, m->att[cRequestId], &n_rid);
     Datum usage_d = heap_getattr(tup, m->att[cUsage], desc, &n_usage);
     Datum cached_d = heap_getattr(tup, m->att[cCached], desc, &n_cached);
-    Datum rid_d = heap_getattr(tup, m->att[cRequestId], desc, &n_rid);
     Datum at_d = heap_getattr(tup, m->att[cOccurredAt], desc, &n_at);
-    Datum id_d = heap_getattr(tup, m->att[cEventId], desc, &n_id);
-    if (n_tenant || tenant.len == 0)
-        ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION), errmsg("an event needs a tenant"),
-                        errhint("Name the project or application the call belongs to.")));
+
+    // idempotency first: a retry is neither priced nor stored
+    int64 key = 0;
+    if (!n_rid) {
+        key = pm_request_key(tenant.s, tenant.len, rid.s, rid.len);
+        if (!pm_claim_request(rel, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup))
+            return PointerGetDatum(nullptr);  // counted once: skip the retry
+    }
+
     bool cached = !n_cached && DatumGetBool(cached_d);
     TimestampTz at = n_at ? GetCurrentTransactionStartTimestamp() : DatumGetTimestampTz(at_d);
-    Micros at_us = TIMESTAMP_IS_NOBEGIN(at) ? kMinTime : TIMESTAMP_IS_NOEND(at) ? kMaxTime : at + kUnixToPgMicros;
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(DatumGetJsonbP(usage_d));
+    price_row(provider, n_provider, n_model ? PmText{"", 0} : model, tier, n_tier, usage, n_usage, cached, to_micros(at));
 
-    Outcome* o = static_cast<Outcome*>(palloc0(sizeof(Outcome)));
-    if (n_model || model.len == 0) {
-        // a request that called no model (a /health check): counted, costs nothing
-        o->priced = true;
-        o->has_cost = true;
-        strcpy(o->cost, "0");
-        strcpy(o->potential, "0");
-    } else {
-        const Catalog* cat = pm_catalog();
-        PmFailure* f = pm_run([&] {
-            json::Value u = n_usage ? json::Value::object() : pm_unflatten(usage);
-            std::string_view pv(provider.s, static_cast<size_t>(provider.len));
-            std::string_view tv = n_tier ? std::string_view("standard") : std::string_view(tier.s, static_cast<size_t>(tier.len));
-            try {
-                PriceRequest r;
-                r.provider = pv;
-                r.model = std::string_view(model.s, static_cast<size_t>(model.len));
-                r.usage = &u;
-                r.at = at_us;
-                r.tier = tv;
-                Priced p = cat->price(r);
-                o->priced = true;
-                o->has_cost = true;
-                std::string full = p.total.to_string();
-                if (full.size() >= sizeof o->cost) throw Error(Code::Overflow, "cost too long");
-                strcpy(o->potential, full.c_str());
-                strcpy(o->cost, cached ? "0" : full.c_str());
-                o->version = p.quote.version;
-                std::string nu = json::dump(p.usage.to_json());
-                if (nu.size() >= sizeof o->usage) throw Error(Code::Overflow, "usage too large");
-                strcpy(o->usage, nu.c_str());
-                o->has_usage = true;
-            } catch (const Error& e) {
-                if (e.code != Code::NoPrice && e.code != Code::UnknownProvider) throw;
-                // nothing lost: recorded unpriced, with why, to be priced later
-                o->priced = false;
-                std::string why = e.message.substr(0, sizeof o->reason - 1);
-                strcpy(o->reason, why.c_str());
-                Usage nu = cat->normalize(pv, u, at_us);
-                std::string t = json::dump(nu.to_json());
-                if (t.size() >= sizeof o->usage) throw Error(Code::Overflow, "usage too large");
-                strcpy(o->usage, t.c_str());
-                o->has_usage = true;
-            }
-        });
-        if (f) pm_raise(f);
-    }
+    int cols[NCols];
+    Datum vals[NCols];
+    bool nulls[NCols];
+    int n = priced_columns(m, &g_out, !n_rid, key, n_usage, cols, vals, nulls);
+    return PointerGetDatum(heap_modify_tuple_by_cols(tup, desc, n, cols, vals, nulls));
+}
 
-    // idempotency: claim (tenant, request_id) first; a claimed one is a duplicate
-    if (!n_rid) {
-        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-        if (!g_claim) {
-            Oid types[7] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, NUMERICOID, NUMERICOID, INT8OID};
-            SPIPlanPtr plan = SPI_prepare(
-                "INSERT INTO meter.request_ids (tenant, request_id, event_id, occurred_at, cost, potential_cost, price_version) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, request_id) DO NOTHING",
-                7, types);
-            if (!plan) elog(ERROR, "could not prepare the request id claim");
-            SPI_keepplan(plan);
-            g_claim = plan;
-        }
-        Datum vals[7];
-        char nulls[8] = "       ";
-        vals[0] = PointerGetDatum(cstring_to_text_with_len(tenant.s, tenant.len));
-        vals[1] = rid_d;
-        vals[2] = id_d;
-        if (n_id) nulls[2] = 'n';
-        vals[3] = TimestampTzGetDatum(at);
-        if (o->has_cost) {
-            vals[4] = numeric_of(o->cost);
-            vals[5] = numeric_of(o->potential);
-        } else {
-            nulls[4] = 'n';
-            nulls[5] = 'n';
-        }
-        vals[6] = Int64GetDatum(o->version);
-        if (o->version == 0) nulls[6] = 'n';
-        int rc = SPI_execute_plan(g_claim, vals, nulls, false, 0);
-        if (rc != SPI_OK_INSERT) elog(ERROR, "could not claim the request id");
-        bool duplicate = SPI_processed == 0;
-        SPI_finish();
-        if (duplicate) return PointerGetDatum(nullptr);  // counted once: skip the retry
-    }
-
-    int cols[6];
-    Datum vals[6];
-    bool nulls[6] = {false, false, false, false, false, false};
-    cols[0] = m->att[cPriced];
-    vals[0] = BoolGetDatum(o->priced);
-    cols[1] = m->att[cCost];
-    cols[2] = m->att[cPotential];
-    if (o->has_cost) {
-        vals[1] = numeric_of(o->cost);
-        vals[2] = numeric_of(o->potential);
-    } else {
-        nulls[1] = nulls[2] = true;
-    }
-    cols[3] = m->att[cVersion];
-    vals[3] = Int64GetDatum(o->version);
-    nulls[3] = o->version == 0;
-    cols[4] = m->att[cReason];
-    nulls[4] = o->reason[0] == '\0';
-    vals[4] = nulls[4] ? Datum(0) : CStringGetTextDatum(o->reason);
-    cols[5] = m->att[cUsage];
-    nulls[5] = !o->has_usage;
-    vals[5] = o->has_usage ? DirectFunctionCall1(jsonb_in, CStringGetDatum(o->usage)) : Datum(0);
-    int n = o->has_usage || n_usage ? 6 : 5;  // keep the raw usage when it could not be read
-    HeapTuple out = heap_modify_tuple_by_cols(tup, desc, n, cols, vals, nulls);
-    return PointerGetDatum(out);
+// meter_record records one API call (meter.recorded): directly into its
+// partition when nothing but pg_meter acts on meter.events, else through
+// the INSERT every other way in takes.
+Datum meter_record(PG_FUNCTION_ARGS) {
+    if (PG_NARGS() != NArgs) elog(ERROR, "meter.record expects %d arguments", static_cast<int>(NArgs));
+    check_times(PG_ARGISNULL(aLatency), PG_ARGISNULL(aLatency) ? 0 : PG_GETARG_INT32(aLatency), PG_ARGISNULL(aTtft),
+                PG_ARGISNULL(aTtft) ? 0 : PG_GETARG_INT32(aTtft));
+    TupleDesc rdesc;
+    if (get_call_result_type(fcinfo, nullptr, &rdesc) != TYPEFUNC_COMPOSITE) elog(ERROR, "meter.record must return a composite");
+    rdesc = BlessTupleDesc(rdesc);
+    RecordAnswer r;
+    memset(&r, 0, sizeof r);
+    if (!record_direct(fcinfo, &r)) record_spi(fcinfo, &r);
+    PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(rdesc, r.v, r.n)));
 }
 
 }  // extern "C"

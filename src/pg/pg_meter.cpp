@@ -1,5 +1,7 @@
 // pg_meter.cpp: the module's entry: magic block and _PG_init.
 #include "catalog_cache.hpp"
+#include "events.hpp"
+#include "request_ids.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -9,7 +11,12 @@ PG_MODULE_MAGIC;
 
 void _PG_init(void);
 
-// _PG_init registers the catalog invalidation callback. Nothing here needs
-// shared_preload_libraries yet; later areas (rate limits) will.
-void _PG_init(void) { pgm::pg::pm_catalog_register(); }
+// _PG_init registers the relcache callbacks of the compiled catalog and of
+// the request-id probes and of the events' column maps. Nothing here needs shared_preload_libraries yet;
+// later areas (rate limits) will.
+void _PG_init(void) {
+    pgm::pg::pm_catalog_register();
+    pgm::pg::pm_request_ids_register();
+    pgm::pg::pm_events_register();
+}
 }

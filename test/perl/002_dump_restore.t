@@ -34,7 +34,7 @@ my $q = q{SELECT string_agg(x, ' ' ORDER BY x) FROM (
             UNION ALL SELECT count(*)::text FROM meter.catalog_loads
             UNION ALL SELECT string_agg(key || ':' || requests || ':' || cost, ',') FROM meter.totals('t', '2025-01-01+00', '2027-01-01+00', 'model')
             UNION ALL SELECT count(*)::text FROM meter.rollup_hourly
-            UNION ALL SELECT count(*)::text FROM meter.request_ids) s};
+            UNION ALL SELECT count(request_key)::text FROM meter.events) s};
 my $before = $node->safe_psql('src', $q);
 
 my $dump = $node->basedir . '/src.dump';
