@@ -677,7 +677,38 @@ CREATE FUNCTION meter.sketch_union(a meter.sketch, b meter.sketch) RETURNS meter
     LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_union';
 COMMENT ON FUNCTION meter.sketch_union(meter.sketch, meter.sketch) IS 'The sketch of the values of both (either may be NULL).';
 
+-- Two rollups, chosen by what they cost to keep and what reads need:
+-- hourly per tenant and model (no subject: a tenant's summary reads one
+-- row per hour and model, and a bulk load adds a few rows per hour), and
+-- daily per tenant, subject and model (per-user dashboards; kept for
+-- years). A subject-by-hour rollup would hold about one row per event for
+-- a tenant with many users, costing as much as the log itself.
+-- first_at and last_at bound the event times a row holds, so that reads
+-- use a bucket cut by the range whenever all its events are inside it.
 CREATE TABLE meter.rollup_hourly (
+    tenant             text NOT NULL,
+    bucket             timestamptz NOT NULL,
+    provider           text,
+    model              text,
+    endpoint           text,
+    feature            text,
+    requests           bigint NOT NULL,
+    errors             bigint NOT NULL,
+    cache_hits         bigint NOT NULL,
+    unpriced           bigint NOT NULL,
+    input_tokens       numeric NOT NULL,
+    output_tokens      numeric NOT NULL,
+    cache_read_tokens  numeric NOT NULL,
+    cache_write_tokens numeric NOT NULL,
+    cost               numeric NOT NULL,
+    potential_cost     numeric NOT NULL,
+    latency            meter.sketch,
+    ttft               meter.sketch,
+    first_at           timestamptz NOT NULL,
+    last_at            timestamptz NOT NULL,
+    CONSTRAINT rollup_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature)
+);
+CREATE TABLE meter.rollup_daily (
     tenant             text NOT NULL,
     bucket             timestamptz NOT NULL,
     subject            text,
@@ -697,18 +728,12 @@ CREATE TABLE meter.rollup_hourly (
     potential_cost     numeric NOT NULL,
     latency            meter.sketch,
     ttft               meter.sketch,
-    CONSTRAINT rollup_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
+    first_at           timestamptz NOT NULL,
+    last_at            timestamptz NOT NULL,
+    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
 );
-CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
-    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature));
--- the same without the subject: a tenant's summary reads one row per hour
--- and model instead of one per hour, model and user
-CREATE TABLE meter.rollup_tenant_hourly (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
-    CONSTRAINT rollup_tenant_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature));
-ALTER TABLE meter.rollup_tenant_hourly DROP COLUMN subject;
-COMMENT ON TABLE meter.rollup_tenant_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (no subject): what tenant summaries read.';
-COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant and dimension (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
-COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events (UTC days), kept after raw events are dropped.';
+COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
+COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
 
 -- rollup_state: the snapshot up to which events are in the rollups. An
 -- event is rolled up exactly once: when its transaction is visible in the
@@ -724,7 +749,6 @@ CREATE TABLE meter.rollup_state (
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_state', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_daily', '');
-SELECT pg_catalog.pg_extension_config_dump('meter.rollup_tenant_hourly', '');
 
 -- _check_watermark refuses to go on when the watermark comes from a
 -- cluster whose transaction ids are ahead of this one (a dump restored into
@@ -746,6 +770,13 @@ BEGIN
     END IF;
 END $$;
 
+-- _unrolled: is transaction txid not covered by the watermark snapshot?
+CREATE FUNCTION meter._unrolled(txid bigint, watermark pg_snapshot) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_unrolled';
+-- _rolls: is txid visible in cur and not in prev (the events of one pass)?
+CREATE FUNCTION meter._rolls(txid bigint, prev pg_snapshot, cur pg_snapshot) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rolls';
+
 CREATE FUNCTION meter.rollup() RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -754,69 +785,59 @@ AS $$
 DECLARE
     v_events bigint;
     v_from bigint;
-    -- how a batch's aggregates add to a stored rollup row, and how the
-    -- hourly aggregates sum into coarser ones
-    v_add text := 'requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, '
-        'cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced, '
-        'input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens, '
-        'cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens, '
-        'cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens, '
-        'cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost, '
-        'latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft)';
-    v_sums text := 'sum(requests), sum(errors), sum(cache_hits), sum(unpriced), sum(input_tokens), sum(output_tokens), '
-        'sum(cache_read_tokens), sum(cache_write_tokens), sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)';
 BEGIN
     INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
     -- one run at a time; a second waits and then finds what is left
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
     PERFORM meter._check_watermark();
-    -- one statement, so the snapshot that reads the events is the watermark;
-    -- the three rollups share one column list (v_sums) and one merge (v_add)
+    -- one statement, so the snapshot that reads the events is the watermark.
+    -- The delta is aggregated once per rollup grain; both merge into the
+    -- stored rows the same way.
     EXECUTE format($q$
     WITH st AS (
         SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
-    ), delta AS (
-        SELECT e.* FROM meter.events e, st
+    ), delta AS MATERIALIZED (
+        SELECT e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at, e.success, e.cached,
+               e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cost,
+               e.potential_cost, e.latency_ms, e.ttft_ms
+          FROM meter.events e, st
          WHERE e.txid >= %1$s  -- the same bound as a constant, so the BRIN index serves it
-           AND e.txid >= pg_snapshot_xmin(st.prev)::text::bigint
-           AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev)
-           AND pg_visible_in_snapshot(e.txid::text::xid8, st.cur)
-    ), agg AS (
-        SELECT tenant, date_trunc('hour', occurred_at) AS bucket, subject, provider, model, endpoint, feature,
-               count(*) AS requests, count(*) FILTER (WHERE NOT success) AS errors,
-               count(*) FILTER (WHERE cached) AS cache_hits,
-               count(*) FILTER (WHERE NOT priced) AS unpriced,
-               sum(input_tokens)::numeric AS input_tokens,
-               sum(output_tokens)::numeric AS output_tokens,
-               sum(cache_read_tokens)::numeric AS cache_read_tokens,
-               sum(cache_write_tokens)::numeric AS cache_write_tokens,
-               coalesce(sum(cost), 0) AS cost, coalesce(sum(potential_cost), 0) AS potential_cost,
-               meter.sketch(latency_ms) AS latency, meter.sketch(ttft_ms) AS ttft
-          FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+           AND meter._rolls(e.txid, st.prev, st.cur)
     ), hourly AS (
-        INSERT INTO meter.rollup_hourly AS r SELECT * FROM agg
-        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %2$s
+        INSERT INTO meter.rollup_hourly AS r
+        SELECT tenant, date_trunc('hour', occurred_at), provider, model, endpoint, feature, %2$s
+          FROM delta GROUP BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %3$s
         RETURNING 1
     ), daily AS (
         INSERT INTO meter.rollup_daily AS r
-        SELECT tenant, date_trunc('day', bucket), subject, provider, model, endpoint, feature, %3$s
-          FROM agg GROUP BY 1, 2, 3, 4, 5, 6, 7
-        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %2$s
-        RETURNING 1
-    ), tenant_hourly AS (
-        INSERT INTO meter.rollup_tenant_hourly AS r
-        SELECT tenant, bucket, provider, model, endpoint, feature, %3$s
-          FROM agg GROUP BY 1, 2, 3, 4, 5, 6
-        ON CONFLICT ON CONSTRAINT rollup_tenant_hourly_key DO UPDATE SET %2$s
+        SELECT tenant, date_trunc('day', occurred_at), subject, provider, model, endpoint, feature, %2$s
+          FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
         RETURNING 1
     ), moved AS (
         UPDATE meter.rollup_state s SET watermark = st.cur, rolled_at = now(),
                last_events = (SELECT count(*) FROM delta) + 0 * (SELECT count(*) FROM hourly)
-                             + 0 * (SELECT count(*) FROM daily) + 0 * (SELECT count(*) FROM tenant_hourly)
+                             + 0 * (SELECT count(*) FROM daily)
           FROM st RETURNING s.last_events
     )
     SELECT last_events FROM moved
-    $q$, v_from, v_add, v_sums) INTO v_events;
+    $q$, v_from,
+    -- the aggregates of a batch of events
+    'count(*), count(*) FILTER (WHERE NOT success), count(*) FILTER (WHERE cached), count(*) FILTER (WHERE NOT priced), '
+    'sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), '
+    'coalesce(sum(cost), 0), coalesce(sum(potential_cost), 0), meter.sketch(latency_ms), meter.sketch(ttft_ms), '
+    'min(occurred_at), max(occurred_at)',
+    -- how a batch's aggregates add to a stored row
+    'requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, '
+    'cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced, '
+    'input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens, '
+    'cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens, '
+    'cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens, '
+    'cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost, '
+    'latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft), '
+    'first_at = least(r.first_at, EXCLUDED.first_at), last_at = greatest(r.last_at, EXCLUDED.last_at)')
+    INTO v_events;
     RETURN v_events;
 END $$;
 COMMENT ON FUNCTION meter.rollup() IS 'Adds every event committed since the last run to the hourly and daily rollups, exactly once; returns how many. Harmless when there is nothing to do.';
@@ -834,11 +855,14 @@ AS $$
 DECLARE
     v_tenant text := totals.tenant;
     v_by text := lower(coalesce(totals.by, 'none'));
-    h1 timestamptz;
-    h2 timestamptz;
+    v_grain interval := interval '1 hour';
+    v_table text := 'rollup_hourly';
     r_key text;
     e_key text;
-    r_table text := 'rollup_tenant_hourly';
+    b1 timestamptz;
+    b2 timestamptz;
+    h1 timestamptz;
+    h2 timestamptz;
     v_from bigint;
 BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
@@ -851,68 +875,72 @@ BEGIN
         WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
         WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text';
         WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
-        WHEN 'subject', 'provider', 'model', 'endpoint', 'feature' THEN
-            r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
-            IF v_by = 'subject' THEN r_table := 'rollup_hourly'; END IF;
+        WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
+        WHEN 'subject' THEN
+            -- subjects are rolled up by day
+            r_key := 'r.subject'; e_key := 'e.subject'; v_grain := interval '1 day'; v_table := 'rollup_daily';
         ELSE
             RAISE EXCEPTION 'cannot group totals by "%"', totals.by USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
     END CASE;
-    -- whole hours come from the rollups plus the events not rolled up yet;
-    -- the partial hours at either end come from the raw events
     PERFORM meter._check_watermark();
-    -- a lower bound of the tail as a constant, so the BRIN index on txid
-    -- serves it; the query itself rereads the watermark in its own snapshot
-    -- (watermarks only move forward, so this bound is never too high)
-    SELECT coalesce(pg_snapshot_xmin(watermark)::text::bigint, 0) INTO v_from FROM meter.rollup_state;
-    v_from := coalesce(v_from, 0);
-    h1 := date_trunc('hour', since) + CASE WHEN date_trunc('hour', since) < since THEN interval '1 hour' ELSE interval '0' END;
-    h2 := date_trunc('hour', until);
+    -- [h1, h2) is the span read from the rollups: whole buckets inside the
+    -- range, widened by an edge bucket whose rolled events all lie inside it
+    -- (an hour cut by "until = now()" usually does). Events in the span not
+    -- rolled up yet come from the log (the tail); events outside it, from
+    -- the log directly. So every event in [since, until) counts once.
+    b1 := date_trunc(CASE WHEN v_grain = interval '1 day' THEN 'day' ELSE 'hour' END, since);
+    b2 := date_trunc(CASE WHEN v_grain = interval '1 day' THEN 'day' ELSE 'hour' END, until);
+    h1 := CASE WHEN b1 = since THEN b1 ELSE b1 + v_grain END;
+    h2 := b2;
+    IF h1 > b1 THEN
+        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(first_at >= $2), true) THEN $3 ELSE $4 END
+                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_table)
+            INTO h1 USING v_tenant, since, b1, h1;
+    END IF;
+    IF b2 < until THEN
+        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(last_at < $2), true) THEN $3 + $5 ELSE $4 END
+                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_table)
+            INTO h2 USING v_tenant, until, b2, h2, v_grain;
+    END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
+    -- a lower bound of the tail as a constant, so the BRIN index on txid
+    -- serves it; the query rereads the watermark in its own snapshot
+    -- (watermarks only move forward, so this bound is never too high)
+    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
+    v_from := coalesce(v_from, 0);
     RETURN QUERY EXECUTE format($q$
         WITH st AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS watermark),
         parts AS (
-            SELECT %1$s AS key, r.requests, r.errors, r.cache_hits, r.unpriced, r.input_tokens, r.output_tokens,
-                   r.cost, r.potential_cost, r.latency
+            SELECT %1$s AS key, sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits,
+                   sum(r.unpriced) AS unpriced, sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens,
+                   sum(r.cost) AS cost, sum(r.potential_cost) AS potential_cost, meter.merge(r.latency) AS latency
               FROM meter.%3$I r
              WHERE r.tenant = $1 AND r.bucket >= $3 AND r.bucket < $4
+             GROUP BY 1
             UNION ALL
-            SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
-                   e.input_tokens::numeric, e.output_tokens::numeric,
-                   coalesce(e.cost, 0), coalesce(e.potential_cost, 0), meter.sketch_union(NULL, NULL)
+            SELECT %2$s, count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached),
+                   count(*) FILTER (WHERE NOT e.priced), sum(e.input_tokens), sum(e.output_tokens),
+                   coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), meter.sketch(e.latency_ms)
               FROM meter.events e, st
-             WHERE e.tenant = $1 AND e.occurred_at >= $3 AND e.occurred_at < $4 AND e.txid >= $6
-               AND e.txid >= pg_snapshot_xmin(st.watermark)::text::bigint
-               AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark)
+             WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
+               AND e.txid >= $6 AND meter._unrolled(e.txid, st.watermark)
+             GROUP BY 1
             UNION ALL
-            SELECT %2$s, 1, (NOT e.success)::int, e.cached::int, (NOT e.priced)::int,
-                   e.input_tokens::numeric, e.output_tokens::numeric,
-                   coalesce(e.cost, 0), coalesce(e.potential_cost, 0), NULL
+            SELECT %2$s, count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached),
+                   count(*) FILTER (WHERE NOT e.priced), sum(e.input_tokens), sum(e.output_tokens),
+                   coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), meter.sketch(e.latency_ms)
               FROM meter.events e
              WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
                                    OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
-        ), raw_latency AS (
-            SELECT %2$s AS key, meter.sketch(e.latency_ms) AS latency
-              FROM meter.events e, st
-             WHERE e.tenant = $1 AND (
-                   (e.occurred_at >= $3 AND e.occurred_at < $4 AND e.txid >= $6
-                    AND e.txid >= pg_snapshot_xmin(st.watermark)::text::bigint
-               AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.watermark))
-                OR (e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
-                OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
              GROUP BY 1
-        ), grouped AS (
-            SELECT key, sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(cache_hits)::bigint AS cache_hits,
-                   sum(unpriced)::bigint AS unpriced, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-                   sum(cost) AS cost, sum(potential_cost) AS potential_cost, meter.merge(latency) AS latency
-              FROM parts GROUP BY key
         )
-        SELECT g.key, g.requests, g.errors, g.cache_hits, g.unpriced, g.input_tokens, g.output_tokens, g.cost, g.potential_cost,
-               meter.percentile(s, 0.5), meter.percentile(s, 0.95), meter.percentile(s, 0.99)
-          FROM grouped g LEFT JOIN raw_latency l USING (key),
-               LATERAL (SELECT meter.sketch_union(g.latency, l.latency) AS s) x
-         ORDER BY g.key
-    $q$, r_key, e_key, r_table)
+        SELECT key, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
+               sum(input_tokens), sum(output_tokens), sum(cost), sum(potential_cost),
+               meter.percentile(meter.merge(latency), 0.5), meter.percentile(meter.merge(latency), 0.95),
+               meter.percentile(meter.merge(latency), 0.99)
+          FROM parts GROUP BY key ORDER BY key
+    $q$, r_key, e_key, v_table)
     USING v_tenant, since, h1, h2, until, v_from;
 END $$;
 COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS

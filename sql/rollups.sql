@@ -23,7 +23,14 @@ CREATE FUNCTION pg_temp.exact(t text) RETURNS TABLE (ranges int, differences big
       ('2026-01-15 10:00+00', '2026-01-15 12:00+00', 'model'),
       ('2026-01-15 09:59+00', '2026-01-15 10:01+00', 'hour'),
       ('2026-01-14 00:00+00', '2026-01-17 00:00+00', 'day'),
-      ('2026-01-15 11:17+00', '2026-01-15 11:43+00', NULL))
+      ('2026-01-15 11:17+00', '2026-01-15 11:43+00', NULL),
+      -- edge buckets whose rolled events all lie inside the range are read
+      -- whole, others from the log (once the 14:30 event is rolled up, the
+      -- 14:00 bucket no longer fits in the first range)
+      ('2026-01-15 09:30+00', '2026-01-15 14:20+00', 'model'),
+      ('2026-01-15 10:00:30+00', '2026-01-15 14:35+00', NULL),
+      ('2026-01-15 10:00:30+00', '2026-01-15 14:10+00', 'subject'),
+      ('2026-01-15 10:00:40+00', '2026-01-16 00:00+00', 'subject'))
   SELECT count(*)::int, sum(d)::bigint FROM cases, LATERAL (
       SELECT count(*) AS d FROM (
         (SELECT key, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost, potential_cost FROM meter.totals(t, since, until, by)

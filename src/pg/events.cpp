@@ -309,13 +309,17 @@ bool direct_ok(Relation events, Relation part, const AttMap* m) {
 // index calls: what INSERT does, without planning and starting an executor
 // for one row. Returns false (having done nothing) when it cannot serve.
 bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
-    if (!OidIsValid(g_events.relid) || g_events.relid != pm_events_oid()) {
-        g_events.relid = pm_events_oid();
-        g_events.seq = get_relname_relid("event_id_seq", get_rel_namespace(g_events.relid));
-        if (!OidIsValid(g_events.seq)) return false;
+    // locals: opening a relation may run the invalidation callback, which
+    // forgets the cached oids
+    Oid relid = pm_events_oid();
+    if (g_events.relid != relid) {
+        g_events.seq = get_relname_relid("event_id_seq", get_rel_namespace(relid));
+        g_events.relid = relid;
     }
-    Relation events = table_open(g_events.relid, RowExclusiveLock);
-    AclResult acl = pg_class_aclcheck(g_events.relid, GetUserId(), ACL_INSERT);
+    Oid seq = g_events.seq;
+    if (!OidIsValid(seq)) return false;
+    Relation events = table_open(relid, RowExclusiveLock);
+    AclResult acl = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
     if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, RelationGetRelationName(events));
     Datum at = PG_ARGISNULL(aOccurredAt) ? TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())
                                          : PG_GETARG_DATUM(aOccurredAt);
@@ -369,7 +373,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     auto arg = [&](Col c, int a) {
         if (!PG_ARGISNULL(a)) set(c, PG_GETARG_DATUM(a));
     };
-    int64 event_id = nextval_internal(g_events.seq, true);
+    int64 event_id = nextval_internal(seq, true);
     set(cEventId, Int64GetDatum(event_id));
     arg(cTenant, aTenant);
     arg(cSubject, aSubject);

@@ -162,12 +162,13 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
 }  // namespace
 
 Oid pm_events_oid() {
-    if (!OidIsValid(g_events)) {
-        Oid nsp = get_namespace_oid("meter", false);
-        g_events = get_relname_relid("events", nsp);
-        if (!OidIsValid(g_events)) elog(ERROR, "meter.events does not exist");
+    Oid relid = g_events;
+    if (!OidIsValid(relid)) {
+        relid = get_relname_relid("events", get_namespace_oid("meter", false));
+        if (!OidIsValid(relid)) elog(ERROR, "meter.events does not exist");
+        g_events = relid;
     }
-    return g_events;
+    return relid;
 }
 
 int64 pm_request_key(const char* tenant, int tenant_len, const char* rid, int rid_len) {

@@ -1,0 +1,26 @@
+// rollups.cpp: the transaction-snapshot tests of exactly-once rollups.
+//
+// An event belongs to a rollup pass when its writing transaction is visible
+// in the pass's snapshot and was not in the previous one (the watermark);
+// the tail that reads add is what the watermark does not cover. The SQL
+// spelled this as pg_visible_in_snapshot(txid::text::xid8, ...), two text
+// conversions per event; these call the same test on the bigint directly.
+extern "C" {
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/fmgrprotos.h"
+
+PG_FUNCTION_INFO_V1(meter_unrolled);
+PG_FUNCTION_INFO_V1(meter_rolls);
+
+// meter_unrolled says whether transaction txid is not covered by watermark.
+Datum meter_unrolled(PG_FUNCTION_ARGS) {
+    return BoolGetDatum(!DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))));
+}
+
+// meter_rolls says whether transaction txid is visible in cur but not in prev.
+Datum meter_rolls(PG_FUNCTION_ARGS) {
+    return BoolGetDatum(!DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))) &&
+                        DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(2))));
+}
+}
