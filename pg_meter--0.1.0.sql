@@ -485,6 +485,7 @@ CREATE FUNCTION meter._sketch_final(internal) RETURNS meter.sketch
     LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_final';
 
 CREATE AGGREGATE meter.sketch(double precision) (
+    SSPACE = 512,  -- a few dozen buckets: lets the planner hash many groups
     SFUNC = meter._sketch_add,
     STYPE = internal,
     FINALFUNC = meter._sketch_final,
@@ -496,6 +497,7 @@ CREATE AGGREGATE meter.sketch(double precision) (
 COMMENT ON AGGREGATE meter.sketch(double precision) IS 'Builds a latency sketch from values (NULLs are skipped; negative values are refused).';
 
 CREATE AGGREGATE meter.merge(meter.sketch) (
+    SSPACE = 512,  -- a few dozen buckets: lets the planner hash many groups
     SFUNC = meter._sketch_merge_add,
     STYPE = internal,
     FINALFUNC = meter._sketch_final,
@@ -781,6 +783,7 @@ CREATE FUNCTION meter.rollup() RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
+    SET work_mem = '64MB'  -- hash the groups of a large batch in memory
 AS $$
 DECLARE
     v_events bigint;
@@ -791,43 +794,51 @@ BEGIN
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
     PERFORM meter._check_watermark();
     -- one statement, so the snapshot that reads the events is the watermark.
-    -- The delta is aggregated once per rollup grain; both merge into the
+    -- One pass aggregates the delta at both grains (grouping sets; g is 0
+    -- for the hourly groups, 1 for the daily ones); both merge into the
     -- stored rows the same way.
+    -- (the two snapshots are init-plan parameters, read once: a join with
+    -- them would leave the planner guessing the delta's size)
     EXECUTE format($q$
-    WITH st AS (
-        SELECT watermark AS prev, pg_current_snapshot() AS cur FROM meter.rollup_state
-    ), delta AS MATERIALIZED (
-        SELECT e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at, e.success, e.cached,
-               e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cost,
-               e.potential_cost, e.latency_ms, e.ttft_ms
-          FROM meter.events e, st
+    WITH agg AS MATERIALIZED (
+        SELECT GROUPING(date_trunc('hour', e.occurred_at)) AS g, e.tenant,
+               coalesce(date_trunc('hour', e.occurred_at), date_trunc('day', e.occurred_at)) AS bucket,
+               e.subject, e.provider, e.model, e.endpoint, e.feature, %2$s
+          FROM meter.events e
          WHERE e.txid >= %1$s  -- the same bound as a constant, so the BRIN index serves it
-           AND meter._rolls(e.txid, st.prev, st.cur)
+           AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot()))
+         GROUP BY GROUPING SETS ((e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
+                                 (e.tenant, date_trunc('day', e.occurred_at), e.subject, e.provider, e.model, e.endpoint, e.feature))
     ), hourly AS (
         INSERT INTO meter.rollup_hourly AS r
-        SELECT tenant, date_trunc('hour', occurred_at), provider, model, endpoint, feature, %2$s
-          FROM delta GROUP BY 1, 2, 3, 4, 5, 6
+        SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
+               output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
+          FROM agg WHERE g = 0
         ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %3$s
         RETURNING 1
     ), daily AS (
         INSERT INTO meter.rollup_daily AS r
-        SELECT tenant, date_trunc('day', occurred_at), subject, provider, model, endpoint, feature, %2$s
-          FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+        SELECT tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
+               input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
+               first_at, last_at
+          FROM agg WHERE g = 1
         ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
         RETURNING 1
     ), moved AS (
-        UPDATE meter.rollup_state s SET watermark = st.cur, rolled_at = now(),
-               last_events = (SELECT count(*) FROM delta) + 0 * (SELECT count(*) FROM hourly)
+        UPDATE meter.rollup_state s SET watermark = pg_current_snapshot(), rolled_at = now(),
+               last_events = (SELECT coalesce(sum(requests), 0) FROM agg WHERE g = 0) + 0 * (SELECT count(*) FROM hourly)
                              + 0 * (SELECT count(*) FROM daily)
-          FROM st RETURNING s.last_events
+         RETURNING s.last_events
     )
     SELECT last_events FROM moved
     $q$, v_from,
     -- the aggregates of a batch of events
-    'count(*), count(*) FILTER (WHERE NOT success), count(*) FILTER (WHERE cached), count(*) FILTER (WHERE NOT priced), '
-    'sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), '
-    'coalesce(sum(cost), 0), coalesce(sum(potential_cost), 0), meter.sketch(latency_ms), meter.sketch(ttft_ms), '
-    'min(occurred_at), max(occurred_at)',
+    'count(*) AS requests, count(*) FILTER (WHERE NOT e.success) AS errors, count(*) FILTER (WHERE e.cached) AS cache_hits, '
+    'count(*) FILTER (WHERE NOT e.priced) AS unpriced, sum(e.input_tokens) AS input_tokens, sum(e.output_tokens) AS output_tokens, '
+    'sum(e.cache_read_tokens) AS cache_read_tokens, sum(e.cache_write_tokens) AS cache_write_tokens, '
+    'coalesce(sum(e.cost), 0) AS cost, coalesce(sum(e.potential_cost), 0) AS potential_cost, '
+    'meter.sketch(e.latency_ms) AS latency, meter.sketch(e.ttft_ms) AS ttft, '
+    'min(e.occurred_at) AS first_at, max(e.occurred_at) AS last_at',
     -- how a batch's aggregates add to a stored row
     'requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, '
     'cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced, '
