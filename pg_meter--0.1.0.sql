@@ -679,12 +679,12 @@ CREATE FUNCTION meter.sketch_union(a meter.sketch, b meter.sketch) RETURNS meter
     LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_union';
 COMMENT ON FUNCTION meter.sketch_union(meter.sketch, meter.sketch) IS 'The sketch of the values of both (either may be NULL).';
 
--- Two rollups, chosen by what they cost to keep and what reads need:
--- hourly per tenant and model (no subject: a tenant's summary reads one
--- row per hour and model, and a bulk load adds a few rows per hour), and
--- daily per tenant, subject and model (per-user dashboards; kept for
--- years). A subject-by-hour rollup would hold about one row per event for
--- a tenant with many users, costing as much as the log itself.
+-- Three rollups, chosen by what they cost to keep and what reads need:
+-- hourly and daily per tenant, provider, model, endpoint and feature (a
+-- tenant's 30-day summary reads 30 daily rows per group plus the hours of
+-- the edge days), and daily per subject as well (per-user dashboards; kept
+-- for years). A subject-by-hour rollup would hold about one row per event
+-- for a tenant with many users, costing as much as the log itself.
 -- first_at and last_at bound the event times a row holds, so that reads
 -- use a bucket cut by the range whenever all its events are inside it.
 CREATE TABLE meter.rollup_hourly (
@@ -710,7 +710,9 @@ CREATE TABLE meter.rollup_hourly (
     last_at            timestamptz NOT NULL,
     CONSTRAINT rollup_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature)
 );
-CREATE TABLE meter.rollup_daily (
+CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
+    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature));
+CREATE TABLE meter.rollup_subject_daily (
     tenant             text NOT NULL,
     bucket             timestamptz NOT NULL,
     subject            text,
@@ -732,10 +734,11 @@ CREATE TABLE meter.rollup_daily (
     ttft               meter.sketch,
     first_at           timestamptz NOT NULL,
     last_at            timestamptz NOT NULL,
-    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
+    CONSTRAINT rollup_subject_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
 );
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
-COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
+COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
+COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days): what per-user totals read.';
 
 -- rollup_state: the snapshot up to which events are in the rollups. An
 -- event is rolled up exactly once: when its transaction is visible in the
@@ -751,6 +754,7 @@ CREATE TABLE meter.rollup_state (
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_state', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_hourly', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.rollup_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.rollup_subject_daily', '');
 
 -- _check_watermark refuses to go on when the watermark comes from a
 -- cluster whose transaction ids are ahead of this one (a dump restored into
@@ -794,40 +798,48 @@ BEGIN
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
     PERFORM meter._check_watermark();
     -- one statement, so the snapshot that reads the events is the watermark.
-    -- One pass aggregates the delta at both grains (grouping sets; g is 0
-    -- for the hourly groups, 1 for the daily ones); both merge into the
-    -- stored rows the same way.
+    -- One pass aggregates the delta at the three grains (grouping sets; g
+    -- tells them apart: 1 hourly, 3 daily, 2 per subject and day); all
+    -- merge into the stored rows the same way.
     -- (the two snapshots are init-plan parameters, read once: a join with
     -- them would leave the planner guessing the delta's size)
     EXECUTE format($q$
     WITH agg AS MATERIALIZED (
-        SELECT GROUPING(date_trunc('hour', e.occurred_at)) AS g, e.tenant,
+        SELECT GROUPING(date_trunc('hour', e.occurred_at), e.subject) AS g, e.tenant,
                coalesce(date_trunc('hour', e.occurred_at), date_trunc('day', e.occurred_at)) AS bucket,
                e.subject, e.provider, e.model, e.endpoint, e.feature, %2$s
           FROM meter.events e
          WHERE e.txid >= %1$s  -- the same bound as a constant, so the BRIN index serves it
            AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot()))
          GROUP BY GROUPING SETS ((e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
+                                 (e.tenant, date_trunc('day', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
                                  (e.tenant, date_trunc('day', e.occurred_at), e.subject, e.provider, e.model, e.endpoint, e.feature))
     ), hourly AS (
         INSERT INTO meter.rollup_hourly AS r
         SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
                output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
-          FROM agg WHERE g = 0
+          FROM agg WHERE g = 1
         ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %3$s
         RETURNING 1
     ), daily AS (
         INSERT INTO meter.rollup_daily AS r
+        SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
+               output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
+          FROM agg WHERE g = 3
+        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
+        RETURNING 1
+    ), subject_daily AS (
+        INSERT INTO meter.rollup_subject_daily AS r
         SELECT tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
                first_at, last_at
-          FROM agg WHERE g = 1
-        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
+          FROM agg WHERE g = 2
+        ON CONFLICT ON CONSTRAINT rollup_subject_daily_key DO UPDATE SET %3$s
         RETURNING 1
     ), moved AS (
         UPDATE meter.rollup_state s SET watermark = pg_current_snapshot(), rolled_at = now(),
-               last_events = (SELECT coalesce(sum(requests), 0) FROM agg WHERE g = 0) + 0 * (SELECT count(*) FROM hourly)
-                             + 0 * (SELECT count(*) FROM daily)
+               last_events = (SELECT coalesce(sum(requests), 0) FROM agg WHERE g = 1) + 0 * (SELECT count(*) FROM hourly)
+                             + 0 * (SELECT count(*) FROM daily) + 0 * (SELECT count(*) FROM subject_daily)
          RETURNING s.last_events
     )
     SELECT last_events FROM moved
@@ -866,14 +878,17 @@ AS $$
 DECLARE
     v_tenant text := totals.tenant;
     v_by text := lower(coalesce(totals.by, 'none'));
-    v_grain interval := interval '1 hour';
-    v_table text := 'rollup_hourly';
+    v_grain text := 'hour';       -- the finest rollup the grouping can read
+    v_fine text := 'rollup_hourly';
+    v_coarse text := 'rollup_daily';  -- read for whole days inside the span
     r_key text;
     e_key text;
     b1 timestamptz;
     b2 timestamptz;
     h1 timestamptz;
     h2 timestamptz;
+    d1 timestamptz;
+    d2 timestamptz;
     v_from bigint;
 BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
@@ -884,12 +899,12 @@ BEGIN
     END IF;
     CASE v_by
         WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
-        WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text';
+        WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text'; v_coarse := NULL;
         WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
         WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
         WHEN 'subject' THEN
             -- subjects are rolled up by day
-            r_key := 'r.subject'; e_key := 'e.subject'; v_grain := interval '1 day'; v_table := 'rollup_daily';
+            r_key := 'r.subject'; e_key := 'e.subject'; v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
         ELSE
             RAISE EXCEPTION 'cannot group totals by "%"', totals.by USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
@@ -897,45 +912,61 @@ BEGIN
     PERFORM meter._check_watermark();
     -- [h1, h2) is the span read from the rollups: whole buckets inside the
     -- range, widened by an edge bucket whose rolled events all lie inside it
-    -- (an hour cut by "until = now()" usually does). Events in the span not
-    -- rolled up yet come from the log (the tail); events outside it, from
-    -- the log directly. So every event in [since, until) counts once.
-    b1 := date_trunc(CASE WHEN v_grain = interval '1 day' THEN 'day' ELSE 'hour' END, since);
-    b2 := date_trunc(CASE WHEN v_grain = interval '1 day' THEN 'day' ELSE 'hour' END, until);
-    h1 := CASE WHEN b1 = since THEN b1 ELSE b1 + v_grain END;
+    -- (an hour cut by "until = now()" usually is). Inside the span, whole
+    -- days [d1, d2) come from the daily rollup and the other hours from the
+    -- hourly one; events in the span not rolled up yet come from the log
+    -- (the tail); events outside it, from the log directly. So every event
+    -- in [since, until) counts once.
+    b1 := date_trunc(v_grain, since);
+    b2 := date_trunc(v_grain, until);
+    h1 := CASE WHEN b1 = since THEN b1 ELSE b1 + ('1 ' || v_grain)::interval END;
     h2 := b2;
     IF h1 > b1 THEN
         EXECUTE format('SELECT CASE WHEN coalesce(bool_and(first_at >= $2), true) THEN $3 ELSE $4 END
-                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_table)
+                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_fine)
             INTO h1 USING v_tenant, since, b1, h1;
     END IF;
     IF b2 < until THEN
         EXECUTE format('SELECT CASE WHEN coalesce(bool_and(last_at < $2), true) THEN $3 + $5 ELSE $4 END
-                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_table)
-            INTO h2 USING v_tenant, until, b2, h2, v_grain;
+                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_fine)
+            INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval;
     END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
+    d1 := date_trunc('day', h1);
+    IF d1 < h1 THEN d1 := d1 + interval '1 day'; END IF;
+    d2 := date_trunc('day', h2);
+    IF v_coarse IS NULL OR d2 <= d1 THEN
+        d1 := h2;  -- no whole day: the fine rollup reads all of [h1, h2)
+        d2 := h2;
+        v_coarse := v_fine;
+    END IF;
     -- a lower bound of the tail as a constant, so the BRIN index on txid
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
     v_from := coalesce(v_from, 0);
     RETURN QUERY EXECUTE format($q$
-        WITH st AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS watermark),
-        parts AS (
+        WITH parts AS (
             SELECT %1$s AS key, sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits,
                    sum(r.unpriced) AS unpriced, sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens,
                    sum(r.cost) AS cost, sum(r.potential_cost) AS potential_cost, meter.merge(r.latency) AS latency
               FROM meter.%3$I r
-             WHERE r.tenant = $1 AND r.bucket >= $3 AND r.bucket < $4
+             WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8
+             GROUP BY 1
+            UNION ALL
+            SELECT %1$s AS key, sum(r.requests), sum(r.errors), sum(r.cache_hits), sum(r.unpriced), sum(r.input_tokens),
+                   sum(r.output_tokens), sum(r.cost), sum(r.potential_cost), meter.merge(r.latency)
+              FROM meter.%4$I r
+             WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))
              GROUP BY 1
             UNION ALL
             SELECT %2$s, count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached),
                    count(*) FILTER (WHERE NOT e.priced), sum(e.input_tokens), sum(e.output_tokens),
                    coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), meter.sketch(e.latency_ms)
-              FROM meter.events e, st
+              FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
-               AND e.txid >= $6 AND meter._unrolled(e.txid, st.watermark)
+               AND e.txid >= $6
+               AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))
              GROUP BY 1
             UNION ALL
             SELECT %2$s, count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached),
@@ -951,8 +982,8 @@ BEGIN
                meter.percentile(meter.merge(latency), 0.5), meter.percentile(meter.merge(latency), 0.95),
                meter.percentile(meter.merge(latency), 0.99)
           FROM parts GROUP BY key ORDER BY key
-    $q$, r_key, e_key, v_table)
-    USING v_tenant, since, h1, h2, until, v_from;
+    $q$, r_key, e_key, v_coarse, v_fine)
+    USING v_tenant, since, h1, h2, until, v_from, d1, d2;
 END $$;
 COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS
     'Usage of a tenant over [since, until), one row per group (by subject, provider, model, endpoint, feature, hour, day, or one row): exact at every moment, from the rollups plus the events not rolled up yet; p50/p95/p99 latency within 1 %.';

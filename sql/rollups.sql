@@ -30,7 +30,10 @@ CREATE FUNCTION pg_temp.exact(t text) RETURNS TABLE (ranges int, differences big
       ('2026-01-15 09:30+00', '2026-01-15 14:20+00', 'model'),
       ('2026-01-15 10:00:30+00', '2026-01-15 14:35+00', NULL),
       ('2026-01-15 10:00:30+00', '2026-01-15 14:10+00', 'subject'),
-      ('2026-01-15 10:00:40+00', '2026-01-16 00:00+00', 'subject'))
+      ('2026-01-15 10:00:40+00', '2026-01-16 00:00+00', 'subject'),
+      -- whole days from the daily rollup, the hours around them from the hourly one
+      ('2026-01-14 05:30+00', '2026-01-16 03:10+00', NULL),
+      ('2026-01-14 23:59+00', '2026-01-16 00:01+00', 'model'))
   SELECT count(*)::int, sum(d)::bigint FROM cases, LATERAL (
       SELECT count(*) AS d FROM (
         (SELECT key, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost, potential_cost FROM meter.totals(t, since, until, by)
@@ -58,9 +61,11 @@ SELECT (meter.record(tenant => 'r', provider => 'openai', model => 'gpt-4o-mini'
 SELECT * FROM pg_temp.exact('r');                 -- rollups plus the tail
 SELECT meter.rollup() AS rolled_late;
 SELECT * FROM pg_temp.exact('r');
--- daily rollups agree with the hourly ones
+-- daily rollups (per tenant and per subject) agree with the hourly ones
 SELECT (SELECT sum(requests) FROM meter.rollup_daily WHERE tenant = 'r') = (SELECT sum(requests) FROM meter.rollup_hourly WHERE tenant = 'r')
-   AND (SELECT sum(cost) FROM meter.rollup_daily WHERE tenant = 'r') = (SELECT sum(cost) FROM meter.rollup_hourly WHERE tenant = 'r') AS daily_matches_hourly;
+   AND (SELECT sum(cost) FROM meter.rollup_daily WHERE tenant = 'r') = (SELECT sum(cost) FROM meter.rollup_hourly WHERE tenant = 'r')
+   AND (SELECT sum(requests) FROM meter.rollup_subject_daily WHERE tenant = 'r') = (SELECT sum(requests) FROM meter.rollup_hourly WHERE tenant = 'r')
+   AND (SELECT sum(cost) FROM meter.rollup_subject_daily WHERE tenant = 'r') = (SELECT sum(cost) FROM meter.rollup_hourly WHERE tenant = 'r') AS daily_matches_hourly;
 -- latency percentiles from merged sketches stay within 1 % of the raw ones
 SELECT q, abs(t.p - e.p) <= 0.01 * e.p AS within_1_percent
   FROM (VALUES (0.5), (0.95), (0.99)) AS v(q),

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# summary.sh: a 30-day tenant summary over ten million events, against the
+# same summary over the seed-style peer's raw log, in one run.
+#  - EVENTS events (default 10,000,000) of one tenant spread over the last
+#    30 days (2,000 users, skewed; five models of three providers; three
+#    endpoints), priced at ingest (INSERT ... SELECT through the trigger),
+#    rolled up by meter.rollup(); then 1,000 fresh events that are not rolled
+#    up yet, so that reads must add the tail;
+#  - the same rows in the peer's indexed log (peer.api_usage_logs);
+#  - median of REPS runs, each in a new session, of meter.totals over
+#    [now() - 30 days, now()) by model, provider, none, day and subject, and
+#    of the peer's query by model (count, cost, p95 latency);
+#  - a check that meter.totals by model equals a query over meter.events.
+# Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11)
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$PGM_ROOT"
+db=${BENCH_DB:-pg_meter_summary}
+events=${EVENTS:-10000000}
+reps=${REPS:-11}
+chunk=1000000
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
+psql -X -q -d "$db" -f ../shared/peer/peer.sql >/dev/null 2>&1
+psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
+scripts/load-prices -d "$db" >/dev/null
+psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
+
+# row i of n: a skewed user (cubed uniform), one of five models, a time
+# spread evenly over the 30 days before the load started
+gen() {  # gen FROM TO
+  cat <<SQL
+SELECT i, 'user-' || (1 + (((hashint4(i) & 2147483647) / 2147483647.0) ^ 3 * 1999)::int) AS subject,
+       (ARRAY['chat', 'chat', 'summarize', 'embed-search'])[1 + (hashint4(i + 7) & 3)] AS endpoint,
+       m.provider, m.model,
+       50 + (hashint4(i + 1) & 2147483647) % 3950 AS inp, 10 + (hashint4(i + 2) & 2147483647) % 1190 AS outp,
+       (hashint4(i + 3) & 15) = 0 AS cached, 150 + (hashint4(i + 4) & 2147483647) % 5850 AS ms,
+       (hashint4(i + 5) & 63) <> 0 AS success,
+       :'t0'::timestamptz - (i::float8 / $events) * interval '30 days' AS at
+  FROM generate_series($1, $2) AS i,
+       LATERAL (SELECT (ARRAY['anthropic', 'google', 'google', 'openai', 'openai'])[1 + i % 5] AS provider,
+                       (ARRAY['claude-sonnet-4-5', 'gemini-2.5-flash', 'gemini-2.5-pro', 'gpt-4o', 'gpt-4o-mini'])[1 + i % 5] AS model) m
+SQL
+}
+t0=$(psql -X -At -d "$db" -c "SELECT now()")
+echo "== loading $events events (and the same rows into the peer's log)"
+s=$(date +%s.%N)
+for ((from = 1; from <= events; from += chunk)); do
+  to=$((from + chunk - 1 < events ? from + chunk - 1 : events))
+  psql -X -q -d "$db" -v t0="$t0" -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO meter.events (tenant, subject, endpoint, provider, model, usage, cached, latency_ms, success, occurred_at)
+SELECT 'app', subject, endpoint, provider, model, jsonb_build_object('input_tokens', inp, 'output_tokens', outp), cached, ms, success, at
+  FROM ($(gen "$from" "$to")) g;
+SQL
+done
+e=$(date +%s.%N)
+for ((from = 1; from <= events; from += chunk)); do
+  to=$((from + chunk - 1 < events ? from + chunk - 1 : events))
+  psql -X -q -d "$db" -v t0="$t0" -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO peer.api_usage_logs (user_id, session_id, endpoint, provider, model, input_tokens, output_tokens, total_tokens,
+                                 cached, cost_usd, potential_cost_usd, duration_ms, success, created_at)
+SELECT subject, subject, endpoint, provider, model, inp, outp, inp + outp, cached,
+       (inp * 3 + outp * 15) / 1000000.0, (inp * 3 + outp * 15) / 1000000.0, ms, success, at
+  FROM ($(gen "$from" "$to")) g;
+SQL
+done
+f=$(date +%s.%N)
+psql -X -q -d "$db" -c "VACUUM ANALYZE meter.events" -c "VACUUM ANALYZE peer.api_usage_logs"
+g=$(date +%s.%N)
+rolled=$(psql -X -q -At -d "$db" -c "SELECT meter.rollup()")
+h=$(date +%s.%N)
+# fresh events, not rolled up: reads must add them
+psql -X -q -d "$db" -c "SELECT count(meter.record(tenant => 'app', subject => 'user-' || (i % 50), provider => 'openai', model => 'gpt-4o-mini',
+                               usage => jsonb_build_object('input_tokens', 100 + i, 'output_tokens', 20), latency_ms => 300 + i % 700))
+                          FROM generate_series(1, 1000) AS i" >/dev/null
+awk -v a="$s" -v b="$e" -v c="$f" -v g="$g" -v h="$h" -v n="$events" -v r="$rolled" 'BEGIN {
+  printf "meter.events load (priced):  %6.1f s (%.0f events/s)\n", b - a, n / (b - a)
+  printf "peer log load:               %6.1f s\n", c - b
+  printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, h - g, r / (h - g) }'
+psql -X -q -At -d "$db" -c "SELECT 'rollup rows: ' || (SELECT count(*) FROM meter.rollup_hourly) || ' hourly, ' || (SELECT count(*) FROM meter.rollup_daily) || ' daily'"
+
+echo "== check: meter.totals by model equals the raw events"
+psql -X -q -At -d "$db" <<'SQL'
+SELECT CASE WHEN count(*) = 0 THEN 'exact: every model''s requests, tokens and cost equal the raw log'
+            ELSE 'MISMATCH in ' || count(*) || ' rows' END
+  FROM ((SELECT key, requests, input_tokens, output_tokens, cost FROM meter.totals('app', now() - interval '30 days', now(), 'model')
+         EXCEPT ALL
+         SELECT model, count(*), sum(input_tokens), sum(output_tokens), sum(cost) FROM meter.events
+          WHERE tenant = 'app' AND occurred_at >= now() - interval '30 days' AND occurred_at < now() GROUP BY model)
+        UNION ALL
+        (SELECT model, count(*), sum(input_tokens), sum(output_tokens), sum(cost) FROM meter.events
+          WHERE tenant = 'app' AND occurred_at >= now() - interval '30 days' AND occurred_at < now() GROUP BY model
+         EXCEPT ALL
+         SELECT key, requests, input_tokens, output_tokens, cost FROM meter.totals('app', now() - interval '30 days', now(), 'model'))) d;
+SQL
+
+echo "== 30-day summary, median of $reps (each in a new session)"
+ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+peer_ms=""
+for by in model provider none day subject; do
+  arg=$([[ $by == none ]] && echo NULL || echo "'$by'")
+  xs=()
+  for ((k = 0; k < reps; k++)); do
+    xs+=("$(ms_of "SELECT * FROM meter.totals('app', now() - interval '30 days', now(), $arg)")")
+  done
+  printf 'meter.totals by %-8s %8.1f ms\n' "$by" "$(printf '%s\n' "${xs[@]}" | median)"
+done
+xs=()
+for ((k = 0; k < 3; k++)); do
+  xs+=("$(ms_of "SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model")")
+done
+peer_ms=$(printf '%s\n' "${xs[@]}" | median)
+m=$(for ((k = 0; k < reps; k++)); do ms_of "SELECT * FROM meter.totals('app', now() - interval '30 days', now(), 'model')"; done | median)
+awk -v a="$m" -v b="$peer_ms" 'BEGIN { printf "by model: meter.totals %.1f ms, peer raw query %.1f ms (median of 3): %.0fx\n", a, b, b / a }'
+psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event (events with indexes): ' || round(sum(pg_total_relation_size(c.oid))::numeric / $events, 1)
+                               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
