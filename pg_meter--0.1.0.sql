@@ -709,9 +709,10 @@ CREATE TABLE meter.rollup_hourly (
     first_at           timestamptz NOT NULL,
     last_at            timestamptz NOT NULL,
     CONSTRAINT rollup_hourly_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature)
-);
+) WITH (toast_tuple_target = 8160);  -- sketches stay inline and uncompressed: reads merge them without pglz
 CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
-    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature));
+    CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature))
+    WITH (toast_tuple_target = 8160);
 CREATE TABLE meter.rollup_subject_daily (
     tenant             text NOT NULL,
     bucket             timestamptz NOT NULL,
@@ -735,7 +736,7 @@ CREATE TABLE meter.rollup_subject_daily (
     first_at           timestamptz NOT NULL,
     last_at            timestamptz NOT NULL,
     CONSTRAINT rollup_subject_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
-);
+) WITH (toast_tuple_target = 8160);
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
 COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days): what per-user totals read.';

@@ -91,6 +91,22 @@ int32_t merge_bins(const int32_t* k1, const int64_t* c1, int32_t n1, const int32
     return o;
 }
 
+bool add_bins_in_place(const int32_t* k1, int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2, int32_t n2) {
+    int32_t i = 0;
+    for (int32_t j = 0; j < n2; ++j) {
+        while (i < n1 && k1[i] < k2[j])
+            ++i;
+        if (i == n1 || k1[i] != k2[j]) return false;
+    }
+    i = 0;
+    for (int32_t j = 0; j < n2; ++j) {
+        while (k1[i] < k2[j])
+            ++i;
+        c1[i] += c2[j];
+    }
+    return true;
+}
+
 std::string to_text(const View& s) {
     std::string out = "{\"count\":" + std::to_string(s.count) + ",\"zeros\":" + std::to_string(s.zeros) +
                       ",\"min\":" + number(s.min) + ",\"max\":" + number(s.max) + ",\"sum\":" + number(s.sum) +

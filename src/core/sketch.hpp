@@ -51,6 +51,12 @@ double quantile(const View& s, double q);
 int32_t merge_bins(const int32_t* k1, const int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2, int32_t n2,
                    int32_t* ko, int64_t* co);
 
+// add_bins_in_place adds the counts of k2 to c1 when every key of k2 is
+// already in k1 (both ascending) and returns true; otherwise it changes
+// nothing and returns false. Merging many sketches of one distribution
+// takes this path almost always, without allocating.
+bool add_bins_in_place(const int32_t* k1, int64_t* c1, int32_t n1, const int32_t* k2, const int64_t* c2, int32_t n2);
+
 // to_text writes a sketch as JSON: {"count":..,"zeros":..,"min":..,
 // "max":..,"sum":..,"bins":[[key,count],...]}.
 std::string to_text(const View& s);

@@ -103,10 +103,11 @@ struct PmText {
     int len;
 };
 
-PmText text_of(HeapTuple t, TupleDesc d, int att, bool* isnull) {
-    Datum v = heap_getattr(t, att, d, isnull);
+// text_of reads a text column of a deformed row ("" when NULL).
+PmText text_of(const Datum* vals, const bool* nulls, int att, bool* isnull) {
+    *isnull = nulls[att - 1];
     if (*isnull) return PmText{"", 0};
-    text* tx = DatumGetTextPP(v);
+    text* tx = DatumGetTextPP(vals[att - 1]);
     return PmText{VARDATA_ANY(tx), static_cast<int>(VARSIZE_ANY_EXHDR(tx))};
 }
 
@@ -506,11 +507,20 @@ void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
     SPI_finish();
 }
 
-// relcache_changed forgets the column maps and meter.events' oid: a
-// column added, dropped or a partition replaced changes them.
+// meter.record's result descriptor, for the function it was looked up for
+struct ResultDesc {
+    Oid fn = InvalidOid;
+    TupleDesc desc = nullptr;
+};
+ResultDesc g_result;
+
+// relcache_changed forgets the column maps, meter.events' oid and the
+// result descriptor: a column added or dropped, a partition replaced or
+// the extension made anew changes them.
 void relcache_changed(Datum, Oid) {
     g_nmaps = 0;
     g_events.relid = InvalidOid;
+    g_result.fn = InvalidOid;
 }
 
 }  // namespace
@@ -535,26 +545,35 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     // the previous row of this statement is in, index entry and all
     pm_release_claim();
 
+    // one pass over the row (attribute access by number walks it each time)
+    Datum* dv = static_cast<Datum*>(palloc(sizeof(Datum) * static_cast<size_t>(desc->natts)));
+    bool* dn = static_cast<bool*>(palloc(sizeof(bool) * static_cast<size_t>(desc->natts)));
+    heap_deform_tuple(tup, desc, dv, dn);
+    auto col = [&](Col c, bool* isnull) {
+        *isnull = dn[m->att[c] - 1];
+        return dv[m->att[c] - 1];
+    };
+
     // a row that carries another transaction's id was written before: a
     // restore (pg_restore, COPY of a dump) keeps it exactly as it was
     bool n_txid;
-    Datum txid_d = heap_getattr(tup, m->att[cTxid], desc, &n_txid);
+    Datum txid_d = col(cTxid, &n_txid);
     if (!n_txid && DatumGetInt64(txid_d) != static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())))
         return PointerGetDatum(tup);
 
     bool n_tenant, n_provider, n_model, n_usage, n_cached, n_tier, n_rid, n_at, n_lat, n_ttft;
-    PmText tenant = text_of(tup, desc, m->att[cTenant], &n_tenant);
+    PmText tenant = text_of(dv, dn, m->att[cTenant], &n_tenant);
     check_tenant(n_tenant, tenant);
-    Datum lat = heap_getattr(tup, m->att[cLatency], desc, &n_lat);
-    Datum ttft = heap_getattr(tup, m->att[cTtft], desc, &n_ttft);
+    Datum lat = col(cLatency, &n_lat);
+    Datum ttft = col(cTtft, &n_ttft);
     check_times(n_lat, DatumGetInt32(lat), n_ttft, DatumGetInt32(ttft));
-    PmText provider = text_of(tup, desc, m->att[cProvider], &n_provider);
-    PmText model = text_of(tup, desc, m->att[cModel], &n_model);
-    PmText tier = text_of(tup, desc, m->att[cTier], &n_tier);
-    PmText rid = text_of(tup, desc, m->att[cRequestId], &n_rid);
-    Datum usage_d = heap_getattr(tup, m->att[cUsage], desc, &n_usage);
-    Datum cached_d = heap_getattr(tup, m->att[cCached], desc, &n_cached);
-    Datum at_d = heap_getattr(tup, m->att[cOccurredAt], desc, &n_at);
+    PmText provider = text_of(dv, dn, m->att[cProvider], &n_provider);
+    PmText model = text_of(dv, dn, m->att[cModel], &n_model);
+    PmText tier = text_of(dv, dn, m->att[cTier], &n_tier);
+    PmText rid = text_of(dv, dn, m->att[cRequestId], &n_rid);
+    Datum usage_d = col(cUsage, &n_usage);
+    Datum cached_d = col(cCached, &n_cached);
+    Datum at_d = col(cOccurredAt, &n_at);
 
     // idempotency first: a retry is neither priced nor stored
     int64 key = 0;
@@ -583,9 +602,19 @@ Datum meter_record(PG_FUNCTION_ARGS) {
     if (PG_NARGS() != NArgs) elog(ERROR, "meter.record expects %d arguments", static_cast<int>(NArgs));
     check_times(PG_ARGISNULL(aLatency), PG_ARGISNULL(aLatency) ? 0 : PG_GETARG_INT32(aLatency), PG_ARGISNULL(aTtft),
                 PG_ARGISNULL(aTtft) ? 0 : PG_GETARG_INT32(aTtft));
-    TupleDesc rdesc;
-    if (get_call_result_type(fcinfo, nullptr, &rdesc) != TYPEFUNC_COMPOSITE) elog(ERROR, "meter.record must return a composite");
-    rdesc = BlessTupleDesc(rdesc);
+    // meter.recorded's descriptor, looked up once per backend
+    if (g_result.fn != fcinfo->flinfo->fn_oid) {
+        TupleDesc rdesc;
+        if (get_call_result_type(fcinfo, nullptr, &rdesc) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "meter.record must return a composite");
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        TupleDesc copy = CreateTupleDescCopy(BlessTupleDesc(rdesc));
+        MemoryContextSwitchTo(old);
+        if (g_result.desc) FreeTupleDesc(g_result.desc);
+        g_result.desc = copy;
+        g_result.fn = fcinfo->flinfo->fn_oid;
+    }
+    TupleDesc rdesc = g_result.desc;
     RecordAnswer r;
     memset(&r, 0, sizeof r);
     if (!record_direct(fcinfo, &r)) record_spi(fcinfo, &r);

@@ -131,9 +131,13 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
     ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key));
     IndexScanDesc scan = index_beginscan(heap, index, &dirty, 1, 0);
     index_rescan(scan, &sk, 1, nullptr, 0);
-    TupleTableSlot* slot = table_slot_create(heap, nullptr);
+    // the slot is made only when the index has the key: a new request (the
+    // usual case) costs one descent per partition
+    TupleTableSlot* slot = nullptr;
     bool found = false;
-    while (index_getnext_slot(scan, ForwardScanDirection, slot)) {
+    while (index_getnext_tid(scan, ForwardScanDirection) != nullptr) {
+        if (!slot) slot = table_slot_create(heap, nullptr);
+        if (!index_fetch_heap(scan, slot)) continue;
         if (!same_text(slot, p->att[aTenant], tenant, tenant_len) || !same_text(slot, p->att[aRequestId], rid, rid_len))
             continue;  // another request with the same hash
         TransactionId w = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
@@ -153,7 +157,7 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
         dup->price_version = isnull ? 0 : DatumGetInt64(v);
         break;
     }
-    ExecDropSingleTupleTableSlot(slot);
+    if (slot) ExecDropSingleTupleTableSlot(slot);
     index_endscan(scan);
     index_close(index, AccessShareLock);
     return found;

@@ -117,6 +117,7 @@ void add_header(SkState* st, const SkHead& h) {
 // merge_into adds a bucket list to the state (PostgreSQL calls only).
 void merge_into(SkState* st, const int32* keys, const int64* counts, int32 n) {
     if (n == 0) return;
+    if (sketch::add_bins_in_place(st->keys, st->counts, st->n, keys, counts, n)) return;
     int32* ko = static_cast<int32*>(palloc(sizeof(int32) * static_cast<size_t>(st->n + n)));
     int64* co = static_cast<int64*>(palloc(sizeof(int64) * static_cast<size_t>(st->n + n)));
     int32 m = sketch::merge_bins(st->keys, st->counts, st->n, keys, counts, n, ko, co);

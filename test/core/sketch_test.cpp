@@ -124,3 +124,24 @@ TEST(Sketch, RefusesValuesAndQuantilesItCannotHold) {
     EXPECT_THROW(quantile(h.view(), -0.1), Error);
     EXPECT_EQ(quantile(h.view(), 0.5), 5);  // clamped to the observed range
 }
+
+TEST(Sketch, BinsAddInPlaceOnlyWhenEveryKeyIsPresent) {
+    int32_t k1[] = {3, 5, 9};
+    int64_t c1[] = {1, 2, 3};
+    int32_t sub[] = {5, 9};
+    int64_t csub[] = {10, 20};
+    EXPECT_TRUE(sketch::add_bins_in_place(k1, c1, 3, sub, csub, 2));
+    EXPECT_EQ(c1[0], 1);
+    EXPECT_EQ(c1[1], 12);
+    EXPECT_EQ(c1[2], 23);
+    // a key the state lacks: nothing changes, the caller merges with room
+    int32_t other[] = {5, 7};
+    int64_t cother[] = {100, 100};
+    EXPECT_FALSE(sketch::add_bins_in_place(k1, c1, 3, other, cother, 2));
+    EXPECT_EQ(c1[1], 12);
+    int32_t past[] = {10};
+    int64_t cpast[] = {1};
+    EXPECT_FALSE(sketch::add_bins_in_place(k1, c1, 3, past, cpast, 1));
+    EXPECT_TRUE(sketch::add_bins_in_place(k1, c1, 3, past, cpast, 0));
+    EXPECT_FALSE(sketch::add_bins_in_place(k1, c1, 0, sub, csub, 2));
+}
