@@ -553,7 +553,7 @@ CREATE TABLE meter.events (
     metadata        jsonb,
     occurred_at     timestamptz NOT NULL DEFAULT now(),
     received_at     timestamptz NOT NULL DEFAULT now(),
-    txid            bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
+    txid            bigint NOT NULL  -- set on the way in; kept only for restores by the owner
 ) PARTITION BY RANGE (occurred_at);
 COMMENT ON TABLE meter.events IS 'One row per API call: who, what, normalized usage, exact cost and potential cost, the price version used, latency, outcome. Insert or COPY into it directly, or call meter.record.';
 COMMENT ON COLUMN meter.events.potential_cost IS 'What the call would have cost without a cache hit; a cached response costs 0 and keeps this.';
@@ -589,6 +589,7 @@ CREATE TRIGGER event_priced BEFORE INSERT ON meter.events
 CREATE FUNCTION meter.create_partition(month timestamptz) RETURNS text
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'  -- month bounds are UTC midnights whatever the session's zone
 AS $$
 DECLARE
     v_from timestamptz := date_trunc('month', month AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
@@ -784,6 +785,12 @@ CREATE FUNCTION meter._unrolled(txid bigint, watermark pg_snapshot) RETURNS bool
 CREATE FUNCTION meter._rolls(txid bigint, prev pg_snapshot, cur pg_snapshot) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rolls';
 
+-- _rollup_mark: this transaction rolls up; an event it records afterwards
+-- would be counted as done by the watermark, so it is refused.
+CREATE FUNCTION meter._rollup_mark() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'meter_rollup_mark';
+REVOKE ALL ON FUNCTION meter._rollup_mark() FROM PUBLIC;
+
 CREATE FUNCTION meter.rollup() RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -794,6 +801,7 @@ DECLARE
     v_events bigint;
     v_from bigint;
 BEGIN
+    PERFORM meter._rollup_mark();
     INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
     -- one run at a time; a second waits and then finds what is left
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;

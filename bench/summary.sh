@@ -11,7 +11,8 @@
 #    [now() - 30 days, now()) by model, provider, none, day and subject, and
 #    of the peer's query by model (count, cost, p95 latency);
 #  - a check that meter.totals by model equals a query over meter.events.
-# Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11)
+# Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11;
+#        LOAD=0 measures the reads again on the database a previous run left)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$PGM_ROOT"
@@ -19,6 +20,7 @@ db=${BENCH_DB:-pg_meter_summary}
 events=${EVENTS:-10000000}
 reps=${REPS:-11}
 chunk=1000000
+if [[ ${LOAD:-1} == 1 ]]; then
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
 psql -X -q -d "$db" -f ../shared/peer/peer.sql >/dev/null 2>&1
 psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
@@ -76,6 +78,7 @@ awk -v a="$s" -v b="$e" -v c="$f" -v g="$g" -v h="$h" -v n="$events" -v r="$roll
   printf "meter.events load (priced):  %6.1f s (%.0f events/s)\n", b - a, n / (b - a)
   printf "peer log load:               %6.1f s\n", c - b
   printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, h - g, r / (h - g) }'
+fi
 psql -X -q -At -d "$db" -c "SELECT 'rollup rows: ' || (SELECT count(*) FROM meter.rollup_hourly) || ' hourly, ' || (SELECT count(*) FROM meter.rollup_daily) || ' daily'"
 
 echo "== check: meter.totals by model equals the raw events"

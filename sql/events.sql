@@ -101,10 +101,62 @@ SELECT cost, duplicate FROM meter.record(tenant => 'cols', provider => 'openai',
     usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-2', occurred_at => :t);
 SELECT count(*) AS cols_events FROM meter.events WHERE tenant = 'cols';
 
+-- many statements with request ids in one transaction hold one key lock at
+-- its end, the last new key's (each row releases the previous key), and
+-- warn about nothing
+BEGIN;
+SELECT count(meter.record(tenant => 'locks', endpoint => '/x', request_id => 'l-' || i, occurred_at => :t)) FROM generate_series(1, 3) i;
+SELECT (meter.record(tenant => 'locks', endpoint => '/x', request_id => 'l-4', occurred_at => :t)).duplicate;
+SELECT (meter.record(tenant => 'locks', endpoint => '/x', request_id => 'l-5', occurred_at => :t)).duplicate;
+SAVEPOINT s1;
+INSERT INTO meter.events (tenant, endpoint, request_id, occurred_at) VALUES ('locks', '/x', 'l-6', :t);
+RELEASE SAVEPOINT s1;
+SELECT (meter.record(tenant => 'locks', endpoint => '/x', request_id => 'l-1', occurred_at => :t)).duplicate AS l1_again;
+SELECT (meter.record(tenant => 'locks', endpoint => '/x', request_id => 'l-7', occurred_at => :t)).duplicate;
+SELECT count(*) AS key_locks FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 20557 AND pid = pg_backend_pid();
+COMMIT;
+SELECT count(*) AS locks_events FROM meter.events WHERE tenant = 'locks';
+
+-- a txid given by anyone but the table's owner is replaced: the row is
+-- priced and keyed like any other (only a restore keeps rows as they were)
+CREATE ROLE pgm_events_app NOLOGIN;
+GRANT INSERT, SELECT ON meter.events TO pgm_events_app;
+GRANT USAGE ON SEQUENCE meter.event_id_seq TO pgm_events_app;
+SET ROLE pgm_events_app;
+INSERT INTO meter.events (tenant, provider, model, usage, cost, priced, request_id, occurred_at, txid)
+VALUES ('app-role', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000000, "completion_tokens": 0}', 0, true, 'ar-1', :t, 3);
+SELECT (meter.record(tenant => 'app-role', endpoint => '/x', request_id => 'ar-1', occurred_at => :t)).duplicate AS ar_1_again;
+RESET ROLE;
+SELECT cost, priced, txid <> 3 AS txid_replaced, request_key IS NOT NULL AS keyed FROM meter.events WHERE tenant = 'app-role';
+REVOKE ALL ON meter.events FROM pgm_events_app;
+REVOKE ALL ON SEQUENCE meter.event_id_seq FROM pgm_events_app;
+DROP ROLE pgm_events_app;
+
+-- an event recorded after meter.rollup() in the same transaction would be
+-- counted as rolled up by the watermark: refused
+BEGIN;
+SELECT meter.rollup() >= 0 AS rolled;
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', occurred_at => '2026-01-15 12:00+00')$$);
+SELECT pm_err($$INSERT INTO meter.events (tenant, endpoint) VALUES ('coach', '/x')$$);
+ROLLBACK;
+
+-- partitions are UTC months whatever the session's time zone
+SET TimeZone = 'Europe/Berlin';
+SELECT meter.create_partition('2027-10-15+00');
+SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'events_2027_10';
+SET TimeZone = 'UTC';
+DROP TABLE meter.events_2027_10;
+
+-- a column pg_meter writes, changed to another type, is refused clearly
+ALTER TABLE meter.events ALTER COLUMN latency_ms TYPE bigint;
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', occurred_at => '2026-01-15 12:00+00')$$);
+ALTER TABLE meter.events ALTER COLUMN latency_ms TYPE integer;
+
 -- bad input is refused with a clear error, naming the field
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '{"prompt_tokens": -5, "completion_tokens": 1}')$$);
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '[1]')$$);
 SELECT pm_err($$SELECT meter.record(tenant => NULL, endpoint => '/x')$$);
+SELECT pm_err($$SELECT meter.record(tenant => '', endpoint => '/x')$$);
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', latency_ms => -1)$$);
 SELECT pm_err($$SELECT meter.record_batch('{"tenant": "coach"}')$$);
 SELECT pm_err($$INSERT INTO meter.events (tenant, provider, model, usage) VALUES ('coach', 'openai', 'gpt-4o', '{"prompt_tokens": 1.5, "completion_tokens": 1}')$$);

@@ -39,6 +39,7 @@ extern "C" {
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "storage/proc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -66,6 +67,12 @@ const char* const kColNames[NCols] = {
     "request_id",     "request_key",    "metadata",        "occurred_at",   "received_at",
     "txid"};
 
+// the type pg_meter reads and writes in each column
+const Oid kColTypes[NCols] = {
+    INT8OID,  TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,  TEXTOID, TEXTOID,     JSONBOID,    INT8OID, INT8OID,
+    INT8OID,  INT8OID, BOOLOID, TEXTOID, NUMERICOID, NUMERICOID, INT8OID, BOOLOID, TEXTOID, INT4OID, INT4OID,
+    BOOLOID,  TEXTOID, TEXTOID, TEXTOID, INT8OID,  JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
+
 // attribute numbers per partition (partitions may differ after dropped
 // columns); exact says the partition has these columns and no other, so
 // meter.record may form its rows directly
@@ -87,7 +94,15 @@ const AttMap* attmap_for(Relation rel) {
     TupleDesc d = RelationGetDescr(rel);
     for (int c = 0; c < NCols; ++c) {
         m.att[c] = SPI_fnumber(d, kColNames[c]);
-        if (m.att[c] <= 0) elog(ERROR, "meter.events has no column \"%s\"", kColNames[c]);
+        if (m.att[c] <= 0)
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN), errmsg("meter.events has no column \"%s\"", kColNames[c]),
+                            errhint("pg_meter writes every column it created; restore it, or make the extension anew.")));
+        Oid t = TupleDescAttr(d, m.att[c] - 1)->atttypid;
+        if (t != kColTypes[c])
+            ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                            errmsg("column \"%s\" of meter.events has type %s", kColNames[c], format_type_be(t)),
+                            errdetail("pg_meter writes it as %s.", format_type_be(kColTypes[c])),
+                            errhint("Change the column back to that type.")));
     }
     int live = 0;
     for (int i = 0; i < d->natts; ++i)
@@ -128,8 +143,22 @@ void check_times(bool n_latency, int32 latency, bool n_ttft, int32 ttft) {
 
 void check_tenant(bool isnull, PmText tenant) {
     if (isnull || tenant.len == 0)
-        ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION), errmsg("an event needs a tenant"),
+        ereport(ERROR, (errcode(isnull ? ERRCODE_NOT_NULL_VIOLATION : ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("an event needs a tenant"), errdetail("The tenant is %s.", isnull ? "NULL" : "empty"),
                         errhint("Name the project or application the call belongs to.")));
+}
+
+// g_rolled_lxid is the local transaction that ran meter.rollup(): its
+// watermark already counts this transaction as done, so an event it wrote
+// afterwards would never be rolled up or read as tail.
+LocalTransactionId g_rolled_lxid = InvalidLocalTransactionId;
+
+void check_not_rolled_here() {
+    if (g_rolled_lxid == MyProc->lxid && g_rolled_lxid != InvalidLocalTransactionId)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("cannot record an event after meter.rollup() in the same transaction"),
+                        errdetail("The rollup's watermark counts this transaction as finished."),
+                        errhint("Record events in a transaction of their own, or before the rollup.")));
 }
 
 // Outcome is what pricing decided for a row, as plain data (one per
@@ -247,6 +276,7 @@ enum Arg {
 struct RecordAnswer {
     Datum v[6];
     bool n[6];
+    bool skipped;
 };
 
 void answer_duplicate(RecordAnswer* r) {
@@ -299,6 +329,7 @@ bool direct_ok(Relation events, Relation part, const AttMap* m) {
         if (n != expect) return false;
         return n == 0 || strcmp(t->triggers[0].tgname, "event_priced") == 0;
     };
+    if (part->rd_rel->relkind != RELKIND_RELATION || part->rd_tableam == nullptr) return false;
     if (!m->exact || !only_ours(events, 1) || !only_ours(part, 1)) return false;
     if (events->rd_rel->relrowsecurity || part->rd_rel->relrowsecurity) return false;
     if (part->rd_att->constr && part->rd_att->constr->num_check > 0) return false;
@@ -319,9 +350,10 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     }
     Oid seq = g_events.seq;
     if (!OidIsValid(seq)) return false;
+    // without INSERT on the whole table (column grants, or none) the INSERT
+    // path checks and reports exactly what PostgreSQL would
+    if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK) return false;
     Relation events = table_open(relid, RowExclusiveLock);
-    AclResult acl = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
-    if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, RelationGetRelationName(events));
     Datum at = PG_ARGISNULL(aOccurredAt) ? TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())
                                          : PG_GETARG_DATUM(aOccurredAt);
     bool no_partition;
@@ -339,6 +371,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     }
 
     pm_release_claim();
+    check_not_rolled_here();
     PmText tenant = PG_ARGISNULL(aTenant) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aTenant));
     check_tenant(PG_ARGISNULL(aTenant), tenant);
     int64 key = 0;
@@ -346,7 +379,10 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     if (has_key) {
         PmText rid = text_datum(PG_GETARG_DATUM(aRequestId));
         key = pm_request_key(tenant.s, tenant.len, rid.s, rid.len);
-        if (!pm_claim_request(part, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup)) {
+        g_dup.answer_cxt = CurrentMemoryContext;
+        bool fresh = pm_claim_request(part, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup);
+        g_dup.answer_cxt = nullptr;
+        if (!fresh) {
             table_close(part, NoLock);
             table_close(events, NoLock);
             answer_duplicate(r);
@@ -422,6 +458,8 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
         }
     TupleTableSlot* slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsHeapTuple);
     ExecStoreHeapTuple(tup, slot, false);
+    // NOT NULL as the INSERT checks it (a constraint of the user's included)
+    ExecConstraints(rri, slot, estate);
     table_tuple_insert(part, slot, GetCurrentCommandId(true), 0, nullptr);
     if (rri->ri_NumIndices > 0) {
         List* recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, nullptr, NIL);
@@ -483,7 +521,13 @@ void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
         g_record = plan;
     }
     g_dup.found = false;
-    int rc = SPI_execute_plan(g_record, vals, nulls, false, 1);
+    g_dup.answer_cxt = upper;  // the trigger copies a duplicate's answer here
+    int rc;
+    PG_TRY();
+    { rc = SPI_execute_plan(g_record, vals, nulls, false, 1); }
+    PG_FINALLY();
+    { g_dup.answer_cxt = nullptr; }
+    PG_END_TRY();
     if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "meter.record's insert failed (%d)", rc);
     if (SPI_processed == 1) {
         HeapTuple t = SPI_tuptable->vals[0];
@@ -502,7 +546,7 @@ void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
     } else if (g_dup.found) {
         answer_duplicate(r);  // the trigger skipped a retry
     } else {
-        elog(ERROR, "meter.record's insert stored no row and found no earlier one");
+        r->skipped = true;  // a trigger of the user's skipped the row
     }
     SPI_finish();
 }
@@ -531,6 +575,14 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(meter_event_before_insert);
 PG_FUNCTION_INFO_V1(meter_record);
+PG_FUNCTION_INFO_V1(meter_rollup_mark);
+
+// meter_rollup_mark notes that this transaction runs meter.rollup(), so
+// that an event it records afterwards is refused instead of lost.
+Datum meter_rollup_mark(PG_FUNCTION_ARGS) {
+    g_rolled_lxid = MyProc->lxid;
+    PG_RETURN_VOID();
+}
 
 // meter_event_before_insert deduplicates and prices one event row.
 Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
@@ -554,12 +606,15 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
         return dv[m->att[c] - 1];
     };
 
-    // a row that carries another transaction's id was written before: a
-    // restore (pg_restore, COPY of a dump) keeps it exactly as it was
+    // a row that comes with its writing transaction was written before: a
+    // restore (pg_restore, COPY of a dump, run by the table's owner) keeps
+    // it exactly as it was. Anyone else's txid is replaced, so that no
+    // client can skip pricing or idempotency, or hide a row from rollups.
     bool n_txid;
-    Datum txid_d = col(cTxid, &n_txid);
-    if (!n_txid && DatumGetInt64(txid_d) != static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId())))
-        return PointerGetDatum(tup);
+    col(cTxid, &n_txid);
+    if (!n_txid && pg_class_ownercheck(pm_events_oid(), GetUserId())) return PointerGetDatum(tup);
+    check_not_rolled_here();
+    int64 txid = static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId()));
 
     bool n_tenant, n_provider, n_model, n_usage, n_cached, n_tier, n_rid, n_at, n_lat, n_ttft;
     PmText tenant = text_of(dv, dn, m->att[cTenant], &n_tenant);
@@ -588,10 +643,13 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(DatumGetJsonbP(usage_d));
     price_row(provider, n_provider, n_model ? PmText{"", 0} : model, tier, n_tier, usage, n_usage, cached, to_micros(at));
 
-    int cols[NCols];
-    Datum vals[NCols];
-    bool nulls[NCols];
+    int cols[NCols + 1];
+    Datum vals[NCols + 1];
+    bool nulls[NCols + 1];
     int n = priced_columns(m, &g_out, !n_rid, key, n_usage, cols, vals, nulls);
+    cols[n] = m->att[cTxid];
+    vals[n] = Int64GetDatum(txid);
+    nulls[n++] = false;
     return PointerGetDatum(heap_modify_tuple_by_cols(tup, desc, n, cols, vals, nulls));
 }
 
@@ -602,7 +660,12 @@ Datum meter_record(PG_FUNCTION_ARGS) {
     if (PG_NARGS() != NArgs) elog(ERROR, "meter.record expects %d arguments", static_cast<int>(NArgs));
     check_times(PG_ARGISNULL(aLatency), PG_ARGISNULL(aLatency) ? 0 : PG_GETARG_INT32(aLatency), PG_ARGISNULL(aTtft),
                 PG_ARGISNULL(aTtft) ? 0 : PG_GETARG_INT32(aTtft));
-    // meter.recorded's descriptor, looked up once per backend
+    RecordAnswer r;
+    memset(&r, 0, sizeof r);
+    if (!record_direct(fcinfo, &r)) record_spi(fcinfo, &r);
+    if (r.skipped) PG_RETURN_NULL();
+    // meter.recorded's descriptor, looked up once per backend (after the
+    // insert: a nested meter.record may have looked it up anew)
     if (g_result.fn != fcinfo->flinfo->fn_oid) {
         TupleDesc rdesc;
         if (get_call_result_type(fcinfo, nullptr, &rdesc) != TYPEFUNC_COMPOSITE)
@@ -615,9 +678,6 @@ Datum meter_record(PG_FUNCTION_ARGS) {
         g_result.fn = fcinfo->flinfo->fn_oid;
     }
     TupleDesc rdesc = g_result.desc;
-    RecordAnswer r;
-    memset(&r, 0, sizeof r);
-    if (!record_direct(fcinfo, &r)) record_spi(fcinfo, &r);
     PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(rdesc, r.v, r.n)));
 }
 

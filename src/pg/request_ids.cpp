@@ -28,6 +28,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 }
 
@@ -68,6 +69,12 @@ const Part* part_of(Relation rel) {
     Oid relid = RelationGetRelid(rel);
     for (int i = 0; i < g_nparts; ++i)
         if (g_parts[i].relid == relid) return &g_parts[i];
+    if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_tableam == nullptr)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("partition \"%s\" of meter.events is not a plain table", RelationGetRelationName(rel)),
+                        errdetail("Request ids are deduplicated through an index of every partition, which needs "
+                                  "table partitions (not sub-partitioned or foreign ones)."),
+                        errhint("Create partitions with meter.create_partition.")));
     Part p;
     p.relid = relid;
     p.index = InvalidOid;
@@ -109,11 +116,11 @@ bool same_text(TupleTableSlot* slot, AttrNumber att, const char* s, int len) {
     return static_cast<int>(VARSIZE_ANY_EXHDR(t)) == len && memcmp(VARDATA_ANY(t), s, static_cast<size_t>(len)) == 0;
 }
 
-Datum numeric_copy(TupleTableSlot* slot, AttrNumber att) {
+Datum numeric_copy(TupleTableSlot* slot, AttrNumber att, MemoryContext cxt) {
     bool isnull;
     Datum d = slot_getattr(slot, att, &isnull);
     if (isnull) return Datum(0);
-    MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
     Datum c = datumCopy(d, false, -1);
     MemoryContextSwitchTo(old);
     return c;
@@ -132,10 +139,12 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
     IndexScanDesc scan = index_beginscan(heap, index, &dirty, 1, 0);
     index_rescan(scan, &sk, 1, nullptr, 0);
     // the slot is made only when the index has the key: a new request (the
-    // usual case) costs one descent per partition
+    // usual case) costs one descent per partition. The loop is
+    // index_getnext_slot's, HOT chains included.
     TupleTableSlot* slot = nullptr;
     bool found = false;
-    while (index_getnext_tid(scan, ForwardScanDirection) != nullptr) {
+    for (;;) {
+        if (!scan->xs_heap_continue && index_getnext_tid(scan, ForwardScanDirection) == nullptr) break;
         if (!slot) slot = table_slot_create(heap, nullptr);
         if (!index_fetch_heap(scan, slot)) continue;
         if (!same_text(slot, p->att[aTenant], tenant, tenant_len) || !same_text(slot, p->att[aRequestId], rid, rid_len))
@@ -148,9 +157,10 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
         bool isnull;
         found = true;
         dup->found = true;
+        if (!dup->answer_cxt) break;  // nobody asks what the first one was
         dup->event_id = DatumGetInt64(slot_getattr(slot, p->att[aEventId], &isnull));
-        dup->cost = numeric_copy(slot, p->att[aCost]);
-        dup->potential_cost = numeric_copy(slot, p->att[aPotential]);
+        dup->cost = numeric_copy(slot, p->att[aCost], dup->answer_cxt);
+        dup->potential_cost = numeric_copy(slot, p->att[aPotential], dup->answer_cxt);
         Datum pr = slot_getattr(slot, p->att[aPriced], &isnull);
         dup->priced = !isnull && DatumGetBool(pr);
         Datum v = slot_getattr(slot, p->att[aVersion], &isnull);
@@ -163,13 +173,40 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
     return found;
 }
 
+// key_lock takes or releases a key lock as the top transaction's: locks of
+// a statement's or a savepoint's resource owner move to its parent when it
+// ends, and LockRelease could no longer find them.
+void key_lock(const LOCKTAG* tag, bool take) {
+    ResourceOwner saved = CurrentResourceOwner;
+    CurrentResourceOwner = TopTransactionResourceOwner;
+    PG_TRY();
+    {
+        if (take)
+            (void)LockAcquire(tag, ExclusiveLock, false, false);
+        else
+            LockRelease(tag, ExclusiveLock, false);
+    }
+    PG_FINALLY();
+    { CurrentResourceOwner = saved; }
+    PG_END_TRY();
+}
+
+void xact_ended(XactEvent event, void*) {
+    // the transaction's locks are gone with it
+    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+        event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+        g_holding = false;
+}
+
 }  // namespace
 
 Oid pm_events_oid() {
     Oid relid = g_events;
     if (!OidIsValid(relid)) {
         relid = get_relname_relid("events", get_namespace_oid("meter", false));
-        if (!OidIsValid(relid)) elog(ERROR, "meter.events does not exist");
+        if (!OidIsValid(relid))
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("meter.events does not exist"),
+                            errhint("Run CREATE EXTENSION pg_meter.")));
         g_events = relid;
     }
     return relid;
@@ -183,8 +220,7 @@ int64 pm_request_key(const char* tenant, int tenant_len, const char* rid, int ri
 void pm_release_claim() {
     if (!g_holding) return;
     g_holding = false;
-    // an aborted (sub)transaction may have released it already
-    if (LockHeldByMe(&g_held, ExclusiveLock)) LockRelease(&g_held, ExclusiveLock, false);
+    if (LockHeldByMe(&g_held, ExclusiveLock)) key_lock(&g_held, false);
 }
 
 bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len,
@@ -195,7 +231,7 @@ bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_l
                          static_cast<uint32>(key), kLockClass);
     Relation events = table_open(pm_events_oid(), AccessShareLock);
     for (;;) {
-        (void)LockAcquire(&tag, ExclusiveLock, false, false);
+        key_lock(&tag, true);
         TransactionId xwait = InvalidTransactionId;
         dup->found = false;
         // the row's own partition first: a retry usually lands there
@@ -210,13 +246,13 @@ bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_l
         if (TransactionIdIsValid(xwait)) {
             // never wait while holding the key: the other transaction may
             // need it for another row
-            LockRelease(&tag, ExclusiveLock, false);
+            key_lock(&tag, false);
             XactLockTableWait(xwait, nullptr, nullptr, XLTW_None);
             continue;
         }
         table_close(events, NoLock);
         if (found) {
-            LockRelease(&tag, ExclusiveLock, false);
+            key_lock(&tag, false);
             return false;
         }
         g_held = tag;
@@ -225,6 +261,9 @@ bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_l
     }
 }
 
-void pm_request_ids_register() { CacheRegisterRelcacheCallback(relcache_changed, (Datum)0); }
+void pm_request_ids_register() {
+    CacheRegisterRelcacheCallback(relcache_changed, (Datum)0);
+    RegisterXactCallback(xact_ended, nullptr);
+}
 
 }  // namespace pgm::pg

@@ -34,8 +34,10 @@ extern "C" {
 namespace pgm::pg {
 
 // PmDuplicate is the event a retry was a duplicate of, as meter.record
-// answers it (numerics live in the transaction's memory).
+// answers it. The numerics are copied into answer_cxt when it is set (only
+// meter.record asks: a COPY of retries keeps nothing).
 struct PmDuplicate {
+    MemoryContext answer_cxt;
     bool found;
     int64 event_id;
     Datum cost;  // numeric, or 0 when NULL
@@ -62,7 +64,8 @@ void pm_release_claim();
 // relcache invalidation).
 Oid pm_events_oid();
 
-// pm_request_ids_register installs the relcache callback (from _PG_init).
+// pm_request_ids_register installs the relcache and transaction callbacks
+// (from _PG_init).
 void pm_request_ids_register();
 
 }  // namespace pgm::pg
