@@ -714,30 +714,9 @@ CREATE TABLE meter.rollup_hourly (
 CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
     CONSTRAINT rollup_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, provider, model, endpoint, feature))
     WITH (toast_tuple_target = 8160);
-CREATE TABLE meter.rollup_subject_daily (
-    tenant             text NOT NULL,
-    bucket             timestamptz NOT NULL,
-    subject            text,
-    provider           text,
-    model              text,
-    endpoint           text,
-    feature            text,
-    requests           bigint NOT NULL,
-    errors             bigint NOT NULL,
-    cache_hits         bigint NOT NULL,
-    unpriced           bigint NOT NULL,
-    input_tokens       numeric NOT NULL,
-    output_tokens      numeric NOT NULL,
-    cache_read_tokens  numeric NOT NULL,
-    cache_write_tokens numeric NOT NULL,
-    cost               numeric NOT NULL,
-    potential_cost     numeric NOT NULL,
-    latency            meter.sketch,
-    ttft               meter.sketch,
-    first_at           timestamptz NOT NULL,
-    last_at            timestamptz NOT NULL,
-    CONSTRAINT rollup_subject_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature)
-) WITH (toast_tuple_target = 8160);
+CREATE TABLE meter.rollup_subject_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS, subject text,
+    CONSTRAINT rollup_subject_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature))
+    WITH (toast_tuple_target = 8160);
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
 COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days): what per-user totals read.';
@@ -838,7 +817,9 @@ BEGIN
         ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
         RETURNING 1
     ), subject_daily AS (
-        INSERT INTO meter.rollup_subject_daily AS r
+        INSERT INTO meter.rollup_subject_daily AS r (tenant, bucket, subject, provider, model, endpoint, feature, requests,
+               errors, cache_hits, unpriced, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost,
+               potential_cost, latency, ttft, first_at, last_at)
         SELECT tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
                first_at, last_at
