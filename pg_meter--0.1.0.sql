@@ -560,18 +560,21 @@ COMMENT ON COLUMN meter.events.potential_cost IS 'What the call would have cost 
 COMMENT ON COLUMN meter.events.usage IS 'The normalized usage: every meter the provider reported, under pg_meter''s names (input_tokens counts cached input too).';
 COMMENT ON COLUMN meter.events.input_tokens IS 'Input tokens from the normalized usage (cached ones included), as a column for rollups and dashboards; also output_tokens, cache_read_tokens, cache_write_tokens.';
 COMMENT ON COLUMN meter.events.request_key IS 'A 64-bit hash of (tenant, request_id), indexed in every partition: how a retry is found whichever partition the first one is in.';
-COMMENT ON COLUMN meter.events.txid IS 'The writing transaction (an xid8 as bigint, so that a BRIN index finds the events not rolled up yet), for exactly-once rollups.';
+COMMENT ON COLUMN meter.events.txid IS 'The writing transaction (an xid8 as bigint, indexed, so that the events not rolled up yet are found without a scan), for exactly-once rollups.';
 
 -- where an event goes when no partition of its month exists: never lost
 CREATE TABLE meter.events_default PARTITION OF meter.events DEFAULT;
 -- indexes live on each partition, not on the parent: a parent index owned
 -- by the extension would make pg_restore create every partition's index
--- twice. Both are BRIN: times and transaction ids grow with insertion, so
--- they find recent rows and the unrolled tail while costing ingest almost
--- nothing (a btree per event costs about a quarter of the throughput,
--- bench/write_path_spike.sh); reads of whole hours go to the rollups.
-CREATE INDEX events_default_time ON meter.events_default USING brin (occurred_at) WITH (autosummarize = on);
-CREATE INDEX events_default_txid ON meter.events_default USING brin (txid) WITH (autosummarize = on);
+-- twice. Times and transaction ids grow with insertion, so their btrees
+-- take appends at the right edge (about 5 % of single-event throughput
+-- for both). They were BRIN: cheaper to write, but after a bulk load with
+-- autosummarize and a VACUUM, one placeholder summary was left in the
+-- index, and PostgreSQL 15's BRIN scans then returned every range after it
+-- (1,756 of 2,006 in that partition): a 30-day summary over ten million
+-- events went from 11 ms to 1.4 s until a REINDEX (bench/README.md).
+CREATE INDEX events_default_time ON meter.events_default (occurred_at);
+CREATE INDEX events_default_txid ON meter.events_default (txid);
 -- the one btree: request ids, deduplicated across partitions by the trigger
 -- (src/pg/request_ids.hpp); every partition needs it
 CREATE INDEX events_default_request ON meter.events_default (request_key) WHERE request_key IS NOT NULL;
@@ -600,8 +603,8 @@ BEGIN
     END IF;
     EXECUTE format('CREATE TABLE meter.%I PARTITION OF meter.events FOR VALUES FROM (%L) TO (%L)',
                    v_name, v_from, v_from + interval '1 month');
-    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (occurred_at) WITH (autosummarize = on)', v_name || '_time', v_name);
-    EXECUTE format('CREATE INDEX %I ON meter.%I USING brin (txid) WITH (autosummarize = on)', v_name || '_txid', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I (occurred_at)', v_name || '_time', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I (txid)', v_name || '_txid', v_name);
     EXECUTE format('CREATE INDEX %I ON meter.%I (request_key) WHERE request_key IS NOT NULL', v_name || '_request', v_name);
     RETURN v_name;
 END $$;
@@ -797,7 +800,7 @@ BEGIN
                coalesce(date_trunc('hour', e.occurred_at), date_trunc('day', e.occurred_at)) AS bucket,
                e.subject, e.provider, e.model, e.endpoint, e.feature, %2$s
           FROM meter.events e
-         WHERE e.txid >= %1$s  -- the same bound as a constant, so the BRIN index serves it
+         WHERE e.txid >= %1$s  -- the same bound as a constant, so the txid index serves it
            AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot()))
          GROUP BY GROUPING SETS ((e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
                                  (e.tenant, date_trunc('day', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
@@ -930,7 +933,7 @@ BEGIN
         d2 := h2;
         v_coarse := v_fine;
     END IF;
-    -- a lower bound of the tail as a constant, so the BRIN index on txid
+    -- a lower bound of the tail as a constant, so the index on txid
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;

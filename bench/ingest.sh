@@ -91,8 +91,8 @@ t4=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v e="$t4" -v n="$rows" -v r="$rolled" 'BEGIN {
   printf "COPY into meter.events (priced, deduplicated): %6.1f s\n", b - a
   printf "peer INSERT ... SELECT into its indexed log:   %6.1f s\n", c - b
-  printf "ratio meter / peer: %.2f\n", (b - a) / (c - b)
-  printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, e - d, r / (e - d) }'
+  printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, e - d, r / (e - d)
+  printf "ratio meter / peer, ingest alone: %.2f; priced and rolled up: %.2f\n", (b - a) / (c - b), (b - a + e - d) / (c - b) }'
 psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event: ' || round((sum(pg_total_relation_size(c.oid)))::numeric / $rows, 1)
                                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
 

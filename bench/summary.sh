@@ -96,24 +96,23 @@ SELECT CASE WHEN count(*) = 0 THEN 'exact: every model''s requests, tokens and c
          SELECT key, requests, input_tokens, output_tokens, cost FROM meter.totals('app', now() - interval '30 days', now(), 'model'))) d;
 SQL
 
-echo "== 30-day summary, median of $reps (each in a new session)"
+echo "== 30-day summary, median of $reps: each in a new session (cold), and in one session after a first call (warm)"
 ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
+# warm: one session runs the statement reps + 1 times; the first is dropped
+warm_of() { { echo '\timing on'; for ((k = 0; k <= reps; k++)); do echo "$1;"; done; } | psql -X -q -d "$db" |
+            grep -oE 'Time: [0-9.]+' | tail -n +2 | awk '{print $2}'; }
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-peer_ms=""
 for by in model provider none day subject; do
   arg=$([[ $by == none ]] && echo NULL || echo "'$by'")
-  xs=()
-  for ((k = 0; k < reps; k++)); do
-    xs+=("$(ms_of "SELECT * FROM meter.totals('app', now() - interval '30 days', now(), $arg)")")
-  done
-  printf 'meter.totals by %-8s %8.1f ms\n' "$by" "$(printf '%s\n' "${xs[@]}" | median)"
+  q="SELECT * FROM meter.totals('app', now() - interval '30 days', now(), $arg)"
+  cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
+  warm=$(warm_of "$q" | median)
+  printf 'meter.totals by %-8s cold %8.1f ms   warm %8.1f ms\n' "$by" "$cold" "$warm"
 done
-xs=()
-for ((k = 0; k < 3; k++)); do
-  xs+=("$(ms_of "SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model")")
-done
-peer_ms=$(printf '%s\n' "${xs[@]}" | median)
-m=$(for ((k = 0; k < reps; k++)); do ms_of "SELECT * FROM meter.totals('app', now() - interval '30 days', now(), 'model')"; done | median)
-awk -v a="$m" -v b="$peer_ms" 'BEGIN { printf "by model: meter.totals %.1f ms, peer raw query %.1f ms (median of 3): %.0fx\n", a, b, b / a }'
+peer_q="SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model"
+peer_ms=$(for ((k = 0; k < 3; k++)); do ms_of "$peer_q"; done | median)
+q="SELECT * FROM meter.totals('app', now() - interval '30 days', now(), 'model')"
+m=$(warm_of "$q" | median)
+awk -v a="$m" -v b="$peer_ms" 'BEGIN { printf "by model: meter.totals %.1f ms (warm), peer raw query %.1f ms (median of 3): %.0fx\n", a, b, b / a }'
 psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event (events with indexes): ' || round(sum(pg_total_relation_size(c.oid))::numeric / $events, 1)
                                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
