@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: the main job. Sets everything up, loads the genai-prices catalog,
-# adds a few custom prices, and prices a realistic set of provider responses.
+# adds a few custom prices, prices a realistic set of provider responses,
+# then records six hours of a coaching app's calls (retries, polls, an
+# unpriced model), rolls them up and reads totals that equal the raw log.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PGM_ROOT"
@@ -42,6 +44,56 @@ SELECT sum(meter.cost(r->>'provider', r->>'model', r->'usage', now(), coalesce(r
 SELECT meter, quantity, unit_price, per, amount
   FROM meter.cost_breakdown('anthropic', 'claude-sonnet-4-5-20250929',
        '{"input_tokens": 44, "cache_read_input_tokens": 4735, "output_tokens": 412}') WHERE quantity <> 0;
+SQL
+
+# the write path: a coaching app's last six hours, recorded, rolled up and read
+psql -X -q -v ON_ERROR_STOP=1 -v responses="$(cat demo/responses.json)" <<'SQL'
+\pset footer off
+\echo
+\echo pg_meter: a coaching app's last six hours: every call recorded, priced, rolled up
+-- 300 model calls of three users (the sample responses in turn; every ninth
+-- answered from the app's response cache, so it costs nothing), a /health
+-- check and a chart endpoint polled by one session, one call of a model no
+-- catalog prices yet, and a client that retries a request it already sent
+SELECT count(*) AS calls_recorded FROM (
+  SELECT meter.record(tenant => 'coach-app', subject => 'user-' || (i % 3 + 1), session => 's-' || (i % 7),
+                      provider => r->>'provider', model => r->>'model', usage => r->'usage',
+                      service_tier => coalesce(r->>'service_tier', 'standard'), cached => i % 9 = 0,
+                      endpoint => '/api/chat', feature => CASE WHEN i % 4 = 0 THEN 'summary' ELSE 'coach' END,
+                      latency_ms => 300 + (i * 7919) % 4000, ttft_ms => 120 + (i * 31) % 400,
+                      success => i % 50 <> 0, error => CASE WHEN i % 50 = 0 THEN 'timeout' END,
+                      request_id => 'req-' || i, occurred_at => now() - interval '6 hours' + i * interval '72 seconds')
+    FROM generate_series(1, 300) AS i,
+         LATERAL (SELECT r FROM jsonb_array_elements(:'responses'::jsonb) WITH ORDINALITY AS x(r, n)
+                   WHERE n = 1 + i % jsonb_array_length(:'responses'::jsonb)) AS pick) s;
+SELECT count(*) AS polls_recorded FROM (
+  SELECT meter.record(tenant => 'coach-app', session => 's-poll', endpoint => CASE WHEN i % 10 = 0 THEN '/health' ELSE '/api/chart-commands' END,
+                      latency_ms => 4 + i % 9, occurred_at => now() - interval '6 hours' + i * interval '9 seconds')
+    FROM generate_series(1, 2400) AS i) s;
+SELECT priced, cost FROM meter.record(tenant => 'coach-app', subject => 'user-1',
+    provider => 'openai', model => 'gpt-7-preview', usage => '{"prompt_tokens": 900, "completion_tokens": 120}',
+    endpoint => '/api/chat', latency_ms => 2100, request_id => 'req-new-model');
+SELECT model, unpriced_reason FROM meter.events WHERE tenant = 'coach-app' AND request_id = 'req-new-model';
+\echo a retry of req-42 is told it was a duplicate, with the first answer:
+SELECT event_id, cost, duplicate FROM meter.record(tenant => 'coach-app', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1, "completion_tokens": 1}', request_id => 'req-42');
+SELECT meter.rollup() AS events_rolled_up;
+-- calls that arrive after the rollup: totals add them from the log
+SELECT count(meter.record(tenant => 'coach-app', subject => 'user-2', provider => 'google', model => 'gemini-2.5-flash',
+                          usage => '{"promptTokenCount": 1830, "candidatesTokenCount": 402}', endpoint => '/api/chat',
+                          latency_ms => 950, request_id => 'late-' || i)) AS recorded_after_rollup
+  FROM generate_series(1, 5) AS i;
+\echo
+\echo last six hours by model (rollups plus what is not rolled up yet):
+SELECT coalesce(key, '(no model)') AS model, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost,
+       potential_cost, round(p50_ms) AS p50_ms, round(p95_ms) AS p95_ms
+  FROM meter.totals('coach-app', now() - interval '6 hours', now() + interval '1 minute', 'model');
+\echo by user:
+SELECT coalesce(key, '(guest)') AS subject, requests, cost, round(p95_ms) AS p95_ms
+  FROM meter.totals('coach-app', now() - interval '6 hours', now() + interval '1 minute', 'subject');
+\echo the same totals straight from the raw log, to the picodollar:
+SELECT count(*) AS requests, sum(cost) AS cost, sum(potential_cost) AS potential_cost, count(*) FILTER (WHERE NOT priced) AS unpriced
+  FROM meter.events WHERE tenant = 'coach-app' AND occurred_at >= now() - interval '6 hours' AND occurred_at < now() + interval '1 minute';
 SQL
 echo
 echo "The private cluster keeps running: source scripts/env.sh && psql -d $PGDATABASE"

@@ -18,7 +18,11 @@ constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
 Micros to_micros(TimestampTz t) {
     if (TIMESTAMP_IS_NOBEGIN(t)) return kMinTime;
     if (TIMESTAMP_IS_NOEND(t)) return kMaxTime;
-    return t + kUnixToPgMicros;
+    // the last 30 years before PostgreSQL's largest timestamp would pass
+    // int64 when moved to 1970: they are later than any price anyway
+    Micros m;
+    if (__builtin_add_overflow(t, kUnixToPgMicros, &m)) return kMaxTime;
+    return m;
 }
 
 void put(char* dst, size_t n, std::string_view s) {
