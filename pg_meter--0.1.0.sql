@@ -946,31 +946,24 @@ BEGIN
     v_from := coalesce(v_from, 0);
     RETURN QUERY EXECUTE format($q$
         WITH parts AS (
-            SELECT %1$s AS key, sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits,
-                   sum(r.unpriced) AS unpriced, sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens,
-                   sum(r.cost) AS cost, sum(r.potential_cost) AS potential_cost, meter.merge(r.latency) AS latency
+            SELECT %1$s AS key, %5$s
               FROM meter.%3$I r
              WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8
              GROUP BY 1
             UNION ALL
-            SELECT %1$s AS key, sum(r.requests), sum(r.errors), sum(r.cache_hits), sum(r.unpriced), sum(r.input_tokens),
-                   sum(r.output_tokens), sum(r.cost), sum(r.potential_cost), meter.merge(r.latency)
+            SELECT %1$s, %5$s
               FROM meter.%4$I r
              WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))
              GROUP BY 1
             UNION ALL
-            SELECT %2$s, count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached),
-                   count(*) FILTER (WHERE NOT e.priced), sum(e.input_tokens), sum(e.output_tokens),
-                   coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), meter.sketch(e.latency_ms)
+            SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
                AND e.txid >= $6
                AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))
              GROUP BY 1
             UNION ALL
-            SELECT %2$s, count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached),
-                   count(*) FILTER (WHERE NOT e.priced), sum(e.input_tokens), sum(e.output_tokens),
-                   coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), meter.sketch(e.latency_ms)
+            SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
                                    OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
@@ -981,7 +974,14 @@ BEGIN
                meter.percentile(meter.merge(latency), 0.5), meter.percentile(meter.merge(latency), 0.95),
                meter.percentile(meter.merge(latency), 0.99)
           FROM parts GROUP BY key ORDER BY key
-    $q$, r_key, e_key, v_coarse, v_fine)
+    $q$, r_key, e_key, v_coarse, v_fine,
+    -- the same figures from rollup rows (r) and from events (e)
+    'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
+    'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, sum(r.cost) AS cost, '
+    'sum(r.potential_cost) AS potential_cost, meter.merge(r.latency) AS latency',
+    'count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached), count(*) FILTER (WHERE NOT e.priced), '
+    'sum(e.input_tokens), sum(e.output_tokens), coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), '
+    'meter.sketch(e.latency_ms)')
     USING v_tenant, since, h1, h2, until, v_from, d1, d2;
 END $$;
 COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS

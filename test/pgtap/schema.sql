@@ -1,6 +1,6 @@
 -- Schema, privileges and dump registration of pg_meter's catalog.
 BEGIN;
-SELECT plan(29);
+SELECT plan(36);
 
 SELECT has_schema('meter');
 SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
@@ -22,6 +22,16 @@ SELECT has_index('meter', 'events_default', 'events_default_request', 'request i
 SELECT has_function('meter', 'record_batch', ARRAY['jsonb']);
 SELECT ok((SELECT relkind = 'p' FROM pg_class WHERE oid = 'meter.events'::regclass), 'the event log is partitioned');
 SELECT has_function('meter', 'percentile', ARRAY['meter.sketch', 'double precision']);
+SELECT has_table('meter', 'rollup_hourly', 'hourly rollups per tenant and model');
+SELECT has_table('meter', 'rollup_daily', 'daily rollups per tenant and model');
+SELECT has_table('meter', 'rollup_subject_daily', 'daily rollups per subject');
+SELECT is((SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = 'meter.record'::regproc),
+          'c', 'meter.record is C (no PL/pgSQL on the hot path)');
+-- every partition meter.create_partition makes carries the three indexes the write path relies on
+SELECT is(meter.create_partition('2031-02-10+00'), 'events_2031_02', 'create_partition names the month''s partition');
+SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'meter.events_2031_02'::regclass),
+          ARRAY['meter.events_2031_02_request', 'meter.events_2031_02_time', 'meter.events_2031_02_txid'],
+          'a new partition has its request, time and transaction indexes');
 SELECT ok((SELECT aggcombinefn <> 0 FROM pg_aggregate WHERE aggfnoid = 'meter.sketch(double precision)'::regprocedure),
           'the sketch aggregate can run in parallel (it has a combine function)');
 SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text'], 'stable');
@@ -41,6 +51,8 @@ CREATE ROLE pgm_tap_app NOLOGIN;
 SELECT ok(has_function_privilege('pgm_tap_app', 'meter.cost(text, text, jsonb, timestamptz, text, text)', 'EXECUTE'), 'an application role may price');
 SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.load_prices(jsonb, timestamptz, text)', 'EXECUTE'), 'an application role may not load catalogs');
 SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.set_price(text, text, jsonb, timestamptz, timestamptz, text, jsonb, text)', 'EXECUTE'), 'an application role may not set prices');
+SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter._rollup_mark()', 'EXECUTE') AND NOT has_function_privilege('pgm_tap_app', 'meter.rollup()', 'EXECUTE'),
+          'an application role may not run rollups');
 
 -- an unprivileged role prices through the SECURITY DEFINER catalog reader
 SELECT meter.set_price('tap-provider', 'tap-model', '{"input_mtok": 4, "output_mtok": 8}');
