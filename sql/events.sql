@@ -100,6 +100,13 @@ ALTER TABLE meter.events DROP COLUMN app_version;
 SELECT cost, duplicate FROM meter.record(tenant => 'cols', provider => 'openai', model => 'gpt-4o-mini',
     usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-2', occurred_at => :t);
 SELECT count(*) AS cols_events FROM meter.events WHERE tenant = 'cols';
+-- a deferred unique constraint needs the executor's after-trigger queue: the
+-- INSERT path, and the constraint holds at commit
+ALTER TABLE meter.events_default ADD CONSTRAINT events_default_id_deferred UNIQUE (event_id) DEFERRABLE INITIALLY DEFERRED;
+SELECT cost, duplicate FROM meter.record(tenant => 'cols', provider => 'openai', model => 'gpt-4o-mini',
+    usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-3', occurred_at => :t);
+ALTER TABLE meter.events_default DROP CONSTRAINT events_default_id_deferred;
+SELECT count(*) AS cols_events FROM meter.events WHERE tenant = 'cols';
 
 -- many statements with request ids in one transaction hold one key lock at
 -- its end, the last new key's (each row releases the previous key), and

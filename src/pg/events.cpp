@@ -320,8 +320,8 @@ Oid route(Relation events, Datum at, bool* no_partition) {
 
 // direct_ok says whether meter.record may insert into the partition itself:
 // only pg_meter's own trigger, no row security, no CHECK constraint, no
-// column of the user's, no deferred uniqueness, so that the direct insert
-// does exactly what the INSERT would.
+// rule, no column of the user's (the caller also refuses deferred
+// uniqueness), so that the direct insert does exactly what the INSERT would.
 bool direct_ok(Relation events, Relation part, const AttMap* m) {
     auto only_ours = [](Relation r, int expect) {
         TriggerDesc* t = r->trigdesc;
@@ -364,7 +364,17 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     }
     Relation part = table_open(partoid, RowExclusiveLock);
     const AttMap* m = attmap_for(part);
-    if (!direct_ok(events, part, m)) {
+    // the partition's indexes, as the executor opens them for an INSERT
+    EState* estate = CreateExecutorState();
+    ResultRelInfo* rri = makeNode(ResultRelInfo);
+    InitResultRelInfo(rri, part, 1, nullptr, 0);
+    ExecOpenIndices(rri, false);
+    bool ok = direct_ok(events, part, m);
+    for (int i = 0; ok && i < rri->ri_NumIndices; ++i)
+        ok = rri->ri_IndexRelationDescs[i]->rd_index->indimmediate;  // deferred uniqueness needs the after-trigger queue
+    if (!ok) {
+        ExecCloseIndices(rri);
+        FreeExecutorState(estate);
         table_close(part, NoLock);
         table_close(events, NoLock);
         return false;
@@ -383,6 +393,8 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
         bool fresh = pm_claim_request(part, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup);
         g_dup.answer_cxt = nullptr;
         if (!fresh) {
+            ExecCloseIndices(rri);
+            FreeExecutorState(estate);
             table_close(part, NoLock);
             table_close(events, NoLock);
             answer_duplicate(r);
@@ -443,19 +455,6 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     // values longer than a page's share go out of line, as in any insert
     HeapTuple tup = heap_form_tuple(desc, vals, nulls);
 
-    EState* estate = CreateExecutorState();
-    ResultRelInfo* rri = makeNode(ResultRelInfo);
-    InitResultRelInfo(rri, part, 1, nullptr, 0);
-    ExecOpenIndices(rri, false);
-    for (int i = 0; i < rri->ri_NumIndices; ++i)
-        if (!rri->ri_IndexRelationDescs[i]->rd_index->indimmediate) {
-            // deferred uniqueness needs the executor's after-trigger queue
-            ExecCloseIndices(rri);
-            FreeExecutorState(estate);
-            table_close(part, NoLock);
-            table_close(events, NoLock);
-            return false;
-        }
     TupleTableSlot* slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsHeapTuple);
     ExecStoreHeapTuple(tup, slot, false);
     // NOT NULL as the INSERT checks it (a constraint of the user's included)
