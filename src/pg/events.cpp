@@ -5,8 +5,10 @@
 // row idempotent on (tenant, request_id) (request_ids.hpp), prices it with
 // the compiled catalog (the usage is stored normalized, its token meters
 // also as columns; a model with no price is stored unpriced and flagged,
-// never rejected), and fills the columns in place. meter.record is a thin
-// C function over one kept INSERT plan that answers what the trigger did.
+// never rejected), and fills the columns in place. meter.record does the
+// same work itself and inserts into the partition directly when nothing
+// but pg_meter acts on the table; otherwise it runs one kept INSERT plan
+// and answers what the trigger did.
 #include <cstring>
 #include <string>
 
@@ -261,7 +263,8 @@ int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, b
 // Events caches what meter.record's direct path needs of meter.events.
 struct EventsInfo {
     Oid relid = InvalidOid;
-    Oid seq = InvalidOid;  // meter.event_id_seq
+    Oid seq = InvalidOid;            // meter.event_id_seq
+    AttrNumber occurred_at = 0;      // its column in meter.events
 };
 EventsInfo g_events;
 
@@ -295,26 +298,18 @@ void answer_duplicate(RecordAnswer* r) {
 // executor's tuple routing does; InvalidOid when the direct path cannot
 // route (another partitioning scheme, a sub-partitioned leaf) or no
 // partition takes the time.
-Oid route(Relation events, Datum at, bool* no_partition) {
-    *no_partition = false;
+Oid route(Relation events, AttrNumber occurred_at, Datum at) {
     PartitionKey key = RelationGetPartitionKey(events);
-    if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
-        key->partattrs[0] != SPI_fnumber(RelationGetDescr(events), "occurred_at"))
+    if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 || key->partattrs[0] != occurred_at)
         return InvalidOid;
     PartitionDesc pd = RelationGetPartitionDesc(events, true);
-    if (pd->nparts == 0) {
-        *no_partition = true;
-        return InvalidOid;
-    }
+    if (pd->nparts == 0) return InvalidOid;
     PartitionBoundInfo bi = pd->boundinfo;
     bool equal = false;
     int off = partition_range_datum_bsearch(key->partsupfunc, key->partcollation, bi, 1, &at, &equal);
     int idx = bi->indexes[off + 1];
     if (idx < 0) idx = bi->default_index;
-    if (idx < 0) {
-        *no_partition = true;
-        return InvalidOid;
-    }
+    if (idx < 0) return InvalidOid;
     return pd->is_leaf[idx] ? pd->oids[idx] : InvalidOid;
 }
 
@@ -346,9 +341,11 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     Oid relid = pm_events_oid();
     if (g_events.relid != relid) {
         g_events.seq = get_relname_relid("event_id_seq", get_rel_namespace(relid));
+        g_events.occurred_at = get_attnum(relid, "occurred_at");
         g_events.relid = relid;
     }
     Oid seq = g_events.seq;
+    AttrNumber occurred_at = g_events.occurred_at;
     if (!OidIsValid(seq)) return false;
     // without INSERT on the whole table (column grants, or none) the INSERT
     // path checks and reports exactly what PostgreSQL would
@@ -356,8 +353,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     Relation events = table_open(relid, RowExclusiveLock);
     Datum at = PG_ARGISNULL(aOccurredAt) ? TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())
                                          : PG_GETARG_DATUM(aOccurredAt);
-    bool no_partition;
-    Oid partoid = route(events, at, &no_partition);
+    Oid partoid = route(events, occurred_at, at);
     if (!OidIsValid(partoid)) {
         table_close(events, NoLock);
         return false;  // the INSERT routes it, or reports that no partition takes it
@@ -470,16 +466,17 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     table_close(part, NoLock);
     table_close(events, NoLock);
 
-    const Outcome* o = &g_out;
+    // the answer is what the row holds
+    auto stored = [&](Col c, Datum* v, bool* isnull) {
+        *v = vals[m->att[c] - 1];
+        *isnull = nulls[m->att[c] - 1];
+    };
     r->v[0] = Int64GetDatum(event_id);
-    r->v[1] = o->has_cost ? money_datum(&o->cost) : Datum(0);
-    r->n[1] = !o->has_cost;
-    r->v[2] = o->has_cost ? money_datum(&o->potential) : Datum(0);
-    r->n[2] = !o->has_cost;
+    stored(cCost, &r->v[1], &r->n[1]);
+    stored(cPotential, &r->v[2], &r->n[2]);
     r->v[3] = BoolGetDatum(false);
-    r->v[4] = BoolGetDatum(o->priced);
-    r->v[5] = Int64GetDatum(o->version);
-    r->n[5] = o->version == 0;
+    stored(cPriced, &r->v[4], &r->n[4]);
+    stored(cVersion, &r->v[5], &r->n[5]);
     return true;
 }
 
@@ -642,14 +639,23 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(DatumGetJsonbP(usage_d));
     price_row(provider, n_provider, n_model ? PmText{"", 0} : model, tier, n_tier, usage, n_usage, cached, to_micros(at));
 
-    int cols[NCols + 1];
-    Datum vals[NCols + 1];
-    bool nulls[NCols + 1];
+    // the row is formed again from the values deformed above
+    int cols[NCols];
+    Datum vals[NCols];
+    bool nulls[NCols];
     int n = priced_columns(m, &g_out, !n_rid, key, n_usage, cols, vals, nulls);
-    cols[n] = m->att[cTxid];
-    vals[n] = Int64GetDatum(txid);
-    nulls[n++] = false;
-    return PointerGetDatum(heap_modify_tuple_by_cols(tup, desc, n, cols, vals, nulls));
+    for (int i = 0; i < n; ++i) {
+        dv[cols[i] - 1] = vals[i];
+        dn[cols[i] - 1] = nulls[i];
+    }
+    dv[m->att[cTxid] - 1] = Int64GetDatum(txid);
+    dn[m->att[cTxid] - 1] = false;
+    HeapTuple out = heap_form_tuple(desc, dv, dn);
+    // as heap_modify_tuple does: the new row keeps the old one's identity
+    out->t_data->t_ctid = tup->t_data->t_ctid;
+    out->t_self = tup->t_self;
+    out->t_tableOid = tup->t_tableOid;
+    return PointerGetDatum(out);
 }
 
 // meter_record records one API call (meter.recorded): directly into its

@@ -13,14 +13,16 @@ extern "C" {
 PG_FUNCTION_INFO_V1(meter_unrolled);
 PG_FUNCTION_INFO_V1(meter_rolls);
 
-// meter_unrolled says whether transaction txid is not covered by watermark.
-Datum meter_unrolled(PG_FUNCTION_ARGS) {
-    return BoolGetDatum(!DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))));
+// visible says whether transaction txid (a bigint xid8) is visible in snapshot.
+static bool visible(Datum txid, Datum snapshot) {
+    return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, txid, snapshot));
 }
+
+// meter_unrolled says whether transaction txid is not covered by watermark.
+Datum meter_unrolled(PG_FUNCTION_ARGS) { return BoolGetDatum(!visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))); }
 
 // meter_rolls says whether transaction txid is visible in cur but not in prev.
 Datum meter_rolls(PG_FUNCTION_ARGS) {
-    return BoolGetDatum(!DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))) &&
-                        DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(2))));
+    return BoolGetDatum(!visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) && visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(2)));
 }
 }
