@@ -773,17 +773,53 @@ CREATE FUNCTION meter._rollup_mark() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'meter_rollup_mark';
 REVOKE ALL ON FUNCTION meter._rollup_mark() FROM PUBLIC;
 
+-- _rollup: events into rollup rows at every grain in one pass (the C++
+-- core's aggregator, src/core/rollup.hpp): what rollup(), _rebuild() and
+-- verify() unnest. g tells the grains apart: 1 hourly, 2 per subject and
+-- day, 3 daily. Sums are exact (integers, money at 24 decimals).
+CREATE TYPE meter._rollup_row AS (
+    g                  integer,
+    tenant             text,
+    bucket             timestamptz,
+    subject            text,
+    provider           text,
+    model              text,
+    endpoint           text,
+    feature            text,
+    requests           bigint,
+    errors             bigint,
+    cache_hits         bigint,
+    unpriced           bigint,
+    input_tokens       numeric,
+    output_tokens      numeric,
+    cache_read_tokens  numeric,
+    cache_write_tokens numeric,
+    cost               numeric,
+    potential_cost     numeric,
+    latency            meter.sketch,
+    ttft               meter.sketch,
+    first_at           timestamptz,
+    last_at            timestamptz
+);
+CREATE FUNCTION meter._rollup_add(internal, text, text, text, text, text, text, timestamptz, boolean, boolean,
+                                  boolean, bigint, bigint, bigint, bigint, numeric, numeric, integer, integer)
+    RETURNS internal LANGUAGE c CALLED ON NULL INPUT AS 'MODULE_PATHNAME', 'meter_rollup_add';
+CREATE FUNCTION meter._rollup_final(internal) RETURNS meter._rollup_row[]
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'meter_rollup_final';
+CREATE AGGREGATE meter._rollup(tenant text, subject text, provider text, model text, endpoint text, feature text,
+                               occurred_at timestamptz, success boolean, cached boolean, priced boolean,
+                               input_tokens bigint, output_tokens bigint, cache_read_tokens bigint,
+                               cache_write_tokens bigint, cost numeric, potential_cost numeric,
+                               latency_ms integer, ttft_ms integer) (
+    SFUNC = meter._rollup_add,
+    STYPE = internal,
+    FINALFUNC = meter._rollup_final
+);
+
 CREATE FUNCTION meter.rollup() RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
-    -- the planner cannot see that tenant, provider, model, endpoint and
-    -- feature go together, so it expects up to a group per event and sorts
-    -- a large batch twice (1M events: 4.3 s); a generous hash budget lets
-    -- it hash the three grouping sets in one pass (1.5 s, 70 MB), and a
-    -- batch with more groups than that spills to disk like any hash
-    SET work_mem = '256MB'
-    SET hash_mem_multiplier = 8
 AS $$
 DECLARE
     v_events bigint;
@@ -795,35 +831,33 @@ BEGIN
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
     PERFORM meter._check_watermark();
     -- one statement, so the snapshot that reads the events is the watermark.
-    -- One pass aggregates the delta at the three grains (grouping sets; g
-    -- tells them apart: 1 hourly, 3 daily, 2 per subject and day); all
-    -- merge into the stored rows the same way.
+    -- meter._rollup aggregates the delta at the three grains in one pass;
+    -- all merge into the stored rows the same way.
     -- (the two snapshots are init-plan parameters, read once: a join with
     -- them would leave the planner guessing the delta's size)
     EXECUTE format($q$
     WITH agg AS MATERIALIZED (
-        SELECT GROUPING(date_trunc('hour', e.occurred_at), e.subject) AS g, e.tenant,
-               coalesce(date_trunc('hour', e.occurred_at), date_trunc('day', e.occurred_at)) AS bucket,
-               e.subject, e.provider, e.model, e.endpoint, e.feature, %2$s
-          FROM meter.events e
-         WHERE e.txid >= %1$s  -- the same bound as a constant, so the txid index serves it
-           AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot()))
-         GROUP BY GROUPING SETS ((e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
-                                 (e.tenant, date_trunc('day', e.occurred_at), e.provider, e.model, e.endpoint, e.feature),
-                                 (e.tenant, date_trunc('day', e.occurred_at), e.subject, e.provider, e.model, e.endpoint, e.feature))
+        SELECT r.* FROM unnest((
+            SELECT meter._rollup(e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at,
+                                 e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
+                                 e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
+                                 e.latency_ms, e.ttft_ms)
+              FROM meter.events e
+             WHERE e.txid >= %1$s  -- the same bound as a constant, so the txid index serves it
+               AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot())))) r
     ), hourly AS (
         INSERT INTO meter.rollup_hourly AS r
         SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
                output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
           FROM agg WHERE g = 1
-        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %3$s
+        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %2$s
         RETURNING 1
     ), daily AS (
         INSERT INTO meter.rollup_daily AS r
         SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
                output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
           FROM agg WHERE g = 3
-        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
+        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %2$s
         RETURNING 1
     ), subject_daily AS (
         INSERT INTO meter.rollup_subject_daily AS r (tenant, bucket, subject, provider, model, endpoint, feature, requests,
@@ -833,7 +867,7 @@ BEGIN
                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
                first_at, last_at
           FROM agg WHERE g = 2
-        ON CONFLICT ON CONSTRAINT rollup_subject_daily_key DO UPDATE SET %3$s
+        ON CONFLICT ON CONSTRAINT rollup_subject_daily_key DO UPDATE SET %2$s
         RETURNING 1
     ), moved AS (
         UPDATE meter.rollup_state s SET watermark = pg_current_snapshot(), rolled_at = now(),
@@ -843,13 +877,6 @@ BEGIN
     )
     SELECT last_events FROM moved
     $q$, v_from,
-    -- the aggregates of a batch of events
-    'count(*) AS requests, count(*) FILTER (WHERE NOT e.success) AS errors, count(*) FILTER (WHERE e.cached) AS cache_hits, '
-    'count(*) FILTER (WHERE NOT e.priced) AS unpriced, sum(e.input_tokens) AS input_tokens, sum(e.output_tokens) AS output_tokens, '
-    'sum(e.cache_read_tokens) AS cache_read_tokens, sum(e.cache_write_tokens) AS cache_write_tokens, '
-    'coalesce(sum(e.cost), 0) AS cost, coalesce(sum(e.potential_cost), 0) AS potential_cost, '
-    'meter.sketch(e.latency_ms) AS latency, meter.sketch(e.ttft_ms) AS ttft, '
-    'min(e.occurred_at) AS first_at, max(e.occurred_at) AS last_at',
     -- how a batch's aggregates add to a stored row
     'requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, '
     'cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced, '

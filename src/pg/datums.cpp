@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "error.hpp"
+#include "rollup.hpp"
 
 extern "C" {
 #include "fmgr.h"
@@ -23,6 +24,12 @@ Micros to_micros(TimestampTz t) {
     Micros m;
     if (__builtin_add_overflow(t, kUnixToPgMicros, &m)) return kMaxTime;
     return m;
+}
+
+TimestampTz from_micros(Micros m) {
+    if (m == kMinTime) return DT_NOBEGIN;
+    if (m == kMaxTime) return DT_NOEND;
+    return m - kUnixToPgMicros;
 }
 
 void put(char* dst, size_t n, std::string_view s) {
@@ -56,6 +63,69 @@ Datum money_datum(const PmMoney* m) {
     if (!m->small) return numeric_datum(m->text);
     if (m->scale == 0) return NumericGetDatum(int64_to_numeric(m->mant));
     return NumericGetDatum(int64_div_fast_to_numeric(m->mant, m->scale));
+}
+
+// The numeric on-disk format (src/backend/utils/adt/numeric.c, stable
+// across versions because pg_upgrade keeps it): a uint16 header, then for
+// the long form an int16 weight, then base-10000 digits, most significant
+// first; value = sum of digit[i] * 10000^(weight - i).
+bool numeric_scaled(Datum num, int scale, __int128* out) {
+    struct varlena* v = PG_DETOAST_DATUM_PACKED(num);
+    const char* p = VARDATA_ANY(v);
+    size_t len = VARSIZE_ANY_EXHDR(v);
+    uint16 header;
+    memcpy(&header, p, sizeof header);
+    if ((header & 0xC000) == 0xC000) return false;  // NaN or an infinity
+    bool negative;
+    int weight;
+    size_t head;
+    if (header & 0x8000) {  // the short form
+        negative = (header & 0x2000) != 0;
+        weight = (header & 0x0040) ? static_cast<int>(~0x003F | (header & 0x003F)) : (header & 0x003F);
+        head = sizeof(uint16);
+    } else {
+        negative = (header & 0x4000) != 0;
+        int16 w;
+        memcpy(&w, p + sizeof(uint16), sizeof w);
+        weight = w;
+        head = sizeof(uint16) + sizeof(int16);
+    }
+    static const int64 pow10[] = {1, 10, 100, 1000, 10000};
+    __int128 acc = 0;
+    size_t ndigits = (len - head) / sizeof(int16);
+    for (size_t i = 0; i < ndigits; ++i) {
+        int16 d;
+        memcpy(&d, p + head + i * sizeof(int16), sizeof d);
+        if (d == 0) continue;
+        int e = 4 * (weight - static_cast<int>(i)) + scale;  // the power of ten of this digit
+        __int128 term;
+        if (e < 0) {
+            if (e < -4 || d % pow10[-e] != 0) return false;  // more decimals than scale
+            term = d / pow10[-e];
+        } else {
+            if (e > 38) return false;
+            term = d;
+            for (int k = 0; k < e; ++k)
+                if (__builtin_mul_overflow(term, 10, &term)) return false;
+        }
+        if (__builtin_add_overflow(acc, term, &acc)) return false;
+    }
+    *out = negative ? -acc : acc;
+    return true;
+}
+
+void number_out(__int128 v, int scale, PmMoney* out) {
+    while (scale > 0 && v % 10 == 0) {
+        v /= 10;
+        --scale;
+    }
+    out->small = v >= PG_INT64_MIN && v <= PG_INT64_MAX;
+    if (out->small) {
+        out->mant = static_cast<int64>(v);
+        out->scale = scale;
+        return;
+    }
+    put(out->text, sizeof out->text, rollup::to_decimal(v, scale));
 }
 
 void usage_out(const Usage& u, PmUsage* out) {

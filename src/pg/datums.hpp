@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "catalog.hpp"
+#include "sketch.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -17,6 +18,9 @@ namespace pgm::pg {
 
 // to_micros turns a timestamptz into the core's microseconds since 1970.
 Micros to_micros(TimestampTz t);
+
+// from_micros is the inverse of to_micros.
+TimestampTz from_micros(Micros m);
 
 // put copies s into a fixed buffer; throws Code::Overflow when it does not fit.
 void put(char* dst, size_t n, std::string_view s);
@@ -33,7 +37,17 @@ struct PmMoney {
     char text[96];
 };
 void money_out(const Money& m, PmMoney* out);
+// number_out does the same for v * 10^-scale (rollup sums).
+void number_out(__int128 v, int scale, PmMoney* out);
 Datum money_datum(const PmMoney* m);
+
+// numeric_scaled reads a numeric as an integer count of 10^-scale (the
+// on-disk digits, no text): false for NaN, infinity, more decimals than
+// scale, or a value beyond 128 bits. PostgreSQL calls only (detoasts).
+bool numeric_scaled(Datum num, int scale, __int128* out);
+
+// sketch_datum builds a meter.sketch from the core's view of one.
+Datum sketch_datum(const sketch::View& v);
 
 // PmUsage is normalized usage as plain data: keys point at the meter table
 // (static storage), whole quantities are integers, others keep their text.

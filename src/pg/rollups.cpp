@@ -1,22 +1,137 @@
-// rollups.cpp: the transaction-snapshot tests of exactly-once rollups.
+// rollups.cpp: the glue of exactly-once rollups.
 //
-// An event belongs to a rollup pass when its writing transaction is visible
-// in the pass's snapshot and was not in the previous one (the watermark);
-// the tail that reads add is what the watermark does not cover. The SQL
-// spelled this as pg_visible_in_snapshot(txid::text::xid8, ...), two text
-// conversions per event; these call the same test on the bigint directly.
+// 1. The transaction-snapshot tests. An event belongs to a rollup pass
+//    when its writing transaction is visible in the pass's snapshot and was
+//    not in the previous one (the watermark); the tail that reads add is
+//    what the watermark does not cover. These call pg_visible_in_snapshot
+//    on the bigint directly (no text conversions per event).
+// 2. meter._rollup(...), the aggregate that turns events into rollup rows
+//    at every grain in one pass: its state is the core's Aggregator
+//    (src/core/rollup.hpp), owned by the aggregate's memory context, and
+//    its result an array of meter._rollup_row that meter.rollup(),
+//    meter._rebuild() and meter.verify() unnest.
+#include <new>
+#include <vector>
+
+#include "bridge.hpp"
+#include "datums.hpp"
+#include "rollup.hpp"
+
 extern "C" {
 #include "postgres.h"
+#include "access/htup_details.h"
+#include "miscadmin.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+}
+
+using namespace pgm;
+using namespace pgm::pg;
+
+namespace {
+
+// visible says whether transaction txid (a bigint xid8) is visible in snapshot.
+bool visible(Datum txid, Datum snapshot) {
+    return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, txid, snapshot));
+}
+
+void delete_aggregator(void* arg) { delete static_cast<rollup::Aggregator*>(arg); }
+
+rollup::Text text_arg(FunctionCallInfo fcinfo, int i) {
+    if (PG_ARGISNULL(i)) return rollup::Text{};
+    struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(i));
+    return rollup::Text{VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v)};
+}
+
+int64 int_arg(FunctionCallInfo fcinfo, int i) { return PG_ARGISNULL(i) ? 0 : PG_GETARG_INT64(i); }
+
+rollup::i128 money_arg(FunctionCallInfo fcinfo, int i, const char* what) {
+    rollup::i128 v = 0;
+    if (!PG_ARGISNULL(i) && !numeric_scaled(PG_GETARG_DATUM(i), rollup::kMoneyScale, &v))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                        errmsg("an event's %s cannot be rolled up: it has more than %d decimals or is out of range",
+                               what, rollup::kMoneyScale),
+                        errhint("Find it with: SELECT event_id, %s FROM meter.events WHERE %s <> round(%s, 12);", what,
+                                what, what)));
+    return v;
+}
+
+// The columns of meter._rollup_row, in order.
+enum Col {
+    kG, kTenant, kBucket, kSubject, kProvider, kModel, kEndpoint, kFeature, kRequests, kErrors, kCacheHits,
+    kUnpriced, kInputTokens, kOutputTokens, kCacheReadTokens, kCacheWriteTokens, kCost, kPotentialCost, kLatency,
+    kTtft, kFirstAt, kLastAt, kNumCols
+};
+
+Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
+
+void set_text(Datum* values, bool* nulls, int col, const rollup::NString& s) {
+    nulls[col] = s.null;
+    if (!s.null) values[col] = text_datum(s.s);
+}
+
+void set_number(Datum* values, int col, rollup::i128 v, int scale) {
+    PmMoney n;
+    number_out(v, scale, &n);  // may throw: C++ only
+    values[col] = pm_pg_call([&] { return money_datum(&n); });
+}
+
+void set_sketch(Datum* values, bool* nulls, int col, const rollup::SketchBins& s) {
+    nulls[col] = s.empty();
+    if (!s.empty()) {
+        sketch::View v = s.view();
+        values[col] = pm_pg_call([&] { return sketch_datum(v); });
+    }
+}
+
+// row_datum forms one meter._rollup_row (inside pm_run: PostgreSQL calls
+// through pm_pg_call).
+Datum row_datum(const rollup::Row& r, TupleDesc desc) {
+    Datum values[kNumCols];
+    bool nulls[kNumCols] = {};
+    const rollup::Measures& m = *r.m;
+    values[kG] = Int32GetDatum(static_cast<int32>(r.grain));
+    pm_pg_call([&] {
+        values[kTenant] = text_datum(r.dims->tenant);
+        set_text(values, nulls, kSubject, *r.subject);
+        set_text(values, nulls, kProvider, r.dims->provider);
+        set_text(values, nulls, kModel, r.dims->model);
+        set_text(values, nulls, kEndpoint, r.dims->endpoint);
+        set_text(values, nulls, kFeature, r.dims->feature);
+    });
+    values[kBucket] = TimestampTzGetDatum(from_micros(r.bucket));
+    values[kRequests] = Int64GetDatum(m.requests);
+    values[kErrors] = Int64GetDatum(m.errors);
+    values[kCacheHits] = Int64GetDatum(m.cache_hits);
+    values[kUnpriced] = Int64GetDatum(m.unpriced);
+    set_number(values, kInputTokens, m.input_tokens, 0);
+    set_number(values, kOutputTokens, m.output_tokens, 0);
+    set_number(values, kCacheReadTokens, m.cache_read_tokens, 0);
+    set_number(values, kCacheWriteTokens, m.cache_write_tokens, 0);
+    set_number(values, kCost, m.cost, rollup::kMoneyScale);
+    set_number(values, kPotentialCost, m.potential_cost, rollup::kMoneyScale);
+    set_sketch(values, nulls, kLatency, m.latency);
+    set_sketch(values, nulls, kTtft, m.ttft);
+    values[kFirstAt] = TimestampTzGetDatum(from_micros(m.first_at));
+    values[kLastAt] = TimestampTzGetDatum(from_micros(m.last_at));
+    return pm_pg_call([&] { return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)); });
+}
+
+}  // namespace
+
+extern "C" {
 
 PG_FUNCTION_INFO_V1(meter_unrolled);
 PG_FUNCTION_INFO_V1(meter_rolls);
-
-// visible says whether transaction txid (a bigint xid8) is visible in snapshot.
-static bool visible(Datum txid, Datum snapshot) {
-    return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, txid, snapshot));
-}
+PG_FUNCTION_INFO_V1(meter_rollup_add);
+PG_FUNCTION_INFO_V1(meter_rollup_final);
 
 // meter_unrolled says whether transaction txid is not covered by watermark.
 Datum meter_unrolled(PG_FUNCTION_ARGS) { return BoolGetDatum(!visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))); }
@@ -24,5 +139,75 @@ Datum meter_unrolled(PG_FUNCTION_ARGS) { return BoolGetDatum(!visible(PG_GETARG_
 // meter_rolls says whether transaction txid is visible in cur but not in prev.
 Datum meter_rolls(PG_FUNCTION_ARGS) {
     return BoolGetDatum(!visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) && visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(2)));
+}
+
+// meter_rollup_add is the transition of meter._rollup (argument 0 is the
+// state, then tenant, subject,
+// provider, model, endpoint, feature, occurred_at, success, cached, priced,
+// input, output, cache read, cache write tokens, cost, potential cost,
+// latency_ms, ttft_ms).
+Datum meter_rollup_add(PG_FUNCTION_ARGS) {
+    MemoryContext cxt;
+    if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "meter._rollup_add called in non-aggregate context");
+    rollup::Aggregator* agg = PG_ARGISNULL(0) ? nullptr : reinterpret_cast<rollup::Aggregator*>(PG_GETARG_POINTER(0));
+    if (!agg) {
+        MemoryContextCallback* cb =
+            static_cast<MemoryContextCallback*>(MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback)));
+        PmFailure* f = pm_run([&] { agg = new rollup::Aggregator(); });
+        if (f) pm_raise(f);
+        cb->func = delete_aggregator;
+        cb->arg = agg;
+        MemoryContextRegisterResetCallback(cxt, cb);
+    }
+    if (PG_ARGISNULL(7)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("occurred_at is null")));
+    rollup::Event e;
+    e.tenant = text_arg(fcinfo, 1);
+    e.subject = text_arg(fcinfo, 2);
+    e.provider = text_arg(fcinfo, 3);
+    e.model = text_arg(fcinfo, 4);
+    e.endpoint = text_arg(fcinfo, 5);
+    e.feature = text_arg(fcinfo, 6);
+    e.occurred_at = to_micros(PG_GETARG_TIMESTAMPTZ(7));
+    e.success = PG_ARGISNULL(8) || PG_GETARG_BOOL(8);
+    e.cached = !PG_ARGISNULL(9) && PG_GETARG_BOOL(9);
+    e.priced = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
+    e.input_tokens = int_arg(fcinfo, 11);
+    e.output_tokens = int_arg(fcinfo, 12);
+    e.cache_read_tokens = int_arg(fcinfo, 13);
+    e.cache_write_tokens = int_arg(fcinfo, 14);
+    e.cost = money_arg(fcinfo, 15, "cost");
+    e.potential_cost = money_arg(fcinfo, 16, "potential_cost");
+    e.has_latency = !PG_ARGISNULL(17);
+    if (e.has_latency) e.latency = PG_GETARG_INT32(17);
+    e.has_ttft = !PG_ARGISNULL(18);
+    if (e.has_ttft) e.ttft = PG_GETARG_INT32(18);
+    PmFailure* f = pm_run([&] { agg->add(e); });
+    if (f) pm_raise(f);
+    PG_RETURN_POINTER(agg);
+}
+
+// meter_rollup_final returns the rows of every grain as meter._rollup_row[].
+Datum meter_rollup_final(PG_FUNCTION_ARGS) {
+    rollup::Aggregator* agg = reinterpret_cast<rollup::Aggregator*>(PG_GETARG_POINTER(0));
+    Oid row_type = get_element_type(get_fn_expr_rettype(fcinfo->flinfo));
+    if (!OidIsValid(row_type)) elog(ERROR, "meter._rollup_final: cannot tell its result type");
+    TupleDesc desc = lookup_rowtype_tupdesc_copy(row_type, -1);
+    if (desc->natts != kNumCols) elog(ERROR, "meter._rollup_row has %d columns, not %d", desc->natts, kNumCols);
+    Datum* elems = nullptr;
+    int n = 0;
+    PmFailure* f = pm_run([&] {
+        std::vector<rollup::Row> rows = agg->rows();
+        elems = pm_pg_call([&] { return static_cast<Datum*>(palloc(sizeof(Datum) * (rows.size() + 1))); });
+        for (const rollup::Row& r : rows) {
+            elems[n++] = row_datum(r, desc);
+            if ((n & 1023) == 0) pm_pg_call([] { CHECK_FOR_INTERRUPTS(); });
+        }
+    });
+    if (f) pm_raise(f);
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(row_type, &typlen, &typbyval, &typalign);
+    PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, row_type, typlen, typbyval, typalign));
 }
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "bridge.hpp"
+#include "datums.hpp"
 #include "sketch.hpp"
 
 extern "C" {
@@ -136,6 +137,8 @@ MemoryContext agg_context(FunctionCallInfo fcinfo, const char* fn) {
 }
 
 }  // namespace
+
+Datum pgm::pg::sketch_datum(const sketch::View& v) { return PointerGetDatum(build(v)); }
 
 extern "C" {
 

@@ -1,0 +1,244 @@
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <tuple>
+
+#include "error.hpp"
+#include "rollup.hpp"
+
+using namespace pgm;
+using namespace pgm::rollup;
+
+namespace {
+
+constexpr Micros kHourUs = 3600LL * 1000000LL;
+
+// Owned is an event whose strings the test keeps alive.
+struct Owned {
+    std::string tenant, subject, provider, model, endpoint, feature;
+    bool subject_null, feature_null;
+    Event e;
+    void bind() {
+        e.tenant = Text{tenant.data(), tenant.size()};
+        e.subject = subject_null ? Text{} : Text{subject.data(), subject.size()};
+        e.provider = Text{provider.data(), provider.size()};
+        e.model = Text{model.data(), model.size()};
+        e.endpoint = Text{endpoint.data(), endpoint.size()};
+        e.feature = feature_null ? Text{} : Text{feature.data(), feature.size()};
+    }
+};
+
+std::vector<Owned> random_events(int n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    const char* tenants[] = {"acme", "globex"};
+    const char* models[] = {"gpt-4o", "claude", ""};
+    std::vector<Owned> out(static_cast<size_t>(n));
+    for (auto& o : out) {
+        o.tenant = tenants[rng() % 2];
+        o.subject = "user-" + std::to_string(rng() % 7);
+        o.subject_null = rng() % 5 == 0;
+        o.provider = "openai";
+        o.model = models[rng() % 3];
+        o.endpoint = "/chat";
+        o.feature = "bot";
+        o.feature_null = rng() % 3 == 0;
+        // three days around the epoch, so that floor division is exercised
+        o.e.occurred_at = static_cast<Micros>(rng() % (72 * kHourUs)) - 36 * kHourUs;
+        o.e.success = rng() % 4 != 0;
+        o.e.cached = rng() % 3 == 0;
+        o.e.priced = rng() % 6 != 0;
+        o.e.input_tokens = static_cast<int64_t>(rng() % 5000);
+        o.e.output_tokens = static_cast<int64_t>(rng() % 900);
+        o.e.cache_read_tokens = static_cast<int64_t>(rng() % 100);
+        o.e.cost = static_cast<i128>(rng() % 1000000) * static_cast<i128>(1000000000000LL);
+        o.e.potential_cost = o.e.cost + 7;
+        o.e.has_latency = rng() % 10 != 0;
+        o.e.latency = static_cast<double>(rng() % 4000);
+        o.e.has_ttft = rng() % 2 == 0;
+        o.e.ttft = static_cast<double>(rng() % 300);
+    }
+    for (auto& o : out)
+        o.bind();
+    return out;
+}
+
+// the reference: plain maps keyed by strings, one per grain
+using RefKey = std::tuple<int, std::string, Micros, std::string>;  // grain, dims, bucket, subject
+
+std::string dims_of(const Owned& o) {
+    return o.tenant + "|" + o.provider + "|" + o.model + "|" + o.endpoint + "|" + (o.feature_null ? "<null>" : o.feature);
+}
+std::string dims_of(const Row& r) {
+    return r.dims->tenant + "|" + r.dims->provider.s + "|" + r.dims->model.s + "|" + r.dims->endpoint.s + "|" +
+           (r.dims->feature.null ? "<null>" : r.dims->feature.s);
+}
+
+struct Ref {
+    int64_t requests = 0, errors = 0, latencies = 0;
+    i128 input = 0, cost = 0;
+    Micros first = 0, last = 0;
+};
+
+std::map<RefKey, Ref> reference(const std::vector<Owned>& evs) {
+    std::map<RefKey, Ref> out;
+    for (auto& o : evs) {
+        std::string subject = o.subject_null ? "<null>" : o.subject;
+        RefKey keys[] = {{1, dims_of(o), bucket_of(o.e.occurred_at, Grain::Hour), ""},
+                         {3, dims_of(o), bucket_of(o.e.occurred_at, Grain::Day), ""},
+                         {2, dims_of(o), bucket_of(o.e.occurred_at, Grain::Day), subject}};
+        for (auto& k : keys) {
+            Ref& r = out[k];
+            if (r.requests == 0) r.first = r.last = o.e.occurred_at;
+            r.first = std::min(r.first, o.e.occurred_at);
+            r.last = std::max(r.last, o.e.occurred_at);
+            ++r.requests;
+            r.errors += o.e.success ? 0 : 1;
+            r.latencies += o.e.has_latency ? 1 : 0;
+            r.input += o.e.input_tokens;
+            r.cost += o.e.cost;
+        }
+    }
+    return out;
+}
+
+std::map<RefKey, Ref> collect(Aggregator& a) {
+    std::map<RefKey, Ref> out;
+    for (const Row& r : a.rows()) {
+        std::string subject = r.grain == Grain::SubjectDay ? (r.subject->null ? "<null>" : r.subject->s) : "";
+        RefKey k{static_cast<int>(r.grain), dims_of(r), r.bucket, subject};
+        EXPECT_EQ(out.count(k), 0u) << "a group appears twice";
+        Ref& x = out[k];
+        x.requests = r.m->requests;
+        x.errors = r.m->errors;
+        x.latencies = r.m->latency.view().count;
+        x.input = r.m->input_tokens;
+        x.cost = r.m->cost;
+        x.first = r.m->first_at;
+        x.last = r.m->last_at;
+    }
+    return out;
+}
+
+void expect_same(const std::map<RefKey, Ref>& want, const std::map<RefKey, Ref>& got) {
+    ASSERT_EQ(want.size(), got.size());
+    for (auto& [k, w] : want) {
+        auto it = got.find(k);
+        ASSERT_NE(it, got.end()) << std::get<1>(k) << " " << std::get<2>(k);
+        const Ref& g = it->second;
+        EXPECT_EQ(w.requests, g.requests);
+        EXPECT_EQ(w.errors, g.errors);
+        EXPECT_EQ(w.latencies, g.latencies);
+        EXPECT_TRUE(w.input == g.input);
+        EXPECT_TRUE(w.cost == g.cost);
+        EXPECT_EQ(w.first, g.first);
+        EXPECT_EQ(w.last, g.last);
+    }
+}
+
+}  // namespace
+
+TEST(Rollup, EveryGrainEqualsAPlainGroupByOfTheEvents) {
+    auto evs = random_events(20000, 3);
+    Aggregator a;
+    for (auto& o : evs)
+        a.add(o.e);
+    EXPECT_EQ(a.events(), 20000);
+    expect_same(reference(evs), collect(a));
+}
+
+TEST(Rollup, MergedPartialsEqualOnePass) {
+    auto evs = random_events(9000, 5);
+    Aggregator whole, left, right;
+    for (size_t i = 0; i < evs.size(); ++i) {
+        whole.add(evs[i].e);
+        (i % 3 == 0 ? left : right).add(evs[i].e);
+    }
+    left.merge(right);
+    EXPECT_EQ(left.events(), whole.events());
+    expect_same(collect(whole), collect(left));
+}
+
+TEST(Rollup, SketchesMatchTheOnesBuiltValueByValue) {
+    SketchBins built, half1, half2;
+    std::mt19937_64 rng(9);
+    for (int i = 0; i < 5000; ++i) {
+        double v = static_cast<double>(rng() % 10000) / 7.0;
+        built.add(v);
+        (i % 2 ? half1 : half2).add(v);
+    }
+    half1.merge(half2);
+    sketch::View a = built.view(), b = half1.view();
+    EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(a.zeros, b.zeros);
+    EXPECT_EQ(a.min, b.min);
+    EXPECT_EQ(a.max, b.max);
+    ASSERT_EQ(a.n, b.n);
+    for (int32_t i = 0; i < a.n; ++i) {
+        EXPECT_EQ(a.keys[i], b.keys[i]);
+        EXPECT_EQ(a.counts[i], b.counts[i]);
+    }
+    EXPECT_NEAR(sketch::quantile(a, 0.5), sketch::quantile(b, 0.5), 1e-9);
+    EXPECT_THROW(built.add(-1), Error);
+}
+
+TEST(Rollup, BucketsAreUtcHoursAndDaysFlooredBeforeTheEpoch) {
+    EXPECT_EQ(bucket_of(0, Grain::Hour), 0);
+    EXPECT_EQ(bucket_of(-1, Grain::Hour), -kHourUs);
+    EXPECT_EQ(bucket_of(-1, Grain::Day), -24 * kHourUs);
+    EXPECT_EQ(bucket_of(25 * kHourUs + 5, Grain::Day), 24 * kHourUs);
+    EXPECT_EQ(bucket_of(kMaxTime, Grain::Day), kMaxTime);
+    EXPECT_EQ(bucket_of(kMinTime, Grain::Hour), kMinTime);
+}
+
+TEST(Rollup, NullAndEmptyDimensionsAreDifferentGroups) {
+    std::string t = "acme", empty;
+    Event a, b;
+    a.tenant = b.tenant = Text{t.data(), t.size()};
+    a.feature = Text{empty.data(), 0};  // '' is not NULL
+    Aggregator agg;
+    agg.add(a);
+    agg.add(b);
+    int hours = 0;
+    for (const Row& r : agg.rows())
+        hours += r.grain == Grain::Hour;
+    EXPECT_EQ(hours, 2);
+}
+
+TEST(Rollup, MoneyIsExactAndOverflowIsRefused) {
+    std::string t = "acme";
+    Event e;
+    e.tenant = Text{t.data(), t.size()};
+    e.cost = 1;  // 1e-24 USD
+    Aggregator agg;
+    for (int i = 0; i < 3; ++i)
+        agg.add(e);
+    for (const Row& r : agg.rows())
+        EXPECT_EQ(to_decimal(r.m->cost, kMoneyScale), "0.000000000000000000000003");
+    Event big = e;
+    big.cost = (~static_cast<unsigned __int128>(0)) >> 2;  // a quarter of the range
+    Aggregator over;
+    over.add(big);
+    over.add(big);
+    EXPECT_THROW(
+        {
+            over.add(big);
+            over.add(big);
+        },
+        Error);
+}
+
+TEST(Rollup, DecimalsAreWrittenWithoutTrailingZeros) {
+    EXPECT_EQ(to_decimal(0, 24), "0");
+    EXPECT_EQ(to_decimal(12, 0), "12");
+    EXPECT_EQ(to_decimal(-375, 4), "-0.0375");
+    EXPECT_EQ(to_decimal(1500, 3), "1.5");
+    i128 min = -static_cast<i128>((~static_cast<unsigned __int128>(0)) >> 1) - 1;
+    EXPECT_EQ(to_decimal(min, 0), "-170141183460469231731687303715884105728");
+}
+
+TEST(Rollup, AnEventWithoutATenantIsRefused) {
+    Aggregator agg;
+    Event e;
+    EXPECT_THROW(agg.add(e), Error);
+}
