@@ -578,6 +578,8 @@ CREATE INDEX events_default_txid ON meter.events_default (txid);
 -- the one btree: request ids, deduplicated across partitions by the trigger
 -- (src/pg/request_ids.hpp); every partition needs it
 CREATE INDEX events_default_request ON meter.events_default (request_key) WHERE request_key IS NOT NULL;
+-- unpriced events, found without a scan by the job that prices them later
+CREATE INDEX events_default_unpriced ON meter.events_default (occurred_at) WHERE NOT priced;
 
 SELECT pg_catalog.pg_extension_config_dump('meter.events_default', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.event_id_seq', '');
@@ -606,6 +608,7 @@ BEGIN
     EXECUTE format('CREATE INDEX %I ON meter.%I (occurred_at)', v_name || '_time', v_name);
     EXECUTE format('CREATE INDEX %I ON meter.%I (txid)', v_name || '_txid', v_name);
     EXECUTE format('CREATE INDEX %I ON meter.%I (request_key) WHERE request_key IS NOT NULL', v_name || '_request', v_name);
+    EXECUTE format('CREATE INDEX %I ON meter.%I (occurred_at) WHERE NOT priced', v_name || '_unpriced', v_name);
     RETURN v_name;
 END $$;
 COMMENT ON FUNCTION meter.create_partition(timestamptz) IS 'Creates the monthly partition of meter.events for a time (UTC months); returns its name.';
@@ -720,6 +723,10 @@ CREATE TABLE meter.rollup_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS,
 CREATE TABLE meter.rollup_subject_daily (LIKE meter.rollup_hourly INCLUDING DEFAULTS, subject text,
     CONSTRAINT rollup_subject_daily_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject, provider, model, endpoint, feature))
     WITH (toast_tuple_target = 8160);
+-- rebuilds (backfill, reprice) replace the rows of a range of days
+CREATE INDEX rollup_hourly_bucket ON meter.rollup_hourly (bucket);
+CREATE INDEX rollup_daily_bucket ON meter.rollup_daily (bucket);
+CREATE INDEX rollup_subject_daily_bucket ON meter.rollup_subject_daily (bucket);
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
 COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days): what per-user totals read.';
@@ -816,6 +823,21 @@ CREATE AGGREGATE meter._rollup(tenant text, subject text, provider text, model t
     FINALFUNC = meter._rollup_final
 );
 
+-- _lock_rollups takes the rollups for this transaction: rollup(), the
+-- rebuilds of backfill() and reprice(), and retention take it, so that one
+-- changes them at a time. Read events in a later statement than this one:
+-- its snapshot then holds every event the watermark covers.
+CREATE FUNCTION meter._lock_rollups() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM meter.rollup_state FOR UPDATE;
+    PERFORM meter._check_watermark();
+END $$;
+REVOKE ALL ON FUNCTION meter._lock_rollups() FROM PUBLIC;
+
 CREATE FUNCTION meter.rollup() RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -826,10 +848,9 @@ DECLARE
     v_from bigint;
 BEGIN
     PERFORM meter._rollup_mark();
-    INSERT INTO meter.rollup_state (watermark) VALUES ('1:1:') ON CONFLICT DO NOTHING;
     -- one run at a time; a second waits and then finds what is left
-    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state FOR UPDATE;
-    PERFORM meter._check_watermark();
+    PERFORM meter._lock_rollups();
+    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
     -- one statement, so the snapshot that reads the events is the watermark.
     -- meter._rollup aggregates the delta at the three grains in one pass;
     -- all merge into the stored rows the same way.
@@ -1013,3 +1034,748 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS
     'Usage of a tenant over [since, until), one row per group (by subject, provider, model, endpoint, feature, hour, day, or one row): exact at every moment, from the rollups plus the events not rolled up yet; p50/p95/p99 latency within 1 %.';
+
+-------------------------------------------------------------------------------
+-- Upkeep: rebuilds, verification, repricing, partitions, retention, and the
+-- jobs that run them (by pg_cron through meter.schedule(), or by hand).
+-- Every routine is safe to run at any time, while ingest goes on.
+-------------------------------------------------------------------------------
+
+-- _rolled_events: the events of [p_from, p_to) that the watermark covers,
+-- as rollup rows at every grain (the rows the rollups must hold). Read in
+-- one snapshot with the watermark it is given.
+CREATE FUNCTION meter._rolled_rows(p_from timestamptz, p_to timestamptz, p_watermark pg_snapshot)
+    RETURNS meter._rollup_row[]
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT meter._rollup(e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at,
+                         e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
+                         e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
+                         e.latency_ms, e.ttft_ms)
+      FROM meter.events e
+     WHERE e.occurred_at >= p_from AND e.occurred_at < p_to
+       -- below the watermark's xmin every visible transaction is covered:
+       -- the test costs a comparison, not a call, for almost every event
+       AND (e.txid < pg_snapshot_xmin(p_watermark)::text::bigint OR NOT meter._unrolled(e.txid, p_watermark))
+$$;
+
+-- _day_span turns [since, until) into whole UTC days.
+CREATE FUNCTION meter._day_span(since timestamptz, until timestamptz, OUT d1 timestamptz, OUT d2 timestamptz)
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since > until THEN
+        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(since) OR NOT isfinite(until) THEN
+        RAISE EXCEPTION 'since and until must be finite times' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    d1 := date_trunc('day', since);
+    d2 := date_trunc('day', until);
+    IF d2 < until THEN d2 := d2 + interval '1 day'; END IF;
+END $$;
+
+-- _rebuild replaces the rollup rows of whole UTC days [p_from, p_to) with
+-- what the raw events the watermark covers say. The caller holds
+-- _lock_rollups() from an earlier statement. Returns the events counted.
+CREATE FUNCTION meter._rebuild(p_from timestamptz, p_to timestamptz) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    v_rows meter._rollup_row[];
+    v_events bigint;
+BEGIN
+    IF p_from <> date_trunc('day', p_from) OR p_to <> date_trunc('day', p_to) THEN
+        RAISE EXCEPTION 'a rebuild covers whole UTC days' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_rows := meter._rolled_rows(p_from, p_to, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'));
+    DELETE FROM meter.rollup_hourly WHERE bucket >= p_from AND bucket < p_to;
+    DELETE FROM meter.rollup_daily WHERE bucket >= p_from AND bucket < p_to;
+    DELETE FROM meter.rollup_subject_daily WHERE bucket >= p_from AND bucket < p_to;
+    INSERT INTO meter.rollup_hourly
+    SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
+           output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
+      FROM unnest(v_rows) WHERE g = 1;
+    INSERT INTO meter.rollup_daily
+    SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
+           output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
+      FROM unnest(v_rows) WHERE g = 3;
+    INSERT INTO meter.rollup_subject_daily (tenant, bucket, subject, provider, model, endpoint, feature, requests,
+           errors, cache_hits, unpriced, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost,
+           potential_cost, latency, ttft, first_at, last_at)
+    SELECT tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
+           input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
+           first_at, last_at
+      FROM unnest(v_rows) WHERE g = 2;
+    SELECT coalesce(sum(requests), 0) INTO v_events FROM unnest(v_rows) WHERE g = 1;
+    RETURN v_events;
+END $$;
+REVOKE ALL ON FUNCTION meter._rebuild(timestamptz, timestamptz) FROM PUBLIC;
+
+-- Jobs: what each did last, for people and for alerting.
+CREATE TABLE meter.jobs (
+    job           text PRIMARY KEY,
+    schedule      text,         -- the cron schedule meter.schedule() gave it; NULL: run by hand only
+    last_start    timestamptz,
+    last_finish   timestamptz,
+    last_ok       boolean,
+    last_result   text,
+    last_error    text,         -- kept after later successes, with its time
+    last_error_at timestamptz,
+    runs          bigint NOT NULL DEFAULT 0,
+    failures      bigint NOT NULL DEFAULT 0,
+    skipped       bigint NOT NULL DEFAULT 0,  -- runs that found the job still running and left
+    progress      text          -- what a running job has done so far (backfill, reprice)
+);
+COMMENT ON TABLE meter.jobs IS 'One row per pg_meter job: its schedule, last run, result, last error and failure count. meter.job_status adds whether it runs now.';
+INSERT INTO meter.jobs (job) VALUES ('rollup'), ('partitions'), ('retention'), ('price_unpriced'), ('expire'),
+                                    ('backfill'), ('reprice');
+
+-- a job holds this advisory lock while it runs (session level: a run's
+-- commits do not release it)
+CREATE FUNCTION meter._job_key(job text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT hashtext('pg_meter job ' || job) $$;
+
+CREATE VIEW meter.job_status AS
+SELECT j.job, j.schedule,
+       (SELECT l.pid FROM pg_catalog.pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+           AND l.classid = 20557 AND l.objid = meter._job_key(j.job)::oid AND l.objsubid = 2
+         LIMIT 1) AS running_pid,
+       j.last_start, j.last_finish, j.last_ok, j.last_result, j.last_error, j.last_error_at, j.runs, j.failures,
+       j.skipped, j.progress
+  FROM meter.jobs j;
+COMMENT ON VIEW meter.job_status IS 'pg_meter''s jobs: which runs now (running_pid), how each last ended, its last error and its counts.';
+
+-- _job_begin takes a job's lock and notes its start; false when another
+-- session runs it (then the skip is counted). _job_end notes the outcome
+-- and gives the lock back.
+CREATE FUNCTION meter._job_begin(p_job text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_try_advisory_lock(20557, meter._job_key(p_job)) THEN
+        UPDATE meter.jobs SET skipped = skipped + 1 WHERE job = p_job;
+        RETURN false;
+    END IF;
+    UPDATE meter.jobs SET last_start = clock_timestamp(), progress = NULL WHERE job = p_job;
+    RETURN true;
+END $$;
+
+CREATE FUNCTION meter._job_end(p_job text, p_ok boolean, p_result text, p_error text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE meter.jobs
+       SET last_finish = clock_timestamp(), last_ok = p_ok, last_result = p_result, runs = runs + 1,
+           failures = failures + CASE WHEN p_ok THEN 0 ELSE 1 END,
+           last_error = CASE WHEN p_ok THEN last_error ELSE p_error END,
+           last_error_at = CASE WHEN p_ok THEN last_error_at ELSE clock_timestamp() END,
+           progress = NULL
+     WHERE job = p_job;
+    PERFORM pg_advisory_unlock(20557, meter._job_key(p_job));
+END $$;
+
+CREATE FUNCTION meter._job_progress(p_job text, p_progress text) RETURNS void
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$ UPDATE meter.jobs SET progress = p_progress WHERE job = p_job $$;
+REVOKE ALL ON FUNCTION meter._job_begin(text), meter._job_end(text, boolean, text, text),
+                       meter._job_progress(text, text) FROM PUBLIC;
+
+-- backfill: rebuild the rollups of whole UTC days from the raw events, a
+-- batch of days per transaction. Safe while ingest and rollups go on (each
+-- batch takes the rollups' lock; events the watermark does not cover yet
+-- are left to the next rollup), idempotent, and cancellable: batches
+-- already committed stay, and running it again redoes the range.
+CREATE PROCEDURE meter.backfill(since timestamptz, until timestamptz, batch_days integer DEFAULT 1,
+                                INOUT days integer DEFAULT NULL, INOUT events bigint DEFAULT NULL)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_span record;
+    v_day timestamptz;
+    v_next timestamptz;
+    v_total_days integer;
+    v_t0 timestamptz := clock_timestamp();
+    v_n bigint;
+BEGIN
+    IF batch_days IS NULL OR batch_days < 1 THEN
+        RAISE EXCEPTION 'batch_days must be 1 or more' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_span := meter._day_span(since, until);
+    v_total_days := extract(day FROM v_span.d2 - v_span.d1)::integer;
+    days := 0;
+    events := 0;
+    v_day := v_span.d1;
+    WHILE v_day < v_span.d2 LOOP
+        v_next := least(v_day + make_interval(days => batch_days), v_span.d2);
+        PERFORM meter._lock_rollups();
+        v_n := meter._rebuild(v_day, v_next);
+        days := days + extract(day FROM v_next - v_day)::integer;
+        events := events + v_n;
+        PERFORM meter._job_progress('backfill', format('%s of %s days up to %s, %s events, %s events/s', days,
+                v_total_days, v_next, events,
+                round(events / greatest(extract(epoch FROM clock_timestamp() - v_t0), 0.001))));
+        COMMIT;
+        v_day := v_next;
+    END LOOP;
+    UPDATE meter.jobs SET last_start = v_t0, last_finish = clock_timestamp(), last_ok = true, runs = runs + 1,
+           progress = NULL,
+           last_result = format('rebuilt %s days from %s: %s events', days, v_span.d1, events)
+     WHERE job = 'backfill';
+END $$;
+COMMENT ON PROCEDURE meter.backfill(timestamptz, timestamptz, integer, integer, bigint) IS
+    'Rebuilds the rollups of the UTC days covering [since, until) from the raw events, batch_days per transaction; safe during ingest, idempotent, cancellable. Progress in meter.job_status. CALL it outside a transaction block.';
+REVOKE ALL ON PROCEDURE meter.backfill(timestamptz, timestamptz, integer, integer, bigint) FROM PUBLIC;
+
+-- verify: every difference between the rollups and the raw events of the
+-- UTC days covering [since, until). Read in one snapshot, so a rollup or a
+-- write running meanwhile never shows as a difference. Empty when exact.
+CREATE FUNCTION meter.verify(since timestamptz, until timestamptz)
+    RETURNS TABLE (rollup text, tenant text, bucket timestamptz, subject text, provider text, model text,
+                   endpoint text, feature text, what text, in_rollup text, in_events text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_span record;
+BEGIN
+    v_span := meter._day_span(since, until);
+    PERFORM meter._check_watermark();
+    RETURN QUERY
+    WITH w AS MATERIALIZED (
+        SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w
+    ), want AS (
+        SELECT jsonb_build_array(r.g, r.tenant, r.bucket, r.subject, r.provider, r.model, r.endpoint, r.feature) AS k, r.*
+          FROM unnest(meter._rolled_rows(v_span.d1, v_span.d2, (SELECT w FROM w))) r
+    ), have AS (
+        SELECT jsonb_build_array(1, h.tenant, h.bucket, NULL, h.provider, h.model, h.endpoint, h.feature) AS k,
+               1 AS g, h.tenant, h.bucket, NULL::text AS subject, h.provider, h.model, h.endpoint, h.feature,
+               h.requests, h.errors, h.cache_hits, h.unpriced, h.input_tokens, h.output_tokens, h.cache_read_tokens,
+               h.cache_write_tokens, h.cost, h.potential_cost, h.latency, h.ttft, h.first_at, h.last_at
+          FROM meter.rollup_hourly h WHERE h.bucket >= v_span.d1 AND h.bucket < v_span.d2
+        UNION ALL
+        SELECT jsonb_build_array(3, d.tenant, d.bucket, NULL, d.provider, d.model, d.endpoint, d.feature),
+               3, d.tenant, d.bucket, NULL, d.provider, d.model, d.endpoint, d.feature,
+               d.requests, d.errors, d.cache_hits, d.unpriced, d.input_tokens, d.output_tokens, d.cache_read_tokens,
+               d.cache_write_tokens, d.cost, d.potential_cost, d.latency, d.ttft, d.first_at, d.last_at
+          FROM meter.rollup_daily d WHERE d.bucket >= v_span.d1 AND d.bucket < v_span.d2
+        UNION ALL
+        SELECT jsonb_build_array(2, s.tenant, s.bucket, s.subject, s.provider, s.model, s.endpoint, s.feature),
+               2, s.tenant, s.bucket, s.subject, s.provider, s.model, s.endpoint, s.feature,
+               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
+               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, s.first_at, s.last_at
+          FROM meter.rollup_subject_daily s WHERE s.bucket >= v_span.d1 AND s.bucket < v_span.d2
+    )
+    SELECT CASE coalesce(h.g, e.g) WHEN 1 THEN 'rollup_hourly' WHEN 3 THEN 'rollup_daily' ELSE 'rollup_subject_daily' END,
+           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject),
+           coalesce(h.provider, e.provider), coalesce(h.model, e.model), coalesce(h.endpoint, e.endpoint),
+           coalesce(h.feature, e.feature), d.what, d.in_rollup, d.in_events
+      FROM have h
+      FULL JOIN want e ON e.k = h.k
+     CROSS JOIN LATERAL (
+        SELECT 'row' AS what, CASE WHEN h.k IS NULL THEN 'missing' ELSE 'present' END AS in_rollup,
+               CASE WHEN e.k IS NULL THEN 'no events' ELSE e.requests || ' events' END AS in_events
+         WHERE h.k IS NULL OR e.k IS NULL
+        UNION ALL
+        SELECT v.what, v.a, v.b
+          FROM (VALUES ('requests', h.requests::text, e.requests::text), ('errors', h.errors::text, e.errors::text),
+                       ('cache_hits', h.cache_hits::text, e.cache_hits::text),
+                       ('unpriced', h.unpriced::text, e.unpriced::text),
+                       ('input_tokens', h.input_tokens::text, e.input_tokens::text),
+                       ('output_tokens', h.output_tokens::text, e.output_tokens::text),
+                       ('cache_read_tokens', h.cache_read_tokens::text, e.cache_read_tokens::text),
+                       ('cache_write_tokens', h.cache_write_tokens::text, e.cache_write_tokens::text),
+                       ('first_at', h.first_at::text, e.first_at::text), ('last_at', h.last_at::text, e.last_at::text)) v(what, a, b)
+         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND v.a IS DISTINCT FROM v.b
+        UNION ALL
+        SELECT v.what, v.a::text, v.b::text
+          FROM (VALUES ('cost', h.cost, e.cost), ('potential_cost', h.potential_cost, e.potential_cost)) v(what, a, b)
+         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND v.a IS DISTINCT FROM v.b  -- numeric: 0.50 = 0.5
+        UNION ALL
+        SELECT v.what, meter.sketch_count(v.a)::text || ' values', meter.sketch_count(v.b)::text || ' values'
+          FROM (VALUES ('latency', h.latency, e.latency), ('ttft', h.ttft, e.ttft)) v(what, a, b)
+         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND NOT meter._sketch_same(v.a, v.b)
+     ) d
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+END $$;
+COMMENT ON FUNCTION meter.verify(timestamptz, timestamptz) IS
+    'Every difference between the rollups and the raw events of the UTC days covering [since, until), or no row when they agree. Days whose raw events retention has dropped show as differences.';
+
+CREATE FUNCTION meter._sketch_same(a meter.sketch, b meter.sketch) RETURNS boolean
+    LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_sketch_same';
+
+-- Repricing ------------------------------------------------------------------
+
+-- reprices: one audit row per reprice (not per dry run): who, when, what,
+-- and the totals and price versions before and after. A reprice that was
+-- cancelled part way shows what its committed batches changed.
+CREATE TABLE meter.reprices (
+    reprice_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at    timestamptz,
+    by_role        text NOT NULL DEFAULT current_user,
+    provider       text,
+    model          text,
+    since          timestamptz,
+    until          timestamptz,
+    unpriced_only  boolean NOT NULL,
+    events         bigint NOT NULL DEFAULT 0,
+    old_total      numeric NOT NULL DEFAULT 0,
+    new_total      numeric NOT NULL DEFAULT 0,
+    old_versions   bigint[] NOT NULL DEFAULT '{}',
+    new_versions   bigint[] NOT NULL DEFAULT '{}',
+    still_unpriced bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE meter.reprices IS 'The audit of meter.reprice: who repriced what and when, how many events changed, total cost before and after, and the price versions involved.';
+SELECT pg_catalog.pg_extension_config_dump('meter.reprices', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.reprices_reprice_id_seq', '');
+
+CREATE TYPE meter._priced_event AS (cost numeric, potential_cost numeric, price_version bigint, priced boolean,
+                                    unpriced_reason text);
+CREATE FUNCTION meter._price_event(provider text, model text, usage jsonb, service_tier text, cached boolean,
+                                   occurred_at timestamptz) RETURNS meter._priced_event
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'meter_price_event';
+
+-- _reprice_changes: the events of [p_from, p_to) matching the filters whose
+-- price differs from what the catalog says now, with both prices.
+CREATE FUNCTION meter._reprice_changes(p_from timestamptz, p_to timestamptz, p_provider text, p_model text,
+                                       p_unpriced_only boolean)
+    RETURNS TABLE (event_id bigint, occurred_at timestamptz, old_cost numeric, old_version bigint,
+                   new_cost numeric, new_potential numeric, new_version bigint, new_priced boolean, new_reason text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.event_id, e.occurred_at, e.cost, e.price_version, p.cost, p.potential_cost, p.price_version, p.priced,
+           p.unpriced_reason
+      FROM meter.events e
+     CROSS JOIN LATERAL meter._price_event(e.provider, e.model, e.usage, e.service_tier, e.cached, e.occurred_at) p
+     WHERE e.occurred_at >= p_from AND e.occurred_at < p_to
+       AND (p_provider IS NULL OR e.provider = p_provider)
+       AND (p_model IS NULL OR e.model = p_model)
+       AND (NOT p_unpriced_only OR NOT e.priced)
+       AND (e.cost, e.potential_cost, e.price_version, e.priced)
+           IS DISTINCT FROM (p.cost, p.potential_cost, p.price_version, p.priced)
+$$;
+
+-- _reprice_day reprices the matching events of one UTC day (within
+-- [p_from, p_to)) and rebuilds
+-- that day's rollups in the same transaction, adding what it did to the
+-- audit row. Returns the events changed.
+CREATE FUNCTION meter._reprice_day(p_day timestamptz, p_from timestamptz, p_to timestamptz, p_provider text,
+                                   p_model text, p_unpriced_only boolean, p_reprice bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    v record;
+BEGIN
+    PERFORM meter._lock_rollups();
+    WITH changed AS MATERIALIZED (
+        SELECT * FROM meter._reprice_changes(greatest(p_day, p_from), least(p_day + interval '1 day', p_to), p_provider,
+                                             p_model, p_unpriced_only)
+    ), upd AS (
+        UPDATE meter.events e
+           SET cost = c.new_cost, potential_cost = c.new_potential, price_version = c.new_version,
+               priced = c.new_priced, unpriced_reason = c.new_reason
+          FROM changed c
+         WHERE e.occurred_at >= p_day AND e.occurred_at < p_day + interval '1 day'
+           AND e.event_id = c.event_id AND e.occurred_at = c.occurred_at
+        RETURNING c.old_cost, c.new_cost, c.old_version, c.new_version, c.new_priced
+    )
+    SELECT count(*) AS n, coalesce(sum(old_cost), 0) AS old_total, coalesce(sum(new_cost), 0) AS new_total,
+           coalesce(array_agg(DISTINCT old_version) FILTER (WHERE old_version IS NOT NULL), '{}') AS old_versions,
+           coalesce(array_agg(DISTINCT new_version) FILTER (WHERE new_version IS NOT NULL), '{}') AS new_versions,
+           count(*) FILTER (WHERE NOT new_priced) AS unpriced
+      INTO v FROM upd;
+    IF v.n > 0 THEN
+        PERFORM meter._rebuild(p_day, p_day + interval '1 day');
+        UPDATE meter.reprices r
+           SET events = r.events + v.n, old_total = r.old_total + v.old_total, new_total = r.new_total + v.new_total,
+               old_versions = ARRAY(SELECT DISTINCT x FROM unnest(r.old_versions || v.old_versions) x ORDER BY x),
+               new_versions = ARRAY(SELECT DISTINCT x FROM unnest(r.new_versions || v.new_versions) x ORDER BY x),
+               still_unpriced = r.still_unpriced + v.unpriced
+         WHERE r.reprice_id = p_reprice;
+    END IF;
+    RETURN v.n;
+END $$;
+REVOKE ALL ON FUNCTION meter._reprice_day(timestamptz, timestamptz, timestamptz, text, text, boolean, bigint) FROM PUBLIC;
+
+-- _reprice_days: the UTC days with events to look at, oldest first.
+CREATE FUNCTION meter._reprice_days(p_since timestamptz, p_until timestamptz, p_provider text, p_model text,
+                                    p_unpriced_only boolean) RETURNS SETOF timestamptz
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+    SELECT DISTINCT date_trunc('day', e.occurred_at)
+      FROM meter.events e
+     WHERE (p_since IS NULL OR e.occurred_at >= p_since) AND (p_until IS NULL OR e.occurred_at < p_until)
+       AND (p_provider IS NULL OR e.provider = p_provider) AND (p_model IS NULL OR e.model = p_model)
+       AND (NOT p_unpriced_only OR NOT e.priced)
+     ORDER BY 1
+$$;
+
+-- reprice: after a price is added or corrected, price the matching events
+-- again with the catalog as it is now (each at its own time, so history
+-- keeps the prices then in force), one UTC day per transaction together
+-- with that day's rollups. dry_run only reports. Returns the events that
+-- change, their total cost before and after, and the audit row's id.
+CREATE PROCEDURE meter.reprice(provider text DEFAULT NULL, model text DEFAULT NULL,
+                               since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                               unpriced_only boolean DEFAULT false, dry_run boolean DEFAULT false,
+                               INOUT events bigint DEFAULT NULL, INOUT old_total numeric DEFAULT NULL,
+                               INOUT new_total numeric DEFAULT NULL, INOUT reprice_id bigint DEFAULT NULL)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_day timestamptz;
+    v_n bigint;
+    v_from timestamptz;
+    v_to timestamptz;
+BEGIN
+    IF since IS NOT NULL AND until IS NOT NULL AND since > until THEN
+        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF provider IS NULL AND model IS NULL AND since IS NULL AND until IS NULL AND NOT unpriced_only THEN
+        RAISE EXCEPTION 'reprice needs a provider, a model, a time range or unpriced_only => true'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Repricing every event is rarely meant; give since and until to do it on purpose.';
+    END IF;
+    IF dry_run THEN
+        SELECT count(*), coalesce(sum(c.old_cost), 0), coalesce(sum(c.new_cost), 0)
+          INTO events, old_total, new_total
+          FROM meter._reprice_changes(coalesce(since, '-infinity'), coalesce(until, 'infinity'),
+                                      provider, model, unpriced_only) c;
+        RETURN;
+    END IF;
+    INSERT INTO meter.reprices (provider, model, since, until, unpriced_only)
+    VALUES (provider, model, since, until, unpriced_only)
+    RETURNING meter.reprices.reprice_id INTO reprice_id;
+    COMMIT;
+    FOR v_day IN SELECT * FROM meter._reprice_days(since, until, provider, model, unpriced_only) LOOP
+        -- a day cut by since or until is repriced in the range only, and
+        -- rebuilt whole
+        v_n := meter._reprice_day(v_day, coalesce(since, '-infinity'), coalesce(until, 'infinity'), provider, model,
+                                  unpriced_only, reprice_id);
+        PERFORM meter._job_progress('reprice', format('reprice %s: up to %s', reprice_id, v_day));
+        COMMIT;
+    END LOOP;
+    UPDATE meter.reprices r SET finished_at = clock_timestamp() WHERE r.reprice_id = reprice.reprice_id
+    RETURNING r.events, r.old_total, r.new_total INTO events, old_total, new_total;
+    PERFORM meter._job_progress('reprice', NULL);
+    COMMIT;
+END $$;
+COMMENT ON PROCEDURE meter.reprice(text, text, timestamptz, timestamptz, boolean, boolean, bigint, numeric, numeric, bigint) IS
+    'Prices the matching events again with the catalog as it is now and rebuilds their rollups, one UTC day per transaction; dry_run => true only reports. Every real run leaves an audit row in meter.reprices. CALL it outside a transaction block.';
+REVOKE ALL ON PROCEDURE meter.reprice(text, text, timestamptz, timestamptz, boolean, boolean, bigint, numeric, numeric, bigint) FROM PUBLIC;
+
+-- Partitions and retention ---------------------------------------------------
+-- Written here rather than delegated to pg_partman (doc/upkeep.md says why
+-- in full): a partition may only be dropped once every event in it is
+-- rolled up, which pg_partman's retention cannot know; moving rows out of
+-- the default partition would run meter.events' trigger and count them
+-- again; and retention is per tenant. What is left is a few statements.
+
+-- _partitions: meter.events' partitions with their bounds (NULL: default).
+CREATE FUNCTION meter._partitions() RETURNS TABLE (part regclass, lo timestamptz, hi timestamptz)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO'
+AS $$
+    SELECT c.oid::regclass,
+           CASE WHEN b = 'DEFAULT' THEN NULL ELSE coalesce(substring(b FROM 'FROM \(''([^'']*)''\)')::timestamptz, '-infinity') END,
+           CASE WHEN b = 'DEFAULT' THEN NULL ELSE coalesce(substring(b FROM 'TO \(''([^'']*)''\)')::timestamptz, 'infinity') END
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+     CROSS JOIN LATERAL pg_get_expr(c.relpartbound, c.oid) b
+     WHERE i.inhparent = 'meter.events'::regclass
+$$;
+
+-- create_partitions: the month partitions from this month to `ahead`
+-- months on, so that no insert waits for one. A month whose events already
+-- sit in the default partition is reported, not created (its events stay
+-- counted where they are).
+CREATE FUNCTION meter.create_partitions(ahead integer DEFAULT 3)
+    RETURNS TABLE (partition text, status text)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    v_month timestamptz;
+BEGIN
+    IF ahead IS NULL OR ahead < 0 OR ahead > 120 THEN
+        RAISE EXCEPTION 'ahead must be between 0 and 120 months' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 0..ahead LOOP
+        v_month := date_trunc('month', now()) + make_interval(months => i);
+        partition := format('events_%s', to_char(v_month, 'YYYY_MM'));
+        IF to_regclass(format('meter.%I', partition)) IS NOT NULL THEN
+            status := 'exists';
+        ELSE
+            BEGIN
+                PERFORM meter.create_partition(v_month);
+                status := 'created';
+            EXCEPTION WHEN check_violation OR object_not_in_prerequisite_state THEN
+                status := 'not created: ' || SQLERRM;
+            END;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION meter.create_partitions(integer) IS 'Creates the monthly partitions of meter.events from this month to ahead months on; reports each.';
+REVOKE ALL ON FUNCTION meter.create_partitions(integer) FROM PUBLIC;
+
+-- retention: how long raw events are kept, globally (tenant NULL; 90 days
+-- without a row) or per tenant. Rollups are kept.
+CREATE TABLE meter.retention (
+    tenant text,
+    keep   interval NOT NULL CHECK (keep > interval '0'),
+    CONSTRAINT retention_tenant UNIQUE NULLS NOT DISTINCT (tenant)
+);
+COMMENT ON TABLE meter.retention IS 'How long raw events are kept: the row with a NULL tenant for everyone (90 days without one), other rows per tenant. Rollups are kept regardless.';
+SELECT pg_catalog.pg_extension_config_dump('meter.retention', '');
+
+CREATE FUNCTION meter.set_retention(keep interval, tenant text DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF keep IS NULL THEN
+        DELETE FROM meter.retention r WHERE r.tenant IS NOT DISTINCT FROM set_retention.tenant;
+        RETURN;
+    END IF;
+    IF keep <= interval '0' OR keep < interval '1 day' THEN
+        RAISE EXCEPTION 'a retention must be at least one day, not %', keep USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO meter.retention (tenant, keep) VALUES (set_retention.tenant, set_retention.keep)
+    ON CONFLICT ON CONSTRAINT retention_tenant DO UPDATE SET keep = EXCLUDED.keep;
+END $$;
+COMMENT ON FUNCTION meter.set_retention(interval, text) IS 'Keeps raw events for keep (at least a day): for one tenant, or for every tenant without its own (tenant NULL). keep NULL removes the setting.';
+REVOKE ALL ON FUNCTION meter.set_retention(interval, text) FROM PUBLIC;
+
+-- apply_retention drops whole partitions older than the longest retention
+-- and deletes older events of tenants kept shorter; an event is never
+-- removed before the rollups hold it (a partition with events not rolled
+-- up yet waits for the next run). Returns what it did.
+CREATE FUNCTION meter.apply_retention(OUT dropped text[], OUT deleted bigint, OUT waiting text[])
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_global interval := coalesce((SELECT keep FROM meter.retention WHERE tenant IS NULL), interval '90 days');
+    v_longest interval;
+    v_shortest interval;
+    v_now timestamptz := now();
+    v_w pg_snapshot;
+    v_left bigint;
+    p record;
+BEGIN
+    SELECT greatest(v_global, max(keep)), least(v_global, min(keep)) INTO v_longest, v_shortest
+      FROM meter.retention WHERE tenant IS NOT NULL;
+    dropped := '{}';
+    waiting := '{}';
+    FOR p IN SELECT * FROM meter._partitions() WHERE hi <= v_now - v_longest ORDER BY lo LOOP
+        -- no writer in it from here on; then read the watermark anew
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p.part);
+        v_w := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
+        EXECUTE format('SELECT count(*) FROM %s e WHERE e.txid >= $1 AND meter._unrolled(e.txid, $2)', p.part)
+            INTO v_left USING pg_snapshot_xmin(v_w)::text::bigint, v_w;
+        IF v_left > 0 THEN
+            waiting := waiting || format('%s (%s events not rolled up yet)', p.part, v_left);
+            CONTINUE;
+        END IF;
+        EXECUTE format('DROP TABLE %s', p.part);
+        dropped := dropped || p.part::text;
+    END LOOP;
+    v_w := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
+    DELETE FROM meter.events e
+     WHERE e.occurred_at < v_now - v_shortest
+       AND e.occurred_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = e.tenant), v_global)
+       AND (e.txid < pg_snapshot_xmin(v_w)::text::bigint OR NOT meter._unrolled(e.txid, v_w));
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+END $$;
+COMMENT ON FUNCTION meter.apply_retention() IS 'Drops the partitions of meter.events older than the longest retention and deletes older events of tenants kept shorter, never before the rollups hold them.';
+REVOKE ALL ON FUNCTION meter.apply_retention() FROM PUBLIC;
+
+-- expire: state that only grows. pg_cron's run log (cron.job_run_details)
+-- is purged after `keep`.
+CREATE FUNCTION meter.expire(keep interval DEFAULT interval '7 days') RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_n bigint := 0;
+BEGIN
+    IF to_regclass('cron.job_run_details') IS NOT NULL THEN
+        EXECUTE 'DELETE FROM cron.job_run_details WHERE end_time < now() - $1' USING keep;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+    END IF;
+    RETURN v_n;
+END $$;
+COMMENT ON FUNCTION meter.expire(interval) IS 'Purges state that only grows: pg_cron''s run log older than keep. Returns the rows removed.';
+REVOKE ALL ON FUNCTION meter.expire(interval) FROM PUBLIC;
+
+-- Jobs -------------------------------------------------------------------------
+
+-- run_job runs one of pg_meter's jobs now, as pg_cron does: at most one
+-- run of a job at a time (a second leaves at once and is counted as
+-- skipped), and its outcome or error in meter.jobs. The rollup job runs a
+-- pass every `every` until `for_` has passed (pg_cron's finest schedule is
+-- a minute: one run a minute keeps the rollups within seconds of ingest).
+CREATE PROCEDURE meter.run_job(job text, for_ interval DEFAULT interval '55 seconds',
+                               every interval DEFAULT interval '5 seconds')
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_ok boolean := true;
+    v_err text;
+    v_result text;
+    v_n bigint;
+    v_total bigint := 0;
+    v_passes integer := 0;
+    v_until timestamptz := clock_timestamp() + for_;
+    v_days integer := 0;
+    v_day timestamptz;
+    v_rid bigint;
+    v_ret record;
+BEGIN
+    IF job IS NULL OR job NOT IN ('rollup', 'partitions', 'retention', 'price_unpriced', 'expire') THEN
+        RAISE EXCEPTION 'pg_meter has no job "%"', job USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The jobs are rollup, partitions, retention, price_unpriced and expire.';
+    END IF;
+    IF NOT meter._job_begin(job) THEN
+        RAISE NOTICE 'pg_meter job % is running in another session; this run leaves', job;
+        RETURN;
+    END IF;
+    COMMIT;
+    IF job = 'rollup' THEN
+        LOOP
+            BEGIN
+                v_n := meter.rollup();
+                v_total := v_total + v_n;
+                v_passes := v_passes + 1;
+            EXCEPTION WHEN OTHERS THEN
+                v_ok := false;
+                v_err := SQLERRM;
+            END;
+            COMMIT;
+            EXIT WHEN NOT v_ok OR clock_timestamp() + every >= v_until;
+            PERFORM pg_sleep(extract(epoch FROM every));
+            COMMIT;
+        END LOOP;
+        v_result := format('%s passes, %s events', v_passes, v_total);
+    ELSE
+        BEGIN
+            CASE job
+            WHEN 'partitions' THEN
+                SELECT string_agg(partition || ' ' || status, ', ') INTO v_result FROM meter.create_partitions();
+            WHEN 'retention' THEN
+                v_ret := meter.apply_retention();
+                v_result := format('dropped %s, deleted %s events, waiting %s', v_ret.dropped, v_ret.deleted,
+                                   v_ret.waiting);
+            WHEN 'price_unpriced' THEN
+                -- a bounded run: at most 31 days of unpriced events; the
+                -- next run takes the rest
+                INSERT INTO meter.reprices (unpriced_only) VALUES (true) RETURNING reprice_id INTO v_rid;
+                FOR v_day IN SELECT * FROM meter._reprice_days(NULL, NULL, NULL, NULL, true) LIMIT 31 LOOP
+                    PERFORM meter._reprice_day(v_day, '-infinity', 'infinity', NULL, NULL, true, v_rid);
+                    v_days := v_days + 1;
+                END LOOP;
+                UPDATE meter.reprices SET finished_at = clock_timestamp() WHERE reprice_id = v_rid
+                RETURNING format('%s days, %s events priced, %s still unpriced', v_days, events, still_unpriced)
+                INTO v_result;
+                IF v_days = 0 THEN DELETE FROM meter.reprices WHERE reprice_id = v_rid; END IF;
+            WHEN 'expire' THEN
+                v_result := format('%s run log rows purged', meter.expire());
+            END CASE;
+        EXCEPTION WHEN OTHERS THEN
+            v_ok := false;
+            v_err := SQLERRM;
+        END;
+        COMMIT;
+    END IF;
+    PERFORM meter._job_end(job, v_ok, v_result, v_err);
+    COMMIT;
+END $$;
+COMMENT ON PROCEDURE meter.run_job(text, interval, interval) IS
+    'Runs one pg_meter job now (rollup, partitions, retention, price_unpriced, expire), one run at a time, recording its outcome in meter.jobs; what pg_cron calls. CALL it outside a transaction block.';
+REVOKE ALL ON PROCEDURE meter.run_job(text, interval, interval) FROM PUBLIC;
+
+-- schedule installs the jobs in pg_cron as named jobs (pg_meter_<job>); a
+-- second call replaces them. A NULL schedule leaves that job out.
+CREATE FUNCTION meter.schedule(rollup text DEFAULT '* * * * *', partitions text DEFAULT '7 0 * * *',
+                               retention text DEFAULT '17 1 * * *', price_unpriced text DEFAULT '*/10 * * * *',
+                               expire text DEFAULT '27 1 * * *')
+    RETURNS TABLE (job text, schedule text, cron_jobid bigint, command text)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v record;
+BEGIN
+    IF to_regclass('cron.job') IS NULL THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database %', current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'meter.schedule() installs its jobs with pg_cron.',
+                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name = %L, restart, and run CREATE EXTENSION pg_cron; or run the jobs yourself: CALL meter.run_job(''rollup''), and likewise partitions, retention, price_unpriced and expire.', current_database());
+    END IF;
+    FOR v IN SELECT * FROM (VALUES ('rollup', schedule.rollup), ('partitions', schedule.partitions),
+                                   ('retention', schedule.retention), ('price_unpriced', schedule.price_unpriced),
+                                   ('expire', schedule.expire)) AS t(job, sched) LOOP
+        job := v.job;
+        schedule := v.sched;
+        command := format('CALL meter.run_job(%L)', v.job);
+        IF v.sched IS NULL THEN
+            EXECUTE 'SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = $1 AND username = current_user'
+                USING 'pg_meter_' || v.job;
+            cron_jobid := NULL;
+            command := NULL;
+        ELSE
+            EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO cron_jobid USING 'pg_meter_' || v.job, v.sched, command;
+        END IF;
+        UPDATE meter.jobs j SET schedule = v.sched WHERE j.job = v.job;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION meter.schedule(text, text, text, text, text) IS
+    'Installs pg_meter''s jobs in pg_cron (named pg_meter_rollup, _partitions, _retention, _price_unpriced, _expire) with these cron schedules (GMT); calling it again replaces them; NULL leaves a job out.';
+REVOKE ALL ON FUNCTION meter.schedule(text, text, text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION meter.unschedule() RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_n integer := 0;
+BEGIN
+    IF to_regclass('cron.job') IS NOT NULL THEN
+        -- through cron.job by name: cron.unschedule(name) fails on an absent job
+        EXECUTE 'SELECT count(cron.unschedule(jobid))::integer FROM cron.job
+                  WHERE jobname LIKE ''pg\_meter\_%'' AND username = current_user' INTO v_n;
+    END IF;
+    UPDATE meter.jobs SET schedule = NULL;
+    RETURN v_n;
+END $$;
+COMMENT ON FUNCTION meter.unschedule() IS 'Removes pg_meter''s pg_cron jobs; returns how many. Harmless without pg_cron.';
+REVOKE ALL ON FUNCTION meter.unschedule() FROM PUBLIC;

@@ -54,6 +54,8 @@ port = $PGPORT
 unix_socket_directories = '$PGM_RUN'
 shared_preload_libraries = 'pg_cron,pg_meter'
 cron.database_name = 'pg_meter'
+# pg_cron connects like a client: through the cluster's socket directory
+cron.host = '$PGM_RUN'
 max_connections = 100
 shared_buffers = 512MB
 max_prepared_transactions = 10

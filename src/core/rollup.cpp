@@ -262,14 +262,15 @@ uint32_t Aggregator::subject_id(Text s) {
 void Aggregator::add(const Event& e) {
     uint32_t dim = dim_id(e);
     uint32_t subject = subject_id(e.subject);
+    bool added;
     HourKey hk{dim, bucket_of(e.occurred_at, Grain::Hour)};
-    auto h = hour_ids_.try_emplace(hk, static_cast<uint32_t>(hours_.size()));
-    if (h.second) hours_.emplace_back(hk, Measures{});
-    hours_[h.first->second].second.add(e);
+    uint32_t h = hour_ids_.find_or_add(hk, static_cast<uint32_t>(hours_.size()), added);
+    if (added) hours_.emplace_back(hk, Measures{});
+    hours_[h].second.add(e);
     DayKey dk{dim, subject, bucket_of(e.occurred_at, Grain::Day)};
-    auto d = subject_day_ids_.try_emplace(dk, static_cast<uint32_t>(subject_days_.size()));
-    if (d.second) subject_days_.emplace_back(dk, Measures{});
-    subject_days_[d.first->second].second.add(e);
+    uint32_t d = subject_day_ids_.find_or_add(dk, static_cast<uint32_t>(subject_days_.size()), added);
+    if (added) subject_days_.emplace_back(dk, Measures{});
+    subject_days_[d].second.add(e);
     ++events_;
 }
 
@@ -280,29 +281,31 @@ void Aggregator::merge(const Aggregator& o) {
     for (size_t i = 0; i < o.subjects_.size(); ++i)
         subject_map[i] = intern_subject(o.subjects_[i]);
     last_enc_.clear();
+    bool added;
     for (auto& [k, m] : o.hours_) {
         HourKey hk{dim_map[k.dim], k.hour};
-        auto h = hour_ids_.try_emplace(hk, static_cast<uint32_t>(hours_.size()));
-        if (h.second) hours_.emplace_back(hk, Measures{});
-        hours_[h.first->second].second.merge(m);
+        uint32_t h = hour_ids_.find_or_add(hk, static_cast<uint32_t>(hours_.size()), added);
+        if (added) hours_.emplace_back(hk, Measures{});
+        hours_[h].second.merge(m);
     }
     for (auto& [k, m] : o.subject_days_) {
         DayKey dk{dim_map[k.dim], subject_map[k.subject], k.day};
-        auto d = subject_day_ids_.try_emplace(dk, static_cast<uint32_t>(subject_days_.size()));
-        if (d.second) subject_days_.emplace_back(dk, Measures{});
-        subject_days_[d.first->second].second.merge(m);
+        uint32_t d = subject_day_ids_.find_or_add(dk, static_cast<uint32_t>(subject_days_.size()), added);
+        if (added) subject_days_.emplace_back(dk, Measures{});
+        subject_days_[d].second.merge(m);
     }
     events_ += o.events_;
 }
 
 std::vector<Row> Aggregator::rows() {
     days_.clear();
-    std::unordered_map<DayKey, uint32_t, KeyHash> day_ids;
+    FlatIndex<DayKey, KeyHash> day_ids;
+    bool added;
     for (auto& [k, m] : hours_) {
         DayKey dk{k.dim, 0, bucket_of(k.hour, Grain::Day)};
-        auto d = day_ids.try_emplace(dk, static_cast<uint32_t>(days_.size()));
-        if (d.second) days_.emplace_back(dk, Measures{});
-        days_[d.first->second].second.merge(m);
+        uint32_t d = day_ids.find_or_add(dk, static_cast<uint32_t>(days_.size()), added);
+        if (added) days_.emplace_back(dk, Measures{});
+        days_[d].second.merge(m);
     }
     std::vector<Row> out;
     out.reserve(hours_.size() + days_.size() + subject_days_.size());

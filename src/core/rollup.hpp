@@ -100,6 +100,58 @@ struct Row {
 // (an infinite time is its own bucket).
 Micros bucket_of(Micros t, Grain g);
 
+// FlatIndex maps keys to dense ids with open addressing: one probe into one
+// array, where a node-based map costs a cache miss per step.
+template <class Key, class Hash>
+class FlatIndex {
+  public:
+    // find_or_add returns the id of key, giving it next_id when it is new
+    // (and setting added).
+    uint32_t find_or_add(const Key& key, uint32_t next_id, bool& added) {
+        if ((size_ + 1) * 2 > slots_.size()) grow();
+        size_t mask = slots_.size() - 1;
+        for (size_t i = Hash()(key) & mask;; i = (i + 1) & mask) {
+            Slot& s = slots_[i];
+            if (s.id == kEmpty) {
+                s.key = key;
+                s.id = next_id;
+                ++size_;
+                added = true;
+                return next_id;
+            }
+            if (s.key == key) {
+                added = false;
+                return s.id;
+            }
+        }
+    }
+    void clear() {
+        slots_.clear();
+        size_ = 0;
+    }
+
+  private:
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    struct Slot {
+        Key key;
+        uint32_t id = kEmpty;
+    };
+    void grow() {
+        std::vector<Slot> old = std::move(slots_);
+        slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+        size_t mask = slots_.size() - 1;
+        for (const Slot& s : old) {
+            if (s.id == kEmpty) continue;
+            size_t i = Hash()(s.key) & mask;
+            while (slots_[i].id != kEmpty)
+                i = (i + 1) & mask;
+            slots_[i] = s;
+        }
+    }
+    std::vector<Slot> slots_;
+    size_t size_ = 0;
+};
+
 class Aggregator {
   public:
     Aggregator();
@@ -113,12 +165,12 @@ class Aggregator {
   private:
     struct HourKey {
         uint32_t dim;
-        int64_t hour;
+        int64_t hour;  // the bucket's start
         bool operator==(const HourKey& o) const { return dim == o.dim && hour == o.hour; }
     };
     struct DayKey {
         uint32_t dim, subject;
-        int64_t day;
+        int64_t day;  // the bucket's start
         bool operator==(const DayKey& o) const { return dim == o.dim && subject == o.subject && day == o.day; }
     };
     struct KeyHash {
@@ -137,9 +189,9 @@ class Aggregator {
     std::vector<Dims> dims_;
     std::unordered_map<std::string, uint32_t> subject_ids_;  // 0 is the null subject
     std::vector<NString> subjects_;
-    std::unordered_map<HourKey, uint32_t, KeyHash> hour_ids_;
+    FlatIndex<HourKey, KeyHash> hour_ids_;
     std::vector<std::pair<HourKey, Measures>> hours_;
-    std::unordered_map<DayKey, uint32_t, KeyHash> subject_day_ids_;
+    FlatIndex<DayKey, KeyHash> subject_day_ids_;
     std::vector<std::pair<DayKey, Measures>> subject_days_;
     std::vector<std::pair<DayKey, Measures>> days_;  // formed by rows()
     NString null_;

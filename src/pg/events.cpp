@@ -572,6 +572,35 @@ extern "C" {
 PG_FUNCTION_INFO_V1(meter_event_before_insert);
 PG_FUNCTION_INFO_V1(meter_record);
 PG_FUNCTION_INFO_V1(meter_rollup_mark);
+PG_FUNCTION_INFO_V1(meter_price_event);
+
+// meter_price_event prices a stored event again the way it was priced on
+// the way in (meter._price_event(provider, model, usage, service_tier,
+// cached, occurred_at)): cost, potential cost, price version, priced and
+// why not. meter.reprice() calls it.
+Datum meter_price_event(PG_FUNCTION_ARGS) {
+    PmText provider = PG_ARGISNULL(0) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(0));
+    PmText model = PG_ARGISNULL(1) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(1));
+    bool n_usage = PG_ARGISNULL(2);
+    JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(PG_GETARG_JSONB_P(2));
+    PmText tier = PG_ARGISNULL(3) ? PmText{"standard", 8} : text_datum(PG_GETARG_DATUM(3));
+    bool cached = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+    if (PG_ARGISNULL(5)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("occurred_at is null")));
+    price_row(provider, PG_ARGISNULL(0), model, tier, PG_ARGISNULL(3), usage, n_usage, cached,
+              to_micros(PG_GETARG_TIMESTAMPTZ(5)));
+    const Outcome* o = &g_out;
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "meter._price_event must return a composite");
+    Datum v[5];
+    bool n[5] = {!o->has_cost, !o->has_cost, o->version == 0, false, o->reason[0] == '\0'};
+    v[0] = o->has_cost ? money_datum(&o->cost) : Datum(0);
+    v[1] = o->has_cost ? money_datum(&o->potential) : Datum(0);
+    v[2] = Int64GetDatum(o->version);
+    v[3] = BoolGetDatum(o->priced);
+    v[4] = o->reason[0] ? CStringGetTextDatum(o->reason) : Datum(0);
+    PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, n)));
+}
 
 // meter_rollup_mark notes that this transaction runs meter.rollup(), so
 // that an event it records afterwards is refused instead of lost.

@@ -368,3 +368,24 @@ Datum meter_sketch_union(PG_FUNCTION_ARGS) {
 }
 
 }  // extern "C"
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(meter_sketch_same);
+
+// meter_sketch_same says whether two sketches hold the same values: equal
+// counts, zeros, extremes and buckets, and sums equal up to the rounding
+// that adding doubles in another order gives (meter.verify's test).
+Datum meter_sketch_same(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(1)) PG_RETURN_BOOL(PG_ARGISNULL(0) && PG_ARGISNULL(1));
+    PmSketch* a = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(0)));
+    PmSketch* b = reinterpret_cast<PmSketch*>(PG_DETOAST_DATUM(PG_GETARG_DATUM(1)));
+    if (a->n != b->n || a->head.count != b->head.count || a->head.zeros != b->head.zeros ||
+        a->head.min != b->head.min || a->head.max != b->head.max)
+        PG_RETURN_BOOL(false);
+    if (std::fabs(a->head.sum - b->head.sum) > 1e-9 * std::max(std::fabs(a->head.sum), std::fabs(b->head.sum)))
+        PG_RETURN_BOOL(false);
+    PG_RETURN_BOOL(memcmp(sk_keys(a), sk_keys(b), sizeof(int32) * static_cast<size_t>(a->n)) == 0 &&
+                   memcmp(sk_counts(a), sk_counts(b), sizeof(int64) * static_cast<size_t>(a->n)) == 0);
+}
+}
