@@ -1604,8 +1604,8 @@ BEGIN
             waiting := waiting || format('%s (%s events not rolled up yet)', p.part, v_left);
             CONTINUE;
         END IF;
+        dropped := dropped || p.part::text;  -- (named before it goes)
         EXECUTE format('DROP TABLE %s', p.part);
-        dropped := dropped || p.part::text;
     END LOOP;
     v_w := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
     DELETE FROM meter.events e

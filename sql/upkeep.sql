@@ -1,0 +1,118 @@
+-- Upkeep: verify finds every difference and none when exact; backfill
+-- repairs; late events land once; reprice changes events and rollups
+-- together with an audit row; retention never drops what the rollups do not
+-- hold; jobs record their outcome; bad input gets SQLSTATEs.
+\set VERBOSITY default
+SET TimeZone = 'UTC';
+SET client_min_messages = warning;
+SELECT meter.create_partition('2025-03-01') AS partition;
+SELECT meter.set_price('openai', 'up-model', '{"input_mtok": 3, "output_mtok": 15}') > 0 AS priced;
+-- 2,000 events over six days of March 2025, some of them of a model with
+-- no price yet, cached, failed, or without latency
+INSERT INTO meter.events (tenant, subject, provider, model, endpoint, feature, usage, cached, latency_ms, ttft_ms,
+                          success, occurred_at)
+SELECT 'up', CASE WHEN i % 9 = 0 THEN NULL ELSE 'user-' || i % 13 END, 'openai',
+       CASE WHEN i % 10 = 0 THEN 'up-later' ELSE 'up-model' END, '/chat', CASE WHEN i % 3 = 0 THEN 'bot' END,
+       jsonb_build_object('input_tokens', 100 + i % 50, 'output_tokens', 10 + i % 7), i % 8 = 0,
+       CASE WHEN i % 17 <> 0 THEN 100 + i % 900 END, i % 300, i % 23 <> 0,
+       '2025-03-10 00:00+00'::timestamptz + i * interval '259 seconds'
+  FROM generate_series(1, 2000) i;
+SELECT meter.rollup() AS rolled;
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+
+-- verify sees what does not match: a changed count and cost, a lost row,
+-- a row with no events behind it, a sketch that lost a value
+UPDATE meter.rollup_hourly SET requests = requests + 1, cost = cost + 0.5
+ WHERE tenant = 'up' AND bucket = '2025-03-10 05:00+00' AND model = 'up-model' AND feature IS NULL;
+DELETE FROM meter.rollup_subject_daily WHERE tenant = 'up' AND bucket = '2025-03-11' AND subject = 'user-1' AND feature = 'bot';
+INSERT INTO meter.rollup_daily (tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
+       input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, first_at, last_at)
+VALUES ('up', '2025-03-12', 'openai', 'ghost', '/chat', NULL, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, '2025-03-12', '2025-03-12');
+UPDATE meter.rollup_daily SET latency = meter.sketch_union(latency, '{"count":1,"zeros":0,"min":5,"max":5,"sum":5,"bins":[[162,1]]}')
+ WHERE tenant = 'up' AND bucket = '2025-03-13' AND model = 'up-model' AND feature = 'bot';
+SELECT rollup, bucket, subject, model, feature, what, in_rollup, in_events FROM meter.verify('2025-03-01', '2025-04-01');
+-- a range is taken as the whole UTC days that cover it
+SELECT count(*) AS in_one_hour FROM meter.verify('2025-03-10 05:10+00', '2025-03-10 05:20+00');
+
+-- backfill repairs, and a second run changes nothing
+CALL meter.backfill('2025-03-01', '2025-04-01', batch_days => 7);
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+CALL meter.backfill('2025-03-10 12:00+00', '2025-03-11 01:00+00');
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT last_ok, last_result, progress FROM meter.job_status WHERE job = 'backfill';
+
+-- backfill leaves events not rolled up yet to the rollup: counted once
+INSERT INTO meter.events (tenant, subject, provider, model, endpoint, usage, latency_ms, occurred_at)
+VALUES ('up', 'late', 'openai', 'up-model', '/chat', '{"input_tokens": 1000, "output_tokens": 100}', 250, '2025-03-10 05:30+00');
+CALL meter.backfill('2025-03-10', '2025-03-11');
+SELECT requests FROM meter.rollup_subject_daily WHERE tenant = 'up' AND subject = 'late';
+SELECT meter.rollup() AS rolled_late;
+SELECT requests FROM meter.rollup_subject_daily WHERE tenant = 'up' AND subject = 'late';
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+
+-- bad input
+SELECT pm_err($$CALL meter.backfill('2025-03-02', '2025-03-01')$$);
+SELECT pm_err($$CALL meter.backfill(NULL, '2025-03-01')$$);
+SELECT pm_err($$CALL meter.backfill('2025-03-01', 'infinity')$$);
+SELECT pm_err($$CALL meter.backfill('2025-03-01', '2025-03-02', batch_days => 0)$$);
+SELECT pm_err($$SELECT * FROM meter.verify('2025-03-02', '2025-03-01')$$);
+-- a cost that rollups cannot sum exactly is refused, naming the column
+BEGIN;
+UPDATE meter.events SET cost = 1e-30 WHERE tenant = 'up' AND subject = 'late';
+SELECT pm_err($$SELECT count(*) FROM meter.verify('2025-03-10', '2025-03-11')$$);
+ROLLBACK;
+
+-- reprice: up-later gets a price; a dry run reports, a real run changes
+-- events and rollups together and leaves an audit row
+SELECT count(*) FILTER (WHERE NOT priced) AS unpriced FROM meter.events WHERE tenant = 'up';
+SELECT meter.set_price('openai', 'up-later', '{"input_mtok": 1, "output_mtok": 2}') > 0 AS priced;
+CALL meter.reprice(model => 'up-later', dry_run => true);
+SELECT count(*) AS audit_rows FROM meter.reprices;
+CALL meter.reprice(model => 'up-later', since => '2025-03-01', until => '2025-04-01');
+SELECT events, old_total, new_total, cardinality(old_versions) AS old_versions, cardinality(new_versions) AS new_versions,
+       still_unpriced, by_role = current_user AS by_me, finished_at IS NOT NULL AS finished
+  FROM meter.reprices ORDER BY reprice_id DESC LIMIT 1;
+SELECT count(*) FILTER (WHERE NOT priced) AS unpriced, sum(cost) = (SELECT sum(cost) FROM meter.rollup_daily WHERE tenant = 'up') AS rollups_agree
+  FROM meter.events WHERE tenant = 'up';
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+-- repricing what is already right changes nothing
+CALL meter.reprice(provider => 'openai', since => '2025-03-01', until => '2025-04-01');
+-- a price correction for part of a range reprices that part only
+SELECT meter.set_price('openai', 'up-model', '{"input_mtok": 4, "output_mtok": 15}', valid_from => '2025-03-12') > 0 AS corrected;
+CALL meter.reprice(model => 'up-model', since => '2025-03-12 06:00+00', until => '2025-03-13');
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT pm_err($$CALL meter.reprice()$$);
+SELECT pm_err($$CALL meter.reprice(since => '2025-03-02', until => '2025-03-01')$$);
+
+-- partitions ahead
+SELECT count(*) AS months, bool_and(status IN ('created', 'exists')) AS all_there FROM meter.create_partitions(2);
+SELECT pm_err($$SELECT meter.create_partitions(-1)$$);
+
+-- retention: events older than the longest retention go with their
+-- partition, but only once rolled up; rollups stay
+SELECT pm_err($$SELECT meter.set_retention('1 hour')$$);
+SELECT meter.set_retention('400 days', tenant => 'keeper');
+INSERT INTO meter.events (tenant, provider, model, occurred_at) VALUES ('up', 'x', '', '2025-03-20');
+SELECT waiting <> '{}' AS waits_for_rollup, NOT ('meter.events_2025_03' = ANY (dropped)) AS kept
+  FROM meter.apply_retention();
+SELECT meter.rollup() > 0 AS rolled;
+SELECT meter.set_retention(NULL, tenant => 'keeper');
+SELECT 'meter.events_2025_03' = ANY (dropped) AS dropped FROM meter.apply_retention();
+SELECT count(*) AS raw_left FROM meter.events WHERE tenant = 'up' AND occurred_at < '2025-04-01';
+SELECT requests FROM meter.totals('up', '2025-03-01', '2025-04-01');
+
+-- jobs: one outcome each, errors kept; an unknown job is refused
+CALL meter.run_job('rollup', for_ => '0 seconds');
+CALL meter.run_job('partitions');
+CALL meter.run_job('price_unpriced');
+CALL meter.run_job('expire');
+SELECT job, last_ok, runs, failures, running_pid IS NULL AS idle FROM meter.job_status
+ WHERE job IN ('rollup', 'partitions', 'price_unpriced', 'expire') ORDER BY job;
+SELECT pm_err($$CALL meter.run_job('vacuum')$$);
+-- a failing job records its error
+UPDATE meter.rollup_state SET watermark = '999999999:999999999:';
+CALL meter.run_job('rollup', for_ => '0 seconds');
+SELECT last_ok, last_error, failures FROM meter.jobs WHERE job = 'rollup';
+-- pg_cron is not in this database: schedule says what to do
+SELECT pm_err($$SELECT meter.schedule()$$);
+SELECT meter.unschedule() AS removed;
