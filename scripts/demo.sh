@@ -94,6 +94,16 @@ SELECT coalesce(key, '(guest)') AS subject, requests, cost, round(p95_ms) AS p95
 \echo the same totals straight from the raw log, to the picodollar:
 SELECT count(*) AS requests, sum(cost) AS cost, sum(potential_cost) AS potential_cost, count(*) FILTER (WHERE NOT priced) AS unpriced
   FROM meter.events WHERE tenant = 'coach-app' AND occurred_at >= now() - interval '6 hours' AND occurred_at < now() + interval '1 minute';
+\echo
+\echo upkeep: the new model gets its price; the job that prices unpriced events runs (pg_cron would, every ten minutes),
+\echo and the events and their rollups move together:
+SELECT meter.set_price('openai', 'gpt-7-preview', '{"input_mtok": 5, "output_mtok": 20}') > 0 AS price_set;
+CALL meter.run_job('rollup', for_ => '0 seconds');
+CALL meter.run_job('price_unpriced');
+SELECT job, last_ok, last_result FROM meter.job_status WHERE job IN ('rollup', 'price_unpriced') ORDER BY job;
+SELECT events, old_total, new_total, new_versions FROM meter.reprices ORDER BY reprice_id DESC LIMIT 1;
+\echo meter.verify compares every rollup row with the raw events it covers (no row: exact):
+SELECT count(*) AS differences FROM meter.verify(now() - interval '1 day', now() + interval '1 day');
 SQL
 echo
 echo "The private cluster keeps running: source scripts/env.sh && psql -d $PGDATABASE"

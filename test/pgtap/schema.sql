@@ -27,11 +27,11 @@ SELECT has_table('meter', 'rollup_daily', 'daily rollups per tenant and model');
 SELECT has_table('meter', 'rollup_subject_daily', 'daily rollups per subject');
 SELECT is((SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = 'meter.record'::regproc),
           'c', 'meter.record is C (no PL/pgSQL on the hot path)');
--- every partition meter.create_partition makes carries the three indexes the write path relies on
+-- every partition meter.create_partition makes carries the indexes the write path and the upkeep rely on
 SELECT is(meter.create_partition('2031-02-10+00'), 'events_2031_02', 'create_partition names the month''s partition');
 SELECT is((SELECT array_agg(indexrelid::regclass::text ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'meter.events_2031_02'::regclass),
-          ARRAY['meter.events_2031_02_request', 'meter.events_2031_02_time', 'meter.events_2031_02_txid'],
-          'a new partition has its request, time and transaction indexes');
+          ARRAY['meter.events_2031_02_request', 'meter.events_2031_02_time', 'meter.events_2031_02_txid', 'meter.events_2031_02_unpriced'],
+          'a new partition has its request, time, transaction and unpriced indexes');
 SELECT ok((SELECT aggcombinefn <> 0 FROM pg_aggregate WHERE aggfnoid = 'meter.sketch(double precision)'::regprocedure),
           'the sketch aggregate can run in parallel (it has a combine function)');
 SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text'], 'stable');
@@ -44,7 +44,7 @@ SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.prona
 
 -- user data is dumped by pg_dump
 SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WHERE e.extname = 'pg_meter'),
-          12::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark and sequences are registered with pg_extension_config_dump');
+          15::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings and sequences are registered with pg_extension_config_dump');
 
 -- privileges: any role prices; only the owner changes prices
 CREATE ROLE pgm_tap_app NOLOGIN;
