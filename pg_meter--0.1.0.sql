@@ -913,6 +913,18 @@ END $$;
 COMMENT ON FUNCTION meter.rollup() IS 'Adds every event committed since the last run to the hourly and daily rollups, exactly once; returns how many. Harmless when there is nothing to do.';
 REVOKE ALL ON FUNCTION meter.rollup() FROM PUBLIC;
 
+-- _check_range refuses a range whose start is after its end (22023); NULL
+-- bounds are the caller's to judge. Times print in the caller's zone.
+CREATE FUNCTION meter._check_range(since timestamptz, until timestamptz) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since > until THEN
+        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
 CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)
     RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
                    input_tokens numeric, output_tokens numeric, cost numeric, potential_cost numeric,
@@ -941,9 +953,7 @@ BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF since > until THEN
-        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM meter._check_range(since, until);
     CASE v_by
         WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
         WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text'; v_coarse := NULL;
@@ -1070,9 +1080,7 @@ BEGIN
     IF since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'since and until must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF since > until THEN
-        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM meter._check_range(since, until);
     IF NOT isfinite(since) OR NOT isfinite(until) THEN
         RAISE EXCEPTION 'since and until must be finite times' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1447,12 +1455,8 @@ AS $$
 DECLARE
     v_day timestamptz;
     v_n bigint;
-    v_from timestamptz;
-    v_to timestamptz;
 BEGIN
-    IF since IS NOT NULL AND until IS NOT NULL AND since > until THEN
-        RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM meter._check_range(since, until);
     IF provider IS NULL AND model IS NULL AND since IS NULL AND until IS NULL AND NOT unpriced_only THEN
         RAISE EXCEPTION 'reprice needs a provider, a model, a time range or unpriced_only => true'
             USING ERRCODE = 'invalid_parameter_value',
