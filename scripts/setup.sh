@@ -58,6 +58,11 @@ cron.database_name = 'pg_meter'
 cron.host = '$PGM_RUN'
 max_connections = 100
 shared_buffers = 512MB
+# rebuilding rollups writes ~20 MB of WAL a day of events: with the stock
+# 1 GB a backfill checkpointed every 10 s and wrote every page image twice
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+wal_compression = lz4
 max_prepared_transactions = 10
 log_min_messages = warning
 CONF

@@ -21,25 +21,35 @@ void add_money(i128& to, i128 v) {
     if (__builtin_add_overflow(to, v, &to)) throw Error(Code::Overflow, "a rollup sum of costs is out of range");
 }
 
-size_t mix(uint64_t x) {
+uint64_t mix(uint64_t x) {
     x ^= x >> 33;
     x *= UINT64_C(0xff51afd7ed558ccd);
     x ^= x >> 33;
     x *= UINT64_C(0xc4ceb9fe1a85ec53);
     x ^= x >> 33;
-    return static_cast<size_t>(x);
+    return x;
 }
 
-// encode appends a nullable string so that distinct tuples encode apart
-void encode(std::string& out, Text t) {
-    if (t.is_null()) {
-        out.push_back('\0');
-        return;
+// hash_text hashes a nullable string eight bytes at a time; seed chains
+// the fields of one key.
+uint64_t hash_text(Text t, uint64_t seed) {
+    if (t.is_null()) return mix(seed ^ UINT64_C(0x6A09E667F3BCC909));
+    uint64_t h = seed ^ (t.n * UINT64_C(0x9E3779B97F4A7C15));
+    size_t i = 0;
+    for (; i + 8 <= t.n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, t.p + i, 8);
+        h = (h ^ w) * UINT64_C(0xBF58476D1CE4E5B9);
+        h ^= h >> 29;
     }
-    out.push_back('\1');
-    uint32_t n = static_cast<uint32_t>(t.n);
-    out.append(reinterpret_cast<const char*>(&n), sizeof n);
-    out.append(t.p, t.n);
+    uint64_t w = 0;
+    std::memcpy(&w, t.p + i, t.n - i);
+    h = (h ^ w) * UINT64_C(0x94D049BB133111EB);
+    return mix(h);
+}
+
+bool same(Text t, const NString& s) {
+    return t.is_null() ? s.null : !s.null && s.s.size() == t.n && std::memcmp(s.s.data(), t.p, t.n) == 0;
 }
 
 Text text_of(const NString& s) { return s.null ? Text{} : Text{s.s.data(), s.s.size()}; }
@@ -84,6 +94,10 @@ std::string to_decimal(i128 v, int scale) {
 
 void SketchBins::add(double v) {
     sketch::check_value(v);
+    add_keyed(v, v == 0 ? 0 : sketch::key_for(v));
+}
+
+void SketchBins::add_keyed(double v, int32_t key) {
     if (count_ == 0) {
         min_ = max_ = v;
     } else {
@@ -96,7 +110,6 @@ void SketchBins::add(double v) {
         ++zeros_;
         return;
     }
-    int32_t key = sketch::key_for(v);
     auto it = std::lower_bound(keys_.begin(), keys_.end(), key);
     size_t i = static_cast<size_t>(it - keys_.begin());
     if (it != keys_.end() && *it == key) {
@@ -143,7 +156,7 @@ sketch::View SketchBins::view() const {
     return v;
 }
 
-void Measures::add(const Event& e) {
+void Measures::add(const Event& e, int32_t latency_key, int32_t ttft_key) {
     if (requests == 0) {
         first_at = last_at = e.occurred_at;
     } else {
@@ -160,8 +173,8 @@ void Measures::add(const Event& e) {
     cache_write_tokens += e.cache_write_tokens;
     add_money(cost, e.cost);
     add_money(potential_cost, e.potential_cost);
-    if (e.has_latency) latency.add(e.latency);
-    if (e.has_ttft) ttft.add(e.ttft);
+    if (e.has_latency) latency.add_keyed(e.latency, latency_key);
+    if (e.has_ttft) ttft.add_keyed(e.ttft, ttft_key);
 }
 
 void Measures::merge(const Measures& o) {
@@ -187,10 +200,23 @@ void Measures::merge(const Measures& o) {
     ttft.merge(o.ttft);
 }
 
-size_t Aggregator::KeyHash::operator()(const HourKey& k) const {
+void FlatIndex::grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+    size_t mask = slots_.size() - 1;
+    for (const Slot& s : old) {
+        if (s.id == kEmpty) continue;
+        size_t i = s.hash & mask;
+        while (slots_[i].id != kEmpty)
+            i = (i + 1) & mask;
+        slots_[i] = s;
+    }
+}
+
+uint64_t Aggregator::hash_of(const HourKey& k) {
     return mix(static_cast<uint64_t>(k.hour) * UINT64_C(0x9E3779B97F4A7C15) ^ k.dim);
 }
-size_t Aggregator::KeyHash::operator()(const DayKey& k) const {
+uint64_t Aggregator::hash_of(const DayKey& k) {
     return mix((static_cast<uint64_t>(k.day) * UINT64_C(0x9E3779B97F4A7C15) ^ k.dim) * UINT64_C(0xBF58476D1CE4E5B9) ^
                k.subject);
 }
@@ -199,122 +225,123 @@ Aggregator::Aggregator() {
     subjects_.push_back(NString{});  // id 0: the null subject
 }
 
-uint32_t Aggregator::intern_dims(const Dims& d) {
-    enc_.clear();
-    encode(enc_, Text{d.tenant.data(), d.tenant.size()});
-    encode(enc_, text_of(d.provider));
-    encode(enc_, text_of(d.model));
-    encode(enc_, text_of(d.endpoint));
-    encode(enc_, text_of(d.feature));
-    auto it = dim_ids_.find(enc_);
-    if (it != dim_ids_.end()) return it->second;
-    uint32_t id = static_cast<uint32_t>(dims_.size());
-    dims_.push_back(d);
-    dim_ids_.emplace(enc_, id);
-    return id;
-}
-
-uint32_t Aggregator::dim_id(const Event& e) {
-    if (e.tenant.is_null()) throw Error(Code::InvalidValue, "an event without a tenant cannot be rolled up");
-    enc_.clear();
-    encode(enc_, e.tenant);
-    encode(enc_, e.provider);
-    encode(enc_, e.model);
-    encode(enc_, e.endpoint);
-    encode(enc_, e.feature);
-    if (!dims_.empty() && enc_ == last_enc_) return last_dim_;
-    auto it = dim_ids_.find(enc_);
-    uint32_t id;
-    if (it != dim_ids_.end()) {
-        id = it->second;
-    } else {
-        id = static_cast<uint32_t>(dims_.size());
-        dims_.push_back(Dims{std::string(e.tenant.p, e.tenant.n), owned(e.provider), owned(e.model),
-                             owned(e.endpoint), owned(e.feature)});
-        dim_ids_.emplace(enc_, id);
-    }
-    last_enc_ = enc_;
+uint32_t Aggregator::dim_id(Text tenant, Text provider, Text model, Text endpoint, Text feature) {
+    if (tenant.is_null()) throw Error(Code::InvalidValue, "an event without a tenant cannot be rolled up");
+    auto eq = [&](uint32_t id) {
+        const Dims& d = dims_[id];
+        return d.tenant.size() == tenant.n && std::memcmp(d.tenant.data(), tenant.p, tenant.n) == 0 &&
+               same(provider, d.provider) && same(model, d.model) && same(endpoint, d.endpoint) &&
+               same(feature, d.feature);
+    };
+    if (last_dim_ != UINT32_MAX && eq(last_dim_)) return last_dim_;
+    uint64_t h = hash_text(tenant, 0);
+    h = hash_text(provider, h);
+    h = hash_text(model, h);
+    h = hash_text(endpoint, h);
+    h = hash_text(feature, h);
+    bool added;
+    uint32_t id = dim_index_.find_or_add(h, eq, static_cast<uint32_t>(dims_.size()), added);
+    if (added)
+        dims_.push_back(Dims{std::string(tenant.p, tenant.n), owned(provider), owned(model), owned(endpoint),
+                             owned(feature)});
     last_dim_ = id;
-    return id;
-}
-
-uint32_t Aggregator::intern_subject(const NString& s) {
-    if (s.null) return 0;
-    auto it = subject_ids_.find(s.s);
-    if (it != subject_ids_.end()) return it->second;
-    uint32_t id = static_cast<uint32_t>(subjects_.size());
-    subjects_.push_back(s);
-    subject_ids_.emplace(s.s, id);
     return id;
 }
 
 uint32_t Aggregator::subject_id(Text s) {
     if (s.is_null()) return 0;
-    enc_.assign(s.p, s.n);
-    auto it = subject_ids_.find(enc_);
-    if (it != subject_ids_.end()) return it->second;
-    uint32_t id = static_cast<uint32_t>(subjects_.size());
-    subjects_.push_back(NString{false, enc_});
-    subject_ids_.emplace(enc_, id);
+    bool added;
+    uint32_t id = subject_index_.find_or_add(
+        hash_text(s, 0), [&](uint32_t i) { return same(s, subjects_[i]); }, static_cast<uint32_t>(subjects_.size()),
+        added);
+    if (added) subjects_.push_back(owned(s));
     return id;
 }
 
 void Aggregator::add(const Event& e) {
-    uint32_t dim = dim_id(e);
+    uint32_t dim = dim_id(e.tenant, e.provider, e.model, e.endpoint, e.feature);
     uint32_t subject = subject_id(e.subject);
-    bool added;
-    HourKey hk{dim, bucket_of(e.occurred_at, Grain::Hour)};
-    uint32_t h = hour_ids_.find_or_add(hk, static_cast<uint32_t>(hours_.size()), added);
-    if (added) hours_.emplace_back(hk, Measures{});
-    hours_[h].second.add(e);
-    DayKey dk{dim, subject, bucket_of(e.occurred_at, Grain::Day)};
-    uint32_t d = subject_day_ids_.find_or_add(dk, static_cast<uint32_t>(subject_days_.size()), added);
-    if (added) subject_days_.emplace_back(dk, Measures{});
-    subject_days_[d].second.add(e);
+    // each value's checks and logarithm once, for both groups it joins
+    int32_t lk = 0, tk = 0;
+    if (e.has_latency) {
+        sketch::check_value(e.latency);
+        if (e.latency != 0) lk = sketch::key_for(e.latency);
+    }
+    if (e.has_ttft) {
+        sketch::check_value(e.ttft);
+        if (e.ttft != 0) tk = sketch::key_for(e.ttft);
+    }
+    hour_group(HourKey{dim, bucket_of(e.occurred_at, Grain::Hour)}).add(e, lk, tk);
+    subject_day_group(DayKey{dim, subject, bucket_of(e.occurred_at, Grain::Day)}).add(e, lk, tk);
     ++events_;
+}
+
+Measures& Aggregator::hour_group(const HourKey& k) {
+    bool added;
+    uint32_t h = hour_index_.find_or_add(
+        hash_of(k), [&](uint32_t i) { return hour_keys_[i] == k; }, static_cast<uint32_t>(hours_.size()), added);
+    if (added) {
+        hour_keys_.push_back(k);
+        hours_.emplace_back();
+    }
+    return hours_[h];
+}
+
+Measures& Aggregator::subject_day_group(const DayKey& k) {
+    bool added;
+    uint32_t d = subject_day_index_.find_or_add(
+        hash_of(k), [&](uint32_t i) { return subject_day_keys_[i] == k; },
+        static_cast<uint32_t>(subject_days_.size()), added);
+    if (added) {
+        subject_day_keys_.push_back(k);
+        subject_days_.emplace_back();
+    }
+    return subject_days_[d];
 }
 
 void Aggregator::merge(const Aggregator& o) {
     std::vector<uint32_t> dim_map(o.dims_.size()), subject_map(o.subjects_.size());
-    for (size_t i = 0; i < o.dims_.size(); ++i)
-        dim_map[i] = intern_dims(o.dims_[i]);
-    for (size_t i = 0; i < o.subjects_.size(); ++i)
-        subject_map[i] = intern_subject(o.subjects_[i]);
-    last_enc_.clear();
-    bool added;
-    for (auto& [k, m] : o.hours_) {
-        HourKey hk{dim_map[k.dim], k.hour};
-        uint32_t h = hour_ids_.find_or_add(hk, static_cast<uint32_t>(hours_.size()), added);
-        if (added) hours_.emplace_back(hk, Measures{});
-        hours_[h].second.merge(m);
+    for (size_t i = 0; i < o.dims_.size(); ++i) {
+        const Dims& d = o.dims_[i];
+        dim_map[i] = dim_id(Text{d.tenant.data(), d.tenant.size()}, text_of(d.provider), text_of(d.model),
+                            text_of(d.endpoint), text_of(d.feature));
     }
-    for (auto& [k, m] : o.subject_days_) {
-        DayKey dk{dim_map[k.dim], subject_map[k.subject], k.day};
-        uint32_t d = subject_day_ids_.find_or_add(dk, static_cast<uint32_t>(subject_days_.size()), added);
-        if (added) subject_days_.emplace_back(dk, Measures{});
-        subject_days_[d].second.merge(m);
+    for (size_t i = 0; i < o.subjects_.size(); ++i)
+        subject_map[i] = subject_id(text_of(o.subjects_[i]));
+    for (size_t i = 0; i < o.hours_.size(); ++i)
+        hour_group(HourKey{dim_map[o.hour_keys_[i].dim], o.hour_keys_[i].hour}).merge(o.hours_[i]);
+    for (size_t i = 0; i < o.subject_days_.size(); ++i) {
+        const DayKey& k = o.subject_day_keys_[i];
+        subject_day_group(DayKey{dim_map[k.dim], subject_map[k.subject], k.day}).merge(o.subject_days_[i]);
     }
     events_ += o.events_;
 }
 
 std::vector<Row> Aggregator::rows() {
+    day_keys_.clear();
     days_.clear();
-    FlatIndex<DayKey, KeyHash> day_ids;
+    FlatIndex day_index;
     bool added;
-    for (auto& [k, m] : hours_) {
-        DayKey dk{k.dim, 0, bucket_of(k.hour, Grain::Day)};
-        uint32_t d = day_ids.find_or_add(dk, static_cast<uint32_t>(days_.size()), added);
-        if (added) days_.emplace_back(dk, Measures{});
-        days_[d].second.merge(m);
+    for (size_t i = 0; i < hours_.size(); ++i) {
+        DayKey dk{hour_keys_[i].dim, 0, bucket_of(hour_keys_[i].hour, Grain::Day)};
+        uint32_t d = day_index.find_or_add(
+            hash_of(dk), [&](uint32_t j) { return day_keys_[j] == dk; }, static_cast<uint32_t>(days_.size()), added);
+        if (added) {
+            day_keys_.push_back(dk);
+            days_.emplace_back();
+        }
+        days_[d].merge(hours_[i]);
     }
     std::vector<Row> out;
     out.reserve(hours_.size() + days_.size() + subject_days_.size());
-    for (auto& [k, m] : hours_)
-        out.push_back(Row{Grain::Hour, &dims_[k.dim], &null_, k.hour, &m});
-    for (auto& [k, m] : days_)
-        out.push_back(Row{Grain::Day, &dims_[k.dim], &null_, k.day, &m});
-    for (auto& [k, m] : subject_days_)
-        out.push_back(Row{Grain::SubjectDay, &dims_[k.dim], &subjects_[k.subject], k.day, &m});
+    for (size_t i = 0; i < hours_.size(); ++i)
+        out.push_back(Row{Grain::Hour, &dims_[hour_keys_[i].dim], &null_, hour_keys_[i].hour, &hours_[i]});
+    for (size_t i = 0; i < days_.size(); ++i)
+        out.push_back(Row{Grain::Day, &dims_[day_keys_[i].dim], &null_, day_keys_[i].day, &days_[i]});
+    for (size_t i = 0; i < subject_days_.size(); ++i) {
+        const DayKey& k = subject_day_keys_[i];
+        out.push_back(Row{Grain::SubjectDay, &dims_[k.dim], &subjects_[k.subject], k.day, &subject_days_[i]});
+    }
     return out;
 }
 

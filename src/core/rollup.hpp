@@ -12,9 +12,9 @@
 #include "core_only.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "catalog.hpp"
@@ -51,6 +51,10 @@ struct Event {
 class SketchBins {
   public:
     void add(double v);  // throws Code::InvalidValue for a negative, NaN or infinite value
+    // add_keyed adds a value already checked whose key is sketch::key_for(v)
+    // (any key when v is 0): an event adds its latency to two groups and
+    // takes the logarithm once.
+    void add_keyed(double v, int32_t key);
     void merge(const SketchBins& o);
     bool empty() const { return count_ == 0; }
     sketch::View view() const;
@@ -69,7 +73,7 @@ struct Measures {
     i128 cost = 0, potential_cost = 0;  // at kMoneyScale
     SketchBins latency, ttft;
     Micros first_at = 0, last_at = 0;
-    void add(const Event& e);
+    void add(const Event& e, int32_t latency_key, int32_t ttft_key);
     void merge(const Measures& o);
 };
 
@@ -100,56 +104,66 @@ struct Row {
 // (an infinite time is its own bucket).
 Micros bucket_of(Micros t, Grain g);
 
-// FlatIndex maps keys to dense ids with open addressing: one probe into one
-// array, where a node-based map costs a cache miss per step.
-template <class Key, class Hash>
+// FlatIndex maps hashed keys to dense ids with open addressing: one probe
+// into one array of (hash, id), where a node-based map costs a cache miss
+// per step. The keys themselves live with the caller, who tells equality.
 class FlatIndex {
   public:
-    // find_or_add returns the id of key, giving it next_id when it is new
-    // (and setting added).
-    uint32_t find_or_add(const Key& key, uint32_t next_id, bool& added) {
+    // find_or_add returns the id of the key with this hash for which eq(id)
+    // holds, giving it next_id when there is none (and setting added).
+    template <class Eq>
+    uint32_t find_or_add(uint64_t hash, Eq eq, uint32_t next_id, bool& added) {
         if ((size_ + 1) * 2 > slots_.size()) grow();
         size_t mask = slots_.size() - 1;
-        for (size_t i = Hash()(key) & mask;; i = (i + 1) & mask) {
+        for (size_t i = hash & mask;; i = (i + 1) & mask) {
             Slot& s = slots_[i];
             if (s.id == kEmpty) {
-                s.key = key;
+                s.hash = hash;
                 s.id = next_id;
                 ++size_;
                 added = true;
                 return next_id;
             }
-            if (s.key == key) {
+            if (s.hash == hash && eq(s.id)) {
                 added = false;
                 return s.id;
             }
         }
     }
-    void clear() {
-        slots_.clear();
-        size_ = 0;
-    }
 
   private:
     static constexpr uint32_t kEmpty = UINT32_MAX;
     struct Slot {
-        Key key;
+        uint64_t hash = 0;
         uint32_t id = kEmpty;
     };
-    void grow() {
-        std::vector<Slot> old = std::move(slots_);
-        slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
-        size_t mask = slots_.size() - 1;
-        for (const Slot& s : old) {
-            if (s.id == kEmpty) continue;
-            size_t i = Hash()(s.key) & mask;
-            while (slots_[i].id != kEmpty)
-                i = (i + 1) & mask;
-            slots_[i] = s;
-        }
-    }
+    void grow();
     std::vector<Slot> slots_;
     size_t size_ = 0;
+};
+
+// Chunked is a vector that grows by fixed chunks: adding a group never
+// moves the groups before it (a vector's regrowth copied every group, and
+// the fresh pages cost a fault each), and references stay valid.
+template <class T>
+class Chunked {
+  public:
+    size_t size() const { return n_; }
+    T& operator[](size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+    const T& operator[](size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+    T& emplace_back() {
+        if (n_ == chunks_.size() * kChunk) chunks_.emplace_back(new T[kChunk]);
+        return (*this)[n_++];
+    }
+    void clear() {
+        chunks_.clear();
+        n_ = 0;
+    }
+
+  private:
+    static constexpr size_t kChunk = 1024;
+    std::vector<std::unique_ptr<T[]>> chunks_;
+    size_t n_ = 0;
 };
 
 class Aggregator {
@@ -158,6 +172,7 @@ class Aggregator {
     void add(const Event& e);
     // merge adds another aggregator's groups (for partial aggregates).
     void merge(const Aggregator& o);
+
     int64_t events() const { return events_; }
     // rows returns every row: hours, days (formed here) and subject days.
     std::vector<Row> rows();
@@ -173,27 +188,27 @@ class Aggregator {
         int64_t day;  // the bucket's start
         bool operator==(const DayKey& o) const { return dim == o.dim && subject == o.subject && day == o.day; }
     };
-    struct KeyHash {
-        size_t operator()(const HourKey& k) const;
-        size_t operator()(const DayKey& k) const;
-    };
-    uint32_t dim_id(const Event& e);
+    static uint64_t hash_of(const HourKey& k);
+    static uint64_t hash_of(const DayKey& k);
+    uint32_t dim_id(Text tenant, Text provider, Text model, Text endpoint, Text feature);
     uint32_t subject_id(Text s);
-    uint32_t intern_dims(const Dims& d);
-    uint32_t intern_subject(const NString& s);
+    Measures& hour_group(const HourKey& k);  // found or added
+    Measures& subject_day_group(const DayKey& k);
 
     int64_t events_ = 0;
-    std::string enc_, last_enc_;  // the encoded dimensions of the current and the last event
-    uint32_t last_dim_ = 0;
-    std::unordered_map<std::string, uint32_t> dim_ids_;
+    uint32_t last_dim_ = UINT32_MAX;  // the dimensions of the last event, tried first
+    FlatIndex dim_index_;
     std::vector<Dims> dims_;
-    std::unordered_map<std::string, uint32_t> subject_ids_;  // 0 is the null subject
-    std::vector<NString> subjects_;
-    FlatIndex<HourKey, KeyHash> hour_ids_;
-    std::vector<std::pair<HourKey, Measures>> hours_;
-    FlatIndex<DayKey, KeyHash> subject_day_ids_;
-    std::vector<std::pair<DayKey, Measures>> subject_days_;
-    std::vector<std::pair<DayKey, Measures>> days_;  // formed by rows()
+    FlatIndex subject_index_;
+    std::vector<NString> subjects_;  // 0 is the null subject
+    FlatIndex hour_index_;
+    std::vector<HourKey> hour_keys_;
+    Chunked<Measures> hours_;
+    FlatIndex subject_day_index_;
+    std::vector<DayKey> subject_day_keys_;
+    Chunked<Measures> subject_days_;
+    std::vector<DayKey> day_keys_;  // formed by rows()
+    Chunked<Measures> days_;
     NString null_;
 };
 

@@ -69,6 +69,20 @@ Datum money_datum(const PmMoney* m) {
 // across versions because pg_upgrade keeps it): a uint16 header, then for
 // the long form an int16 weight, then base-10000 digits, most significant
 // first; value = sum of digit[i] * 10000^(weight - i).
+namespace {
+// pow10_128[e] is 10^e for e in [0, 38], the powers an __int128 holds.
+struct Pow10Table {
+    __int128 v[39];
+    constexpr Pow10Table() : v() {
+        v[0] = 1;
+        for (int i = 1; i < 39; ++i)
+            v[i] = v[i - 1] * 10;
+    }
+};
+constexpr Pow10Table kPow10Table;
+constexpr const __int128* pow10_128 = kPow10Table.v;
+}  // namespace
+
 bool numeric_scaled(Datum num, int scale, __int128* out) {
     struct varlena* v = PG_DETOAST_DATUM_PACKED(num);
     const char* p = VARDATA_ANY(v);
@@ -103,10 +117,7 @@ bool numeric_scaled(Datum num, int scale, __int128* out) {
             if (e < -4 || d % pow10[-e] != 0) return false;  // more decimals than scale
             term = d / pow10[-e];
         } else {
-            if (e > 38) return false;
-            term = d;
-            for (int k = 0; k < e; ++k)
-                if (__builtin_mul_overflow(term, 10, &term)) return false;
+            if (e > 38 || __builtin_mul_overflow(static_cast<__int128>(d), pow10_128[e], &term)) return false;
         }
         if (__builtin_add_overflow(acc, term, &acc)) return false;
     }
