@@ -1089,6 +1089,44 @@ BEGIN
     IF d2 < until THEN d2 := d2 + interval '1 day'; END IF;
 END $$;
 
+-- _replace_rows makes the rows of one rollup table (grain p_g) in
+-- [p_from, p_to) equal p_rows' rows of that grain, writing only what
+-- differs: a row that already holds the same figures stays as it is (no
+-- delete, insert and index upkeep for it), every other old row goes and
+-- every other new row comes in. "The same" is exact for keys, counts,
+-- tokens, money and times; sketches compare as meter.verify compares them.
+CREATE FUNCTION meter._replace_rows(p_table regclass, p_g integer, p_rows meter._rollup_row[], p_from timestamptz,
+                                    p_to timestamptz) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cols text := 'tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, '
+                   'input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, '
+                   'latency, ttft, first_at, last_at' || CASE WHEN p_g = 2 THEN ', subject' ELSE '' END;
+    -- the equalities first: the planner hashes on them (first_at and
+    -- last_at tell almost every group apart) and filters on the rest
+    v_same text := 'o.tenant = n.tenant AND o.bucket = n.bucket AND o.first_at = n.first_at AND o.last_at = n.last_at '
+                   'AND o.requests = n.requests AND o.errors = n.errors AND o.cache_hits = n.cache_hits '
+                   'AND o.unpriced = n.unpriced AND o.input_tokens = n.input_tokens '
+                   'AND o.output_tokens = n.output_tokens AND o.cache_read_tokens = n.cache_read_tokens '
+                   'AND o.cache_write_tokens = n.cache_write_tokens AND o.cost = n.cost '
+                   'AND o.potential_cost = n.potential_cost AND o.provider IS NOT DISTINCT FROM n.provider '
+                   'AND o.model IS NOT DISTINCT FROM n.model AND o.endpoint IS NOT DISTINCT FROM n.endpoint '
+                   'AND o.feature IS NOT DISTINCT FROM n.feature '
+                   'AND meter._sketch_same(o.latency, n.latency) AND meter._sketch_same(o.ttft, n.ttft)'
+                   || CASE WHEN p_g = 2 THEN ' AND o.subject IS NOT DISTINCT FROM n.subject' ELSE '' END;
+BEGIN
+    EXECUTE format('DELETE FROM %s o WHERE o.bucket >= $1 AND o.bucket < $2
+                       AND NOT EXISTS (SELECT FROM unnest($3) n WHERE n.g = %s AND %s)', p_table, p_g, v_same)
+      USING p_from, p_to, p_rows;
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM unnest($3) n WHERE n.g = %s
+                       AND NOT EXISTS (SELECT FROM %s o WHERE o.bucket >= $1 AND o.bucket < $2 AND %s)',
+                   p_table, v_cols, v_cols, p_g, p_table, v_same)
+      USING p_from, p_to, p_rows;
+END $$;
+REVOKE ALL ON FUNCTION meter._replace_rows(regclass, integer, meter._rollup_row[], timestamptz, timestamptz) FROM PUBLIC;
+
 -- _rebuild replaces the rollup rows of whole UTC days [p_from, p_to) with
 -- what the raw events the watermark covers say. The caller holds
 -- _lock_rollups() from an earlier statement. Returns the events counted.
@@ -1105,24 +1143,9 @@ BEGIN
         RAISE EXCEPTION 'a rebuild covers whole UTC days' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_rows := meter._rolled_rows(p_from, p_to, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'));
-    DELETE FROM meter.rollup_hourly WHERE bucket >= p_from AND bucket < p_to;
-    DELETE FROM meter.rollup_daily WHERE bucket >= p_from AND bucket < p_to;
-    DELETE FROM meter.rollup_subject_daily WHERE bucket >= p_from AND bucket < p_to;
-    INSERT INTO meter.rollup_hourly
-    SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
-           output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
-      FROM unnest(v_rows) WHERE g = 1;
-    INSERT INTO meter.rollup_daily
-    SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
-           output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
-      FROM unnest(v_rows) WHERE g = 3;
-    INSERT INTO meter.rollup_subject_daily (tenant, bucket, subject, provider, model, endpoint, feature, requests,
-           errors, cache_hits, unpriced, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost,
-           potential_cost, latency, ttft, first_at, last_at)
-    SELECT tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
-           input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
-           first_at, last_at
-      FROM unnest(v_rows) WHERE g = 2;
+    PERFORM meter._replace_rows('meter.rollup_hourly', 1, v_rows, p_from, p_to);
+    PERFORM meter._replace_rows('meter.rollup_daily', 3, v_rows, p_from, p_to);
+    PERFORM meter._replace_rows('meter.rollup_subject_daily', 2, v_rows, p_from, p_to);
     SELECT coalesce(sum(requests), 0) INTO v_events FROM unnest(v_rows) WHERE g = 1;
     RETURN v_events;
 END $$;

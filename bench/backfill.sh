@@ -3,7 +3,9 @@
 # loads (30 days, one tenant, 2,000 users), against the seed-style peer
 # rebuilding its hourly aggregate table from its raw log, in one run.
 #  - meter.backfill of the 32 UTC days covering the data, BATCH_DAYS a
-#    transaction (default 1 and 8), each a rebuild of all three rollups;
+#    transaction (default 1), each a rebuild of all three rollups: first over
+#    the rollups as they are (healthy: backfill writes only rows that
+#    differ), then after emptying them (every row written);
 #  - the peer: DELETE its aggregates, then one INSERT ... SELECT ... GROUP BY
 #    hour, provider, model (one grain, no users, no percentiles);
 #  - then meter.verify over the range must find no difference.
@@ -23,11 +25,16 @@ peer=$(secs "BEGIN; DELETE FROM peer.api_usage_aggregates;
          sum(duration_ms)
     FROM peer.api_usage_logs GROUP BY 1, 2, 3; COMMIT;")
 printf "peer rebuild of its hourly aggregates: %6.2f s (%.0f events/s)\n" "$peer" "$(awk -v n="$n" -v t="$peer" 'BEGIN { print n / t }')"
-for b in ${BATCH_DAYS:-1 8}; do
+b=${BATCH_DAYS:-1}
+fill() {
   t=$(secs "CALL meter.backfill(now() - interval '31 days', now() + interval '1 day', batch_days => $b)")
-  awk -v n="$n" -v t="$t" -v p="$peer" -v b="$b" 'BEGIN {
-    printf "meter.backfill, %d day(s) a batch: %6.2f s (%.0f events/s), %.2fx the peer'"'"'s time\n", b, t, n / t, t / p }'
-done
+  awk -v n="$n" -v t="$t" -v p="$peer" -v b="$b" -v what="$1" 'BEGIN {
+    printf "meter.backfill %s, %d day(s) a batch: %6.2f s (%.0f events/s), %.2fx the peer'"'"'s time\n", what, b, t, n / t, t / p }'
+}
+psql -X -q -d "$db" -c "VACUUM meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily" -c "CHECKPOINT"
+fill "over healthy rollups (rows rebuilt equal: none written)"
+psql -X -q -d "$db" -c "TRUNCATE meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily" -c "CHECKPOINT"
+fill "into empty rollups (every row written)"
 psql -X -q -At -d "$db" -c "SELECT 'rows: ' || (SELECT count(*) FROM meter.rollup_hourly) || ' hourly, ' || (SELECT count(*) FROM meter.rollup_daily) || ' daily, ' || (SELECT count(*) FROM meter.rollup_subject_daily) || ' subject-daily'"
 echo "== check: meter.verify over the range"
 psql -X -q -At -d "$db" -c "SELECT CASE WHEN count(*) = 0 THEN 'exact: no difference between the rollups and the raw events'

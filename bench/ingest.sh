@@ -61,15 +61,7 @@ awk -v b="$bare" -v t="$track" -v r="$rec" -v th="$track_hot" -v rh="$rec_hot" '
 
 echo "== bulk: $rows events"
 psql -X -q -d "$db" -c "TRUNCATE meter.events, peer.api_usage_logs" >/dev/null
-psql -X -q -d "$db" -v rows="$rows" -At > "$work/events.tsv" <<'SQL'
-COPY (SELECT 'app', 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat',
-             (ARRAY['anthropic','google','google','openai','openai'])[1 + i % 5],
-             (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[1 + i % 5],
-             jsonb_build_object('input_tokens', 50 + i % 3950, 'output_tokens', 10 + i % 1190),
-             i % 10 = 0, 200 + i % 5800, i % 10 <> 9, 'b' || i,
-             now() - (i % (30 * 86400)) * interval '1 second'
-        FROM generate_series(1, :rows) AS i) TO STDOUT
-SQL
+psql -X -q -d "$db" -v rows="$rows" -At -f bench/bulk_events.sql > "$work/events.tsv"
 t0=$(date +%s.%N)
 psql -X -q -d "$db" -c "\\copy meter.events (tenant, subject, session, endpoint, provider, model, usage, cached, latency_ms, success, request_id, occurred_at) FROM '$work/events.tsv'"
 t1=$(date +%s.%N)

@@ -34,11 +34,27 @@ SELECT rollup, bucket, subject, model, feature, what, in_rollup, in_events FROM 
 -- a range is taken as the whole UTC days that cover it
 SELECT count(*) AS in_one_hour FROM meter.verify('2025-03-10 05:10+00', '2025-03-10 05:20+00');
 
--- backfill repairs, and a second run changes nothing
+-- backfill repairs, and a second run changes nothing; rows that already
+-- hold the right figures stay where they are (written are only the
+-- damaged ones: one hourly row, the daily ghost and sketch rows, the lost
+-- subject-day row)
+CREATE TEMP VIEW rollup_places AS
+SELECT 'hourly' AS t, ctid::text AS place FROM meter.rollup_hourly
+UNION ALL SELECT 'daily', ctid::text FROM meter.rollup_daily
+UNION ALL SELECT 'subject_daily', ctid::text FROM meter.rollup_subject_daily;
+CREATE TEMP TABLE places_before AS SELECT * FROM rollup_places;
 CALL meter.backfill('2025-03-01', '2025-04-01', batch_days => 7);
 SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT coalesce(b.t, a.t) AS t, count(*) FILTER (WHERE a.t IS NOT NULL AND b.t IS NOT NULL) AS kept,
+       count(*) FILTER (WHERE a.t IS NULL) AS gone, count(*) FILTER (WHERE b.t IS NULL) AS new
+  FROM places_before b FULL JOIN rollup_places a ON a.t = b.t AND a.place = b.place
+ GROUP BY 1 ORDER BY 1;
+TRUNCATE places_before;
+INSERT INTO places_before SELECT * FROM rollup_places;
 CALL meter.backfill('2025-03-10 12:00+00', '2025-03-11 01:00+00');
 SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT count(*) AS moved FROM places_before b FULL JOIN rollup_places a ON a.t = b.t AND a.place = b.place
+ WHERE a.t IS NULL OR b.t IS NULL;
 SELECT last_ok, last_result, progress FROM meter.job_status WHERE job = 'backfill';
 
 -- backfill leaves events not rolled up yet to the rollup: counted once
