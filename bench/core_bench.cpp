@@ -1,6 +1,7 @@
 // core_bench: the core's own cost per priced call, without PostgreSQL.
 // Usage: build/core_bench [catalog.json] — prints ns per call for three
-// provider shapes (parse excluded and included).
+// provider shapes (parse excluded and included), then ns per limit
+// decision (a GCRA rate alone; a rate and two budgets decided together).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "catalog.hpp"
+#include "limits.hpp"
 
 using namespace pgm;
 
@@ -53,6 +55,36 @@ int main(int argc, char** argv) {
         auto b = std::chrono::steady_clock::now();
         std::printf("%-10s %-20s %7.0f ns/call  (sum %s)\n", c.provider, c.model,
                     std::chrono::duration<double, std::nano>(b - a).count() / n, sum.to_string().c_str());
+    }
+    // limit decisions: one key's rate; a request held against a rate and
+    // two budgets (asked without taking, decided, then taken)
+    {
+        limits::GcraState st;
+        limits::Rate rate{600, 60000000};
+        const int m = 10000000;
+        int64_t passed = 0;
+        auto a = std::chrono::steady_clock::now();
+        for (int i = 0; i < m; ++i)
+            passed += limits::gcra(st, rate, 1767225600000000LL + i * 50000LL, 1, true).allowed;
+        auto b = std::chrono::steady_clock::now();
+        std::printf("gcra, one rate:              %7.1f ns/decision (%lld passed)\n",
+                    std::chrono::duration<double, std::nano>(b - a).count() / m, static_cast<long long>(passed));
+        std::vector<limits::Answer> answers(3);
+        st = limits::GcraState{};
+        passed = 0;
+        a = std::chrono::steady_clock::now();
+        for (int i = 0; i < m; ++i) {
+            Micros now = 1767225600000000LL + i * 50000LL;
+            answers[0] = limits::gcra(st, rate, now, 1, false);
+            answers[1] = limits::budget(100000, i % 90000, 500, 2000, now, now + 3600000000LL);
+            answers[2] = limits::budget(static_cast<limits::i128>(5) * 1000000000000, i, 0, 4000000, now,
+                                        now + 86400000000LL);
+            limits::Verdict v = limits::decide(answers);
+            if (v.allowed) passed += limits::gcra(st, rate, now, 1, true).allowed;
+        }
+        b = std::chrono::steady_clock::now();
+        std::printf("rate + two budgets, decided: %7.1f ns/decision (%lld passed)\n",
+                    std::chrono::duration<double, std::nano>(b - a).count() / m, static_cast<long long>(passed));
     }
     return 0;
 }
