@@ -60,16 +60,20 @@ s0=$(date +%s.%N)
 ) &
 ingest=$!
 
+# unrolled EXPR: EXPR over the committed events the watermark does not cover
+unrolled() {
+  psql -X -At -d "$db" -c "
+    WITH w AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w)
+    SELECT $1 FROM meter.events e, w
+     WHERE e.txid >= pg_snapshot_xmin(w.w)::text::bigint AND meter._unrolled(e.txid, w.w)"
+}
+
 # lag samples: seconds since the oldest event not covered by the watermark
 # was received (its transaction began); 0 when every committed event is in
 (
   : > "$PGM_RUN/lag-samples"
   while kill -0 "$ingest" 2>/dev/null || [ ! -e "$work/caught-up" ]; do
-    psql -X -At -d "$db" -c "
-      WITH w AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w)
-      SELECT coalesce(extract(epoch FROM clock_timestamp() - min(e.received_at)), 0)
-        FROM meter.events e, w
-       WHERE e.txid >= pg_snapshot_xmin(w.w)::text::bigint AND meter._unrolled(e.txid, w.w)" >> "$PGM_RUN/lag-samples"
+    unrolled "coalesce(extract(epoch FROM clock_timestamp() - min(e.received_at)), 0)" >> "$PGM_RUN/lag-samples"
     sleep 1
   done
 ) &
@@ -99,11 +103,7 @@ s1=$(date +%s.%N)
 # after the last COPY: how long until the watermark covers everything
 t0=$(date +%s.%N)
 for _ in $(seq 1 120); do
-  l=$(psql -X -At -d "$db" -c "
-    WITH w AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w)
-    SELECT count(*) FROM meter.events e, w
-     WHERE e.txid >= pg_snapshot_xmin(w.w)::text::bigint AND meter._unrolled(e.txid, w.w)")
-  [ "$l" = 0 ] && break
+  [ "$(unrolled "count(*)")" = 0 ] && break
   sleep 0.5
 done
 t1=$(date +%s.%N)

@@ -271,32 +271,9 @@ void Aggregator::add(const Event& e) {
         sketch::check_value(e.ttft);
         if (e.ttft != 0) tk = sketch::key_for(e.ttft);
     }
-    hour_group(HourKey{dim, bucket_of(e.occurred_at, Grain::Hour)}).add(e, lk, tk);
-    subject_day_group(DayKey{dim, subject, bucket_of(e.occurred_at, Grain::Day)}).add(e, lk, tk);
+    hours_.at(HourKey{dim, bucket_of(e.occurred_at, Grain::Hour)}).add(e, lk, tk);
+    subject_days_.at(DayKey{dim, subject, bucket_of(e.occurred_at, Grain::Day)}).add(e, lk, tk);
     ++events_;
-}
-
-Measures& Aggregator::hour_group(const HourKey& k) {
-    bool added;
-    uint32_t h = hour_index_.find_or_add(
-        hash_of(k), [&](uint32_t i) { return hour_keys_[i] == k; }, static_cast<uint32_t>(hours_.size()), added);
-    if (added) {
-        hour_keys_.push_back(k);
-        hours_.emplace_back();
-    }
-    return hours_[h];
-}
-
-Measures& Aggregator::subject_day_group(const DayKey& k) {
-    bool added;
-    uint32_t d = subject_day_index_.find_or_add(
-        hash_of(k), [&](uint32_t i) { return subject_day_keys_[i] == k; },
-        static_cast<uint32_t>(subject_days_.size()), added);
-    if (added) {
-        subject_day_keys_.push_back(k);
-        subject_days_.emplace_back();
-    }
-    return subject_days_[d];
 }
 
 void Aggregator::merge(const Aggregator& o) {
@@ -309,38 +286,30 @@ void Aggregator::merge(const Aggregator& o) {
     for (size_t i = 0; i < o.subjects_.size(); ++i)
         subject_map[i] = subject_id(text_of(o.subjects_[i]));
     for (size_t i = 0; i < o.hours_.size(); ++i)
-        hour_group(HourKey{dim_map[o.hour_keys_[i].dim], o.hour_keys_[i].hour}).merge(o.hours_[i]);
+        hours_.at(HourKey{dim_map[o.hours_.keys[i].dim], o.hours_.keys[i].hour}).merge(o.hours_.measures[i]);
     for (size_t i = 0; i < o.subject_days_.size(); ++i) {
-        const DayKey& k = o.subject_day_keys_[i];
-        subject_day_group(DayKey{dim_map[k.dim], subject_map[k.subject], k.day}).merge(o.subject_days_[i]);
+        const DayKey& k = o.subject_days_.keys[i];
+        subject_days_.at(DayKey{dim_map[k.dim], subject_map[k.subject], k.day}).merge(o.subject_days_.measures[i]);
     }
     events_ += o.events_;
 }
 
 std::vector<Row> Aggregator::rows() {
-    day_keys_.clear();
-    days_.clear();
-    FlatIndex day_index;
-    bool added;
+    days_ = Groups<DayKey>{};
     for (size_t i = 0; i < hours_.size(); ++i) {
-        DayKey dk{hour_keys_[i].dim, 0, bucket_of(hour_keys_[i].hour, Grain::Day)};
-        uint32_t d = day_index.find_or_add(
-            hash_of(dk), [&](uint32_t j) { return day_keys_[j] == dk; }, static_cast<uint32_t>(days_.size()), added);
-        if (added) {
-            day_keys_.push_back(dk);
-            days_.emplace_back();
-        }
-        days_[d].merge(hours_[i]);
+        const HourKey& k = hours_.keys[i];
+        days_.at(DayKey{k.dim, 0, bucket_of(k.hour, Grain::Day)}).merge(hours_.measures[i]);
     }
     std::vector<Row> out;
     out.reserve(hours_.size() + days_.size() + subject_days_.size());
     for (size_t i = 0; i < hours_.size(); ++i)
-        out.push_back(Row{Grain::Hour, &dims_[hour_keys_[i].dim], &null_, hour_keys_[i].hour, &hours_[i]});
+        out.push_back(Row{Grain::Hour, &dims_[hours_.keys[i].dim], &null_, hours_.keys[i].hour, &hours_.measures[i]});
     for (size_t i = 0; i < days_.size(); ++i)
-        out.push_back(Row{Grain::Day, &dims_[day_keys_[i].dim], &null_, day_keys_[i].day, &days_[i]});
+        out.push_back(Row{Grain::Day, &dims_[days_.keys[i].dim], &null_, days_.keys[i].day, &days_.measures[i]});
     for (size_t i = 0; i < subject_days_.size(); ++i) {
-        const DayKey& k = subject_day_keys_[i];
-        out.push_back(Row{Grain::SubjectDay, &dims_[k.dim], &subjects_[k.subject], k.day, &subject_days_[i]});
+        const DayKey& k = subject_days_.keys[i];
+        out.push_back(
+            Row{Grain::SubjectDay, &dims_[k.dim], &subjects_[k.subject], k.day, &subject_days_.measures[i]});
     }
     return out;
 }

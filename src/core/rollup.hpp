@@ -148,16 +148,11 @@ class FlatIndex {
 template <class T>
 class Chunked {
   public:
-    size_t size() const { return n_; }
     T& operator[](size_t i) { return chunks_[i / kChunk][i % kChunk]; }
     const T& operator[](size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
     T& emplace_back() {
         if (n_ == chunks_.size() * kChunk) chunks_.emplace_back(new T[kChunk]);
         return (*this)[n_++];
-    }
-    void clear() {
-        chunks_.clear();
-        n_ = 0;
     }
 
   private:
@@ -192,8 +187,27 @@ class Aggregator {
     static uint64_t hash_of(const DayKey& k);
     uint32_t dim_id(Text tenant, Text provider, Text model, Text endpoint, Text feature);
     uint32_t subject_id(Text s);
-    Measures& hour_group(const HourKey& k);  // found or added
-    Measures& subject_day_group(const DayKey& k);
+
+    // Groups are the rows of one grain: keys and measures in id order, and
+    // the index that finds a key's id.
+    template <class Key>
+    struct Groups {
+        FlatIndex index;
+        std::vector<Key> keys;
+        Chunked<Measures> measures;
+        size_t size() const { return keys.size(); }
+        // at returns the measures of key k, added empty when k is new
+        Measures& at(const Key& k) {
+            bool added;
+            uint32_t id = index.find_or_add(
+                hash_of(k), [&](uint32_t i) { return keys[i] == k; }, static_cast<uint32_t>(keys.size()), added);
+            if (added) {
+                keys.push_back(k);
+                measures.emplace_back();
+            }
+            return measures[id];
+        }
+    };
 
     int64_t events_ = 0;
     uint32_t last_dim_ = UINT32_MAX;  // the dimensions of the last event, tried first
@@ -201,14 +215,9 @@ class Aggregator {
     std::vector<Dims> dims_;
     FlatIndex subject_index_;
     std::vector<NString> subjects_;  // 0 is the null subject
-    FlatIndex hour_index_;
-    std::vector<HourKey> hour_keys_;
-    Chunked<Measures> hours_;
-    FlatIndex subject_day_index_;
-    std::vector<DayKey> subject_day_keys_;
-    Chunked<Measures> subject_days_;
-    std::vector<DayKey> day_keys_;  // formed by rows()
-    Chunked<Measures> days_;
+    Groups<HourKey> hours_;
+    Groups<DayKey> subject_days_;
+    Groups<DayKey> days_;  // formed by rows()
     NString null_;
 };
 
