@@ -84,14 +84,14 @@ SELECT pg_catalog.pg_extension_config_dump('meter.catalog_loads_load_id_seq', ''
 
 -- Every backend keeps a compiled copy of the catalog; a change to these
 -- tables invalidates it everywhere (see src/pg/catalog_cache.cpp).
-CREATE FUNCTION meter._catalog_changed() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'meter_catalog_changed';
+CREATE FUNCTION meter._invalidate_caches() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'meter_invalidate_caches';
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.catalog_providers
-    FOR EACH STATEMENT EXECUTE FUNCTION meter._catalog_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.catalog_models
-    FOR EACH STATEMENT EXECUTE FUNCTION meter._catalog_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.custom_prices
-    FOR EACH STATEMENT EXECUTE FUNCTION meter._catalog_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
 
 -- _micros turns a timestamptz into microseconds since 1970 (NULL for +-infinity).
 CREATE FUNCTION meter._micros(t timestamptz) RETURNS bigint
@@ -640,12 +640,13 @@ CREATE FUNCTION meter.record(tenant text,
                              request_id text DEFAULT NULL,
                              occurred_at timestamptz DEFAULT now(),
                              metadata jsonb DEFAULT NULL,
-                             service_tier text DEFAULT 'standard')
+                             service_tier text DEFAULT 'standard',
+                             reservation bigint DEFAULT NULL)
     RETURNS meter.recorded
     LANGUAGE c VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'meter_record';
-COMMENT ON FUNCTION meter.record(text, text, text, jsonb, text, text, text, text, boolean, integer, integer, boolean, text, text, text, timestamptz, jsonb, text) IS
-    'Records one API call, priced at its own time; returns the event id, cost, potential cost, whether it was a duplicate of an earlier request id, and whether it was priced.';
+COMMENT ON FUNCTION meter.record(text, text, text, jsonb, text, text, text, text, boolean, integer, integer, boolean, text, text, text, timestamptz, jsonb, text, bigint) IS
+    'Records one API call, priced at its own time; returns the event id, cost, potential cost, whether it was a duplicate of an earlier request id, and whether it was priced. With reservation => id, the commit settles that reservation of meter.reserve with the call''s actual tokens.';
 
 CREATE FUNCTION meter.record_batch(events jsonb, OUT inserted bigint, OUT duplicates bigint)
     LANGUAGE plpgsql
@@ -1806,3 +1807,304 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION meter.unschedule() IS 'Removes pg_meter''s pg_cron jobs; returns how many. Harmless without pg_cron.';
 REVOKE ALL ON FUNCTION meter.unschedule() FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Quotas and rate limits (doc/quotas.md): plans, limits, subjects, blocks;
+-- meter.check and meter.reserve decide in shared memory (src/pg/quotas.cpp,
+-- src/core/cells.hpp). Every backend keeps a compiled copy of these tables,
+-- invalidated at commit by the same trigger as the price catalog.
+-------------------------------------------------------------------------------
+
+CREATE TABLE meter.plans (
+    tenant      text NOT NULL,
+    plan        text NOT NULL,
+    description text,
+    is_default  boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, plan)
+);
+COMMENT ON TABLE meter.plans IS 'Plans (tiers) of a tenant; a subject on a plan is held to its limits. The default plan holds subjects never assigned one.';
+CREATE UNIQUE INDEX plans_one_default ON meter.plans (tenant) WHERE is_default;
+
+CREATE TABLE meter.subjects (
+    tenant         text NOT NULL,
+    subject        text NOT NULL,
+    plan           text,
+    team           text,
+    blocked_at     timestamptz,
+    blocked_reason text,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, subject),
+    FOREIGN KEY (tenant, plan) REFERENCES meter.plans (tenant, plan) ON UPDATE CASCADE
+);
+COMMENT ON TABLE meter.subjects IS 'Subjects (users or API keys) with their plan, their team and whether they are blocked (and why).';
+
+CREATE SEQUENCE meter.limit_id_seq AS bigint;
+CREATE TABLE meter.limits (
+    limit_id   bigint NOT NULL DEFAULT nextval('meter.limit_id_seq') PRIMARY KEY,
+    tenant     text NOT NULL,
+    plan       text,
+    subject    text,
+    scope      text NOT NULL DEFAULT 'subject' CHECK (scope IN ('subject', 'team', 'tenant', 'session')),
+    endpoint   text,
+    meter      text NOT NULL CHECK (meter IN ('requests', 'input_tokens', 'output_tokens', 'total_tokens', 'cost')),
+    per        interval NOT NULL CHECK (per > interval '0' AND per <= interval '3660 days'),
+    max        numeric NOT NULL CHECK (max >= 0 AND max = trunc(max) AND max <= 1e15),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (plan IS NULL OR subject IS NULL),
+    FOREIGN KEY (tenant, plan) REFERENCES meter.plans (tenant, plan) ON UPDATE CASCADE ON DELETE CASCADE,
+    UNIQUE NULLS NOT DISTINCT (tenant, plan, subject, scope, endpoint, meter, per)
+);
+COMMENT ON TABLE meter.limits IS 'Limits: a meter over a rolling window for a plan, a subject (an override) or the whole tenant, counted per subject, team, tenant or session, optionally for one endpoint. Set them with meter.set_limit.';
+ALTER SEQUENCE meter.limit_id_seq OWNED BY meter.limits.limit_id;
+
+SELECT pg_catalog.pg_extension_config_dump('meter.plans', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.subjects', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.limits', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.limit_id_seq', '');
+
+CREATE TRIGGER quotas_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.plans
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
+CREATE TRIGGER quotas_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.subjects
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
+CREATE TRIGGER quotas_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.limits
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
+
+-- _need is the one check of a required argument (22004).
+CREATE FUNCTION meter._need(value anyelement, name text, fn text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', name
+            USING ERRCODE = 'null_value_not_allowed', HINT = format('Pass %s => ... to %s.', name, fn);
+    END IF;
+END $$;
+
+CREATE FUNCTION meter.create_plan(tenant text, plan text, description text DEFAULT NULL,
+                                  is_default boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM meter._need(tenant, 'tenant', 'meter.create_plan'), meter._need(plan, 'plan', 'meter.create_plan');
+    IF is_default THEN
+        UPDATE meter.plans p SET is_default = false WHERE p.tenant = create_plan.tenant AND p.is_default
+           AND p.plan <> create_plan.plan;
+    END IF;
+    INSERT INTO meter.plans AS p (tenant, plan, description, is_default)
+    VALUES (tenant, plan, description, coalesce(is_default, false))
+    ON CONFLICT ON CONSTRAINT plans_pkey DO UPDATE
+       SET description = coalesce(EXCLUDED.description, p.description), is_default = EXCLUDED.is_default;
+END $$;
+COMMENT ON FUNCTION meter.create_plan(text, text, text, boolean) IS
+    'Creates a plan of a tenant (or updates its description); is_default makes it the plan of subjects never assigned one.';
+
+-- set_limit: one limit; the same (tenant, plan or subject, scope, endpoint,
+-- meter, per) again replaces its maximum.
+CREATE FUNCTION meter.set_limit(tenant text, meter text, per text, max numeric,
+                                plan text DEFAULT NULL, subject text DEFAULT NULL,
+                                scope text DEFAULT 'subject', endpoint text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_per interval;
+    v_id bigint;
+BEGIN
+    PERFORM meter._need(tenant, 'tenant', 'meter.set_limit'), meter._need(meter, 'meter', 'meter.set_limit'),
+            meter._need(per, 'per', 'meter.set_limit'), meter._need(max, 'max', 'meter.set_limit'),
+            meter._need(scope, 'scope', 'meter.set_limit');
+    IF meter NOT IN ('requests', 'input_tokens', 'output_tokens', 'total_tokens', 'cost') THEN
+        RAISE EXCEPTION 'unknown meter "%"', meter USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A limit counts requests, input_tokens, output_tokens, total_tokens or cost.';
+    END IF;
+    IF scope NOT IN ('subject', 'team', 'tenant', 'session') THEN
+        RAISE EXCEPTION 'unknown scope "%"', scope USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A limit is counted per subject, team, tenant or session.';
+    END IF;
+    IF plan IS NOT NULL AND subject IS NOT NULL THEN
+        RAISE EXCEPTION 'a limit belongs to a plan or to a subject, not both' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lower(btrim(per)) IN ('minute', 'hour', 'day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'calendar windows (per => %) are not available yet', quote_literal(per)
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'This version keeps rolling windows (rates) in shared memory; durable budgets over calendar windows in a time zone come next.',
+                  HINT = format('Use a rolling window such as per => %L.', '1 ' || lower(btrim(per)));
+    END IF;
+    BEGIN
+        v_per := per::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        RAISE EXCEPTION 'the window "%" does not parse', per USING ERRCODE = 'invalid_datetime_format',
+            HINT = 'Pass an interval such as ''1 minute'', ''10 seconds'' or ''1 hour''.';
+    END;
+    IF v_per <= interval '0' OR date_part('month', v_per) <> 0 OR date_part('year', v_per) <> 0 THEN
+        RAISE EXCEPTION 'the window "%" is not a positive fixed length', per USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A rolling window is a positive number of seconds, minutes, hours or days; months have no fixed length.';
+    END IF;
+    v_per := justify_hours(v_per);
+    IF v_per > interval '3660 days' THEN
+        RAISE EXCEPTION 'a window of % is longer than ten years', v_per USING ERRCODE = 'numeric_value_out_of_range';
+    END IF;
+    IF meter = 'cost' THEN
+        RAISE EXCEPTION 'cost limits need a durable budget over a calendar window, which this version does not have yet'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Rolling windows live in shared memory and restart empty; money must rest on durable data.';
+    END IF;
+    IF max < 0 OR max <> trunc(max) OR max > 1e15 THEN
+        RAISE EXCEPTION 'max must be a whole number from 0 to 1e15, not %', max USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF plan IS NOT NULL THEN
+        INSERT INTO meter.plans (tenant, plan) VALUES (tenant, plan) ON CONFLICT DO NOTHING;
+    END IF;
+    IF subject IS NOT NULL THEN
+        INSERT INTO meter.subjects (tenant, subject) VALUES (tenant, subject) ON CONFLICT DO NOTHING;
+    END IF;
+    INSERT INTO meter.limits AS l (tenant, plan, subject, scope, endpoint, meter, per, max)
+    VALUES (tenant, plan, subject, scope, endpoint, meter, v_per, max)
+    ON CONFLICT (tenant, plan, subject, scope, endpoint, meter, per) DO UPDATE
+       SET max = EXCLUDED.max, updated_at = now()
+    RETURNING l.limit_id INTO v_id;
+    RETURN v_id;
+END $$;
+COMMENT ON FUNCTION meter.set_limit(text, text, text, numeric, text, text, text, text) IS
+    'Sets one limit: at most max of a meter (requests, input_tokens, output_tokens, total_tokens) per rolling window, for a plan, a subject (an override of its plan''s limit) or, with neither, every subject of the tenant; counted per subject, team, tenant or session, optionally for one endpoint. Returns the limit id.';
+
+CREATE FUNCTION meter.drop_limit(limit_id bigint) RETURNS boolean
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS (DELETE FROM meter.limits l WHERE l.limit_id = drop_limit.limit_id RETURNING 1)
+    SELECT count(*) > 0 FROM d
+$$;
+COMMENT ON FUNCTION meter.drop_limit(bigint) IS 'Removes a limit; returns whether it existed.';
+
+CREATE FUNCTION meter.assign_plan(tenant text, subject text, plan text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM meter._need(tenant, 'tenant', 'meter.assign_plan'), meter._need(subject, 'subject', 'meter.assign_plan');
+    IF plan IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meter.plans p WHERE p.tenant = assign_plan.tenant AND p.plan = assign_plan.plan) THEN
+        RAISE EXCEPTION 'plan "%" does not exist in tenant "%"', plan, tenant USING ERRCODE = 'undefined_object',
+            HINT = 'Create it with meter.create_plan or give it a limit with meter.set_limit(plan => ...).';
+    END IF;
+    INSERT INTO meter.subjects AS s (tenant, subject, plan) VALUES (tenant, subject, plan)
+    ON CONFLICT (tenant, subject) DO UPDATE SET plan = EXCLUDED.plan, updated_at = now();
+END $$;
+COMMENT ON FUNCTION meter.assign_plan(text, text, text) IS
+    'Puts a subject on a plan (NULL: no plan, held only to the tenant''s limits); registers the subject if it is new.';
+
+CREATE FUNCTION meter.set_team(tenant text, subject text, team text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM meter._need(tenant, 'tenant', 'meter.set_team'), meter._need(subject, 'subject', 'meter.set_team');
+    INSERT INTO meter.subjects AS s (tenant, subject, team) VALUES (tenant, subject, team)
+    ON CONFLICT (tenant, subject) DO UPDATE SET team = EXCLUDED.team, updated_at = now();
+END $$;
+COMMENT ON FUNCTION meter.set_team(text, text, text) IS
+    'Puts a subject in a team (NULL: none); team-scoped limits count the requests of all its subjects together.';
+
+CREATE FUNCTION meter.block(tenant text, subject text, reason text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM meter._need(tenant, 'tenant', 'meter.block'), meter._need(subject, 'subject', 'meter.block'),
+            meter._need(reason, 'reason', 'meter.block');
+    INSERT INTO meter.subjects AS s (tenant, subject, blocked_at, blocked_reason) VALUES (tenant, subject, now(), reason)
+    ON CONFLICT (tenant, subject) DO UPDATE
+       SET blocked_at = coalesce(s.blocked_at, now()), blocked_reason = EXCLUDED.blocked_reason, updated_at = now();
+END $$;
+COMMENT ON FUNCTION meter.block(text, text, text) IS
+    'Blocks a subject with a reason: every check and reserve refuses it (status blocked) until meter.unblock.';
+
+CREATE FUNCTION meter.unblock(tenant text, subject text) RETURNS boolean
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH u AS (UPDATE meter.subjects s SET blocked_at = NULL, blocked_reason = NULL, updated_at = now()
+                WHERE s.tenant = unblock.tenant AND s.subject = unblock.subject AND s.blocked_at IS NOT NULL
+                RETURNING 1)
+    SELECT count(*) > 0 FROM u
+$$;
+COMMENT ON FUNCTION meter.unblock(text, text) IS 'Lifts a block; returns whether the subject was blocked.';
+
+REVOKE ALL ON FUNCTION meter.create_plan(text, text, text, boolean), meter.set_limit(text, text, text, numeric, text, text, text, text),
+    meter.drop_limit(bigint), meter.assign_plan(text, text, text), meter.set_team(text, text, text),
+    meter.block(text, text, text), meter.unblock(text, text) FROM PUBLIC;
+
+-- what a backend compiles: a tenant's limits, and one subject (or the
+-- tenant's default plan for a subject never seen). They run as the
+-- extension owner so that any role allowed to check can.
+CREATE FUNCTION meter._quota_limits(p_tenant text)
+    RETURNS TABLE (limit_id bigint, plan text, subject text, scope text, endpoint text, meter text,
+                   per_us bigint, per text, max bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.limit_id, l.plan, l.subject, l.scope, l.endpoint, l.meter,
+           (extract(epoch FROM l.per) * 1000000)::bigint, l.per::text, l.max::bigint
+      FROM meter.limits l WHERE l.tenant = p_tenant ORDER BY l.limit_id
+$$;
+CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)
+    RETURNS TABLE (known boolean, plan text, team text, blocked boolean, reason text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT true, s.plan, s.team, s.blocked_at IS NOT NULL, s.blocked_reason
+      FROM meter.subjects s WHERE s.tenant = p_tenant AND s.subject = p_subject
+    UNION ALL
+    SELECT false, p.plan, NULL, false, NULL
+      FROM meter.plans p
+     WHERE p.tenant = p_tenant AND p.is_default
+       AND NOT EXISTS (SELECT 1 FROM meter.subjects s WHERE s.tenant = p_tenant AND s.subject = p_subject)
+$$;
+
+-- decision: what check and reserve answer, one value a web handler turns
+-- into a response (429 with Retry-After when allowed is false).
+CREATE TYPE meter.decision AS (
+    allowed      boolean,
+    status       text,         -- allowed, limited, blocked or unavailable
+    reservation  bigint,       -- reserve only, when allowed
+    limit_id     bigint,       -- the limit that decided (NULL: none applies)
+    meter        text,
+    scope        text,
+    per          interval,
+    max          numeric,
+    used         numeric,
+    reserved     numeric,
+    remaining    numeric,
+    reset_at     timestamptz,  -- when the window holds nothing of what was used
+    retry_after  integer,      -- seconds to wait, rounded up (NULL: allowed, or no wait helps)
+    plan         text,
+    reason       text,         -- the block's reason, or what could not be read
+    fail_mode    text          -- pg_meter.quota_failure: open or closed
+);
+
+CREATE FUNCTION meter.check(tenant text, subject text, endpoint text DEFAULT NULL, session text DEFAULT NULL,
+                            estimate jsonb DEFAULT NULL) RETURNS meter.decision
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'meter_check';
+COMMENT ON FUNCTION meter.check(text, text, text, text, jsonb) IS
+    'May this request go ahead? Decides over every limit that applies (subject, team, tenant, session, endpoint) without taking anything; estimate is {"input_tokens": n, "output_tokens": n} for token limits.';
+
+CREATE FUNCTION meter.reserve(tenant text, subject text, endpoint text DEFAULT NULL, session text DEFAULT NULL,
+                              estimate jsonb DEFAULT NULL, ttl interval DEFAULT interval '5 minutes')
+    RETURNS meter.decision
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'meter_reserve';
+COMMENT ON FUNCTION meter.reserve(text, text, text, text, jsonb, interval) IS
+    'Decides and, when allowed, takes the request (and its estimated tokens) from every limit that applies in one atomic step; returns the decision with a reservation id that meter.record(..., reservation => id) settles with the actual usage and meter.release gives back.';
+
+CREATE FUNCTION meter.release(reservation bigint) RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'meter_release';
+COMMENT ON FUNCTION meter.release(bigint) IS
+    'Gives back what a reservation took, for a call that never happened; returns false for an id that was settled, released, expired or never made.';

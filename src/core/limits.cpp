@@ -42,7 +42,7 @@ Answer gcra(GcraState& s, const Rate& r, Micros now, int64_t n, bool take) {
     const i128 after = a.allowed ? next : base;
     if (a.allowed && take) s.tat = next;
     a.used = ceil_div(after - t, cell);
-    a.remaining = (capacity - (after - t)) / cell;
+    a.remaining = std::max<i128>(0, (capacity - (after - t)) / cell);  // 0 when a settlement overfilled it
     a.reset_after = to_micros(ceil_div(after - t, r.max));
     return a;
 }

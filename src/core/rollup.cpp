@@ -21,33 +21,6 @@ void add_money(i128& to, i128 v) {
     if (__builtin_add_overflow(to, v, &to)) throw Error(Code::Overflow, "a rollup sum of costs is out of range");
 }
 
-uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
-}
-
-// hash_text hashes a nullable string eight bytes at a time; seed chains
-// the fields of one key.
-uint64_t hash_text(Text t, uint64_t seed) {
-    if (t.is_null()) return mix(seed ^ UINT64_C(0x6A09E667F3BCC909));
-    uint64_t h = seed ^ (t.n * UINT64_C(0x9E3779B97F4A7C15));
-    size_t i = 0;
-    for (; i + 8 <= t.n; i += 8) {
-        uint64_t w;
-        std::memcpy(&w, t.p + i, 8);
-        h = (h ^ w) * UINT64_C(0xBF58476D1CE4E5B9);
-        h ^= h >> 29;
-    }
-    uint64_t w = 0;
-    std::memcpy(&w, t.p + i, t.n - i);
-    h = (h ^ w) * UINT64_C(0x94D049BB133111EB);
-    return mix(h);
-}
-
 bool same(Text t, const NString& s) {
     return t.is_null() ? s.null : !s.null && s.s.size() == t.n && std::memcmp(s.s.data(), t.p, t.n) == 0;
 }

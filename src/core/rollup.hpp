@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "catalog.hpp"
+#include "hash.hpp"
 #include "sketch.hpp"
 
 namespace pgm::rollup {
@@ -29,12 +30,7 @@ using i128 = __int128;
 // 24 before the aggregator refuses it.
 constexpr int kMoneyScale = 24;
 
-// Text is a nullable string the caller owns for the duration of add().
-struct Text {
-    const char* p = nullptr;
-    size_t n = 0;
-    bool is_null() const { return p == nullptr; }
-};
+using pgm::Text;
 
 // Event is one raw event as the glue reads it.
 struct Event {

@@ -81,12 +81,14 @@ void pm_catalog_register() { CacheRegisterRelcacheCallback(relcache_changed, (Da
 
 extern "C" {
 
-PG_FUNCTION_INFO_V1(meter_catalog_changed);
+PG_FUNCTION_INFO_V1(meter_invalidate_caches);
 
-// meter_catalog_changed is the statement trigger on the catalog tables: it
-// invalidates the table's relcache entry so every backend recompiles.
-Datum meter_catalog_changed(PG_FUNCTION_ARGS) {
-    if (!CALLED_AS_TRIGGER(fcinfo)) elog(ERROR, "meter._catalog_changed must be called as a trigger");
+// meter_invalidate_caches is the statement trigger on the tables that
+// backends keep compiled copies of (the catalog, plans, limits, subjects):
+// it invalidates the table's relcache entry at commit, so every backend
+// loads its copy anew.
+Datum meter_invalidate_caches(PG_FUNCTION_ARGS) {
+    if (!CALLED_AS_TRIGGER(fcinfo)) elog(ERROR, "meter._invalidate_caches must be called as a trigger");
     TriggerData* td = reinterpret_cast<TriggerData*>(fcinfo->context);
     CacheInvalidateRelcache(td->tg_relation);
     return PointerGetDatum(nullptr);

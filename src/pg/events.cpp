@@ -17,6 +17,7 @@
 #include "datums.hpp"
 #include "events.hpp"
 #include "jsonb_io.hpp"
+#include "quotas.hpp"
 #include "request_ids.hpp"
 
 extern "C" {
@@ -272,8 +273,9 @@ SPIPlanPtr g_record = nullptr;  // meter.record's INSERT ... RETURNING, when the
 
 enum Arg {
     aTenant, aProvider, aModel, aUsage, aSubject, aSession, aEndpoint, aFeature, aCached, aLatency, aTtft,
-    aSuccess, aError, aErrorMessage, aRequestId, aOccurredAt, aMetadata, aTier, NArgs
+    aSuccess, aError, aErrorMessage, aRequestId, aOccurredAt, aMetadata, aTier, aReservation, NArgs
 };
+constexpr int NInsert = aReservation;  // the arguments that are columns
 
 // RecordAnswer is meter.recorded as Datums.
 struct RecordAnswer {
@@ -483,13 +485,13 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
 // record_spi records through a kept INSERT plan, so that the user's
 // triggers, policies, constraints and columns apply; the trigger answers.
 void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
-    Datum vals[NArgs];
-    char nulls[NArgs + 1];
-    for (int a = 0; a < NArgs; ++a) {
+    Datum vals[NInsert];
+    char nulls[NInsert + 1];
+    for (int a = 0; a < NInsert; ++a) {
         vals[a] = PG_ARGISNULL(a) ? Datum(0) : PG_GETARG_DATUM(a);
         nulls[a] = PG_ARGISNULL(a) ? 'n' : ' ';
     }
-    nulls[NArgs] = '\0';
+    nulls[NInsert] = '\0';
     // the defaults of the SQL signature, also for explicit NULLs
     auto fill = [&](int a, Datum d) {
         if (nulls[a] == 'n') {
@@ -504,14 +506,14 @@ void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
     MemoryContext upper = CurrentMemoryContext;
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     if (!g_record) {
-        Oid types[NArgs] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
+        Oid types[NInsert] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID,
                             INT4OID, INT4OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, TEXTOID};
         SPIPlanPtr plan = SPI_prepare(
             "INSERT INTO meter.events (tenant, provider, model, usage, subject, session, endpoint, feature, cached, "
             "latency_ms, ttft_ms, success, error, error_message, request_id, occurred_at, metadata, service_tier) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
             "RETURNING event_id, cost, potential_cost, priced, price_version",
-            NArgs, types);
+            NInsert, types);
         if (!plan) elog(ERROR, "could not prepare meter.record's insert");
         SPI_keepplan(plan);
         g_record = plan;
@@ -697,6 +699,10 @@ Datum meter_record(PG_FUNCTION_ARGS) {
     RecordAnswer r;
     memset(&r, 0, sizeof r);
     if (!record_direct(fcinfo, &r)) record_spi(fcinfo, &r);
+    // a reservation of meter.reserve is settled when this commits: by the
+    // actual tokens, or all given back for a retry counted before
+    if (!PG_ARGISNULL(aReservation) && !r.skipped)
+        pm_settle_at_commit(PG_GETARG_INT64(aReservation), DatumGetBool(r.v[3]), g_out.tokens.input, g_out.tokens.output);
     if (r.skipped) PG_RETURN_NULL();
     // meter.recorded's descriptor, looked up once per backend (after the
     // insert: a nested meter.record may have looked it up anew)

@@ -1,0 +1,133 @@
+#include "cells.hpp"
+
+#include <algorithm>
+#include <new>
+
+#include "error.hpp"
+
+namespace pgm::limits {
+
+Key key_of(uint64_t space, int64_t limit_id, Text x, Text y) {
+    uint64_t id = mix(static_cast<uint64_t>(limit_id) ^ mix(space + UINT64_C(0x452821E638D01377)));
+    Key k;
+    k.a = hash_text(y, hash_text(x, mix(id ^ UINT64_C(0x243F6A8885A308D3))));
+    k.b = hash_text(y, hash_text(x, mix(id ^ UINT64_C(0x13198A2E03707344)) ^ 1));
+    if (k.empty()) k.b = 1;
+    return k;
+}
+
+Micros free_at_after(const GcraState& s, const Rate& r) {
+    i128 t = (s.tat + r.max - 1) / r.max;
+    return t > static_cast<i128>(kMaxTime) ? kMaxTime : static_cast<Micros>(t);
+}
+
+size_t CellTable::bytes(uint32_t stripes, uint32_t ways) { return sizeof(Cell) * stripes * ways; }
+
+CellTable::CellTable(void* mem, uint32_t stripes, uint32_t ways)
+    : cells_(static_cast<Cell*>(mem)), stripes_(stripes), ways_(ways) {
+    if (stripes == 0 || ways == 0) throw Error(Code::InvalidValue, "a cell table has at least one slot");
+}
+
+Cell* CellTable::find(const Key& k, Micros now) {
+    Cell* stripe = cells_ + static_cast<size_t>(stripe_of(k)) * ways_;
+    for (int pass = 0; pass < 2; ++pass) {
+        uint32_t start = static_cast<uint32_t>(k.b % ways_);
+        Cell* reusable = nullptr;
+        bool ended = false;  // reached a never-used slot
+        for (uint32_t i = 0; i < ways_; ++i) {
+            Cell* c = stripe + (start + i) % ways_;
+            if (c->key == k) return c;
+            if (c->key.empty()) {
+                if (!reusable) reusable = c;
+                ended = true;
+                break;  // the key was never placed beyond a never-used slot
+            }
+            if (!reusable && c->free_at <= now) reusable = c;
+        }
+        if (!ended && pass == 0 && compact(stripe, now)) continue;
+        if (!reusable) return nullptr;
+        reusable->key = k;
+        reusable->state = GcraState{};
+        reusable->free_at = 0;
+        return reusable;
+    }
+    return nullptr;
+}
+
+bool CellTable::compact(Cell* stripe, Micros now) {
+    // every slot was used once: without never-used slots, each absent key
+    // would scan the whole stripe. Drop the drained buckets and place the
+    // live ones again from their own slots, so probes end early again.
+    uint32_t live = 0;
+    for (uint32_t i = 0; i < ways_; ++i)
+        if (stripe[i].free_at > now) stripe[live++] = stripe[i];
+    if (live == ways_) return false;
+    for (uint32_t i = live; i < ways_; ++i) stripe[i] = Cell{};
+    // move the live cells out of the front, then place them by their keys
+    for (uint32_t i = live; i-- > 0;) {
+        Cell c = stripe[i];
+        stripe[i] = Cell{};
+        uint32_t at = static_cast<uint32_t>(c.key.b % ways_);
+        while (!stripe[at].key.empty()) at = (at + 1) % ways_;
+        stripe[at] = c;
+    }
+    return true;
+}
+
+const Cell* CellTable::peek(const Key& k) const {
+    const Cell* stripe = cells_ + static_cast<size_t>(stripe_of(k)) * ways_;
+    uint32_t start = static_cast<uint32_t>(k.b % ways_);
+    for (uint32_t i = 0; i < ways_; ++i) {
+        const Cell* c = stripe + (start + i) % ways_;
+        if (c->key == k) return c;
+        if (c->key.empty()) return nullptr;
+    }
+    return nullptr;
+}
+
+size_t ReservationTable::bytes(uint32_t capacity) {
+    size_t h = (sizeof(Header) + alignof(Reservation) - 1) / alignof(Reservation) * alignof(Reservation);
+    return h + sizeof(Reservation) * capacity;
+}
+
+ReservationTable::ReservationTable(void* mem, uint32_t capacity) : capacity_(capacity) {
+    if (capacity == 0) throw Error(Code::InvalidValue, "a reservation table has at least one slot");
+    size_t h = (sizeof(Header) + alignof(Reservation) - 1) / alignof(Reservation) * alignof(Reservation);
+    header_ = static_cast<Header*>(mem);
+    slots_ = reinterpret_cast<Reservation*>(static_cast<char*>(mem) + h);
+}
+
+Reservation* ReservationTable::claim(Micros now, Micros ttl) {
+    for (uint32_t i = 0; i < capacity_; ++i) {
+        uint32_t at = (header_->cursor + i) % capacity_;
+        Reservation* r = slots_ + at;
+        if (r->id != 0 && r->expires_at > now) continue;
+        header_->cursor = (at + 1) % capacity_;
+        uint64_t seq = ++header_->seq;
+        r->id = seq * capacity_ + at + 1;  // never 0
+        r->expires_at = now > kMaxTime - ttl ? kMaxTime : now + ttl;
+        r->nholds = 0;
+        return r;
+    }
+    return nullptr;
+}
+
+Reservation* ReservationTable::find(uint64_t id, Micros now) {
+    if (id == 0) return nullptr;
+    Reservation* r = slots_ + (id - 1) % capacity_;
+    if (r->id != id || r->expires_at <= now) return nullptr;
+    return r;
+}
+
+void give_back(GcraState& s, const Rate& r, Micros now, int64_t n) {
+    const i128 t = static_cast<i128>(now) * r.max;
+    if (s.tat <= t) return;
+    s.tat = std::max(t, s.tat - static_cast<i128>(r.period) * n);
+}
+
+void charge(GcraState& s, const Rate& r, Micros now, int64_t n) {
+    const i128 t = static_cast<i128>(now) * r.max;
+    s.tat = std::max(s.tat, t) + static_cast<i128>(r.period) * n;
+}
+
+}  // namespace pgm::limits
