@@ -2048,12 +2048,12 @@ REVOKE ALL ON FUNCTION meter.create_plan(text, text, text, boolean), meter.set_l
 -- extension owner so that any role allowed to check can.
 CREATE FUNCTION meter._quota_limits(p_tenant text)
     RETURNS TABLE (limit_id bigint, plan text, subject text, scope text, endpoint text, meter text,
-                   per_us bigint, per text, max bigint)
+                   per_us bigint, max bigint, per interval)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT l.limit_id, l.plan, l.subject, l.scope, l.endpoint, l.meter,
-           (extract(epoch FROM l.per) * 1000000)::bigint, l.per::text, l.max::bigint
+           (extract(epoch FROM l.per) * 1000000)::bigint, l.max::bigint, l.per
       FROM meter.limits l WHERE l.tenant = p_tenant ORDER BY l.limit_id
 $$;
 CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)

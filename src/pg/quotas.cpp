@@ -135,10 +135,11 @@ void need_shared() {
 
 struct LimitDef {
     int64_t id = 0;
-    std::string plan, subject, endpoint, per;
+    std::string plan, subject, endpoint;
     bool has_plan = false, has_subject = false, has_endpoint = false;
     int scope = sSubject, meter = mRequests;
     Rate rate;
+    Interval window;  // per, as the answer shows it
 };
 
 struct TenantConf {
@@ -202,7 +203,8 @@ std::vector<int> applying(const TenantConf& tc, const SubjectConf& sc, const std
 // rows read by SPI, as plain data in the caller's memory context
 struct LimitRow {
     int64 id, per_us, max;
-    char *plan, *subject, *scope, *endpoint, *meter, *per;
+    char *plan, *subject, *scope, *endpoint, *meter;
+    Interval window;
 };
 struct SubjectRow {
     bool found, known, blocked;
@@ -256,8 +258,9 @@ LimitRow* load_limits(Text tenant, int* n) {
         r.endpoint = col_text(t, d, 5);
         r.meter = col_text(t, d, 6);
         r.per_us = col_int8(t, d, 7);
-        r.per = col_text(t, d, 8);
-        r.max = col_int8(t, d, 9);
+        r.max = col_int8(t, d, 8);
+        bool isnull;
+        r.window = *DatumGetIntervalP(SPI_getbinval(t, d, 9, &isnull));
     }
     MemoryContextSwitchTo(old);
     SPI_finish();
@@ -348,8 +351,8 @@ void compiled(Text tenant, Text subject, const TenantConf** tc_out, const Subjec
                 l.endpoint = r.endpoint ? r.endpoint : "";
                 l.scope = index_of(r.scope, kScopeNames, 4);
                 l.meter = index_of(r.meter, kMeterNames, 5);
-                l.per = r.per ? r.per : "";
                 l.rate = Rate{r.max, r.per_us};
+                l.window = r.window;
                 c.limits.push_back(std::move(l));
             }
             tc = &(g_cache->tenants[str(tenant)] = std::move(c));
@@ -464,8 +467,8 @@ void decide_rates(const TenantConf& tc, const SubjectConf& sc, const Request& q,
     }
     CellTable cells(g_cells_mem, g_shared->stripes, kWays);
     for (int i = 0; i < ap.n; ++i) ap.stripe[i] = cells.stripe_of(ap.key[i]);
-    std::vector<Answer> all;
-    all.reserve(static_cast<size_t>(ap.n));  // allocated before any lock is held
+    static std::vector<Answer> all;  // kept across calls: no allocation per decision
+    all.reserve(kMaxApplying);       // before any lock is held
     uint32_t order[kMaxApplying];
     int nlocks = 0;
     for (int i = 0; i < ap.n; ++i) order[nlocks++] = ap.stripe[i];
@@ -665,6 +668,7 @@ void read_estimate(Jsonb* jb, Request* q) {
 }
 
 Datum numeric_of(limits::i128 v) {
+    if (v >= PG_INT64_MIN && v <= PG_INT64_MAX) return NumericGetDatum(int64_to_numeric(static_cast<int64>(v)));
     char buf[48];
     char* p = buf + sizeof buf;
     *--p = '\0';
@@ -678,10 +682,30 @@ Datum numeric_of(limits::i128 v) {
     return DirectFunctionCall3(numeric_in, CStringGetDatum(p), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
 
-Datum answer(FunctionCallInfo fcinfo, const Decision& d, const SubjectConf* sc, Micros now) {
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "meter.decision expected");
-    desc = BlessTupleDesc(desc);
+// meter.decision's descriptor, looked up once per function and backend
+struct ResultDesc {
+    Oid fn = InvalidOid;
+    TupleDesc desc = nullptr;
+};
+ResultDesc g_results[2];  // check, reserve
+
+TupleDesc result_desc(FunctionCallInfo fcinfo, bool take) {
+    ResultDesc& r = g_results[take ? 1 : 0];
+    if (r.fn != fcinfo->flinfo->fn_oid) {
+        TupleDesc desc;
+        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "meter.decision expected");
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        TupleDesc copy = CreateTupleDescCopy(BlessTupleDesc(desc));
+        MemoryContextSwitchTo(old);
+        if (r.desc) FreeTupleDesc(r.desc);
+        r.desc = copy;
+        r.fn = fcinfo->flinfo->fn_oid;
+    }
+    return r.desc;
+}
+
+Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const SubjectConf* sc, Micros now) {
+    TupleDesc desc = result_desc(fcinfo, take);
     Datum v[16];
     bool n[16];
     for (int i = 0; i < 16; ++i) {
@@ -697,9 +721,9 @@ Datum answer(FunctionCallInfo fcinfo, const Decision& d, const SubjectConf* sc, 
         v[3] = Int64GetDatum(l.id), n[3] = false;
         v[4] = CStringGetTextDatum(kMeterNames[l.meter]), n[4] = false;
         v[5] = CStringGetTextDatum(kScopeNames[l.scope]), n[5] = false;
-        v[6] = DirectFunctionCall3(interval_in, CStringGetDatum(l.per.c_str()), ObjectIdGetDatum(InvalidOid),
-                                   Int32GetDatum(-1)),
-        n[6] = false;
+        Interval* w = static_cast<Interval*>(palloc(sizeof(Interval)));
+        *w = l.window;
+        v[6] = IntervalPGetDatum(w), n[6] = false;
     }
     if (d.has_answer) {
         v[7] = numeric_of(d.a.max), n[7] = false;
@@ -751,7 +775,7 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
         PmFailure* f = pm_run([&] { decide_rates(*tc, *sc, q, now, &d); });
         if (f) pm_raise(f);
     }
-    PG_RETURN_DATUM(answer(fcinfo, d, sc, now));
+    PG_RETURN_DATUM(answer(fcinfo, take, d, sc, now));
 }
 
 }  // namespace

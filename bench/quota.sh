@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# quota.sh: quotas and rate limits against the seed-style peer, in one run,
+# 8 clients, synchronous_commit on:
+#  - a rate-limit check: meter.check vs SELECT 1 (the round trip, the
+#    floor) and vs the peer's check_quota (a counter row read);
+#  - one metered call: meter.reserve, then meter.record(..., reservation)
+#    that settles it, vs the peer's check_quota, then track.
+# 2,000 users (zipfian, as the peer's scripts), each on a plan with a rate
+# of requests and one of input tokens a minute, plus a tenant-wide rate;
+# the limits are high enough that nearly every request passes (a refusal is
+# cheaper than a pass). Usage: bench/quota.sh   (after scripts/setup.sh;
+# DURATION=15)
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$PGM_ROOT"
+db=pg_meter_quota
+duration=${DURATION:-15}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
+psql -X -q -d "$db" -f ../shared/peer/peer.sql >/dev/null 2>&1
+psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
+scripts/load-prices -d "$db" >/dev/null
+psql -X -q -d "$db" <<'SQL' >/dev/null
+SELECT meter.create_partition(now());
+SELECT meter.create_plan('app', 'standard', is_default => true);
+SELECT meter.set_limit(tenant => 'app', plan => 'standard', meter => 'requests', per => '1 minute', max => 100000);
+SELECT meter.set_limit(tenant => 'app', plan => 'standard', meter => 'input_tokens', per => '1 minute', max => 1000000000);
+SELECT meter.set_limit(tenant => 'app', meter => 'requests', per => '1 second', max => 1000000, scope => 'tenant');
+SELECT meter.assign_plan('app', 'user-' || i, 'standard') FROM generate_series(1, 2000) i;
+-- the peer's quota rows exist for every user (its check inserts a missing one)
+SELECT peer.check_quota('user-' || i) FROM generate_series(1, 2000) i;
+SQL
+
+cat > "$work/check.pgbench" <<'EOF'
+\set u random_zipfian(1, 2000, 1.1)
+SELECT allowed FROM meter.check('app', 'user-' || (:u)::int);
+EOF
+cat > "$work/reserve_record.pgbench" <<'EOF'
+\set u random_zipfian(1, 2000, 1.1)
+\set m random(1, 5)
+\set i random(50, 4000)
+\set o random(10, 1200)
+\set c random(0, 9)
+\set ms random(200, 6000)
+SELECT coalesce(reservation, 0) AS rid FROM meter.reserve('app', 'user-' || (:u)::int, endpoint => 'chat',
+  estimate => jsonb_build_object('input_tokens', (:i)::int + 100)) \gset
+SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::int, session => 'sess-' || (:u)::int, endpoint => 'chat',
+  provider => (ARRAY['anthropic','google','google','openai','openai'])[(:m)::int],
+  model => (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[(:m)::int],
+  usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), cached => (:c)::int = 0,
+  latency_ms => (:ms)::int, success => (:c)::int <> 9, reservation => :rid);
+EOF
+run() { pgbench -n -M prepared -c 8 -j 2 -T "$duration" -f "$1" "$db" 2>&1 | grep -oE 'tps = [0-9.]+' | awk '{print $3}'; }
+echo "== 8 clients, ${duration}s each"
+one=$(run ../shared/peer/select1.pgbench)
+peer_check=$(run ../shared/peer/check.pgbench)
+check=$(run "$work/check.pgbench")
+peer_track=$(run ../shared/peer/track.pgbench)
+rr=$(run "$work/reserve_record.pgbench")
+passed=$(psql -X -At -d "$db" -c "SELECT count(*) FROM meter.events")
+awk -v one="$one" -v pc="$peer_check" -v c="$check" -v pt="$peer_track" -v rr="$rr" 'BEGIN {
+  printf "SELECT 1                          %8.0f tps\n", one
+  printf "peer check_quota                  %8.0f tps\n", pc
+  printf "meter.check                       %8.0f tps  = %.2fx SELECT 1, %.2fx peer check_quota\n", c, c / one, c / pc
+  printf "peer check_quota + track          %8.0f calls/s\n", pt
+  printf "meter.reserve + record (settle)   %8.0f calls/s  = %.2fx peer check + track\n", rr, rr / pt }'
+echo "events recorded by the reserve + record run: $passed"
