@@ -97,14 +97,20 @@ ReservationTable::ReservationTable(void* mem, uint32_t capacity) : capacity_(cap
     slots_ = reinterpret_cast<Reservation*>(static_cast<char*>(mem) + h);
 }
 
+void ReservationTable::init(uint64_t salt) { header_->salt = salt & ~(UINT64_C(1) << 63); }
+
 Reservation* ReservationTable::claim(Micros now, Micros ttl) {
     for (uint32_t i = 0; i < capacity_; ++i) {
         uint32_t at = (header_->cursor + i) % capacity_;
         Reservation* r = slots_ + at;
         if (r->id != 0 && r->expires_at > now) continue;
         header_->cursor = (at + 1) % capacity_;
-        uint64_t seq = ++header_->seq;
-        r->id = seq * capacity_ + at + 1;  // never 0
+        uint64_t id;
+        do {  // the slot in the low part, scrambled; never 0 (free)
+            uint64_t seq = ++header_->seq;
+            id = ((seq * capacity_ + at) ^ header_->salt) & ~(UINT64_C(1) << 63);
+        } while (id == 0);
+        r->id = id;
         r->expires_at = now > kMaxTime - ttl ? kMaxTime : now + ttl;
         r->nholds = 0;
         return r;
@@ -113,8 +119,8 @@ Reservation* ReservationTable::claim(Micros now, Micros ttl) {
 }
 
 Reservation* ReservationTable::find(uint64_t id, Micros now) {
-    if (id == 0) return nullptr;
-    Reservation* r = slots_ + (id - 1) % capacity_;
+    if (id == 0 || id >> 63) return nullptr;
+    Reservation* r = slots_ + ((id ^ header_->salt) % capacity_);
     if (r->id != id || r->expires_at <= now) return nullptr;
     return r;
 }

@@ -19,8 +19,9 @@
 //
 // Reservations. A reservation remembers the cells it took, so that a
 // release gives them back and a settlement corrects an estimate by the
-// actual usage. Its id names its slot and a sequence number, so an id
-// that was settled, released or expired never finds a newer reservation.
+// actual usage. Its id names its slot and a sequence number, scrambled by a
+// salt of the server start, so an id that was settled, released or expired,
+// or made before a restart, never finds a newer reservation.
 #pragma once
 #include "core_only.hpp"
 
@@ -97,6 +98,10 @@ public:
     static size_t bytes(uint32_t capacity);
     // The memory must be zeroed before first use.
     ReservationTable(void* mem, uint32_t capacity);
+    // init gives fresh memory its salt: a random number of each server
+    // start that ids are scrambled with, so that an id from before a
+    // restart (whose slots start again from nothing) finds nothing after it.
+    void init(uint64_t salt);
 
     // claim returns a free slot (or one whose reservation expired) with a
     // new id, holding nothing yet; nullptr when every slot is live.
@@ -111,6 +116,7 @@ public:
 private:
     struct Header {
         uint64_t seq;
+        uint64_t salt;  // below 2^63: ids stay positive as bigint
         uint32_t cursor;
     };
     Header* header_;

@@ -33,6 +33,7 @@ extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -112,6 +113,10 @@ void shmem_startup() {
         Shared* s = reinterpret_cast<Shared*>(base);
         s->stripes = stripes_for(g_rate_cells);
         s->capacity = static_cast<uint32_t>(g_reservations);
+        uint64_t salt = 0;
+        if (!pg_strong_random(&salt, sizeof salt)) salt = static_cast<uint64_t>(GetCurrentTimestamp()) * 0x9E3779B97F4A7C15ULL;
+        char* res = base + align_up(sizeof(Shared)) + align_up(CellTable::bytes(s->stripes, kWays));
+        ReservationTable(res, s->capacity).init(salt);
     }
     g_shared = reinterpret_cast<Shared*>(base);
     g_cells_mem = base + align_up(sizeof(Shared));
@@ -781,11 +786,15 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
 }  // namespace
 
 void pm_quotas_init() {
-    DefineCustomIntVariable("pg_meter.rate_cells", "Rate buckets kept in shared memory.",
-                            "Keep live buckets (keys with requests in their window) below about 60 % of this.",
-                            &g_rate_cells, 65536, 64, 1 << 26, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("pg_meter.reservations", "Reservations that may be live at once.", nullptr,
-                            &g_reservations, 16384, 16, 1 << 24, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    // the sizes of shared memory can be set only by the postmaster, and so
+    // only when pg_meter is preloaded (a later load would be refused)
+    if (process_shared_preload_libraries_in_progress) {
+        DefineCustomIntVariable("pg_meter.rate_cells", "Rate buckets kept in shared memory.",
+                                "Keep live buckets (keys with requests in their window) below about 60 % of this.",
+                                &g_rate_cells, 65536, 64, 1 << 26, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+        DefineCustomIntVariable("pg_meter.reservations", "Reservations that may be live at once.", nullptr,
+                                &g_reservations, 16384, 16, 1 << 24, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    }
     DefineCustomEnumVariable("pg_meter.quota_failure",
                              "Whether a request passes (open) or not (closed) when its quota state cannot be read.",
                              nullptr, &g_failure, 0, kFailureModes, PGC_SUSET, 0, nullptr, nullptr, nullptr);

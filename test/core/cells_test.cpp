@@ -124,7 +124,29 @@ TEST(Reservations, IdsAreUniqueAndAnEndedIdNeverFindsANewerOne) {
     EXPECT_NE(c->id, old);
     EXPECT_EQ(rt.find(old, 0), nullptr);
     EXPECT_EQ(rt.find(0, 0), nullptr);
-    EXPECT_EQ(rt.find(c->id + 2, 0), nullptr);  // the other slot's id space, not its id
+    EXPECT_EQ(rt.find(c->id ^ 1, 0), nullptr);  // a neighbouring id is nobody's
+}
+
+TEST(Reservations, AnIdFromBeforeARestartFindsNothingAfterIt) {
+    // a restart: the same memory zeroed, a new salt; the slots are taken
+    // again in the same order with the same sequence numbers
+    std::vector<unsigned char> mem(ReservationTable::bytes(4), 0);
+    std::vector<uint64_t> before;
+    {
+        ReservationTable rt(mem.data(), 4);
+        rt.init(UINT64_C(0x1234567890ABCDEF));
+        for (int i = 0; i < 4; ++i) before.push_back(rt.claim(0, kMin)->id);
+    }
+    std::fill(mem.begin(), mem.end(), 0);
+    ReservationTable rt(mem.data(), 4);
+    rt.init(UINT64_C(0x0FEDCBA987654321));
+    for (int i = 0; i < 4; ++i) {
+        Reservation* r = rt.claim(0, kMin);
+        ASSERT_NE(r, nullptr);
+        EXPECT_LT(r->id, UINT64_C(1) << 63);  // a positive bigint
+        for (uint64_t old : before) EXPECT_NE(r->id, old);
+    }
+    for (uint64_t old : before) EXPECT_EQ(rt.find(old, 0), nullptr);
 }
 
 TEST(Reservations, ExpireAtTheirTimeToLive) {
