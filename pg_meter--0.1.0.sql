@@ -2045,30 +2045,36 @@ REVOKE ALL ON FUNCTION meter.create_plan(text, text, text, boolean), meter.set_l
 
 -- what a backend compiles: a tenant's limits, and one subject (or the
 -- tenant's default plan for a subject never seen). They run as the
--- extension owner so that any role allowed to check can.
+-- extension owner so that any role allowed to check can; PL/pgSQL keeps
+-- their plans (a SQL function would plan on every call, and a backend
+-- reads each subject it meets once).
 CREATE FUNCTION meter._quota_limits(p_tenant text)
     RETURNS TABLE (limit_id bigint, plan text, subject text, scope text, endpoint text, meter text,
                    per_us bigint, max bigint, per interval)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT l.limit_id, l.plan, l.subject, l.scope, l.endpoint, l.meter,
            (extract(epoch FROM l.per) * 1000000)::bigint, l.max::bigint, l.per
-      FROM meter.limits l WHERE l.tenant = p_tenant ORDER BY l.limit_id
-$$;
+      FROM meter.limits l WHERE l.tenant = p_tenant ORDER BY l.limit_id;
+END $$;
 CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)
     RETURNS TABLE (known boolean, plan text, team text, blocked boolean, reason text)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT true, s.plan, s.team, s.blocked_at IS NOT NULL, s.blocked_reason
-      FROM meter.subjects s WHERE s.tenant = p_tenant AND s.subject = p_subject
-    UNION ALL
-    SELECT false, p.plan, NULL, false, NULL
-      FROM meter.plans p
-     WHERE p.tenant = p_tenant AND p.is_default
-       AND NOT EXISTS (SELECT 1 FROM meter.subjects s WHERE s.tenant = p_tenant AND s.subject = p_subject)
-$$;
+      FROM meter.subjects s WHERE s.tenant = p_tenant AND s.subject = p_subject;
+    IF NOT FOUND THEN
+        RETURN QUERY
+        SELECT false, p.plan, NULL::text, false, NULL::text
+          FROM meter.plans p WHERE p.tenant = p_tenant AND p.is_default;
+    END IF;
+END $$;
 
 -- decision: what check and reserve answer, one value a web handler turns
 -- into a response (429 with Retry-After when allowed is false).
