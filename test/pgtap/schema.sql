@@ -1,6 +1,6 @@
 -- Schema, privileges and dump registration of pg_meter's catalog.
 BEGIN;
-SELECT plan(36);
+SELECT plan(40);
 
 SELECT has_schema('meter');
 SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
@@ -44,7 +44,7 @@ SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.prona
 
 -- user data is dumped by pg_dump
 SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WHERE e.extname = 'pg_meter'),
-          15::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings and sequences are registered with pg_extension_config_dump');
+          19::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings, plans, subjects, limits and sequences are registered with pg_extension_config_dump');
 
 -- privileges: any role prices; only the owner changes prices
 CREATE ROLE pgm_tap_app NOLOGIN;
@@ -61,6 +61,19 @@ SELECT is(meter.cost('tap-provider', 'tap-model', '{"input_tokens": 500000, "out
           'an application role gets the exact cost');
 SELECT throws_ok($$INSERT INTO meter.custom_prices (provider, model, prices) VALUES ('a', 'b', '{}')$$, '42501', NULL,
                  'an application role cannot write prices directly');
+RESET ROLE;
+
+-- quotas: an application role checks and reserves (through the SECURITY
+-- DEFINER readers of the limits) but cannot change limits, plans or blocks
+SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.set_limit(text, text, text, numeric, text, text, text, text)', 'EXECUTE')
+          AND NOT has_function_privilege('pgm_tap_app', 'meter.assign_plan(text, text, text)', 'EXECUTE')
+          AND NOT has_function_privilege('pgm_tap_app', 'meter.block(text, text, text)', 'EXECUTE'),
+          'an application role may not set limits, plans or blocks');
+SELECT meter.set_limit(tenant => 'tap', subject => 'u1', meter => 'requests', per => '1000 days', max => 1);
+SET LOCAL ROLE pgm_tap_app;
+SELECT is((SELECT allowed FROM meter.reserve('tap', 'u1')), true, 'an application role reserves');
+SELECT is((SELECT status FROM meter.check('tap', 'u1')), 'limited', 'and its reservation counts');
+SELECT throws_ok($$UPDATE meter.limits SET max = 100$$, '42501', NULL, 'an application role cannot write limits directly');
 RESET ROLE;
 
 SELECT * FROM finish();
