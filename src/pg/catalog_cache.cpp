@@ -21,28 +21,17 @@ namespace pgm::pg {
 namespace {
 
 std::unique_ptr<Catalog> g_catalog;
-bool g_stale = true;
-Oid g_watched[3] = {InvalidOid, InvalidOid, InvalidOid};
+PmWatch g_watch = {{"catalog_providers", "catalog_models", "custom_prices"}, {InvalidOid, InvalidOid, InvalidOid}, true};
 
-void relcache_changed(Datum, Oid relid) {
-    if (relid == InvalidOid) {
-        g_stale = true;
-        return;
-    }
-    for (Oid o : g_watched)
-        if (o == relid) g_stale = true;
+void watched_changed(Datum arg, Oid relid) {
+    PmWatch* w = reinterpret_cast<PmWatch*>(DatumGetPointer(arg));
+    for (Oid o : w->rels)
+        if (relid == InvalidOid || o == relid) w->stale = true;
 }
 
 // fetch_document runs the SQL that serializes every catalog row (a
 // SECURITY DEFINER function, so any caller may price). PostgreSQL calls only.
 char* fetch_document() {
-    Oid nsp = get_namespace_oid("meter", true);
-    if (!OidIsValid(nsp))
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("pg_meter is not installed in this database"),
-                        errhint("Run CREATE EXTENSION pg_meter.")));
-    g_watched[0] = get_relname_relid("catalog_providers", nsp);
-    g_watched[1] = get_relname_relid("catalog_models", nsp);
-    g_watched[2] = get_relname_relid("custom_prices", nsp);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     int rc = SPI_execute("SELECT meter._catalog_document()", true, 1);
     if (rc != SPI_OK_SELECT || SPI_processed != 1) elog(ERROR, "could not read the pg_meter catalog");
@@ -63,7 +52,8 @@ char* fetch_document() {
 }  // namespace
 
 const Catalog* pm_catalog() {
-    if (!g_stale && g_catalog) return g_catalog.get();
+    if (!g_watch.stale && g_catalog) return g_catalog.get();
+    pm_watch_lookup(&g_watch);
     char* doc = fetch_document();
     PmFailure* f = pm_run([&] {
         json::Value v = doc ? json::parse(doc) : json::Value::object();
@@ -71,11 +61,21 @@ const Catalog* pm_catalog() {
     });
     if (doc) pfree(doc);
     if (f) pm_raise(f);
-    g_stale = false;
+    g_watch.stale = false;
     return g_catalog.get();
 }
 
-void pm_catalog_register() { CacheRegisterRelcacheCallback(relcache_changed, (Datum)0); }
+void pm_catalog_register() { pm_watch_register(&g_watch); }
+
+void pm_watch_register(PmWatch* w) { CacheRegisterRelcacheCallback(watched_changed, PointerGetDatum(w)); }
+
+void pm_watch_lookup(PmWatch* w) {
+    Oid nsp = get_namespace_oid("meter", true);
+    if (!OidIsValid(nsp))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("pg_meter is not installed in this database"),
+                        errhint("Run CREATE EXTENSION pg_meter.")));
+    for (int i = 0; i < 3; ++i) w->rels[i] = w->tables[i] ? get_relname_relid(w->tables[i], nsp) : InvalidOid;
+}
 
 }  // namespace pgm::pg
 

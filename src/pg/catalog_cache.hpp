@@ -10,6 +10,10 @@
 
 #include "catalog.hpp"
 
+extern "C" {
+#include "postgres.h"
+}
+
 namespace pgm::pg {
 
 // pm_catalog returns the current compiled catalog, compiling it if stale.
@@ -19,5 +23,20 @@ const Catalog* pm_catalog();
 
 // pm_catalog_register installs the relcache callback (from _PG_init).
 void pm_catalog_register();
+
+// PmWatch is a backend's copy of up to three of pg_meter's tables: stale
+// until loaded, and again once a change to one of them commits (their
+// statement trigger, meter._invalidate_caches, sends the invalidation).
+struct PmWatch {
+    const char* tables[3];
+    Oid rels[3];
+    bool stale;
+};
+// pm_watch_register installs its relcache callback (from _PG_init).
+void pm_watch_register(PmWatch* w);
+// pm_watch_lookup finds the tables' oids (3F000 when pg_meter is not
+// installed here); the caller clears stale once its copy is loaded.
+// PostgreSQL calls only.
+void pm_watch_lookup(PmWatch* w);
 
 }  // namespace pgm::pg

@@ -7,6 +7,8 @@
 
 extern "C" {
 #include "fmgr.h"
+#include "funcapi.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -171,6 +173,21 @@ Datum usage_datum(const PmUsage* u) {
     }
     JsonbValue* res = pushJsonbValue(&state, WJB_END_OBJECT, nullptr);
     return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+TupleDesc pm_result_desc(FunctionCallInfo fcinfo, PmResultDesc* r) {
+    if (r->fn != fcinfo->flinfo->fn_oid) {
+        TupleDesc desc;
+        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "function %u must return a composite", fcinfo->flinfo->fn_oid);
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        TupleDesc copy = CreateTupleDescCopy(BlessTupleDesc(desc));
+        MemoryContextSwitchTo(old);
+        if (r->desc) FreeTupleDesc(r->desc);
+        r->desc = copy;
+        r->fn = fcinfo->flinfo->fn_oid;
+    }
+    return r->desc;
 }
 
 }  // namespace pgm::pg

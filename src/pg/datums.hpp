@@ -12,6 +12,8 @@
 extern "C" {
 #include "postgres.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "access/tupdesc.h"
 }
 
 namespace pgm::pg {
@@ -64,5 +66,15 @@ struct PmUsage {
 void usage_out(const Usage& u, PmUsage* out);
 // usage_datum builds the jsonb object (keys in jsonb's order) directly.
 Datum usage_datum(const PmUsage* u);
+
+// PmResultDesc keeps the blessed result descriptor of a function returning
+// a composite, looked up once per backend (fn = InvalidOid forgets it).
+struct PmResultDesc {
+    Oid fn = InvalidOid;
+    TupleDesc desc = nullptr;
+};
+// pm_result_desc returns it for the function being called; PostgreSQL
+// calls only.
+TupleDesc pm_result_desc(FunctionCallInfo fcinfo, PmResultDesc* r);
 
 }  // namespace pgm::pg

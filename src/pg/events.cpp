@@ -550,11 +550,7 @@ void record_spi(FunctionCallInfo fcinfo, RecordAnswer* r) {
 }
 
 // meter.record's result descriptor, for the function it was looked up for
-struct ResultDesc {
-    Oid fn = InvalidOid;
-    TupleDesc desc = nullptr;
-};
-ResultDesc g_result;
+PmResultDesc g_result;
 
 // relcache_changed forgets the column maps, meter.events' oid and the
 // result descriptor: a column added or dropped, a partition replaced or
@@ -704,20 +700,9 @@ Datum meter_record(PG_FUNCTION_ARGS) {
     if (!PG_ARGISNULL(aReservation) && !r.skipped)
         pm_settle_at_commit(PG_GETARG_INT64(aReservation), DatumGetBool(r.v[3]), g_out.tokens.input, g_out.tokens.output);
     if (r.skipped) PG_RETURN_NULL();
-    // meter.recorded's descriptor, looked up once per backend (after the
-    // insert: a nested meter.record may have looked it up anew)
-    if (g_result.fn != fcinfo->flinfo->fn_oid) {
-        TupleDesc rdesc;
-        if (get_call_result_type(fcinfo, nullptr, &rdesc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "meter.record must return a composite");
-        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        TupleDesc copy = CreateTupleDescCopy(BlessTupleDesc(rdesc));
-        MemoryContextSwitchTo(old);
-        if (g_result.desc) FreeTupleDesc(g_result.desc);
-        g_result.desc = copy;
-        g_result.fn = fcinfo->flinfo->fn_oid;
-    }
-    TupleDesc rdesc = g_result.desc;
+    // meter.recorded's descriptor (after the insert: a nested meter.record
+    // may have looked it up anew)
+    TupleDesc rdesc = pm_result_desc(fcinfo, &g_result);
     PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(rdesc, r.v, r.n)));
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bridge.hpp"
+#include "catalog_cache.hpp"
 #include "cells.hpp"
 #include "datums.hpp"
 
@@ -162,18 +163,8 @@ struct Cache {
     std::unordered_map<std::string, SubjectConf> subjects;  // tenant '\0' subject
 };
 Cache* g_cache = nullptr;
-bool g_stale = true;
-Oid g_watched[3] = {InvalidOid, InvalidOid, InvalidOid};
+PmWatch g_watch = {{"plans", "limits", "subjects"}, {InvalidOid, InvalidOid, InvalidOid}, true};
 constexpr size_t kMaxSubjects = 200000;  // a backend forgets them all beyond this
-
-void relcache_changed(Datum, Oid relid) {
-    if (relid == InvalidOid) {
-        g_stale = true;
-        return;
-    }
-    for (Oid o : g_watched)
-        if (o == relid) g_stale = true;
-}
 
 std::string str(Text t) { return t.is_null() ? std::string() : std::string(t.p, t.n); }
 
@@ -308,23 +299,15 @@ int index_of(const char* s, const char* const* names, int n) {
 // compiled returns the tenant's and the subject's compiled entries,
 // reading them on first use. PostgreSQL calls only in this frame.
 void compiled(Text tenant, Text subject, const TenantConf** tc_out, const SubjectConf** sc_out) {
-    if (g_stale) {
-        Oid nsp = get_namespace_oid("meter", true);
-        if (!OidIsValid(nsp))
-            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("pg_meter is not installed in this database"),
-                            errhint("Run CREATE EXTENSION pg_meter.")));
-        g_watched[0] = get_relname_relid("plans", nsp);
-        g_watched[1] = get_relname_relid("limits", nsp);
-        g_watched[2] = get_relname_relid("subjects", nsp);
-        g_limits_plan = nullptr;  // kept plans leak once per invalidation: rare, and tiny
-        g_subject_plan = nullptr;
+    if (g_watch.stale) {
+        pm_watch_lookup(&g_watch);
         PmFailure* f = pm_run([&] {
             if (!g_cache) g_cache = new Cache();
             g_cache->tenants.clear();
             g_cache->subjects.clear();
         });
         if (f) pm_raise(f);
-        g_stale = false;
+        g_watch.stale = false;
     }
     const TenantConf* tc = nullptr;
     const SubjectConf* sc = nullptr;
@@ -687,30 +670,10 @@ Datum numeric_of(limits::i128 v) {
     return DirectFunctionCall3(numeric_in, CStringGetDatum(p), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 }
 
-// meter.decision's descriptor, looked up once per function and backend
-struct ResultDesc {
-    Oid fn = InvalidOid;
-    TupleDesc desc = nullptr;
-};
-ResultDesc g_results[2];  // check, reserve
-
-TupleDesc result_desc(FunctionCallInfo fcinfo, bool take) {
-    ResultDesc& r = g_results[take ? 1 : 0];
-    if (r.fn != fcinfo->flinfo->fn_oid) {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "meter.decision expected");
-        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        TupleDesc copy = CreateTupleDescCopy(BlessTupleDesc(desc));
-        MemoryContextSwitchTo(old);
-        if (r.desc) FreeTupleDesc(r.desc);
-        r.desc = copy;
-        r.fn = fcinfo->flinfo->fn_oid;
-    }
-    return r.desc;
-}
+PmResultDesc g_results[2];  // meter.decision's descriptor: check, reserve
 
 Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const SubjectConf* sc, Micros now) {
-    TupleDesc desc = result_desc(fcinfo, take);
+    TupleDesc desc = pm_result_desc(fcinfo, &g_results[take ? 1 : 0]);
     Datum v[16];
     bool n[16];
     for (int i = 0; i < 16; ++i) {
@@ -799,7 +762,7 @@ void pm_quotas_init() {
                              "Whether a request passes (open) or not (closed) when its quota state cannot be read.",
                              nullptr, &g_failure, 0, kFailureModes, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("pg_meter");
-    CacheRegisterRelcacheCallback(relcache_changed, (Datum)0);
+    pm_watch_register(&g_watch);
     if (process_shared_preload_libraries_in_progress) {
         g_prev_request = shmem_request_hook;
         shmem_request_hook = shmem_request;
