@@ -10,16 +10,14 @@
 # Usage: bench/ingest.sh   (after scripts/setup.sh; DURATION=15 ROWS=1000000)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$PGM_ROOT"
 db=pg_meter_ingest
 duration=${DURATION:-15}
 rows=${ROWS:-1000000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
-psql -X -q -d "$db" -f ../shared/peer/peer.sql >/dev/null 2>&1
-psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
-scripts/load-prices -d "$db" >/dev/null
+fresh_db "$db" peer
 psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
 
 cat > "$work/record.pgbench" <<'EOF'

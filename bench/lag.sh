@@ -15,6 +15,7 @@
 # Usage: bench/lag.sh   (after scripts/setup.sh; ROWS=1000000 REPEAT=3)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$PGM_ROOT"
 db=pg_meter_lag
 rows=${ROWS:-1000000}
@@ -28,9 +29,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null 2>&1
-psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
-scripts/load-prices -d "$db" >/dev/null
+fresh_db "$db"
 psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
 
 # the bulk events of bench/ingest.sh; each COPY gets its own request ids

@@ -15,16 +15,14 @@
 #        LOAD=0 measures the reads again on the database a previous run left)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
+source "$(dirname "$0")/lib.sh"
 cd "$PGM_ROOT"
 db=${BENCH_DB:-pg_meter_summary}
 events=${EVENTS:-10000000}
 reps=${REPS:-11}
 chunk=1000000
 if [[ ${LOAD:-1} == 1 ]]; then
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
-psql -X -q -d "$db" -f ../shared/peer/peer.sql >/dev/null 2>&1
-psql -X -q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
-scripts/load-prices -d "$db" >/dev/null
+    fresh_db "$db" peer
 psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
 
 # row i of n: a skewed user (cubed uniform), one of five models, a time
