@@ -22,7 +22,7 @@ events=${EVENTS:-10000000}
 reps=${REPS:-11}
 chunk=1000000
 if [[ ${LOAD:-1} == 1 ]]; then
-    fresh_db "$db" peer
+fresh_db "$db" peer
 psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
 
 # row i of n: a skewed user (cubed uniform), one of five models, a time
