@@ -2061,17 +2061,17 @@ BEGIN
       FROM meter.limits l WHERE l.tenant = p_tenant ORDER BY l.limit_id;
 END $$;
 CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)
-    RETURNS TABLE (known boolean, plan text, team text, blocked boolean, reason text)
+    RETURNS TABLE (plan text, team text, blocked boolean, reason text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
-    SELECT true, s.plan, s.team, s.blocked_at IS NOT NULL, s.blocked_reason
+    SELECT s.plan, s.team, s.blocked_at IS NOT NULL, s.blocked_reason
       FROM meter.subjects s WHERE s.tenant = p_tenant AND s.subject = p_subject;
     IF NOT FOUND THEN
         RETURN QUERY
-        SELECT false, p.plan, NULL::text, false, NULL::text
+        SELECT p.plan, NULL::text, false, NULL::text
           FROM meter.plans p WHERE p.tenant = p_tenant AND p.is_default;
     END IF;
 END $$;

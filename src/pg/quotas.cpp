@@ -153,7 +153,7 @@ struct TenantConf {
 };
 
 struct SubjectConf {
-    bool known = false, has_plan = false, has_team = false, blocked = false;
+    bool has_plan = false, has_team = false, blocked = false;
     std::string plan, team, reason;
     std::vector<int> applying;  // indexes into the tenant's limits, overrides resolved
 };
@@ -167,6 +167,14 @@ PmWatch g_watch = {{"plans", "limits", "subjects"}, {InvalidOid, InvalidOid, Inv
 constexpr size_t kMaxSubjects = 200000;  // a backend forgets them all beyond this
 
 std::string str(Text t) { return t.is_null() ? std::string() : std::string(t.p, t.n); }
+
+// subject_key is a subject's key in the cache: tenant '\0' subject.
+std::string subject_key(Text tenant, Text subject) {
+    std::string k = str(tenant);
+    k.push_back('\0');
+    k.append(subject.p, subject.n);
+    return k;
+}
 
 bool same_target(const LimitDef& a, const LimitDef& b) {
     return a.scope == b.scope && a.meter == b.meter && a.rate.period == b.rate.period &&
@@ -203,7 +211,7 @@ struct LimitRow {
     Interval window;
 };
 struct SubjectRow {
-    bool found, known, blocked;
+    bool found, blocked;
     char *plan, *team, *reason;
 };
 
@@ -279,11 +287,10 @@ SubjectRow load_subject(Text tenant, Text subject) {
         TupleDesc d = SPI_tuptable->tupdesc;
         bool isnull;
         r.found = true;
-        r.known = DatumGetBool(SPI_getbinval(t, d, 1, &isnull));
-        r.plan = col_text(t, d, 2);
-        r.team = col_text(t, d, 3);
-        r.blocked = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-        r.reason = col_text(t, d, 5);
+        r.plan = col_text(t, d, 1);
+        r.team = col_text(t, d, 2);
+        r.blocked = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
+        r.reason = col_text(t, d, 4);
         MemoryContextSwitchTo(old);
     }
     SPI_finish();
@@ -315,10 +322,7 @@ void compiled(Text tenant, Text subject, const TenantConf** tc_out, const Subjec
         auto t = g_cache->tenants.find(str(tenant));
         if (t == g_cache->tenants.end()) return;
         tc = &t->second;
-        std::string k = str(tenant);
-        k.push_back('\0');
-        k.append(subject.p, subject.n);
-        auto s = g_cache->subjects.find(k);
+        auto s = g_cache->subjects.find(subject_key(tenant, subject));
         if (s != g_cache->subjects.end()) sc = &s->second;
     });
     if (f) pm_raise(f);
@@ -358,7 +362,6 @@ void compiled(Text tenant, Text subject, const TenantConf** tc_out, const Subjec
         f = pm_run([&] {
             if (g_cache->subjects.size() >= kMaxSubjects) g_cache->subjects.clear();
             SubjectConf c;
-            c.known = r.known;
             c.has_plan = r.plan != nullptr;
             c.plan = r.plan ? r.plan : "";
             c.has_team = r.team != nullptr;
@@ -366,10 +369,7 @@ void compiled(Text tenant, Text subject, const TenantConf** tc_out, const Subjec
             c.blocked = r.blocked;
             c.reason = r.reason ? r.reason : "";
             c.applying = applying(*tc, c, str(subject));
-            std::string k = str(tenant);
-            k.push_back('\0');
-            k.append(subject.p, subject.n);
-            sc = &(g_cache->subjects[k] = std::move(c));
+            sc = &(g_cache->subjects[subject_key(tenant, subject)] = std::move(c));
         });
         if (f) pm_raise(f);
     }
@@ -394,6 +394,7 @@ struct Decision {
     const LimitDef* by = nullptr;
     Answer a;
     bool has_answer = false;
+    PmMoney numbers[4];  // a's max, used, reserved, remaining, ready to be numeric
     const char* reason = nullptr;  // static or the cache's string
 };
 
@@ -655,21 +656,6 @@ void read_estimate(Jsonb* jb, Request* q) {
     }
 }
 
-Datum numeric_of(limits::i128 v) {
-    if (v >= PG_INT64_MIN && v <= PG_INT64_MAX) return NumericGetDatum(int64_to_numeric(static_cast<int64>(v)));
-    char buf[48];
-    char* p = buf + sizeof buf;
-    *--p = '\0';
-    bool neg = v < 0;
-    unsigned __int128 u = neg ? static_cast<unsigned __int128>(-(v + 1)) + 1 : static_cast<unsigned __int128>(v);
-    do {
-        *--p = static_cast<char>('0' + static_cast<int>(u % 10));
-        u /= 10;
-    } while (u != 0);
-    if (neg) *--p = '-';
-    return DirectFunctionCall3(numeric_in, CStringGetDatum(p), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
 PmResultDesc g_results[2];  // meter.decision's descriptor: check, reserve
 
 Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const SubjectConf* sc, Micros now) {
@@ -694,10 +680,7 @@ Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const Subjec
         v[6] = IntervalPGetDatum(w), n[6] = false;
     }
     if (d.has_answer) {
-        v[7] = numeric_of(d.a.max), n[7] = false;
-        v[8] = numeric_of(d.a.used), n[8] = false;
-        v[9] = numeric_of(d.a.reserved), n[9] = false;
-        v[10] = numeric_of(d.a.remaining), n[10] = false;
+        for (int i = 0; i < 4; ++i) v[7 + i] = money_datum(&d.numbers[i]), n[7 + i] = false;
         v[11] = TimestampTzGetDatum(now + d.a.reset_after), n[11] = false;
         if (!d.a.allowed && d.a.retry_after != limits::kNever)
             v[12] = Int32GetDatum(static_cast<int32>(std::min<int64>((d.a.retry_after + 999999) / 1000000, PG_INT32_MAX))),
@@ -740,7 +723,11 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
         d.status = 2;
         d.reason = sc->reason.c_str();
     } else {
-        PmFailure* f = pm_run([&] { decide_rates(*tc, *sc, q, now, &d); });
+        PmFailure* f = pm_run([&] {
+            decide_rates(*tc, *sc, q, now, &d);
+            const limits::i128 nums[4] = {d.a.max, d.a.used, d.a.reserved, d.a.remaining};
+            for (int i = 0; i < 4; ++i) number_out(nums[i], 0, &d.numbers[i]);
+        });
         if (f) pm_raise(f);
     }
     PG_RETURN_DATUM(answer(fcinfo, take, d, sc, now));
