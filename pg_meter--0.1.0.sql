@@ -1849,20 +1849,49 @@ CREATE TABLE meter.limits (
     endpoint   text,
     meter      text NOT NULL CHECK (meter IN ('requests', 'input_tokens', 'output_tokens', 'total_tokens', 'cost')),
     per        interval NOT NULL CHECK (per > interval '0' AND per <= interval '3660 days'),
-    max        numeric NOT NULL CHECK (max >= 0 AND max = trunc(max) AND max <= 1e15),
+    calendar   text CHECK (calendar IN ('day', 'week', 'month', 'year')),
+    time_zone  text,
+    max        numeric NOT NULL CHECK (max >= 0 AND max <= 1e15 AND scale(max) <= CASE meter WHEN 'cost' THEN 12 ELSE 0 END),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    -- what a budget counts in: its calendar in its time zone, or its fixed
+    -- windows of per; NULL for a rate (limits of one budget period share
+    -- their durable counters)
+    budget_period text GENERATED ALWAYS AS (
+        CASE WHEN calendar IS NOT NULL THEN calendar || '@' || time_zone
+             WHEN meter = 'cost' THEN (extract(epoch FROM per) * 1000000)::bigint::text || 'us' END) STORED,
     CHECK (plan IS NULL OR subject IS NULL),
+    CHECK ((calendar IS NULL) = (time_zone IS NULL)),
     FOREIGN KEY (tenant, plan) REFERENCES meter.plans (tenant, plan) ON UPDATE CASCADE ON DELETE CASCADE,
-    UNIQUE NULLS NOT DISTINCT (tenant, plan, subject, scope, endpoint, meter, per)
+    UNIQUE NULLS NOT DISTINCT (tenant, plan, subject, scope, endpoint, meter, per, calendar, time_zone)
 );
-COMMENT ON TABLE meter.limits IS 'Limits: a meter over a rolling window for a plan, a subject (an override) or the whole tenant, counted per subject, team, tenant or session, optionally for one endpoint. Set them with meter.set_limit.';
+COMMENT ON TABLE meter.limits IS 'Limits: a meter over a window for a plan, a subject (an override) or the whole tenant, counted per subject, team, tenant or session, optionally for one endpoint. A rate (requests or tokens per rolling interval) lives in shared memory; a budget (a calendar day, week, month or year in a time zone, or any cost limit) rests on durable counters. Set them with meter.set_limit.';
 ALTER SEQUENCE meter.limit_id_seq OWNED BY meter.limits.limit_id;
 
 SELECT pg_catalog.pg_extension_config_dump('meter.plans', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.subjects', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.limits', '');
 SELECT pg_catalog.pg_extension_config_dump('meter.limit_id_seq', '');
+
+-- budget_usage: the durable counters of budgets, written in the
+-- transaction of every event they count (src/pg/quotas.cpp). key names what
+-- is counted (a budget period of a tenant, its scope, meter and endpoint,
+-- and the subject, team, session or tenant counted for), ident the same
+-- without the last; each backend adds to its own shard of a window, so
+-- that concurrent commits do not wait for one row. shard -1 holds what
+-- meter.set_limit counted from the events already in the window.
+CREATE TABLE meter.budget_usage (
+    key          uuid NOT NULL,
+    ident        uuid NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end   timestamptz NOT NULL,
+    shard        smallint NOT NULL,
+    amount       numeric NOT NULL,
+    PRIMARY KEY (key, window_start, shard)
+);
+CREATE INDEX budget_usage_ident ON meter.budget_usage (ident, window_start);
+COMMENT ON TABLE meter.budget_usage IS 'Durable counters of budgets: the committed usage of each window, summed over shards. Written by the event path; read when a budget''s shared-memory cell is filled.';
+SELECT pg_catalog.pg_extension_config_dump('meter.budget_usage', '');
 
 CREATE TRIGGER quotas_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.plans
     FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
@@ -1904,17 +1933,25 @@ COMMENT ON FUNCTION meter.create_plan(text, text, text, boolean) IS
     'Creates a plan of a tenant (or updates its description); is_default makes it the plan of subjects never assigned one.';
 
 -- set_limit: one limit; the same (tenant, plan or subject, scope, endpoint,
--- meter, per) again replaces its maximum.
+-- meter, window) again replaces its maximum. per is an interval (a rate,
+-- or for cost fixed windows of that length from 1970-01-01 UTC) or a
+-- calendar unit (day, week, month, year) in time_zone.
 CREATE FUNCTION meter.set_limit(tenant text, meter text, per text, max numeric,
                                 plan text DEFAULT NULL, subject text DEFAULT NULL,
-                                scope text DEFAULT 'subject', endpoint text DEFAULT NULL) RETURNS bigint
+                                scope text DEFAULT 'subject', endpoint text DEFAULT NULL,
+                                time_zone text DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     v_per interval;
+    v_calendar text;
+    v_zone text;
     v_id bigint;
+    v_period text;
+    v_shared boolean;
+    v_scale int;
 BEGIN
     PERFORM meter._need(tenant, 'tenant', 'meter.set_limit'), meter._need(meter, 'meter', 'meter.set_limit'),
             meter._need(per, 'per', 'meter.set_limit'), meter._need(max, 'max', 'meter.set_limit'),
@@ -1930,33 +1967,49 @@ BEGIN
     IF plan IS NOT NULL AND subject IS NOT NULL THEN
         RAISE EXCEPTION 'a limit belongs to a plan or to a subject, not both' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF lower(btrim(per)) IN ('minute', 'hour', 'day', 'week', 'month', 'year') THEN
-        RAISE EXCEPTION 'calendar windows (per => %) are not available yet', quote_literal(per)
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'This version keeps rolling windows (rates) in shared memory; durable budgets over calendar windows in a time zone come next.',
-                  HINT = format('Use a rolling window such as per => %L.', '1 ' || lower(btrim(per)));
+    v_calendar := lower(btrim(per));
+    IF v_calendar IN ('minute', 'hour') THEN
+        per := '1 ' || v_calendar;
+        v_calendar := NULL;
+    ELSIF v_calendar IN ('day', 'week', 'month', 'year') THEN
+        v_per := ('1 ' || CASE v_calendar WHEN 'month' THEN 'mon' ELSE v_calendar END)::interval;
+        -- the time zone's own name, as pg_timezone_names spells it
+        SELECT z.name INTO v_zone FROM pg_catalog.pg_timezone_names z
+         WHERE lower(z.name) = lower(coalesce(time_zone, 'UTC')) ORDER BY z.name = coalesce(time_zone, 'UTC') DESC LIMIT 1;
+        IF v_zone IS NULL THEN
+            RAISE EXCEPTION 'time zone "%" is not recognized', time_zone USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Name a zone of pg_timezone_names, such as ''Europe/Berlin'' or ''UTC''.';
+        END IF;
+    ELSE
+        v_calendar := NULL;
     END IF;
-    BEGIN
-        v_per := per::interval;
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
-        RAISE EXCEPTION 'the window "%" does not parse', per USING ERRCODE = 'invalid_datetime_format',
-            HINT = 'Pass an interval such as ''1 minute'', ''10 seconds'' or ''1 hour''.';
-    END;
-    IF v_per <= interval '0' OR date_part('month', v_per) <> 0 OR date_part('year', v_per) <> 0 THEN
-        RAISE EXCEPTION 'the window "%" is not a positive fixed length', per USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'A rolling window is a positive number of seconds, minutes, hours or days; months have no fixed length.';
+    IF v_calendar IS NULL THEN
+        IF time_zone IS NOT NULL THEN
+            RAISE EXCEPTION 'a time zone belongs to a calendar window (per => day, week, month or year), not to per => %', quote_literal(per)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        BEGIN
+            v_per := per::interval;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+            RAISE EXCEPTION 'the window "%" does not parse', per USING ERRCODE = 'invalid_datetime_format',
+                HINT = 'Pass an interval such as ''1 minute'', ''10 seconds'' or ''1 hour'', or a calendar unit: ''day'', ''week'', ''month'', ''year''.';
+        END;
+        IF v_per <= interval '0' OR date_part('month', v_per) <> 0 OR date_part('year', v_per) <> 0 THEN
+            RAISE EXCEPTION 'the window "%" is not a positive fixed length', per USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'A window is a positive number of seconds, minutes, hours or days, or a calendar unit (per => ''month'').';
+        END IF;
+        v_per := justify_hours(v_per);
+        IF v_per > interval '3660 days' THEN
+            RAISE EXCEPTION 'a window of % is longer than ten years', v_per USING ERRCODE = 'numeric_value_out_of_range';
+        END IF;
     END IF;
-    v_per := justify_hours(v_per);
-    IF v_per > interval '3660 days' THEN
-        RAISE EXCEPTION 'a window of % is longer than ten years', v_per USING ERRCODE = 'numeric_value_out_of_range';
-    END IF;
-    IF meter = 'cost' THEN
-        RAISE EXCEPTION 'cost limits need a durable budget over a calendar window, which this version does not have yet'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Rolling windows live in shared memory and restart empty; money must rest on durable data.';
-    END IF;
-    IF max < 0 OR max <> trunc(max) OR max > 1e15 THEN
-        RAISE EXCEPTION 'max must be a whole number from 0 to 1e15, not %', max USING ERRCODE = 'invalid_parameter_value';
+    -- (an IF's condition ends at its first THEN: no CASE in it)
+    v_scale := CASE meter WHEN 'cost' THEN 12 ELSE 0 END;
+    IF max < 0 OR max > 1e15 OR scale(trim_scale(max)) > v_scale THEN
+        RAISE EXCEPTION 'max must be %, not %',
+            CASE meter WHEN 'cost' THEN 'an amount in USD from 0 to 1e15 with at most 12 decimals'
+                       ELSE 'a whole number from 0 to 1e15' END, max
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF plan IS NOT NULL THEN
         INSERT INTO meter.plans (tenant, plan) VALUES (tenant, plan) ON CONFLICT DO NOTHING;
@@ -1964,15 +2017,26 @@ BEGIN
     IF subject IS NOT NULL THEN
         INSERT INTO meter.subjects (tenant, subject) VALUES (tenant, subject) ON CONFLICT DO NOTHING;
     END IF;
-    INSERT INTO meter.limits AS l (tenant, plan, subject, scope, endpoint, meter, per, max)
-    VALUES (tenant, plan, subject, scope, endpoint, meter, v_per, max)
-    ON CONFLICT (tenant, plan, subject, scope, endpoint, meter, per) DO UPDATE
+    INSERT INTO meter.limits AS l (tenant, plan, subject, scope, endpoint, meter, per, calendar, time_zone, max)
+    VALUES (tenant, plan, subject, scope, endpoint, meter, v_per, v_calendar, v_zone, trim_scale(max))
+    ON CONFLICT (tenant, plan, subject, scope, endpoint, meter, per, calendar, time_zone) DO UPDATE
        SET max = EXCLUDED.max, updated_at = now()
-    RETURNING l.limit_id INTO v_id;
+    RETURNING l.limit_id, l.budget_period INTO v_id, v_period;
+    -- a budget period new to the tenant counts the events already in its
+    -- current window; from now on every event counts as it is written
+    IF v_period IS NOT NULL THEN
+        SELECT EXISTS (SELECT 1 FROM meter.limits o
+                        WHERE o.tenant = set_limit.tenant AND o.limit_id <> v_id AND o.budget_period = v_period
+                          AND o.scope = set_limit.scope AND o.meter = set_limit.meter
+                          AND o.endpoint IS NOT DISTINCT FROM set_limit.endpoint) INTO v_shared;
+        IF NOT v_shared THEN
+            PERFORM meter._budget_backfill(v_id);
+        END IF;
+    END IF;
     RETURN v_id;
 END $$;
-COMMENT ON FUNCTION meter.set_limit(text, text, text, numeric, text, text, text, text) IS
-    'Sets one limit: at most max of a meter (requests, input_tokens, output_tokens, total_tokens) per rolling window, for a plan, a subject (an override of its plan''s limit) or, with neither, every subject of the tenant; counted per subject, team, tenant or session, optionally for one endpoint. Returns the limit id.';
+COMMENT ON FUNCTION meter.set_limit(text, text, text, numeric, text, text, text, text, text) IS
+    'Sets one limit: at most max of a meter (requests, input_tokens, output_tokens, total_tokens, or cost in USD) per window, for a plan, a subject (an override of its plan''s limit) or, with neither, every subject of the tenant; counted per subject, team, tenant or session, optionally for one endpoint. per is an interval (a rate; for cost, fixed windows) or day, week, month or year in time_zone (a durable budget). Returns the limit id.';
 
 CREATE FUNCTION meter.drop_limit(limit_id bigint) RETURNS boolean
     LANGUAGE sql
@@ -2039,7 +2103,51 @@ AS $$
 $$;
 COMMENT ON FUNCTION meter.unblock(text, text) IS 'Lifts a block; returns whether the subject was blocked.';
 
-REVOKE ALL ON FUNCTION meter.create_plan(text, text, text, boolean), meter.set_limit(text, text, text, numeric, text, text, text, text),
+-- _budget_key names a budget's durable counter (who NULL: the ident of
+-- all its counters); _budget_window is the window of a budget that holds a
+-- time. The event path computes both the same way (src/pg/quotas.cpp).
+CREATE FUNCTION meter._budget_key(tenant text, scope text, meter text, endpoint text, period text, who text)
+    RETURNS uuid LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_budget_key';
+CREATE FUNCTION meter._budget_window(calendar text, time_zone text, per interval, at timestamptz,
+                                     OUT window_start timestamptz, OUT window_end timestamptz)
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_budget_window';
+
+-- _budget_backfill counts the events already in the current window of a
+-- budget period new to its tenant (replacing what an earlier limit of the
+-- same period left in that window).
+CREATE FUNCTION meter._budget_backfill(p_limit bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l meter.limits;
+    v_start timestamptz;
+    v_end timestamptz;
+    v_ident uuid;
+BEGIN
+    SELECT * INTO STRICT l FROM meter.limits WHERE limit_id = p_limit;
+    SELECT w.window_start, w.window_end INTO v_start, v_end FROM meter._budget_window(l.calendar, l.time_zone, l.per, now()) w;
+    v_ident := meter._budget_key(l.tenant, l.scope, l.meter, l.endpoint, l.budget_period, NULL);
+    DELETE FROM meter.budget_usage u WHERE u.ident = v_ident AND u.window_start = v_start;
+    INSERT INTO meter.budget_usage (key, ident, window_start, window_end, shard, amount)
+    SELECT meter._budget_key(l.tenant, l.scope, l.meter, l.endpoint, l.budget_period, x.who), v_ident, v_start, v_end, -1,
+           sum(x.amount)
+      FROM (SELECT CASE l.scope WHEN 'subject' THEN e.subject WHEN 'session' THEN e.session
+                                WHEN 'tenant' THEN e.tenant ELSE s.team END AS who,
+                   CASE l.meter WHEN 'requests' THEN 1 WHEN 'input_tokens' THEN e.input_tokens
+                                WHEN 'output_tokens' THEN e.output_tokens
+                                WHEN 'total_tokens' THEN e.input_tokens + e.output_tokens
+                                ELSE coalesce(e.cost, 0) END AS amount
+              FROM meter.events e
+              LEFT JOIN meter.subjects s ON l.scope = 'team' AND s.tenant = e.tenant AND s.subject = e.subject
+             WHERE e.tenant = l.tenant AND e.occurred_at >= v_start AND e.occurred_at < v_end
+               AND (l.endpoint IS NULL OR e.endpoint = l.endpoint)) x
+     WHERE x.who IS NOT NULL
+     GROUP BY x.who;
+END $$;
+
+REVOKE ALL ON FUNCTION meter._budget_backfill(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION meter.create_plan(text, text, text, boolean), meter.set_limit(text, text, text, numeric, text, text, text, text, text),
     meter.drop_limit(bigint), meter.assign_plan(text, text, text), meter.set_team(text, text, text),
     meter.block(text, text, text), meter.unblock(text, text) FROM PUBLIC;
 
@@ -2050,14 +2158,14 @@ REVOKE ALL ON FUNCTION meter.create_plan(text, text, text, boolean), meter.set_l
 -- reads each subject it meets once).
 CREATE FUNCTION meter._quota_limits(p_tenant text)
     RETURNS TABLE (limit_id bigint, plan text, subject text, scope text, endpoint text, meter text,
-                   per_us bigint, max bigint, per interval)
+                   per_us bigint, max numeric, per interval, calendar text, time_zone text, budget_period text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
     SELECT l.limit_id, l.plan, l.subject, l.scope, l.endpoint, l.meter,
-           (extract(epoch FROM l.per) * 1000000)::bigint, l.max::bigint, l.per
+           (extract(epoch FROM l.per) * 1000000)::bigint, l.max, l.per, l.calendar, l.time_zone, l.budget_period
       FROM meter.limits l WHERE l.tenant = p_tenant ORDER BY l.limit_id;
 END $$;
 CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)

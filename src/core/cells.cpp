@@ -16,17 +16,66 @@ Key key_of(uint64_t space, int64_t limit_id, Text x, Text y) {
     return k;
 }
 
+Key in_space(Key k, uint64_t space) {
+    Key o{k.a ^ mix(space + UINT64_C(0xA4093822299F31D0)), k.b};
+    if (o.empty()) o.b = 1;
+    return o;
+}
+
+Budget& budget_in(Cell& c, Micros window) {
+    if (c.budget.window != window) c.budget = Budget{window, 0, 0, false};
+    return c.budget;
+}
+
+void budget_touched(Cell& c, Micros now) {
+    // a cell that holds reservations is never reused: their release and
+    // settlement must find it
+    c.free_at = c.budget.reserved > 0 ? kMaxTime : (now > kMaxTime - kBudgetKeep ? kMaxTime : now + kBudgetKeep);
+}
+
+void unreserve(Cell& c, const Hold& h) {
+    if (!(c.key == h.key) || c.budget.window != h.window) return;
+    c.budget.reserved = std::max<i128>(0, c.budget.reserved - h.n);
+}
+
 Micros free_at_after(const GcraState& s, const Rate& r) {
     i128 t = (s.tat + r.max - 1) / r.max;
     return t > static_cast<i128>(kMaxTime) ? kMaxTime : static_cast<Micros>(t);
 }
 
-size_t CellTable::bytes(uint32_t stripes, uint32_t ways) { return sizeof(Cell) * stripes * ways; }
+size_t CellTable::bytes(uint32_t stripes, uint32_t ways) {
+    return sizeof(Cell) * stripes * ways + sizeof(Stripe) * stripes;
+}
 
 CellTable::CellTable(void* mem, uint32_t stripes, uint32_t ways)
-    : cells_(static_cast<Cell*>(mem)), stripes_(stripes), ways_(ways) {
+    : cells_(static_cast<Cell*>(mem)),
+      stripe_state_(reinterpret_cast<Stripe*>(static_cast<char*>(mem) + sizeof(Cell) * stripes * ways)),
+      stripes_(stripes),
+      ways_(ways) {
     if (stripes == 0 || ways == 0) throw Error(Code::InvalidValue, "a cell table has at least one slot");
 }
+
+bool CellTable::enter_commit(uint32_t s) {
+    if (stripe_state_[s].barrier) return false;
+    ++stripe_state_[s].pending;
+    return true;
+}
+
+void CellTable::leave_commit(uint32_t s) {
+    if (stripe_state_[s].pending > 0) --stripe_state_[s].pending;
+}
+
+bool CellTable::raise_barrier(uint32_t s) {
+    if (stripe_state_[s].barrier) return false;
+    stripe_state_[s].barrier = 1;
+    return true;
+}
+
+bool CellTable::barred(uint32_t s) const { return stripe_state_[s].barrier != 0; }
+
+bool CellTable::quiet(uint32_t s) const { return stripe_state_[s].pending == 0; }
+
+void CellTable::lower_barrier(uint32_t s) { stripe_state_[s].barrier = 0; }
 
 Cell* CellTable::find(const Key& k, Micros now) {
     Cell* stripe = cells_ + static_cast<size_t>(stripe_of(k)) * ways_;
@@ -46,9 +95,8 @@ Cell* CellTable::find(const Key& k, Micros now) {
         }
         if (!ended && pass == 0 && compact(stripe, now)) continue;
         if (!reusable) return nullptr;
+        *reusable = Cell{};
         reusable->key = k;
-        reusable->state = GcraState{};
-        reusable->free_at = 0;
         return reusable;
     }
     return nullptr;
@@ -74,11 +122,11 @@ bool CellTable::compact(Cell* stripe, Micros now) {
     return true;
 }
 
-const Cell* CellTable::peek(const Key& k) const {
-    const Cell* stripe = cells_ + static_cast<size_t>(stripe_of(k)) * ways_;
+Cell* CellTable::peek(const Key& k) const {
+    Cell* stripe = cells_ + static_cast<size_t>(stripe_of(k)) * ways_;
     uint32_t start = static_cast<uint32_t>(k.b % ways_);
     for (uint32_t i = 0; i < ways_; ++i) {
-        const Cell* c = stripe + (start + i) % ways_;
+        Cell* c = stripe + (start + i) % ways_;
         if (c->key == k) return c;
         if (c->key.empty()) return nullptr;
     }
@@ -97,13 +145,38 @@ ReservationTable::ReservationTable(void* mem, uint32_t capacity) : capacity_(cap
     slots_ = reinterpret_cast<Reservation*>(static_cast<char*>(mem) + h);
 }
 
-void ReservationTable::init(uint64_t salt) { header_->salt = salt & ~(UINT64_C(1) << 63); }
+void ReservationTable::init(uint64_t salt) {
+    header_->salt = salt & ~(UINT64_C(1) << 63);
+    header_->next_expiry = kMaxTime;
+}
+
+void ReservationTable::note_budget(const Reservation& r) {
+    header_->next_expiry = std::min(header_->next_expiry, r.expires_at);
+}
+
+int ReservationTable::expire(Micros now, Reservation* out, int max) {
+    int n = 0;
+    Micros next = kMaxTime;
+    for (uint32_t i = 0; i < capacity_; ++i) {
+        Reservation* r = slots_ + i;
+        if (r->id == 0 || !r->budget) continue;
+        if (r->expires_at > now || n == max) {
+            next = std::min(next, r->expires_at);
+            continue;
+        }
+        out[n++] = *r;
+        free(r);
+    }
+    header_->next_expiry = next;
+    return n;
+}
 
 Reservation* ReservationTable::claim(Micros now, Micros ttl) {
     for (uint32_t i = 0; i < capacity_; ++i) {
         uint32_t at = (header_->cursor + i) % capacity_;
         Reservation* r = slots_ + at;
-        if (r->id != 0 && r->expires_at > now) continue;
+        // an expired budget's hold is given back by expire, not forgotten
+        if (r->id != 0 && (r->expires_at > now || r->budget)) continue;
         header_->cursor = (at + 1) % capacity_;
         uint64_t id;
         do {  // the slot in the low part, scrambled; never 0 (free)
@@ -113,6 +186,7 @@ Reservation* ReservationTable::claim(Micros now, Micros ttl) {
         r->id = id;
         r->expires_at = now > kMaxTime - ttl ? kMaxTime : now + ttl;
         r->nholds = 0;
+        r->budget = false;
         return r;
     }
     return nullptr;

@@ -17,6 +17,23 @@
 // hold live buckets for at most about 60 % of its slots (64-slot stripes
 // then overflow with a probability near 1e-3).
 //
+// Budget cells. A budget (a meter over a calendar window, or any cost
+// limit) rests on durable counters that each event's transaction writes
+// (the glue's table meter.budget_usage); its cell caches the window's
+// committed total (used) beside what live reservations hold (reserved).
+// A cell is filled (seeded) from the counters and then kept current by
+// every commit that counts for its key. The two meet without a lock held
+// across the read of the counters:
+//  - a committing transaction enters its stripes (pending + 1) before its
+//    commit becomes visible, adds to seeded cells after, and leaves;
+//  - a seeder raises its stripe's barrier, which new commits wait at,
+//    waits until no commit is pending in the stripe, reads the counters in
+//    a fresh snapshot and installs the total, and lowers the barrier.
+// So every commit is either in the seeder's snapshot (finished before the
+// barrier) or added to the seeded cell (entered after it), never both.
+// A commit enters all its stripes at once or none (it never waits while
+// pending), and a seeder holds one barrier at a time: no cycle can form.
+//
 // Reservations. A reservation remembers the cells it took, so that a
 // release gives them back and a settlement corrects an estimate by the
 // actual usage. Its id names its slot and a sequence number, scrambled by a
@@ -45,11 +62,41 @@ struct Key {
 // is never empty.
 Key key_of(uint64_t space, int64_t limit_id, Text x, Text y = {});
 
-// Cell is one rate bucket.
+// in_space makes a key unique in a space (a database): the keys of the
+// durable counters are the same in every database a dump is restored
+// into, the shared-memory cells of two databases must not meet.
+Key in_space(Key k, uint64_t space);
+
+// Budget is a budget cell's window and its amounts (units of its meter:
+// requests, tokens, or picodollars).
+struct Budget {
+    Micros window = 0;   // the start of the window counted
+    i128 used = 0;       // committed usage in the window (when seeded)
+    i128 reserved = 0;   // held by live reservations made in the window
+    bool seeded = false;
+};
+
+// Cell is one rate bucket or one budget.
 struct Cell {
     Key key;
     GcraState state;
-    Micros free_at = 0;  // when the bucket has drained (the slot may be reused)
+    Budget budget;
+    Micros free_at = 0;  // when the slot may be reused (a bucket drained, a budget idle)
+};
+
+// kBudgetKeep is how long an idle budget cell stays cached.
+constexpr Micros kBudgetKeep = INT64_C(600000000);
+
+// budget_in moves a budget cell to a window: a new window starts empty and
+// unseeded (what was reserved in the old one no longer counts).
+Budget& budget_in(Cell& c, Micros window);
+// budget_touched sets when an idle budget cell may be reused.
+void budget_touched(Cell& c, Micros now);
+
+// Stripe is what commits and seeders of one stripe share.
+struct Stripe {
+    int32_t pending = 0;  // commits entered and not yet left
+    int32_t barrier = 0;  // a seeder is reading the counters
 };
 
 // free_at_after is when a bucket in this state has drained.
@@ -68,28 +115,45 @@ public:
     // state); nullptr when every slot of its stripe holds a live bucket.
     Cell* find(const Key& k, Micros now);
     // peek returns the key's cell or nullptr, and never claims a slot.
-    const Cell* peek(const Key& k) const;
+    Cell* peek(const Key& k) const;
+
+    // The seeding protocol (see above); the caller holds the stripe's lock.
+    // enter_commit: false while a seeder's barrier is up (wait, try again).
+    bool enter_commit(uint32_t stripe);
+    void leave_commit(uint32_t stripe);
+    // raise_barrier: false while another seeder's is up.
+    bool raise_barrier(uint32_t stripe);
+    bool barred(uint32_t stripe) const;
+    // quiet: no commit is pending in the stripe (the seeder may read).
+    bool quiet(uint32_t stripe) const;
+    void lower_barrier(uint32_t stripe);
 
 private:
     bool compact(Cell* stripe, Micros now);
     Cell* cells_;
+    Stripe* stripe_state_;
     uint32_t stripes_, ways_;
 };
 
-// Hold is what a reservation took from one rate cell.
+// Hold is what a reservation took from one cell: cells of a rate, or an
+// amount of a budget's window.
 struct Hold {
     Key key;
-    Rate rate;
+    Rate rate;           // a rate's; zero for a budget
     int64_t n = 0;
-    int meter = 0;  // the glue's meter code: how a settlement reads the actual usage
+    Micros window = 0;   // a budget's window
+    int meter = 0;       // the glue's meter code: how a settlement reads the actual usage
+    bool budget = false;
 };
 
-constexpr int kMaxHolds = 8;
+// kMaxHolds is also the most limits one request may be held against.
+constexpr int kMaxHolds = 16;
 
 struct Reservation {
     uint64_t id = 0;  // 0: free
     Micros expires_at = 0;
     int nholds = 0;
+    bool budget = false;  // holds a budget: on expiry, it must be given back
     Hold holds[kMaxHolds];
 };
 
@@ -103,14 +167,23 @@ public:
     // restart (whose slots start again from nothing) finds nothing after it.
     void init(uint64_t salt);
 
-    // claim returns a free slot (or one whose reservation expired) with a
-    // new id, holding nothing yet; nullptr when every slot is live.
+    // claim returns a free slot (or one whose reservation expired and held
+    // no budget) with a new id, holding nothing yet; nullptr when every
+    // slot is live or awaits expire.
     Reservation* claim(Micros now, Micros ttl);
+    // expire ends every expired reservation that holds a budget and copies
+    // it to out (at most max); returns how many. More may be left when it
+    // returns max. A budget's hold must be given back by the caller.
+    int expire(Micros now, Reservation* out, int max);
+    // next_expiry is the earliest time a reservation holding a budget may
+    // expire (kMaxTime: none); expire and claim keep it.
+    Micros next_expiry() const { return header_->next_expiry; }
+    void note_budget(const Reservation& r);
     // find returns the live reservation with this id, or nullptr (unknown,
     // settled, released or expired).
     Reservation* find(uint64_t id, Micros now);
     // free ends a reservation.
-    static void free(Reservation* r) { r->id = 0; r->nholds = 0; }
+    static void free(Reservation* r) { r->id = 0; r->nholds = 0; r->budget = false; }
     uint32_t capacity() const { return capacity_; }
 
 private:
@@ -118,6 +191,7 @@ private:
         uint64_t seq;
         uint64_t salt;  // below 2^63: ids stay positive as bigint
         uint32_t cursor;
+        Micros next_expiry;  // no reservation holding a budget expires before
     };
     Header* header_;
     Reservation* slots_;
@@ -130,5 +204,9 @@ void give_back(GcraState& s, const Rate& r, Micros now, int64_t n);
 // charge adds n cells to a bucket whatever its level (a settlement whose
 // actual usage was above the estimate): later requests wait for it.
 void charge(GcraState& s, const Rate& r, Micros now, int64_t n);
+
+// unreserve gives a budget hold back to its cell, when the cell still
+// counts the hold's window.
+void unreserve(Cell& c, const Hold& h);
 
 }  // namespace pgm::limits

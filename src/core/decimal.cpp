@@ -209,4 +209,15 @@ Money Amount::to_money(bool* exact) const {
 
 bool Amount::exact_in_pico() const { return num_ % pico_den() == 0; }
 
+__int128 to_native(const Int128& v) {
+    static const Int128 kMax = (Int128(1) << 127) - 1;
+    bool neg = v < 0;
+    Int128 a = neg ? Int128(-v) : v;
+    if (a > kMax) throw Error(Code::Overflow, "a number does not fit in 128 bits");
+    uint64_t lo = static_cast<uint64_t>(a & Int128(UINT64_MAX));
+    uint64_t hi = static_cast<uint64_t>(a >> 64);
+    __int128 r = static_cast<__int128>((static_cast<unsigned __int128>(hi) << 64) | lo);
+    return neg ? -r : r;
+}
+
 }  // namespace pgm

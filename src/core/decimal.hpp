@@ -52,6 +52,10 @@ inline bool operator!=(const Decimal& a, const Decimal& b) { return !(a == b); }
 inline bool operator<(const Decimal& a, const Decimal& b) { return compare(a, b) < 0; }
 inline bool operator>(const Decimal& a, const Decimal& b) { return compare(a, b) > 0; }
 
+// to_native converts to the compiler's 128-bit integer; throws Code::Overflow
+// beyond its range.
+__int128 to_native(const Int128& v);
+
 // Money is an exact amount in picodollars.
 struct Money {
     Int128 pico = 0;

@@ -53,7 +53,8 @@ Answer budget(i128 max, i128 used, i128 reserved, i128 estimate, Micros now, Mic
     a.max = max;
     a.used = used;
     a.reserved = reserved;
-    a.allowed = used + reserved + estimate <= max;
+    // an exhausted budget refuses even a request that estimates nothing
+    a.allowed = used + reserved + estimate <= max && (estimate > 0 || used + reserved < max);
     a.remaining = std::max<i128>(0, max - used - reserved - (a.allowed ? estimate : 0));
     bool open_ended = window_end == kMaxTime;
     a.reset_after = open_ended ? 0 : std::max<Micros>(0, window_end - now);

@@ -62,7 +62,7 @@ struct Answer {
 Answer gcra(GcraState& s, const Rate& r, Micros now, int64_t n, bool take);
 
 // budget decides whether estimate more fits beside used and reserved under
-// max in a window that ends at window_end (kMaxTime for a rolling window,
+// max (a budget already used up refuses even an estimate of 0) in a window that ends at window_end (kMaxTime for a rolling window,
 // whose retry-after the caller works out from the usage that leaves it).
 Answer budget(i128 max, i128 used, i128 reserved, i128 estimate, Micros now, Micros window_end);
 

@@ -176,6 +176,7 @@ struct Outcome {
     bool has_usage;
     PmUsage usage;
     TokenCounts tokens;
+    __int128 cost_pico;  // what budgets count (0 unpriced)
 };
 Outcome g_out;
 
@@ -193,6 +194,7 @@ void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool
     o->reason[0] = '\0';
     o->has_usage = false;
     o->tokens = TokenCounts{};
+    o->cost_pico = 0;
     if (model.len == 0) {
         // a request that called no model (a /health check): counted, costs nothing
         o->priced = true;
@@ -216,6 +218,7 @@ void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool
             Priced p = cat->price(r);
             money_out(p.total, &o->potential);
             o->cost = cached ? PmMoney{true, 0, 0, {0}} : o->potential;
+            o->cost_pico = cached ? 0 : to_native(p.total.pico);
             o->version = p.quote.version;
             o->tokens = token_counts(p.usage);
             usage_out(p.usage, &o->usage);
@@ -259,6 +262,21 @@ int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, b
     // the usage is stored normalized; kept raw when it could not be read
     if (o->has_usage || usage_null) set(cUsage, o->has_usage ? usage_datum(&o->usage) : Datum(0), !o->has_usage);
     return n;
+}
+
+// count hands a priced event (g_out) to its tenant's budgets.
+void count(PmText tenant, const PmText* subject, const PmText* session, const PmText* endpoint, TimestampTz at) {
+    auto t = [](const PmText* x) { return x ? Text{x->s, static_cast<size_t>(x->len)} : Text{}; };
+    PmEvent e;
+    e.tenant = Text{tenant.s, static_cast<size_t>(tenant.len)};
+    e.subject = t(subject);
+    e.session = t(session);
+    e.endpoint = t(endpoint);
+    e.at = at;
+    e.input = g_out.tokens.input;
+    e.output = g_out.tokens.output;
+    e.cost = g_out.cost_pico;
+    pm_count_event(e);
 }
 
 // Events caches what meter.record's direct path needs of meter.events.
@@ -467,6 +485,12 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     FreeExecutorState(estate);
     table_close(part, NoLock);
     table_close(events, NoLock);
+    PmText subject, session, endpoint;
+    if (!PG_ARGISNULL(aSubject)) subject = text_datum(PG_GETARG_DATUM(aSubject));
+    if (!PG_ARGISNULL(aSession)) session = text_datum(PG_GETARG_DATUM(aSession));
+    if (!PG_ARGISNULL(aEndpoint)) endpoint = text_datum(PG_GETARG_DATUM(aEndpoint));
+    count(tenant, PG_ARGISNULL(aSubject) ? nullptr : &subject, PG_ARGISNULL(aSession) ? nullptr : &session,
+          PG_ARGISNULL(aEndpoint) ? nullptr : &endpoint, DatumGetTimestampTz(at));
 
     // the answer is what the row holds
     auto stored = [&](Col c, Datum* v, bool* isnull) {
@@ -677,6 +701,11 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     }
     dv[m->att[cTxid] - 1] = Int64GetDatum(txid);
     dn[m->att[cTxid] - 1] = false;
+    bool n_subject, n_session, n_endpoint;
+    PmText subject = text_of(dv, dn, m->att[cSubject], &n_subject);
+    PmText session = text_of(dv, dn, m->att[cSession], &n_session);
+    PmText endpoint = text_of(dv, dn, m->att[cEndpoint], &n_endpoint);
+    count(tenant, n_subject ? nullptr : &subject, n_session ? nullptr : &session, n_endpoint ? nullptr : &endpoint, at);
     HeapTuple out = heap_form_tuple(desc, dv, dn);
     // as heap_modify_tuple does: the new row keeps the old one's identity
     out->t_data->t_ctid = tup->t_data->t_ctid;

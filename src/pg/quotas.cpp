@@ -6,12 +6,18 @@
 //    copy (a tenant's limits, and each subject it has seen with the limits
 //    that apply to it), dropped at commit of any change by the relcache
 //    invalidation the tables' trigger sends;
-//  - rate buckets and reservations live in shared memory (src/core/cells.hpp),
-//    one LWLock per stripe of buckets and one for the reservations. Locks
-//    are always taken in this order: stripes in ascending order, then the
-//    reservations; a release or settlement takes the reservations' lock
-//    alone, lets it go, then the stripes. A restart forgets both: buckets
-//    start drained and in-flight reservations are gone (doc/quotas.md).
+//  - rate buckets, budget cells and reservations live in shared memory
+//    (src/core/cells.hpp), one LWLock per stripe of cells and one for the
+//    reservations. Locks are always taken in this order: stripes in
+//    ascending order, then the reservations; a release or settlement takes
+//    the reservations' lock alone, lets it go, then the stripes. A restart
+//    forgets them: buckets start drained, in-flight reservations are gone;
+//  - budgets (calendar windows in a time zone, and every cost limit) rest
+//    on durable counters, meter.budget_usage: each event's transaction adds
+//    its usage at commit (one statement at pre-commit, the backend's own
+//    shard row), and a budget's cell is filled from them (the seeding
+//    protocol of cells.hpp). After a restart the cells fill again from the
+//    counters, so spent amounts are exact (doc/quotas.md).
 #include "quotas.hpp"
 
 #include <algorithm>
@@ -45,6 +51,12 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+#include "storage/proc.h"
+#include "utils/array.h"
 }
 
 namespace pgm::pg {
@@ -62,12 +74,15 @@ using limits::Reservation;
 using limits::ReservationTable;
 
 constexpr uint32_t kWays = 64;
-constexpr int kMaxApplying = 32;  // limits one request may be held against
+constexpr int kMaxApplying = limits::kMaxHolds;  // limits one request may be held against
 
 enum Meter { mRequests, mInput, mOutput, mTotal, mCost };
 enum Scope { sSubject, sTeam, sTenant, sSession };
 const char* const kMeterNames[] = {"requests", "input_tokens", "output_tokens", "total_tokens", "cost"};
 const char* const kScopeNames[] = {"subject", "team", "tenant", "session"};
+const char* const kCalendars[] = {"", "day", "week", "month", "year"};
+constexpr int kCostScale = 12;  // cost is counted in picodollars
+constexpr int kShards = 16;     // rows per budget window that backends add to
 
 // settings
 int g_rate_cells = 65536;
@@ -144,15 +159,26 @@ struct LimitDef {
     std::string plan, subject, endpoint;
     bool has_plan = false, has_subject = false, has_endpoint = false;
     int scope = sSubject, meter = mRequests;
-    Rate rate;
+    Rate rate;        // a rate's
     Interval window;  // per, as the answer shows it
+    // a budget's: its maximum in units of the meter, its calendar (0: fixed
+    // windows of rate.period) and time zone, and what its counters are named by
+    bool budget = false;
+    limits::i128 max = 0;
+    int calendar = 0;
+    std::string zone, ident;
+    // the window last computed (one per backend, for the usual case: now)
+    mutable TimestampTz win_start = 0, win_end = 0;
 };
 
 struct TenantConf {
     std::vector<LimitDef> limits;
+    std::vector<int> counted;  // one budget of each budget period: what every event counts for
+    bool teams = false;        // a counted budget is per team
 };
 
 struct SubjectConf {
+    bool known = false;  // false: never registered, and no default plan (events still count)
     bool has_plan = false, has_team = false, blocked = false;
     std::string plan, team, reason;
     std::vector<int> applying;  // indexes into the tenant's limits, overrides resolved
@@ -206,8 +232,9 @@ std::vector<int> applying(const TenantConf& tc, const SubjectConf& sc, const std
 
 // rows read by SPI, as plain data in the caller's memory context
 struct LimitRow {
-    int64 id, per_us, max;
-    char *plan, *subject, *scope, *endpoint, *meter;
+    int64 id, per_us;
+    unsigned char max[16];  // an i128, copied: palloc'd memory is aligned to 8 bytes only
+    char *plan, *subject, *scope, *endpoint, *meter, *calendar, *zone, *period;
     Interval window;
 };
 struct SubjectRow {
@@ -262,9 +289,16 @@ LimitRow* load_limits(Text tenant, int* n) {
         r.endpoint = col_text(t, d, 5);
         r.meter = col_text(t, d, 6);
         r.per_us = col_int8(t, d, 7);
-        r.max = col_int8(t, d, 8);
         bool isnull;
+        Datum max = SPI_getbinval(t, d, 8, &isnull);
+        limits::i128 m = 0;
+        if (!numeric_scaled(max, strcmp(r.meter, "cost") == 0 ? kCostScale : 0, &m))
+            elog(ERROR, "limit %lld has a maximum out of range", static_cast<long long>(r.id));
+        memcpy(r.max, &m, sizeof m);
         r.window = *DatumGetIntervalP(SPI_getbinval(t, d, 9, &isnull));
+        r.calendar = col_text(t, d, 10);
+        r.zone = col_text(t, d, 11);
+        r.period = col_text(t, d, 12);
     }
     MemoryContextSwitchTo(old);
     SPI_finish();
@@ -303,78 +337,337 @@ int index_of(const char* s, const char* const* names, int n) {
     return 0;
 }
 
-// compiled returns the tenant's and the subject's compiled entries,
-// reading them on first use. PostgreSQL calls only in this frame.
-void compiled(Text tenant, Text subject, const TenantConf** tc_out, const SubjectConf** sc_out) {
-    if (g_watch.stale) {
-        pm_watch_lookup(&g_watch);
-        PmFailure* f = pm_run([&] {
-            if (!g_cache) g_cache = new Cache();
-            g_cache->tenants.clear();
-            g_cache->subjects.clear();
-        });
-        if (f) pm_raise(f);
-        g_watch.stale = false;
+// ident_text is what a budget's counters are named by: the tenant, the
+// scope, the meter, the endpoint and the budget period (key_of hashes it
+// with the subject, team, session or tenant counted for).
+std::string ident_text(Text tenant, Text scope, Text meter, Text endpoint, Text period) {
+    std::string s;
+    for (Text t : {tenant, scope, meter, endpoint, period}) {
+        if (t.is_null()) s.push_back('\x1e');
+        else s.append(t.p, t.n);
+        s.push_back('\x1f');
     }
+    return s;
+}
+
+Text txt(const std::string& s) { return Text{s.data(), s.size()}; }
+Text txt(const char* s) { return s ? Text{s, strlen(s)} : Text{}; }
+
+// fresh_cache drops the compiled copy after a change to the tables.
+void fresh_cache() {
+    if (!g_watch.stale) return;
+    pm_watch_lookup(&g_watch);
+    PmFailure* f = pm_run([&] {
+        if (!g_cache) g_cache = new Cache();
+        g_cache->tenants.clear();
+        g_cache->subjects.clear();
+    });
+    if (f) pm_raise(f);
+    g_watch.stale = false;
+}
+
+// tenant_conf returns a tenant's compiled limits, reading them on first
+// use. PostgreSQL calls only in this frame.
+const TenantConf* tenant_conf(Text tenant) {
+    fresh_cache();
     const TenantConf* tc = nullptr;
-    const SubjectConf* sc = nullptr;
     PmFailure* f = pm_run([&] {
         auto t = g_cache->tenants.find(str(tenant));
-        if (t == g_cache->tenants.end()) return;
-        tc = &t->second;
+        if (t != g_cache->tenants.end()) tc = &t->second;
+    });
+    if (f) pm_raise(f);
+    if (tc) return tc;
+    int n = 0;
+    LimitRow* rows = load_limits(tenant, &n);
+    f = pm_run([&] {
+        TenantConf c;
+        for (int i = 0; i < n; ++i) {
+            const LimitRow& r = rows[i];
+            LimitDef l;
+            l.id = r.id;
+            l.has_plan = r.plan != nullptr;
+            l.plan = r.plan ? r.plan : "";
+            l.has_subject = r.subject != nullptr;
+            l.subject = r.subject ? r.subject : "";
+            l.has_endpoint = r.endpoint != nullptr;
+            l.endpoint = r.endpoint ? r.endpoint : "";
+            l.scope = index_of(r.scope, kScopeNames, 4);
+            l.meter = index_of(r.meter, kMeterNames, 5);
+            l.window = r.window;
+            memcpy(&l.max, r.max, sizeof l.max);
+            l.budget = r.period != nullptr;
+            l.rate = Rate{l.budget ? 0 : static_cast<int64_t>(l.max), r.per_us};
+            if (l.budget) {
+                l.calendar = r.calendar ? index_of(r.calendar, kCalendars, 5) : 0;
+                l.zone = r.zone ? r.zone : "";
+                l.ident = ident_text(tenant, txt(r.scope), txt(r.meter), txt(r.endpoint), txt(r.period));
+            }
+            c.limits.push_back(std::move(l));
+        }
+        for (size_t i = 0; i < c.limits.size(); ++i) {
+            const LimitDef& l = c.limits[i];
+            if (!l.budget) continue;
+            bool seen = false;
+            for (int j : c.counted) seen = seen || c.limits[static_cast<size_t>(j)].ident == l.ident;
+            if (seen) continue;
+            c.counted.push_back(static_cast<int>(i));
+            c.teams = c.teams || l.scope == sTeam;
+        }
+        tc = &(g_cache->tenants[str(tenant)] = std::move(c));
+    });
+    if (f) pm_raise(f);
+    return tc;
+}
+
+// subject_conf returns a subject's compiled entry, reading it on first
+// use; one never registered and without a default plan is not known.
+// PostgreSQL calls only in this frame.
+const SubjectConf* subject_conf(Text tenant, Text subject, const TenantConf* tc) {
+    const SubjectConf* sc = nullptr;
+    PmFailure* f = pm_run([&] {
         auto s = g_cache->subjects.find(subject_key(tenant, subject));
         if (s != g_cache->subjects.end()) sc = &s->second;
     });
     if (f) pm_raise(f);
-    if (!tc) {
-        int n = 0;
-        LimitRow* rows = load_limits(tenant, &n);
-        f = pm_run([&] {
-            TenantConf c;
-            for (int i = 0; i < n; ++i) {
-                const LimitRow& r = rows[i];
-                LimitDef l;
-                l.id = r.id;
-                l.has_plan = r.plan != nullptr;
-                l.plan = r.plan ? r.plan : "";
-                l.has_subject = r.subject != nullptr;
-                l.subject = r.subject ? r.subject : "";
-                l.has_endpoint = r.endpoint != nullptr;
-                l.endpoint = r.endpoint ? r.endpoint : "";
-                l.scope = index_of(r.scope, kScopeNames, 4);
-                l.meter = index_of(r.meter, kMeterNames, 5);
-                l.rate = Rate{r.max, r.per_us};
-                l.window = r.window;
-                c.limits.push_back(std::move(l));
-            }
-            tc = &(g_cache->tenants[str(tenant)] = std::move(c));
-        });
-        if (f) pm_raise(f);
-    }
-    if (!sc) {
-        SubjectRow r = load_subject(tenant, subject);
-        if (!r.found)
-            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-                            errmsg("subject \"%.*s\" is not known in tenant \"%.*s\"", static_cast<int>(subject.n),
-                                   subject.p, static_cast<int>(tenant.n), tenant.p),
-                            errhint("Put it on a plan with meter.assign_plan, or make a plan the tenant's default "
-                                    "with meter.create_plan(..., is_default => true).")));
-        f = pm_run([&] {
-            if (g_cache->subjects.size() >= kMaxSubjects) g_cache->subjects.clear();
-            SubjectConf c;
-            c.has_plan = r.plan != nullptr;
-            c.plan = r.plan ? r.plan : "";
-            c.has_team = r.team != nullptr;
-            c.team = r.team ? r.team : "";
-            c.blocked = r.blocked;
-            c.reason = r.reason ? r.reason : "";
-            c.applying = applying(*tc, c, str(subject));
-            sc = &(g_cache->subjects[subject_key(tenant, subject)] = std::move(c));
-        });
-        if (f) pm_raise(f);
-    }
+    if (sc) return sc;
+    SubjectRow r = load_subject(tenant, subject);
+    f = pm_run([&] {
+        if (g_cache->subjects.size() >= kMaxSubjects) g_cache->subjects.clear();
+        SubjectConf c;
+        c.known = r.found;
+        c.has_plan = r.plan != nullptr;
+        c.plan = r.plan ? r.plan : "";
+        c.has_team = r.team != nullptr;
+        c.team = r.team ? r.team : "";
+        c.blocked = r.blocked;
+        c.reason = r.reason ? r.reason : "";
+        c.applying = applying(*tc, c, str(subject));
+        sc = &(g_cache->subjects[subject_key(tenant, subject)] = std::move(c));
+    });
+    if (f) pm_raise(f);
+    return sc;
+}
+
+// compiled returns the tenant's and a known subject's compiled entries
+// (42704 for a subject not known). PostgreSQL calls only in this frame.
+void compiled(Text tenant, Text subject, const TenantConf** tc_out, const SubjectConf** sc_out) {
+    const TenantConf* tc = tenant_conf(tenant);
+    const SubjectConf* sc = subject_conf(tenant, subject, tc);
+    if (!sc->known)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("subject \"%.*s\" is not known in tenant \"%.*s\"", static_cast<int>(subject.n),
+                               subject.p, static_cast<int>(tenant.n), tenant.p),
+                        errhint("Put it on a plan with meter.assign_plan, or make a plan the tenant's default "
+                                "with meter.create_plan(..., is_default => true).")));
     *tc_out = tc;
     *sc_out = sc;
+}
+
+// ---------------------------------------------------------------------------
+// Budget windows and keys.
+
+// budget_window is the window of a calendar unit in a time zone, or of
+// fixed windows of width microseconds from the epoch, that holds t.
+// PostgreSQL calls only.
+void budget_window(int calendar, const char* zone, Micros width, TimestampTz t, TimestampTz* start, TimestampTz* end) {
+    if (calendar == 0) {
+        Micros w = 0;
+        PmFailure* f = pm_run([&] { w = limits::window_start(to_micros(t), width); });
+        if (f) pm_raise(f);
+        *start = from_micros(w);
+        *end = from_micros(w > kMaxTime - width ? kMaxTime : w + width);
+        return;
+    }
+    Datum unit = CStringGetTextDatum(kCalendars[calendar]);
+    Datum tz = CStringGetTextDatum(zone);
+    Datum s = DirectFunctionCall3(timestamptz_trunc_zone, unit, TimestampTzGetDatum(t), tz);
+    Interval one{};
+    if (calendar == 1) one.day = 1;
+    else if (calendar == 2) one.day = 7;
+    else if (calendar == 3) one.month = 1;
+    else one.month = 12;
+    Datum local = DirectFunctionCall2(timestamptz_zone, tz, s);
+    Datum local_end = DirectFunctionCall2(timestamp_pl_interval, local, IntervalPGetDatum(&one));
+    *start = DatumGetTimestampTz(s);
+    *end = DatumGetTimestampTz(DirectFunctionCall2(timestamp_zone, tz, local_end));
+}
+
+// window_of is budget l's window that holds t (the last one kept).
+void window_of(const LimitDef& l, TimestampTz t, TimestampTz* start, TimestampTz* end) {
+    if (l.win_end == 0 || t < l.win_start || t >= l.win_end)
+        budget_window(l.calendar, l.zone.c_str(), l.rate.period, t, &l.win_start, &l.win_end);
+    *start = l.win_start;
+    *end = l.win_end;
+}
+
+// counter_key names the counter of budget l for who.
+Key counter_key(const LimitDef& l, Text who) { return limits::key_of(0, 0, txt(l.ident), who); }
+
+Datum uuid_datum(const Key& k) {
+    pg_uuid_t* u = static_cast<pg_uuid_t*>(palloc(sizeof(pg_uuid_t)));
+    for (int i = 0; i < 8; ++i) {
+        u->data[i] = static_cast<unsigned char>(k.a >> (56 - 8 * i));
+        u->data[8 + i] = static_cast<unsigned char>(k.b >> (56 - 8 * i));
+    }
+    return UUIDPGetDatum(u);
+}
+
+// ---------------------------------------------------------------------------
+// The durable counters: what each transaction adds, written at pre-commit.
+
+struct Delta {
+    Key key, ident;
+    TimestampTz start, end;
+    int meter;
+    limits::i128 amount;
+    int level;  // the transaction nesting level that counted it
+};
+std::vector<Delta>* g_deltas = nullptr;
+std::vector<uint32_t>* g_entered = nullptr;  // the stripes this commit entered
+bool g_callbacks = false;
+
+void register_callbacks();
+
+// add_delta adds an amount to a counter at the current nesting level.
+void add_delta(const Key& key, const Key& ident, TimestampTz start, TimestampTz end, int meter, limits::i128 amount) {
+    int level = GetCurrentTransactionNestLevel();
+    PmFailure* f = pm_run([&] {
+        if (!g_deltas) g_deltas = new std::vector<Delta>();
+        // most transactions count one event; a bulk load counts many for
+        // few counters: the last few entries are where a match usually is
+        size_t n = g_deltas->size();
+        for (size_t i = n; i-- > 0 && n - i <= 8;) {
+            Delta& d = (*g_deltas)[i];
+            if (d.key == key && d.start == start && d.level == level) {
+                d.amount += amount;
+                return;
+            }
+        }
+        g_deltas->push_back(Delta{key, ident, start, end, meter, amount, level});
+    });
+    if (f) pm_raise(f);
+}
+
+Oid g_usage_rel = InvalidOid;  // meter.budget_usage, whose owner reads and writes it
+SPIPlanPtr g_flush_plan = nullptr, g_seed_plan = nullptr;
+
+// as_owner runs f as the owner of meter.budget_usage: an application role
+// counts its events and reads budgets without any right on the table.
+template <class F>
+void as_owner(F&& f) {
+    if (!OidIsValid(g_usage_rel)) {
+        Oid ns = get_rel_namespace(g_watch.rels[1]);
+        g_usage_rel = get_relname_relid("budget_usage", ns);
+        if (!OidIsValid(g_usage_rel)) elog(ERROR, "meter.budget_usage is missing");
+    }
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(g_usage_rel));
+    if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for relation %u", g_usage_rel);
+    Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
+    ReleaseSysCache(tup);
+    Oid saved_user;
+    int saved_sec;
+    GetUserIdAndSecContext(&saved_user, &saved_sec);
+    SetUserIdAndSecContext(owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+    PG_TRY();
+    { f(); }
+    PG_FINALLY();
+    { SetUserIdAndSecContext(saved_user, saved_sec); }
+    PG_END_TRY();
+}
+
+// flush_deltas writes the transaction's counters in one statement.
+void flush_deltas() {
+    // merge the levels: one row may be updated once per statement
+    std::vector<Delta>& all = *g_deltas;
+    int n = 0;
+    PmFailure* f = pm_run([&] {
+        std::sort(all.begin(), all.end(), [](const Delta& x, const Delta& y) {
+            if (x.key.a != y.key.a) return x.key.a < y.key.a;
+            if (x.key.b != y.key.b) return x.key.b < y.key.b;
+            return x.start < y.start;
+        });
+        size_t k = 0;
+        for (size_t i = 0; i < all.size(); ++i) {
+            if (k > 0 && all[k - 1].key == all[i].key && all[k - 1].start == all[i].start)
+                all[k - 1].amount += all[i].amount;
+            else
+                all[k++] = all[i];
+        }
+        all.resize(k);
+        all.erase(std::remove_if(all.begin(), all.end(), [](const Delta& d) { return d.amount == 0; }), all.end());
+        n = static_cast<int>(all.size());
+    });
+    if (f) pm_raise(f);
+    if (n == 0) return;
+    Datum* keys = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    Datum* idents = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    Datum* starts = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    Datum* ends = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    Datum* amounts = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    for (int i = 0; i < n; ++i) {
+        const Delta& d = all[static_cast<size_t>(i)];
+        keys[i] = uuid_datum(d.key);
+        idents[i] = uuid_datum(d.ident);
+        starts[i] = TimestampTzGetDatum(d.start);
+        ends[i] = TimestampTzGetDatum(d.end);
+        PmMoney m;
+        number_out(d.amount, d.meter == mCost ? kCostScale : 0, &m);
+        amounts[i] = money_datum(&m);
+    }
+    Datum args[6] = {
+        PointerGetDatum(construct_array(keys, n, UUIDOID, 16, false, TYPALIGN_CHAR)),
+        PointerGetDatum(construct_array(idents, n, UUIDOID, 16, false, TYPALIGN_CHAR)),
+        PointerGetDatum(construct_array(starts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+        PointerGetDatum(construct_array(ends, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+        PointerGetDatum(construct_array(amounts, n, NUMERICOID, -1, false, TYPALIGN_INT)),
+        Int16GetDatum(static_cast<int16>(MyProc->pgprocno % kShards))};
+    as_owner([&] {
+        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+        if (!g_flush_plan) {
+            Oid types[6] = {UUIDARRAYOID, UUIDARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, INT2OID};
+            SPIPlanPtr p = SPI_prepare(
+                "INSERT INTO meter.budget_usage AS u (key, ident, window_start, window_end, shard, amount) "
+                "SELECT k, i, s, e, $6, a FROM unnest($1, $2, $3, $4, $5) AS t(k, i, s, e, a) "
+                "ON CONFLICT (key, window_start, shard) DO UPDATE SET amount = u.amount + EXCLUDED.amount",
+                6, types);
+            if (!p) elog(ERROR, "could not prepare the budget counters' upsert");
+            SPI_keepplan(p);
+            g_flush_plan = p;
+        }
+        // at pre-commit no statement's snapshot is active any more
+        PushActiveSnapshot(GetTransactionSnapshot());
+        if (SPI_execute_plan(g_flush_plan, args, nullptr, false, 0) != SPI_OK_INSERT)
+            elog(ERROR, "could not write the budget counters");
+        PopActiveSnapshot();
+        SPI_finish();
+    });
+}
+
+// read_counter is a counter's committed total in a window, in a snapshot
+// taken now (whatever the isolation level: the seeding protocol needs it).
+limits::i128 read_counter(const Key& key, TimestampTz start, int meter) {
+    limits::i128 v = 0;
+    as_owner([&] {
+        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+        if (!g_seed_plan) {
+            Oid types[2] = {UUIDOID, TIMESTAMPTZOID};
+            SPIPlanPtr p = SPI_prepare(
+                "SELECT coalesce(sum(amount), 0) FROM meter.budget_usage WHERE key = $1 AND window_start = $2", 2, types);
+            if (!p) elog(ERROR, "could not prepare the budget counters' read");
+            SPI_keepplan(p);
+            g_seed_plan = p;
+        }
+        Datum args[2] = {uuid_datum(key), TimestampTzGetDatum(start)};
+        if (SPI_execute_snapshot(g_seed_plan, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, true, false, 1) !=
+                SPI_OK_SELECT ||
+            SPI_processed != 1)
+            elog(ERROR, "could not read the budget counters");
+        bool isnull;
+        Datum sum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        if (!numeric_scaled(sum, meter == mCost ? kCostScale : 0, &v)) elog(ERROR, "a budget counter is out of range");
+        SPI_finish();
+    });
+    return v;
 }
 
 // ---------------------------------------------------------------------------
@@ -383,6 +676,7 @@ void compiled(Text tenant, Text subject, const TenantConf** tc_out, const Subjec
 struct Request {
     Text tenant, subject, endpoint, session;
     int64_t input = 0, output = 0;  // the estimate
+    int64_t cost = 0;               // the estimate's cost in picodollars
     bool take = false;
     Micros ttl = 0;
 };
@@ -404,58 +698,143 @@ int64_t units(int meter, const Request& q) {
         case mInput: return q.input;
         case mOutput: return q.output;
         case mTotal: return q.input + q.output;
-        default: return 0;
+        default: return q.cost;
     }
 }
 
-// counted_for: the text a limit's bucket is counted for; false when the
-// request has none (a team limit for a subject in no team, a session limit
-// for a request without a session, an endpoint limit for another endpoint).
-bool counted_for(const LimitDef& l, const SubjectConf& sc, const Request& q, Text* x) {
+// who_for: the text a limit is counted for; false when there is none (a
+// team limit for a subject in no team, a session limit without a session,
+// an endpoint limit for another endpoint).
+bool who_for(const LimitDef& l, Text tenant, Text subject, Text endpoint, Text session, const SubjectConf* sc, Text* x) {
     if (l.has_endpoint &&
-        (q.endpoint.is_null() || l.endpoint.size() != q.endpoint.n || memcmp(l.endpoint.data(), q.endpoint.p, q.endpoint.n) != 0))
+        (endpoint.is_null() || l.endpoint.size() != endpoint.n || memcmp(l.endpoint.data(), endpoint.p, endpoint.n) != 0))
         return false;
     switch (l.scope) {
-        case sSubject: *x = q.subject; return true;
+        case sSubject:
+            *x = subject;
+            return !subject.is_null();
         case sTeam:
-            if (!sc.has_team) return false;
-            *x = Text{sc.team.data(), sc.team.size()};
+            if (!sc || !sc->has_team) return false;
+            *x = txt(sc->team);
             return true;
-        case sTenant: *x = q.tenant; return true;
+        case sTenant: *x = tenant; return true;
         default:
-            if (q.session.is_null()) return false;
-            *x = q.session;
-            return true;
+            *x = session;
+            return !session.is_null();
     }
 }
 
 struct Applied {
     int n = 0;
     const LimitDef* def[kMaxApplying];
-    Key key[kMaxApplying];
+    Key key[kMaxApplying];       // the cell's key
+    Key counter[kMaxApplying];   // a budget's counter
     int64_t n_units[kMaxApplying];
     uint32_t stripe[kMaxApplying];
+    TimestampTz start[kMaxApplying], end[kMaxApplying];  // a budget's window
 };
 
-// decide_rates decides over every applying limit; with q.take, it takes
-// what it allowed and makes a reservation. Runs under pm_run; takes and
-// releases the LWLocks itself (an exception cannot happen while they are
-// held: the core's arithmetic throws only for rates set_limit refuses).
-void decide_rates(const TenantConf& tc, const SubjectConf& sc, const Request& q, Micros now, Decision* d) {
-    Applied ap;
+// gather finds the limits a request is held against, with their keys and
+// (for budgets) windows. PostgreSQL calls only.
+void gather(const TenantConf& tc, const SubjectConf& sc, const Request& q, TimestampTz now, Applied* ap) {
+    CellTable cells(g_cells_mem, g_shared->stripes, kWays);
     for (int i : sc.applying) {
         const LimitDef& l = tc.limits[static_cast<size_t>(i)];
         Text x;
-        if (!counted_for(l, sc, q, &x)) continue;
-        if (ap.n == kMaxApplying) throw Error(Code::InvalidValue, "a request is held against more than 32 limits");
-        ap.def[ap.n] = &l;
-        ap.key[ap.n] = l.has_endpoint ? limits::key_of(MyDatabaseId, l.id, x, Text{l.endpoint.data(), l.endpoint.size()})
-                                      : limits::key_of(MyDatabaseId, l.id, x);
-        ap.n_units[ap.n] = units(l.meter, q);
-        ++ap.n;
+        if (!who_for(l, q.tenant, q.subject, q.endpoint, q.session, &sc, &x)) continue;
+        if (ap->n == kMaxApplying)
+            ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                            errmsg("a request is held against more than %d limits", kMaxApplying),
+                            errhint("Drop limits of this tenant (meter.drop_limit) until at most %d apply to one request.",
+                                    kMaxApplying)));
+        int k = ap->n++;
+        ap->def[k] = &l;
+        if (l.budget) {
+            ap->counter[k] = counter_key(l, x);
+            ap->key[k] = limits::in_space(ap->counter[k], MyDatabaseId);
+            window_of(l, now, &ap->start[k], &ap->end[k]);
+        } else {
+            ap->key[k] = l.has_endpoint ? limits::key_of(MyDatabaseId, l.id, x, txt(l.endpoint))
+                                        : limits::key_of(MyDatabaseId, l.id, x);
+        }
+        ap->n_units[k] = units(l.meter, q);
+        ap->stripe[k] = cells.stripe_of(ap->key[k]);
     }
+}
+
+void nap() {
+    pg_usleep(100L);
+    CHECK_FOR_INTERRUPTS();
+}
+
+struct Seeding {
+    uint32_t stripe;
+    bool raised;
+};
+
+void lower_on_exit(int, Datum arg) {
+    Seeding* sd = reinterpret_cast<Seeding*>(DatumGetPointer(arg));
+    if (!sd->raised) return;
+    LWLockAcquire(&g_stripe_locks[sd->stripe].lock, LW_EXCLUSIVE);
+    CellTable(g_cells_mem, g_shared->stripes, kWays).lower_barrier(sd->stripe);
+    LWLockRelease(&g_stripe_locks[sd->stripe].lock);
+    sd->raised = false;
+}
+
+// seed fills a budget's cell for a window from the durable counters (the
+// protocol of cells.hpp); false when its stripe has no room.
+bool seed(const Key& key, const Key& counter, TimestampTz start, int meter) {
     CellTable cells(g_cells_mem, g_shared->stripes, kWays);
-    for (int i = 0; i < ap.n; ++i) ap.stripe[i] = cells.stripe_of(ap.key[i]);
+    Seeding sd{cells.stripe_of(key), false};
+    LWLock* lock = &g_stripe_locks[sd.stripe].lock;
+    Micros now = to_micros(GetCurrentTimestamp());
+    Micros window = to_micros(start);
+    for (;;) {
+        LWLockAcquire(lock, LW_EXCLUSIVE);
+        Cell* c = cells.peek(key);
+        if (c && c->budget.window == window && c->budget.seeded) {
+            LWLockRelease(lock);
+            return true;
+        }
+        if (cells.raise_barrier(sd.stripe)) break;
+        LWLockRelease(lock);
+        nap();
+    }
+    sd.raised = true;
+    bool ok = false;
+    PG_ENSURE_ERROR_CLEANUP(lower_on_exit, PointerGetDatum(&sd));
+    {
+        while (!cells.quiet(sd.stripe)) {
+            LWLockRelease(lock);
+            nap();
+            LWLockAcquire(lock, LW_EXCLUSIVE);
+        }
+        LWLockRelease(lock);
+        limits::i128 used = read_counter(counter, start, meter);
+        LWLockAcquire(lock, LW_EXCLUSIVE);
+        if (Cell* c = cells.find(key, now)) {
+            limits::Budget& b = limits::budget_in(*c, window);
+            b.used = used;
+            b.seeded = true;
+            limits::budget_touched(*c, now);
+            ok = true;
+        }
+        cells.lower_barrier(sd.stripe);
+        sd.raised = false;
+        LWLockRelease(lock);
+    }
+    PG_END_ENSURE_ERROR_CLEANUP(lower_on_exit, PointerGetDatum(&sd));
+    return ok;
+}
+
+// decide_locked decides over the gathered limits under their stripes'
+// locks; with q.take, it takes what it allowed and makes a reservation.
+// Returns false when a budget's cell is not (or no longer) seeded for its
+// window: the caller seeds it and asks again. Runs under pm_run; takes and
+// releases the LWLocks itself (the core's arithmetic throws only for
+// limits set_limit refuses).
+bool decide_locked(const Applied& ap, const Request& q, Micros now, Decision* d) {
+    CellTable cells(g_cells_mem, g_shared->stripes, kWays);
     static std::vector<Answer> all;  // kept across calls: no allocation per decision
     all.reserve(kMaxApplying);       // before any lock is held
     uint32_t order[kMaxApplying];
@@ -463,16 +842,33 @@ void decide_rates(const TenantConf& tc, const SubjectConf& sc, const Request& q,
     for (int i = 0; i < ap.n; ++i) order[nlocks++] = ap.stripe[i];
     std::sort(order, order + nlocks);
     nlocks = static_cast<int>(std::unique(order, order + nlocks) - order);
-    LWLockMode mode = q.take ? LW_EXCLUSIVE : LW_SHARED;
+    bool budgets = false;
+    for (int i = 0; i < ap.n; ++i) budgets = budgets || ap.def[i]->budget;
+    // a budget's cell may be claimed or moved to a new window: exclusive
+    LWLockMode mode = q.take || budgets ? LW_EXCLUSIVE : LW_SHARED;
     for (int i = 0; i < nlocks; ++i) LWLockAcquire(&g_stripe_locks[order[i]].lock, mode);
+    auto unlock = [&] {
+        for (int i = nlocks; i-- > 0;) LWLockRelease(&g_stripe_locks[order[i]].lock);
+    };
 
     Answer answers[kMaxApplying];
     Cell* found[kMaxApplying];
     bool unavailable = false;
     for (int i = 0; i < ap.n; ++i) {
         const LimitDef& l = *ap.def[i];
-        GcraState st;
         found[i] = nullptr;
+        if (l.budget) {
+            Cell* c = cells.peek(ap.key[i]);
+            if (!c || c->budget.window != to_micros(ap.start[i]) || !c->budget.seeded) {
+                unlock();
+                return false;
+            }
+            found[i] = c;
+            answers[i] = limits::budget(l.max, c->budget.used, c->budget.reserved, ap.n_units[i], now,
+                                        to_micros(ap.end[i]));
+            continue;
+        }
+        GcraState st;
         if (q.take) {
             found[i] = cells.find(ap.key[i], now);
             if (!found[i]) unavailable = true;
@@ -512,29 +908,48 @@ void decide_rates(const TenantConf& tc, const SubjectConf& sc, const Request& q,
         } else {
             d->reservation = r->id;
             for (int i = 0; i < ap.n; ++i) {
-                if (!found[i] || ap.def[i]->rate.max == 0) continue;
-                limits::gcra(found[i]->state, ap.def[i]->rate, now, ap.n_units[i], true);
-                found[i]->free_at = limits::free_at_after(found[i]->state, ap.def[i]->rate);
-                if (r->nholds < limits::kMaxHolds && ap.n_units[i] > 0)
-                    r->holds[r->nholds++] = Hold{ap.key[i], ap.def[i]->rate, ap.n_units[i], ap.def[i]->meter};
+                const LimitDef& l = *ap.def[i];
+                if (!found[i] || ap.n_units[i] == 0) continue;
+                if (l.budget) {
+                    found[i]->budget.reserved += ap.n_units[i];
+                    limits::budget_touched(*found[i], now);
+                    r->holds[r->nholds++] = Hold{ap.key[i], Rate{}, ap.n_units[i], to_micros(ap.start[i]), l.meter, true};
+                    r->budget = true;
+                    continue;
+                }
+                if (l.rate.max == 0) continue;
+                limits::gcra(found[i]->state, l.rate, now, ap.n_units[i], true);
+                found[i]->free_at = limits::free_at_after(found[i]->state, l.rate);
+                r->holds[r->nholds++] = Hold{ap.key[i], l.rate, ap.n_units[i], 0, l.meter, false};
             }
+            if (r->budget) rt.note_budget(*r);
         }
         LWLockRelease(&g_res_lock->lock);
     }
-    for (int i = nlocks; i-- > 0;) LWLockRelease(&g_stripe_locks[order[i]].lock);
+    unlock();
+    return true;
 }
 
-// adjust moves the buckets a reservation held: give back all (a release),
-// or correct each token estimate by the actual count. Takes the locks.
-void adjust(const Reservation& r, bool all, int64_t input, int64_t output, Micros now) {
+// adjust moves the cells a reservation held: give back all (a release),
+// or correct each token estimate of a rate by the actual count; a budget's
+// hold is always given back (the actual usage reaches the budget through
+// its counters). budgets_only leaves the rates as they are (an expiry: the
+// call may have happened). Takes the locks.
+void adjust(const Reservation& r, bool all, int64_t input, int64_t output, Micros now, bool budgets_only = false) {
     CellTable cells(g_cells_mem, g_shared->stripes, kWays);
     for (int i = 0; i < r.nholds; ++i) {
         const Hold& h = r.holds[i];
+        if (budgets_only && !h.budget) continue;
         int64_t actual = h.meter == mInput ? input : h.meter == mOutput ? output : h.meter == mTotal ? input + output : h.n;
-        if (!all && actual == h.n) continue;
+        if (!h.budget && !all && actual == h.n) continue;
         LWLock* lock = &g_stripe_locks[cells.stripe_of(h.key)].lock;
         LWLockAcquire(lock, LW_EXCLUSIVE);
-        if (Cell* c = cells.find(h.key, now)) {
+        if (h.budget) {
+            if (Cell* c = cells.peek(h.key)) {
+                limits::unreserve(*c, h);
+                limits::budget_touched(*c, now);
+            }
+        } else if (Cell* c = cells.find(h.key, now)) {
             if (all || actual < h.n)
                 limits::give_back(c->state, h.rate, now, all ? h.n : h.n - actual);
             else
@@ -545,10 +960,10 @@ void adjust(const Reservation& r, bool all, int64_t input, int64_t output, Micro
     }
 }
 
-// end_reservation removes a live reservation and moves its buckets;
-// false when the id is not live.
+// end_reservation removes a live reservation and moves its cells; false
+// when the id is not live.
 bool end_reservation(uint64_t id, bool all, int64_t input, int64_t output) {
-    Micros now = GetCurrentTimestamp();
+    Micros now = to_micros(GetCurrentTimestamp());
     Reservation copy;
     LWLockAcquire(&g_res_lock->lock, LW_EXCLUSIVE);
     ReservationTable rt(g_res_mem, g_shared->capacity);
@@ -563,8 +978,84 @@ bool end_reservation(uint64_t id, bool all, int64_t input, int64_t output) {
     return true;
 }
 
+// expire_budgets gives back the budgets of reservations whose
+// time-to-live has passed (at most a few at a time, whoever looks first).
+void expire_budgets(Micros now) {
+    static Reservation expired[16];
+    ReservationTable rt(g_res_mem, g_shared->capacity);
+    if (rt.next_expiry() > now) return;  // read without the lock: a hint
+    LWLockAcquire(&g_res_lock->lock, LW_EXCLUSIVE);
+    int n = rt.next_expiry() <= now ? rt.expire(now, expired, 16) : 0;
+    LWLockRelease(&g_res_lock->lock);
+    for (int i = 0; i < n; ++i) adjust(expired[i], true, 0, 0, now, true);
+}
+
 // ---------------------------------------------------------------------------
-// Settlements wait for the commit of the record that names them.
+// Counting an event, and settlements, at commit.
+
+// count_event adds one event's usage to the counters of every budget
+// period of its tenant. PostgreSQL calls only.
+void count_event(const PmEvent& e) {
+    const TenantConf* tc = tenant_conf(e.tenant);
+    if (tc->counted.empty()) return;
+    const SubjectConf* sc = tc->teams && !e.subject.is_null() ? subject_conf(e.tenant, e.subject, tc) : nullptr;
+    register_callbacks();
+    for (int i : tc->counted) {
+        const LimitDef& l = tc->limits[static_cast<size_t>(i)];
+        Text x;
+        if (!who_for(l, e.tenant, e.subject, e.endpoint, e.session, sc, &x)) continue;
+        limits::i128 amount = l.meter == mRequests ? 1
+                              : l.meter == mInput  ? e.input
+                              : l.meter == mOutput ? e.output
+                              : l.meter == mTotal  ? e.input + e.output
+                                                   : e.cost;
+        if (amount == 0) continue;
+        TimestampTz start, end;
+        window_of(l, e.at, &start, &end);
+        add_delta(counter_key(l, x), counter_key(l, Text{}), start, end, l.meter, amount);
+    }
+}
+
+// enter_stripes: before the commit becomes visible, every stripe of the
+// transaction's budget cells counts it as pending, all at once or none
+// (it waits while a seeder's barrier is up, never while pending).
+void enter_stripes() {
+    CellTable cells(g_cells_mem, g_shared->stripes, kWays);
+    std::vector<uint32_t>& st = *g_entered;
+    for (;;) {
+        for (uint32_t s : st) LWLockAcquire(&g_stripe_locks[s].lock, LW_EXCLUSIVE);
+        bool clear = true;
+        for (uint32_t s : st) clear = clear && !cells.barred(s);
+        if (clear)
+            for (uint32_t s : st) cells.enter_commit(s);
+        for (size_t i = st.size(); i-- > 0;) LWLockRelease(&g_stripe_locks[st[i]].lock);
+        if (clear) return;
+        nap();
+    }
+}
+
+// leave_stripes: after the commit (add to the seeded cells) or an abort.
+void leave_stripes(bool committed) {
+    CellTable cells(g_cells_mem, g_shared->stripes, kWays);
+    Micros now = to_micros(GetCurrentTimestamp());
+    for (uint32_t s : *g_entered) {
+        LWLockAcquire(&g_stripe_locks[s].lock, LW_EXCLUSIVE);
+        if (committed) {
+            for (const Delta& d : *g_deltas) {
+                Key k = limits::in_space(d.key, MyDatabaseId);
+                if (cells.stripe_of(k) != s) continue;
+                Cell* c = cells.peek(k);
+                if (c && c->budget.seeded && c->budget.window == to_micros(d.start)) {
+                    c->budget.used += d.amount;
+                    limits::budget_touched(*c, now);
+                }
+            }
+        }
+        cells.leave_commit(s);
+        LWLockRelease(&g_stripe_locks[s].lock);
+    }
+    g_entered->clear();
+}
 
 struct Pending {
     int64 id;
@@ -574,21 +1065,42 @@ struct Pending {
 };
 Pending* g_pending = nullptr;
 int g_npending = 0, g_cap_pending = 0;
-bool g_callbacks = false;
 
 void on_xact(XactEvent event, void*) {
+    bool deltas = g_deltas && !g_deltas->empty();
+    if (event == XACT_EVENT_PRE_PREPARE && deltas)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("cannot PREPARE a transaction that recorded events counted by budgets"),
+                        errdetail("A budget's counters are written as the transaction commits.")));
+    if (event == XACT_EVENT_PRE_COMMIT && deltas) {
+        flush_deltas();
+        if (g_shared && !g_deltas->empty()) {
+            PmFailure* f = pm_run([&] {
+                if (!g_entered) g_entered = new std::vector<uint32_t>();
+                CellTable cells(g_cells_mem, g_shared->stripes, kWays);
+                for (const Delta& d : *g_deltas) g_entered->push_back(cells.stripe_of(limits::in_space(d.key, MyDatabaseId)));
+                std::sort(g_entered->begin(), g_entered->end());
+                g_entered->erase(std::unique(g_entered->begin(), g_entered->end()), g_entered->end());
+            });
+            if (f) pm_raise(f);
+            enter_stripes();
+        }
+        return;
+    }
+    bool end = event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+               event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT;
+    if (!end) return;
+    if (g_entered && !g_entered->empty()) leave_stripes(event == XACT_EVENT_COMMIT);
+    if (g_deltas) g_deltas->clear();
     if (g_npending == 0) return;
     if (event == XACT_EVENT_COMMIT && g_shared) {
         for (int i = 0; i < g_npending; ++i)
             end_reservation(static_cast<uint64_t>(g_pending[i].id), g_pending[i].all, g_pending[i].input,
                             g_pending[i].output);
     }
-    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
-        event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT) {
-        g_npending = 0;  // the memory goes with TopTransactionContext
-        g_pending = nullptr;
-        g_cap_pending = 0;
-    }
+    g_npending = 0;  // the memory goes with TopTransactionContext
+    g_pending = nullptr;
+    g_cap_pending = 0;
 }
 
 void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
@@ -598,10 +1110,23 @@ void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
         for (int i = 0; i < g_npending; ++i)
             if (g_pending[i].level < level) g_pending[k++] = g_pending[i];
         g_npending = k;
+        if (g_deltas)
+            g_deltas->erase(std::remove_if(g_deltas->begin(), g_deltas->end(), [&](const Delta& d) { return d.level >= level; }),
+                            g_deltas->end());
     } else if (event == SUBXACT_EVENT_COMMIT_SUB) {
         for (int i = 0; i < g_npending; ++i)
             if (g_pending[i].level >= level) g_pending[i].level = level - 1;
+        if (g_deltas)
+            for (Delta& d : *g_deltas)
+                if (d.level >= level) d.level = level - 1;
     }
+}
+
+void register_callbacks() {
+    if (g_callbacks) return;
+    RegisterXactCallback(on_xact, nullptr);
+    RegisterSubXactCallback(on_subxact, nullptr);
+    g_callbacks = true;
 }
 
 // ---------------------------------------------------------------------------
@@ -619,11 +1144,11 @@ void need_arg(FunctionCallInfo fcinfo, int i, const char* name, const char* fn) 
                         errhint("Pass %s => ... to %s.", name, fn)));
 }
 
-// read_estimate reads {"input_tokens": n, "output_tokens": n}.
+// read_estimate reads {"input_tokens": n, "output_tokens": n, "cost": usd}.
 void read_estimate(Jsonb* jb, Request* q) {
     if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("estimate must be a JSON object"),
-                        errhint("Pass estimate => '{\"input_tokens\": 1200, \"output_tokens\": 400}'.")));
+                        errhint("Pass estimate => '{\"input_tokens\": 1200, \"output_tokens\": 400, \"cost\": 0.02}'.")));
     JsonbIterator* it = JsonbIteratorInit(&jb->root);
     JsonbValue k, v;
     JsonbIteratorToken tok;
@@ -631,28 +1156,22 @@ void read_estimate(Jsonb* jb, Request* q) {
         if (tok != WJB_KEY) continue;
         tok = JsonbIteratorNext(&it, &v, true);
         std::string_view key(k.val.string.val, static_cast<size_t>(k.val.string.len));
-        int64_t* into = key == "input_tokens" ? &q->input : key == "output_tokens" ? &q->output : nullptr;
+        bool cost = key == "cost";
+        int64_t* into = key == "input_tokens" ? &q->input : key == "output_tokens" ? &q->output : cost ? &q->cost : nullptr;
         if (!into)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("unknown key \"%.*s\" in the estimate", k.val.string.len, k.val.string.val),
-                            errhint("An estimate has input_tokens and output_tokens.")));
-        bool ok = v.type == jbvNumeric;
-        int64 n = 0;
-        if (ok) {
-            Numeric num = v.val.numeric;
-            ok = !numeric_is_nan(num) &&
-                 DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),
-                                                  DirectFunctionCall2(numeric_trunc, NumericGetDatum(num), Int32GetDatum(0))));
-            if (ok) {
-                n = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
-                ok = n >= 0 && n <= INT64CONST(1000000000000000);
-            }
-        }
+                            errhint("An estimate has input_tokens, output_tokens and cost (USD).")));
+        // tokens are whole, up to 1e15; a cost has up to 12 decimals, up to 1,000,000 USD
+        __int128 n = 0;
+        bool ok = v.type == jbvNumeric && numeric_scaled(NumericGetDatum(v.val.numeric), cost ? kCostScale : 0, &n) &&
+                  n >= 0 && n <= (cost ? static_cast<__int128>(1000000) * 1000000000000 : INT64CONST(1000000000000000));
         if (!ok)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("estimate %.*s must be a whole number of tokens from 0 to 1e15", k.val.string.len,
-                                   k.val.string.val)));
-        *into = n;
+                            cost ? errmsg("estimate cost must be an amount in USD from 0 to 1000000 with at most 12 decimals")
+                                 : errmsg("estimate %.*s must be a whole number of tokens from 0 to 1e15",
+                                          k.val.string.len, k.val.string.val)));
+        *into = static_cast<int64_t>(n);
     }
 }
 
@@ -681,7 +1200,7 @@ Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const Subjec
     }
     if (d.has_answer) {
         for (int i = 0; i < 4; ++i) v[7 + i] = money_datum(&d.numbers[i]), n[7 + i] = false;
-        v[11] = TimestampTzGetDatum(now + d.a.reset_after), n[11] = false;
+        v[11] = TimestampTzGetDatum(from_micros(now + d.a.reset_after)), n[11] = false;
         if (!d.a.allowed && d.a.retry_after != limits::kNever)
             v[12] = Int32GetDatum(static_cast<int32>(std::min<int64>((d.a.retry_after + 999999) / 1000000, PG_INT32_MAX))),
             n[12] = false;
@@ -716,17 +1235,39 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
     const TenantConf* tc;
     const SubjectConf* sc;
     compiled(q.tenant, q.subject, &tc, &sc);
-    Micros now = GetCurrentTimestamp();
+    TimestampTz now_tz = GetCurrentTimestamp();
+    Micros now = to_micros(now_tz);
+    expire_budgets(now);
     Decision d;
     if (sc->blocked) {
         d.allowed = false;
         d.status = 2;
         d.reason = sc->reason.c_str();
     } else {
+        Applied ap;
+        gather(*tc, *sc, q, now_tz, &ap);
+        // a budget's cell is seeded before the locks of the decision are
+        // taken (seeding reads the counters); it may have been reused or
+        // moved on by the time they are, then it is seeded again
+        bool decided = false;
+        for (int attempt = 0; attempt < 3 && !decided; ++attempt) {
+            bool room = true;
+            for (int i = 0; i < ap.n && room; ++i)
+                if (ap.def[i]->budget) room = seed(ap.key[i], ap.counter[i], ap.start[i], ap.def[i]->meter);
+            if (!room) break;
+            PmFailure* f = pm_run([&] { decided = decide_locked(ap, q, now, &d); });
+            if (f) pm_raise(f);
+        }
+        if (!decided) {
+            d = Decision{};
+            d.status = 3;
+            d.allowed = g_failure == 1;
+            d.reason = "the budget cells in shared memory are full (pg_meter.rate_cells)";
+        }
+        int scale = d.by && d.by->meter == mCost ? kCostScale : 0;
         PmFailure* f = pm_run([&] {
-            decide_rates(*tc, *sc, q, now, &d);
             const limits::i128 nums[4] = {d.a.max, d.a.used, d.a.reserved, d.a.remaining};
-            for (int i = 0; i < 4; ++i) number_out(nums[i], 0, &d.numbers[i]);
+            for (int i = 0; i < 4; ++i) number_out(nums[i], scale, &d.numbers[i]);
         });
         if (f) pm_raise(f);
     }
@@ -758,12 +1299,10 @@ void pm_quotas_init() {
     }
 }
 
+void pm_count_event(const PmEvent& e) { count_event(e); }
+
 void pm_settle_at_commit(int64_t reservation, bool give_back_all, int64_t input_tokens, int64_t output_tokens) {
-    if (!g_callbacks) {
-        RegisterXactCallback(on_xact, nullptr);
-        RegisterSubXactCallback(on_subxact, nullptr);
-        g_callbacks = true;
-    }
+    register_callbacks();
     if (g_npending == g_cap_pending) {
         int cap = g_cap_pending ? g_cap_pending * 2 : 16;
         Pending* p = static_cast<Pending*>(MemoryContextAlloc(TopTransactionContext, sizeof(Pending) * cap));
@@ -782,6 +1321,8 @@ extern "C" {
 PG_FUNCTION_INFO_V1(meter_check);
 PG_FUNCTION_INFO_V1(meter_reserve);
 PG_FUNCTION_INFO_V1(meter_release);
+PG_FUNCTION_INFO_V1(meter_budget_key);
+PG_FUNCTION_INFO_V1(meter_budget_window);
 
 // meter.check(tenant, subject, endpoint, session, estimate): the decision,
 // taking nothing.
@@ -790,6 +1331,50 @@ Datum meter_check(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo, f
 // meter.reserve(tenant, subject, endpoint, session, estimate, ttl): the
 // decision and, when allowed, the reservation, in one step.
 Datum meter_reserve(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo, true); }
+
+// meter._budget_key(tenant, scope, meter, endpoint, period, who): the
+// uuid of a budget's counter (who NULL: of all its counters).
+Datum meter_budget_key(PG_FUNCTION_ARGS) {
+    using namespace pgm::pg;
+    for (int i : {0, 1, 2, 4})
+        if (PG_ARGISNULL(i)) PG_RETURN_NULL();
+    std::string ident;
+    PmFailure* f = pm_run([&] {
+        ident = ident_text(arg_text(fcinfo, 0), arg_text(fcinfo, 1), arg_text(fcinfo, 2), arg_text(fcinfo, 3),
+                           arg_text(fcinfo, 4));
+    });
+    if (f) pm_raise(f);
+    PG_RETURN_DATUM(uuid_datum(pgm::limits::key_of(0, 0, txt(ident), arg_text(fcinfo, 5))));
+}
+
+// meter._budget_window(calendar, time_zone, per, at): the window of a
+// budget that holds a time, as the event path computes it.
+Datum meter_budget_window(PG_FUNCTION_ARGS) {
+    using namespace pgm::pg;
+    if (PG_ARGISNULL(3) || (PG_ARGISNULL(0) && PG_ARGISNULL(2))) PG_RETURN_NULL();
+    int calendar = 0;
+    char* zone = nullptr;
+    pgm::Micros width = 0;
+    if (!PG_ARGISNULL(0)) {
+        char* c = text_to_cstring(PG_GETARG_TEXT_PP(0));
+        for (int i = 1; i < 5; ++i)
+            if (strcmp(c, kCalendars[i]) == 0) calendar = i;
+        if (calendar == 0 || PG_ARGISNULL(1))
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("unknown calendar window \"%s\"", c)));
+        zone = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    } else {
+        Interval* per = PG_GETARG_INTERVAL_P(2);
+        width = per->time + (per->day + static_cast<int64>(per->month) * 30) * USECS_PER_DAY;
+        if (width <= 0) ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("a window must be positive")));
+    }
+    TimestampTz start, end;
+    budget_window(calendar, zone, width, PG_GETARG_TIMESTAMPTZ(3), &start, &end);
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "expected a composite result");
+    Datum v[2] = {TimestampTzGetDatum(start), TimestampTzGetDatum(end)};
+    bool n[2] = {false, false};
+    PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, n)));
+}
 
 // meter.release(reservation): gives back what a reservation took.
 Datum meter_release(PG_FUNCTION_ARGS) {

@@ -207,3 +207,141 @@ TEST(CellTable, CompactsAStripeWhoseSlotsWereAllUsed) {
     }
     EXPECT_EQ(tb.t.peek(key_of(1, 4, T("b"))), nullptr);
 }
+
+TEST(BudgetCells, ANewWindowStartsEmptyAndUnseeded) {
+    Table tb(1, 8);
+    Key k = key_of(0, 0, T("tenant\x1fsubject\x1f" "cost\x1f\x1f" "day@UTC"), T("alice"));
+    Cell* c = tb.t.find(k, 0);
+    ASSERT_NE(c, nullptr);
+    Budget& b = budget_in(*c, 1000);
+    EXPECT_FALSE(b.seeded);
+    b.used = 40;
+    b.reserved = 10;
+    b.seeded = true;
+    EXPECT_EQ(budget_in(*c, 1000).used, 40);  // the same window: kept
+    Budget& next = budget_in(*c, 2000);
+    EXPECT_FALSE(next.seeded);
+    EXPECT_EQ(next.used, 0);
+    EXPECT_EQ(next.reserved, 0);
+}
+
+TEST(BudgetCells, AHoldIsGivenBackOnlyToItsWindowAndNeverBelowZero) {
+    Table tb(1, 8);
+    Key k = key_of(0, 0, T("x"), T("y"));
+    Cell* c = tb.t.find(k, 0);
+    budget_in(*c, 1000).reserved = 30;
+    unreserve(*c, Hold{k, Rate{}, 10, 1000, 4, true});
+    EXPECT_EQ(c->budget.reserved, 20);
+    unreserve(*c, Hold{k, Rate{}, 10, 999, 4, true});  // an old window's hold
+    EXPECT_EQ(c->budget.reserved, 20);
+    unreserve(*c, Hold{k, Rate{}, 50, 1000, 4, true});
+    EXPECT_EQ(c->budget.reserved, 0);
+}
+
+TEST(BudgetCells, AReservedCellIsNeverReusedAnIdleOneAfterItsKeep) {
+    Table tb(1, 1);
+    Key a = key_of(0, 0, T("a")), b = key_of(0, 0, T("b"));
+    Cell* c = tb.t.find(a, 0);
+    budget_in(*c, 0).reserved = 5;
+    budget_touched(*c, 0);
+    EXPECT_EQ(tb.t.find(b, kBudgetKeep * 10), nullptr);  // held: not reused
+    c->budget.reserved = 0;
+    budget_touched(*c, 0);
+    EXPECT_EQ(tb.t.find(b, kBudgetKeep - 1), nullptr);  // idle, but kept a while
+    EXPECT_NE(tb.t.find(b, kBudgetKeep), nullptr);
+    EXPECT_EQ(tb.t.peek(a), nullptr);
+}
+
+TEST(BudgetCells, ASpaceSeparatesCellsOfTheSameCounter) {
+    Key k = key_of(0, 0, T("t"), T("s"));
+    EXPECT_FALSE(in_space(k, 1) == in_space(k, 2));
+    EXPECT_FALSE(in_space(k, 1) == k);
+    EXPECT_TRUE(in_space(k, 7) == in_space(k, 7));
+}
+
+// The seeding protocol, as the glue runs it: every interleaving of one
+// seeder and one commit counts the commit exactly once. The seeder's
+// snapshot holds the commit when the commit became visible before the
+// seeder read; the commit adds to the cell when the cell was seeded
+// before the commit left.
+TEST(Seeding, EveryInterleavingOfASeederAndACommitCountsItOnce) {
+    // steps of the commit: 0 enter (fails while the barrier is up: retried
+    // later), 1 visible, 2 add-if-seeded and leave. Steps of the seeder:
+    // 0 raise barrier, 1 wait quiet, 2 read (snapshot), 3 install and lower.
+    // Enumerate all orders of the 3 + 4 steps.
+    int orders = 0;
+    for (int mask = 0; mask < (1 << 7); ++mask) {
+        if (__builtin_popcount(static_cast<unsigned>(mask)) != 3) continue;  // bits set: commit steps
+        Table tb(1, 4);
+        Key k = key_of(0, 0, T("k"));
+        Cell* c = tb.t.find(k, 0);
+        budget_in(*c, 0);
+        int commit_step = 0, seed_step = 0;
+        bool visible = false;
+        i128 durable = 0;
+        std::vector<int> seq;
+        for (int i = 0; i < 7; ++i) seq.push_back((mask >> i) & 1);
+        // run: a blocked step is retried after the other side's next step
+        size_t pos = 0;
+        int guard = 0;
+        while ((commit_step < 3 || seed_step < 4) && guard++ < 100) {
+            bool commit_turn = pos < seq.size() ? seq[pos] == 1 : commit_step < 3;
+            if (commit_turn && commit_step == 3) commit_turn = false;
+            if (!commit_turn && seed_step == 4) commit_turn = true;
+            ++pos;
+            if (commit_turn) {
+                if (commit_step == 0) {
+                    if (!tb.t.enter_commit(0)) continue;  // waits at the barrier
+                } else if (commit_step == 1) {
+                    visible = true;
+                    durable = 7;
+                } else {
+                    if (c->budget.seeded) c->budget.used += 7;
+                    tb.t.leave_commit(0);
+                }
+                ++commit_step;
+            } else {
+                if (seed_step == 0) {
+                    ASSERT_TRUE(tb.t.raise_barrier(0));
+                } else if (seed_step == 1) {
+                    if (!tb.t.quiet(0)) continue;  // waits for the pending commit
+                } else if (seed_step == 2) {
+                    c->budget.used = visible ? durable : 0;
+                } else {
+                    c->budget.seeded = true;
+                    tb.t.lower_barrier(0);
+                }
+                ++seed_step;
+            }
+        }
+        ASSERT_EQ(commit_step, 3);
+        ASSERT_EQ(seed_step, 4);
+        EXPECT_EQ(c->budget.used, 7) << "order mask " << mask;
+        ++orders;
+    }
+    EXPECT_EQ(orders, 35);
+}
+
+TEST(Reservations, AnExpiredBudgetIsHandedBackNotForgotten) {
+    std::vector<unsigned char> mem(ReservationTable::bytes(2), 0);
+    ReservationTable rt(mem.data(), 2);
+    rt.init(3);
+    EXPECT_EQ(rt.next_expiry(), kMaxTime);
+    Reservation* r = rt.claim(0, 10);
+    r->budget = true;
+    r->holds[r->nholds++] = Hold{key_of(0, 0, T("b")), Rate{}, 5, 0, 4, true};
+    rt.note_budget(*r);
+    EXPECT_EQ(rt.next_expiry(), 10);
+    Reservation* plain = rt.claim(0, 10);
+    ASSERT_NE(plain, nullptr);
+    // both expired: the plain one's slot is claimed again, the budget's is not
+    EXPECT_NE(rt.claim(20, 10), nullptr);
+    EXPECT_EQ(rt.claim(20, 10), nullptr);
+    Reservation out[4];
+    EXPECT_EQ(rt.expire(5, out, 4), 0);
+    EXPECT_EQ(rt.next_expiry(), 10);
+    ASSERT_EQ(rt.expire(20, out, 4), 1);
+    EXPECT_EQ(out[0].holds[0].n, 5);
+    EXPECT_EQ(rt.next_expiry(), kMaxTime);
+    EXPECT_NE(rt.claim(20, 10), nullptr);  // now free
+}

@@ -88,3 +88,13 @@ TEST(Errors, EveryCodeHasOneSqlstate) {
     EXPECT_STREQ(sqlstate(Code::UnknownProvider), "42704");
     EXPECT_STREQ(sqlstate(Code::NoPrice), "PM001");
 }
+
+TEST(Native, ConvertsExactlyAndRefusesWhatDoesNotFit) {
+    EXPECT_TRUE(to_native(Int128(0)) == 0);
+    EXPECT_TRUE(to_native(Int128(-5)) == -5);
+    Int128 big = (Int128(1) << 100) + 7;
+    __int128 nb = (static_cast<__int128>(1) << 100) + 7;
+    EXPECT_TRUE(to_native(big) == nb);
+    EXPECT_TRUE(to_native(-big) == -nb);
+    EXPECT_THROW(to_native(Int128(1) << 127), Error);
+}

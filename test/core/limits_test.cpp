@@ -123,6 +123,10 @@ TEST(Budget, FitsUpToTheMaximumAndNotOneUnitMore) {
     EXPECT_EQ(budget(100, 0, 0, 101, now, end).retry_after, kNever);
     EXPECT_EQ(budget(100, 90, 0, 20, now, kMaxTime).retry_after, kNever);  // rolling: the caller knows
     EXPECT_THROW(budget(100, 0, 0, -1, now, end), Error);
+    // used up: nothing passes, not even a request that estimates nothing
+    EXPECT_FALSE(budget(100, 70, 30, 0, now, end).allowed);
+    EXPECT_TRUE(budget(100, 70, 29, 0, now, end).allowed);
+    EXPECT_FALSE(budget(0, 0, 0, 0, now, end).allowed);
     // money at 24 decimals: exact far beyond 64 bits
     i128 usd = static_cast<i128>(1000000000000) * 1000000000000;  // 1 USD
     EXPECT_TRUE(budget(5 * usd, 4 * usd, usd - 1, 1, now, end).allowed);
