@@ -103,4 +103,19 @@ SELECT cost FROM meter.record(tenant => 'globex', subject => 'u1', provider => '
 PREPARE TRANSACTION 'pm';
 SELECT count(*) AS prepared FROM pg_prepared_xacts;
 
+-- an application role that may write events counts them for budgets
+-- (the counters are written as their owner) and reads them back
+CREATE ROLE pm_budget_app;
+GRANT INSERT ON meter.events TO pm_budget_app;
+GRANT USAGE ON SEQUENCE meter.event_id_seq TO pm_budget_app;
+SET ROLE pm_budget_app;
+SELECT cost FROM meter.record(tenant => 'globex', subject => 'u6', provider => 'openai', model => 'gpt-b',
+                              usage => '{"input_tokens": 3000, "output_tokens": 0}');
+SELECT pm_b(meter.check('globex', 'u6'));
+SELECT count(*) FROM meter.budget_usage;
+RESET ROLE;
+
 DELETE FROM meter.events WHERE tenant = 'globex';
+REVOKE ALL ON meter.events FROM pm_budget_app;
+REVOKE ALL ON SEQUENCE meter.event_id_seq FROM pm_budget_app;
+DROP ROLE pm_budget_app;

@@ -1,6 +1,6 @@
 -- Schema, privileges and dump registration of pg_meter's catalog.
 BEGIN;
-SELECT plan(40);
+SELECT plan(43);
 
 SELECT has_schema('meter');
 SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
@@ -44,7 +44,7 @@ SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.prona
 
 -- user data is dumped by pg_dump
 SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WHERE e.extname = 'pg_meter'),
-          19::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings, plans, subjects, limits and sequences are registered with pg_extension_config_dump');
+          20::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings, plans, subjects, limits, budget counters and sequences are registered with pg_extension_config_dump');
 
 -- privileges: any role prices; only the owner changes prices
 CREATE ROLE pgm_tap_app NOLOGIN;
@@ -65,7 +65,7 @@ RESET ROLE;
 
 -- quotas: an application role checks and reserves (through the SECURITY
 -- DEFINER readers of the limits) but cannot change limits, plans or blocks
-SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.set_limit(text, text, text, numeric, text, text, text, text)', 'EXECUTE')
+SELECT ok(NOT has_function_privilege('pgm_tap_app', 'meter.set_limit(text, text, text, numeric, text, text, text, text, text)', 'EXECUTE')
           AND NOT has_function_privilege('pgm_tap_app', 'meter.assign_plan(text, text, text)', 'EXECUTE')
           AND NOT has_function_privilege('pgm_tap_app', 'meter.block(text, text, text)', 'EXECUTE'),
           'an application role may not set limits, plans or blocks');
@@ -74,6 +74,22 @@ SET LOCAL ROLE pgm_tap_app;
 SELECT is((SELECT allowed FROM meter.reserve('tap', 'u1')), true, 'an application role reserves');
 SELECT is((SELECT status FROM meter.check('tap', 'u1')), 'limited', 'and its reservation counts');
 SELECT throws_ok($$UPDATE meter.limits SET max = 100$$, '42501', NULL, 'an application role cannot write limits directly');
+RESET ROLE;
+
+-- budgets: an application role that may write events counts them for
+-- budgets and reads them back, without any right on the counters
+SELECT meter.set_limit(tenant => 'tap', subject => 'u2', meter => 'cost', per => 'day', max => 10);
+GRANT INSERT ON meter.events TO pgm_tap_app;
+GRANT USAGE ON SEQUENCE meter.event_id_seq TO pgm_tap_app;
+SET LOCAL ROLE pgm_tap_app;
+SELECT is((SELECT cost FROM meter.record(tenant => 'tap', subject => 'u2', provider => 'tap-provider', model => 'tap-model',
+                                         usage => '{"input_tokens": 500000, "output_tokens": 250000}')),
+          4.0::numeric, 'an application role records a priced event');
+SELECT throws_ok($$SELECT * FROM meter.budget_usage$$, '42501', NULL, 'an application role cannot read the counters directly');
+RESET ROLE;
+SET LOCAL ROLE pgm_tap_app;
+SELECT is((SELECT used FROM meter.check('tap', 'u2')), 0::numeric,
+          'and reads the budget, which counts the event only when its transaction commits (this file never commits)');
 RESET ROLE;
 
 SELECT * FROM finish();
