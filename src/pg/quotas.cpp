@@ -353,6 +353,12 @@ std::string ident_text(Text tenant, Text scope, Text meter, Text endpoint, Text 
 Text txt(const std::string& s) { return Text{s.data(), s.size()}; }
 Text txt(const char* s) { return s ? Text{s, strlen(s)} : Text{}; }
 
+// nullable copies a column read by SPI ("" for NULL); false for NULL.
+bool nullable(const char* p, std::string* out) {
+    *out = p ? p : "";
+    return p != nullptr;
+}
+
 // fresh_cache drops the compiled copy after a change to the tables.
 void fresh_cache() {
     if (!g_watch.stale) return;
@@ -385,12 +391,9 @@ const TenantConf* tenant_conf(Text tenant) {
             const LimitRow& r = rows[i];
             LimitDef l;
             l.id = r.id;
-            l.has_plan = r.plan != nullptr;
-            l.plan = r.plan ? r.plan : "";
-            l.has_subject = r.subject != nullptr;
-            l.subject = r.subject ? r.subject : "";
-            l.has_endpoint = r.endpoint != nullptr;
-            l.endpoint = r.endpoint ? r.endpoint : "";
+            l.has_plan = nullable(r.plan, &l.plan);
+            l.has_subject = nullable(r.subject, &l.subject);
+            l.has_endpoint = nullable(r.endpoint, &l.endpoint);
             l.scope = index_of(r.scope, kScopeNames, 4);
             l.meter = index_of(r.meter, kMeterNames, 5);
             l.window = r.window;
@@ -435,12 +438,10 @@ const SubjectConf* subject_conf(Text tenant, Text subject, const TenantConf* tc)
         if (g_cache->subjects.size() >= kMaxSubjects) g_cache->subjects.clear();
         SubjectConf c;
         c.known = r.found;
-        c.has_plan = r.plan != nullptr;
-        c.plan = r.plan ? r.plan : "";
-        c.has_team = r.team != nullptr;
-        c.team = r.team ? r.team : "";
+        c.has_plan = nullable(r.plan, &c.plan);
+        c.has_team = nullable(r.team, &c.team);
         c.blocked = r.blocked;
-        c.reason = r.reason ? r.reason : "";
+        nullable(r.reason, &c.reason);
         c.applying = applying(*tc, c, str(subject));
         sc = &(g_cache->subjects[subject_key(tenant, subject)] = std::move(c));
     });
