@@ -522,6 +522,8 @@ struct Delta {
     int meter;
     limits::i128 amount;
     int level;  // the transaction nesting level that counted it
+    Key cell;          // at pre-commit: the shared-memory cell's key
+    uint32_t stripe;   // and its stripe
 };
 std::vector<Delta>* g_deltas = nullptr;
 std::vector<uint32_t>* g_entered = nullptr;  // the stripes this commit entered
@@ -544,7 +546,7 @@ void add_delta(const Key& key, const Key& ident, TimestampTz start, TimestampTz 
                 return;
             }
         }
-        g_deltas->push_back(Delta{key, ident, start, end, meter, amount, level});
+        g_deltas->push_back(Delta{key, ident, start, end, meter, amount, level, Key{}, 0});
     });
     if (f) pm_raise(f);
 }
@@ -1018,38 +1020,50 @@ void count_event(const PmEvent& e) {
 }
 
 // enter_stripes: before the commit becomes visible, every stripe of the
-// transaction's budget cells counts it as pending, all at once or none
-// (it waits while a seeder's barrier is up, never while pending).
-void enter_stripes() {
+// transaction's budget cells counts it as pending. Stripes are entered one
+// at a time (a commit may count for more stripes than a backend may hold
+// LWLocks); at a seeder's barrier the commit leaves every stripe it
+// entered and waits, so it never waits while pending. g_entered holds
+// exactly the stripes entered, which an abort leaves.
+void enter_stripes(const std::vector<uint32_t>& needed) {
     CellTable cells(g_cells_mem, g_shared->stripes, kWays);
-    std::vector<uint32_t>& st = *g_entered;
+    std::vector<uint32_t>& in = *g_entered;
     for (;;) {
-        for (uint32_t s : st) LWLockAcquire(&g_stripe_locks[s].lock, LW_EXCLUSIVE);
-        bool clear = true;
-        for (uint32_t s : st) clear = clear && !cells.barred(s);
-        if (clear)
-            for (uint32_t s : st) cells.enter_commit(s);
-        for (size_t i = st.size(); i-- > 0;) LWLockRelease(&g_stripe_locks[st[i]].lock);
-        if (clear) return;
+        bool barred = false;
+        for (uint32_t s : needed) {
+            LWLockAcquire(&g_stripe_locks[s].lock, LW_EXCLUSIVE);
+            barred = !cells.enter_commit(s);
+            LWLockRelease(&g_stripe_locks[s].lock);
+            if (barred) break;
+            in.push_back(s);  // capacity reserved: cannot throw
+        }
+        if (!barred) return;
+        for (uint32_t s : in) {
+            LWLockAcquire(&g_stripe_locks[s].lock, LW_EXCLUSIVE);
+            cells.leave_commit(s);
+            LWLockRelease(&g_stripe_locks[s].lock);
+        }
+        in.clear();
         nap();
     }
 }
 
-// leave_stripes: after the commit (add to the seeded cells) or an abort.
+// leave_stripes: after the commit (add to the filled cells) or an abort.
+// The deltas are in the order of their stripes (on_xact sorted them).
 void leave_stripes(bool committed) {
     CellTable cells(g_cells_mem, g_shared->stripes, kWays);
     Micros now = to_micros(GetCurrentTimestamp());
+    size_t at = 0;
+    std::vector<Delta>& ds = *g_deltas;
     for (uint32_t s : *g_entered) {
         LWLockAcquire(&g_stripe_locks[s].lock, LW_EXCLUSIVE);
-        if (committed) {
-            for (const Delta& d : *g_deltas) {
-                Key k = limits::in_space(d.key, MyDatabaseId);
-                if (cells.stripe_of(k) != s) continue;
-                Cell* c = cells.peek(k);
-                if (c && c->budget.seeded && c->budget.window == to_micros(d.start)) {
-                    c->budget.used += d.amount;
-                    limits::budget_touched(*c, now);
-                }
+        for (; at < ds.size() && ds[at].stripe <= s; ++at) {
+            const Delta& d = ds[at];
+            if (!committed || d.stripe != s) continue;
+            Cell* c = cells.peek(d.cell);
+            if (c && c->budget.seeded && c->budget.window == to_micros(d.start)) {
+                c->budget.used += d.amount;
+                limits::budget_touched(*c, now);
             }
         }
         cells.leave_commit(s);
@@ -1076,15 +1090,24 @@ void on_xact(XactEvent event, void*) {
     if (event == XACT_EVENT_PRE_COMMIT && deltas) {
         flush_deltas();
         if (g_shared && !g_deltas->empty()) {
+            static std::vector<uint32_t> needed;
             PmFailure* f = pm_run([&] {
                 if (!g_entered) g_entered = new std::vector<uint32_t>();
                 CellTable cells(g_cells_mem, g_shared->stripes, kWays);
-                for (const Delta& d : *g_deltas) g_entered->push_back(cells.stripe_of(limits::in_space(d.key, MyDatabaseId)));
-                std::sort(g_entered->begin(), g_entered->end());
-                g_entered->erase(std::unique(g_entered->begin(), g_entered->end()), g_entered->end());
+                for (Delta& d : *g_deltas) {
+                    d.cell = limits::in_space(d.key, MyDatabaseId);
+                    d.stripe = cells.stripe_of(d.cell);
+                }
+                std::sort(g_deltas->begin(), g_deltas->end(),
+                          [](const Delta& x, const Delta& y) { return x.stripe < y.stripe; });
+                needed.clear();
+                for (const Delta& d : *g_deltas)
+                    if (needed.empty() || needed.back() != d.stripe) needed.push_back(d.stripe);
+                g_entered->clear();
+                g_entered->reserve(needed.size());
             });
             if (f) pm_raise(f);
-            enter_stripes();
+            enter_stripes(needed);
         }
         return;
     }
