@@ -167,6 +167,7 @@ struct LimitDef {
     limits::i128 max = 0;
     int calendar = 0;
     std::string zone, ident;
+    Key ident_key;  // the key of all its counters (meter.budget_usage.ident)
     // the window last computed (one per backend, for the usual case: now)
     mutable TimestampTz win_start = 0, win_end = 0;
 };
@@ -353,6 +354,12 @@ std::string ident_text(Text tenant, Text scope, Text meter, Text endpoint, Text 
 Text txt(const std::string& s) { return Text{s.data(), s.size()}; }
 Text txt(const char* s) { return s ? Text{s, strlen(s)} : Text{}; }
 
+// interval_micros is an interval's length with a month of 30 days (as
+// extract(epoch FROM interval) counts it).
+int64 interval_micros(const Interval* v) {
+    return v->time + (v->day + static_cast<int64>(v->month) * 30) * USECS_PER_DAY;
+}
+
 // nullable copies a column read by SPI ("" for NULL); false for NULL.
 bool nullable(const char* p, std::string* out) {
     *out = p ? p : "";
@@ -402,8 +409,9 @@ const TenantConf* tenant_conf(Text tenant) {
             l.rate = Rate{l.budget ? 0 : static_cast<int64_t>(l.max), r.per_us};
             if (l.budget) {
                 l.calendar = r.calendar ? index_of(r.calendar, kCalendars, 5) : 0;
-                l.zone = r.zone ? r.zone : "";
+                nullable(r.zone, &l.zone);
                 l.ident = ident_text(tenant, txt(r.scope), txt(r.meter), txt(r.endpoint), txt(r.period));
+                l.ident_key = limits::key_of(0, 0, txt(l.ident));
             }
             c.limits.push_back(std::move(l));
         }
@@ -1015,7 +1023,7 @@ void count_event(const PmEvent& e) {
         if (amount == 0) continue;
         TimestampTz start, end;
         window_of(l, e.at, &start, &end);
-        add_delta(counter_key(l, x), counter_key(l, Text{}), start, end, l.meter, amount);
+        add_delta(counter_key(l, x), l.ident_key, start, end, l.meter, amount);
     }
 }
 
@@ -1249,7 +1257,7 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
     if (take) {
         need_arg(fcinfo, 5, "ttl", fn);
         Interval* ttl = PG_GETARG_INTERVAL_P(5);
-        int64 us = ttl->time + (ttl->day + static_cast<int64>(ttl->month) * 30) * USECS_PER_DAY;
+        int64 us = interval_micros(ttl);
         if (us <= 0 || us > 7 * USECS_PER_DAY)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("a reservation's time-to-live must be more than 0 and at most 7 days")));
@@ -1381,14 +1389,13 @@ Datum meter_budget_window(PG_FUNCTION_ARGS) {
     pgm::Micros width = 0;
     if (!PG_ARGISNULL(0)) {
         char* c = text_to_cstring(PG_GETARG_TEXT_PP(0));
-        for (int i = 1; i < 5; ++i)
-            if (strcmp(c, kCalendars[i]) == 0) calendar = i;
+        calendar = index_of(c, kCalendars, 5);
         if (calendar == 0 || PG_ARGISNULL(1))
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("unknown calendar window \"%s\"", c)));
         zone = text_to_cstring(PG_GETARG_TEXT_PP(1));
     } else {
         Interval* per = PG_GETARG_INTERVAL_P(2);
-        width = per->time + (per->day + static_cast<int64>(per->month) * 30) * USECS_PER_DAY;
+        width = interval_micros(per);
         if (width <= 0) ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("a window must be positive")));
     }
     TimestampTz start, end;
