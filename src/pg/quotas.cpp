@@ -195,11 +195,21 @@ constexpr size_t kMaxSubjects = 200000;  // a backend forgets them all beyond th
 
 std::string str(Text t) { return t.is_null() ? std::string() : std::string(t.p, t.n); }
 
-// subject_key is a subject's key in the cache: tenant '\0' subject.
-std::string subject_key(Text tenant, Text subject) {
-    std::string k = str(tenant);
+// subject_key is a subject's key in the cache: tenant '\0' subject. It is
+// built in one buffer kept across calls, so that a lookup allocates nothing
+// (the buffer is valid until the next call).
+const std::string& subject_key(Text tenant, Text subject) {
+    static std::string k;
+    k.assign(tenant.p, tenant.n);
     k.push_back('\0');
     k.append(subject.p, subject.n);
+    return k;
+}
+
+// tenant_key is a tenant's key in the cache, in a buffer as subject_key's.
+const std::string& tenant_key(Text tenant) {
+    static std::string k;
+    k.assign(tenant.p, tenant.n);
     return k;
 }
 
@@ -385,7 +395,7 @@ const TenantConf* tenant_conf(Text tenant) {
     fresh_cache();
     const TenantConf* tc = nullptr;
     PmFailure* f = pm_run([&] {
-        auto t = g_cache->tenants.find(str(tenant));
+        auto t = g_cache->tenants.find(tenant_key(tenant));
         if (t != g_cache->tenants.end()) tc = &t->second;
     });
     if (f) pm_raise(f);
@@ -424,7 +434,7 @@ const TenantConf* tenant_conf(Text tenant) {
             c.counted.push_back(static_cast<int>(i));
             c.teams = c.teams || l.scope == sTeam;
         }
-        tc = &(g_cache->tenants[str(tenant)] = std::move(c));
+        tc = &(g_cache->tenants[tenant_key(tenant)] = std::move(c));
     });
     if (f) pm_raise(f);
     return tc;
