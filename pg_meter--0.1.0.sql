@@ -728,6 +728,8 @@ CREATE TABLE meter.rollup_subject_daily (LIKE meter.rollup_hourly INCLUDING DEFA
 CREATE INDEX rollup_hourly_bucket ON meter.rollup_hourly (bucket);
 CREATE INDEX rollup_daily_bucket ON meter.rollup_daily (bucket);
 CREATE INDEX rollup_subject_daily_bucket ON meter.rollup_subject_daily (bucket);
+-- one subject's days (meter.subject_usage)
+CREATE INDEX rollup_subject_daily_subject ON meter.rollup_subject_daily (tenant, subject, bucket);
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
 COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days): what per-user totals read.';
@@ -926,18 +928,25 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)
+-- _usage: what every read function stands on. A tenant's usage over
+-- [since, until), one row per group (by as for meter.totals), of one
+-- subject when p_subject is given; latency and ttft are the merged sketches
+-- (NULL when p_sketches is false, for reads that need no percentile).
+CREATE FUNCTION meter._usage(p_tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL,
+                             p_subject text DEFAULT NULL, p_sketches boolean DEFAULT true)
     RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
-                   input_tokens numeric, output_tokens numeric, cost numeric, potential_cost numeric,
-                   p50_ms double precision, p95_ms double precision, p99_ms double precision)
+                   input_tokens numeric, output_tokens numeric, cache_read_tokens numeric,
+                   cache_write_tokens numeric, cost numeric, potential_cost numeric,
+                   latency meter.sketch, ttft meter.sketch)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_tenant text := totals.tenant;
-    v_by text := lower(coalesce(totals.by, 'none'));
+    v_tenant text := p_tenant;
+    v_by text := lower(coalesce(_usage.by, 'none'));
+    v_only text := '';            -- the subject filter, when one is given
     v_grain text := 'hour';       -- the finest rollup the grouping can read
     v_fine text := 'rollup_hourly';
     v_coarse text := 'rollup_daily';  -- read for whole days inside the span
@@ -964,9 +973,18 @@ BEGIN
             -- subjects are rolled up by day
             r_key := 'r.subject'; e_key := 'e.subject'; v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
         ELSE
-            RAISE EXCEPTION 'cannot group totals by "%"', totals.by USING ERRCODE = 'invalid_parameter_value',
+            RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
     END CASE;
+    IF p_subject IS NOT NULL THEN
+        IF v_by = 'hour' THEN
+            RAISE EXCEPTION 'cannot group one subject''s usage by hour' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'Subjects are rolled up by day.';
+        END IF;
+        -- one subject: its rows are rolled up by day
+        v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
+        v_only := ' AND %1$s.subject = $9';
+    END IF;
     PERFORM meter._check_watermark();
     -- [h1, h2) is the span read from the rollups: whole buckets inside the
     -- range, widened by an edge bucket whose rolled events all lie inside it
@@ -1007,42 +1025,61 @@ BEGIN
         WITH parts AS (
             SELECT %1$s AS key, %5$s
               FROM meter.%3$I r
-             WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8
+             WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8%7$s
              GROUP BY 1
             UNION ALL
             SELECT %1$s, %5$s
               FROM meter.%4$I r
-             WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))
+             WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))%7$s
              GROUP BY 1
             UNION ALL
             SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
                AND e.txid >= $6
-               AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))
+               AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))%8$s
              GROUP BY 1
             UNION ALL
             SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
-                                   OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))
+                                   OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))%8$s
              GROUP BY 1
         )
         SELECT key, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
-               sum(input_tokens), sum(output_tokens), sum(cost), sum(potential_cost),
-               meter.percentile(meter.merge(latency), 0.5), meter.percentile(meter.merge(latency), 0.95),
-               meter.percentile(meter.merge(latency), 0.99)
+               sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+               sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
           FROM parts GROUP BY key ORDER BY key
     $q$, r_key, e_key, v_coarse, v_fine,
     -- the same figures from rollup rows (r) and from events (e)
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
-    'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, sum(r.cost) AS cost, '
-    'sum(r.potential_cost) AS potential_cost, meter.merge(r.latency) AS latency',
+    'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, '
+    'sum(r.cache_read_tokens) AS cache_read_tokens, sum(r.cache_write_tokens) AS cache_write_tokens, sum(r.cost) AS cost, '
+    'sum(r.potential_cost) AS potential_cost, '
+    || CASE WHEN p_sketches THEN 'meter.merge(r.latency) AS latency, meter.merge(r.ttft) AS ttft'
+            ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END,
     'count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached), count(*) FILTER (WHERE NOT e.priced), '
-    'sum(e.input_tokens), sum(e.output_tokens), coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), '
-    'meter.sketch(e.latency_ms)')
-    USING v_tenant, since, h1, h2, until, v_from, d1, d2;
+    'sum(e.input_tokens), sum(e.output_tokens), sum(e.cache_read_tokens), sum(e.cache_write_tokens), '
+    'coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), '
+    || CASE WHEN p_sketches THEN 'meter.sketch(e.latency_ms), meter.sketch(e.ttft_ms)'
+            ELSE 'NULL::meter.sketch, NULL::meter.sketch' END,
+    format(v_only, 'r'), format(v_only, 'e'))
+    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject;
 END $$;
+
+CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)
+    RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
+                   input_tokens numeric, output_tokens numeric, cost numeric, potential_cost numeric,
+                   p50_ms double precision, p95_ms double precision, p99_ms double precision)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT u.key, u.requests, u.errors, u.cache_hits, u.unpriced, u.input_tokens, u.output_tokens, u.cost,
+           u.potential_cost, meter.percentile(u.latency, 0.5), meter.percentile(u.latency, 0.95),
+           meter.percentile(u.latency, 0.99)
+      FROM meter._usage(totals.tenant, totals.since, totals.until, totals.by) u
+     ORDER BY u.key;
+END;
 COMMENT ON FUNCTION meter.totals(text, timestamptz, timestamptz, text) IS
     'Usage of a tenant over [since, until), one row per group (by subject, provider, model, endpoint, feature, hour, day, or one row): exact at every moment, from the rollups plus the events not rolled up yet; p50/p95/p99 latency within 1 %.';
 
