@@ -166,6 +166,7 @@ struct LimitDef {
     bool budget = false;
     limits::i128 max = 0;
     int calendar = 0;
+    std::string period;  // as meter.limits.budget_period names it
     std::string zone, ident;
     Key ident_key;  // the key of all its counters (meter.budget_usage.ident)
     // the window last computed (one per backend, for the usual case: now)
@@ -415,7 +416,7 @@ const TenantConf* tenant_conf(Text tenant) {
             l.meter = index_of(r.meter, kMeterNames, 5);
             l.window = r.window;
             memcpy(&l.max, r.max, sizeof l.max);
-            l.budget = r.period != nullptr;
+            l.budget = nullable(r.period, &l.period);
             l.rate = Rate{l.budget ? 0 : static_cast<int64_t>(l.max), r.per_us};
             if (l.budget) {
                 l.calendar = r.calendar ? index_of(r.calendar, kCalendars, 5) : 0;
@@ -994,6 +995,18 @@ bool decide_locked(const Applied& ap, const Request& q, Micros now, Decision* d)
     return true;
 }
 
+// status_locked answers every gathered limit on its own under the
+// stripes' locks, taking nothing (meter.quota_status). Returns false as
+// decide_locked does. Runs under pm_run.
+bool status_locked(const Applied& ap, Micros now, Answer* answers) {
+    StripeLocks locks(ap, false);
+    Cell* found[kMaxApplying];
+    bool unavailable = false;
+    bool seeded = answer_locked(ap, false, now, answers, found, &unavailable);
+    locks.release();
+    return seeded;
+}
+
 // adjust moves the cells a reservation held: give back all (a release),
 // or correct each token estimate of a rate by the actual count; a budget's
 // hold is always given back (the actual usage reaches the budget through
@@ -1386,6 +1399,41 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
     PG_RETURN_DATUM(answer(fcinfo, take, d, h.sc, h.now));
 }
 
+// quota_status answers every limit that holds a request on its own, as
+// meter.check with no estimate would, taking nothing: one row each, in the
+// order of their ids. A blocked subject's limits are listed too.
+Datum quota_status(FunctionCallInfo fcinfo) {
+    Request q = read_request(fcinfo, "meter.quota_status");
+    Held h = held_to(q);
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo* rsi = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    Applied ap;
+    gather(*h.tc, *h.sc, q, h.now_tz, &ap);
+    Answer answers[kMaxApplying];
+    if (!seeded_then(ap, [&] { return status_locked(ap, h.now, answers); }))
+        ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("%s", kBudgetCellsFull),
+                        errhint("Raise pg_meter.rate_cells and restart the server.")));
+    PmMoney* numbers = static_cast<PmMoney*>(palloc(sizeof(PmMoney) * 4 * (ap.n + 1)));
+    PmFailure* f = pm_run([&] {
+        for (int i = 0; i < ap.n; ++i) answer_numbers(answers[i], ap.def[i]->meter, &numbers[4 * i]);
+    });
+    if (f) pm_raise(f);
+    for (int i = 0; i < ap.n; ++i) {
+        const LimitDef& l = *ap.def[i];
+        Datum v[12];
+        bool n[12] = {false};
+        limit_datums(l, &v[0], &n[0]);
+        if (l.budget) v[4] = PointerGetDatum(cstring_to_text_with_len(l.period.data(), static_cast<int>(l.period.size())));
+        else n[4] = true;
+        if (l.has_plan) v[5] = PointerGetDatum(cstring_to_text_with_len(l.plan.data(), static_cast<int>(l.plan.size())));
+        else n[5] = true;
+        answer_datums(&numbers[4 * i], answers[i], h.now, &v[6], &n[6]);
+        v[11] = BoolGetDatum(answers[i].allowed);
+        tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, n);
+    }
+    return (Datum)0;
+}
+
 }  // namespace
 
 void pm_quotas_init() {
@@ -1433,6 +1481,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(meter_check);
 PG_FUNCTION_INFO_V1(meter_reserve);
 PG_FUNCTION_INFO_V1(meter_release);
+PG_FUNCTION_INFO_V1(meter_quota_status);
 PG_FUNCTION_INFO_V1(meter_budget_key);
 PG_FUNCTION_INFO_V1(meter_budget_window);
 
@@ -1443,6 +1492,10 @@ Datum meter_check(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo, f
 // meter.reserve(tenant, subject, endpoint, session, estimate, ttl): the
 // decision and, when allowed, the reservation, in one step.
 Datum meter_reserve(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo, true); }
+
+// meter.quota_status(tenant, subject, endpoint, session): every limit that
+// applies, with its live state, taking nothing.
+Datum meter_quota_status(PG_FUNCTION_ARGS) { return pgm::pg::quota_status(fcinfo); }
 
 // meter._budget_key(tenant, scope, meter, endpoint, period, who): the
 // uuid of a budget's counter (who NULL: of all its counters).
