@@ -1,5 +1,5 @@
-// quotas.cpp: meter.check, meter.reserve, meter.release and the settlement
-// of meter.record(..., reservation => id).
+// quotas.cpp: meter.check, meter.reserve, meter.release, meter.quota_status
+// and the settlement of meter.record(..., reservation => id).
 //
 // What lives where:
 //  - plans, limits and subjects are tables; each backend keeps a compiled
