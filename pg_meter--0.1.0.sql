@@ -2248,6 +2248,16 @@ CREATE FUNCTION meter.check(tenant text, subject text, endpoint text DEFAULT NUL
 COMMENT ON FUNCTION meter.check(text, text, text, text, jsonb) IS
     'May this request go ahead? Decides over every limit that applies (subject, team, tenant, session, endpoint) without taking anything; estimate is {"input_tokens": n, "output_tokens": n} for token limits.';
 
+-- quota_status: every limit that holds a request, each answered on its own
+-- as check with no estimate answers it (an admin page's view of a subject)
+CREATE FUNCTION meter.quota_status(tenant text, subject text, endpoint text DEFAULT NULL, session text DEFAULT NULL)
+    RETURNS TABLE (limit_id bigint, meter text, scope text, per interval, budget_period text, plan text,
+                   max numeric, used numeric, reserved numeric, remaining numeric, reset_at timestamptz,
+                   allowed boolean)
+    LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 4 AS 'MODULE_PATHNAME', 'meter_quota_status';
+COMMENT ON FUNCTION meter.quota_status(text, text, text, text) IS
+    'Lists every limit that applies to a request (subject, plan, team, tenant, session, endpoint) with its live state, one row per limit in the order of limit_id, taking nothing: max, used, reserved and remaining as meter.check with no estimate answers them (cost in USD), when its window resets, and whether one more request would pass that limit alone. A blocked subject''s limits are listed too.';
+
 CREATE FUNCTION meter.reserve(tenant text, subject text, endpoint text DEFAULT NULL, session text DEFAULT NULL,
                               estimate jsonb DEFAULT NULL, ttl interval DEFAULT interval '5 minutes')
     RETURNS meter.decision

@@ -157,5 +157,27 @@ SELECT pm_d(meter.check('acme', 'alice'));
 SELECT meter.assign_plan('acme', 'alice', 'pro');
 SELECT pm_d(meter.check('acme', 'alice'));
 SELECT current_setting('pg_meter.quota_failure') AS failure_mode;
+-- meter.quota_status lists every limit that holds a request, in the order
+-- of their ids, each answered on its own as check answers it: dave's team
+-- is used up (the limit check decides by), his plan's rate and the
+-- polling endpoint's session limit still pass (the figures of a rate of
+-- 100 a minute drain while the file runs: left out)
+SELECT pm_d(meter.check('acme', 'dave', endpoint => '/poll', session => 's9'));
+SELECT limit_id, meter, scope, per, budget_period, plan, max, allowed,
+       CASE WHEN max < 100 THEN used END AS used, reserved, CASE WHEN max < 100 THEN remaining END AS remaining
+  FROM meter.quota_status('acme', 'dave', endpoint => '/poll', session => 's9');
+-- without an endpoint and a session, the session limit does not hold him
+SELECT limit_id, scope FROM meter.quota_status('acme', 'dave');
+-- a blocked subject still lists its limits (check answers blocked)
+SELECT pm_d(meter.check('acme', 'mallory', endpoint => '/poll', session => 'm1'));
+SELECT limit_id, meter, scope, plan, max, used, reserved, remaining, allowed,
+       reset_at BETWEEN now() + interval '30 s' AND clock_timestamp() + interval '30 s' AS resets_in_30s
+  FROM meter.quota_status('acme', 'mallory', endpoint => '/poll', session => 'm1');
+-- errors are check's: NULL tenant or subject 22004, a subject not known 42704
+SELECT pm_err($$SELECT * FROM meter.quota_status(NULL, 'alice')$$);
+SELECT pm_err($$SELECT * FROM meter.quota_status('acme', NULL)$$);
+SELECT pm_err($$SELECT * FROM meter.quota_status('initrode', 'zoe')$$);
+SELECT pm_err($$SELECT meter.check('initrode', 'zoe')$$);
+
 -- the events recorded here are not the later files' business
 DELETE FROM meter.events WHERE tenant = 'acme';

@@ -119,3 +119,56 @@ DELETE FROM meter.events WHERE tenant = 'globex';
 REVOKE ALL ON meter.events FROM pm_budget_app;
 REVOKE ALL ON SEQUENCE meter.event_id_seq FROM pm_budget_app;
 DROP ROLE pm_budget_app;
+
+-- meter.quota_status: every limit that holds a subject, with its live
+-- state, each answered on its own as check with no estimate answers it:
+-- a plan's rate, a team's and the whole tenant's (windows of 1000 hours
+-- drain too slowly to move the figures while the file runs)
+SELECT meter.create_plan('initech', 'gold');
+SELECT meter.set_limit(tenant => 'initech', plan => 'gold', meter => 'requests', per => '1000 hours', max => 10) AS gold_requests;
+SELECT meter.set_limit(tenant => 'initech', meter => 'input_tokens', per => '1000 hours', max => 1000, scope => 'team') AS team_tokens;
+SELECT meter.set_limit(tenant => 'initech', meter => 'requests', per => '1000 hours', max => 100, scope => 'tenant') AS tenant_requests;
+SELECT meter.assign_plan('initech', 'peter', 'gold'), meter.set_team('initech', 'peter', 'tps');
+SELECT limit_id, meter, scope, per, budget_period, plan, max, used, reserved, remaining, allowed
+  FROM meter.quota_status('initech', 'peter');
+-- the limit check decides by answers the same
+SELECT c.limit_id, (c.max, c.used, c.reserved, c.remaining, c.allowed) = (s.max, s.used, s.reserved, s.remaining, s.allowed) AS same_as_check
+  FROM meter.check('initech', 'peter') c JOIN meter.quota_status('initech', 'peter') s USING (limit_id);
+-- a reservation moves every limit it took from
+SELECT reservation AS r5 FROM meter.reserve('initech', 'peter', estimate => '{"input_tokens": 300}') \gset
+SELECT limit_id, meter, used, reserved, remaining, allowed FROM meter.quota_status('initech', 'peter');
+-- a record that rolls back settles nothing: the team still holds 300
+BEGIN;
+SELECT cost FROM meter.record(tenant => 'initech', subject => 'peter', provider => 'openai', model => 'gpt-b',
+                              usage => '{"input_tokens": 100, "output_tokens": 10}', reservation => :r5);
+ROLLBACK;
+SELECT limit_id, meter, used, reserved, remaining, allowed FROM meter.quota_status('initech', 'peter');
+-- one that commits gives the team back what the estimate took beyond 100
+SELECT cost FROM meter.record(tenant => 'initech', subject => 'peter', provider => 'openai', model => 'gpt-b',
+                              usage => '{"input_tokens": 100, "output_tokens": 10}', reservation => :r5);
+SELECT limit_id, meter, used, reserved, remaining, allowed FROM meter.quota_status('initech', 'peter');
+
+-- a budget's row: used is what the committed events cost (USD at scale
+-- 12, as check answers it), reset_at the end of its calendar day
+SELECT meter.set_limit(tenant => 'initech', plan => 'gold', meter => 'cost', per => 'day', max => 1,
+                       time_zone => 'UTC') AS gold_day_cost;
+SELECT limit_id, meter, per, budget_period, plan, max, used, reserved, remaining, allowed,
+       reset_at = date_trunc('day', now()) + interval '1 day' AS resets_at_midnight
+  FROM meter.quota_status('initech', 'peter') WHERE meter = 'cost';
+SELECT cost FROM meter.record(tenant => 'initech', subject => 'peter', provider => 'openai', model => 'gpt-b',
+                              usage => '{"input_tokens": 1000, "output_tokens": 0}');
+BEGIN;
+SELECT cost FROM meter.record(tenant => 'initech', subject => 'peter', provider => 'openai', model => 'gpt-b',
+                              usage => '{"input_tokens": 400000, "output_tokens": 0}');
+ROLLBACK;
+SELECT s.limit_id, s.used, s.remaining, s.used = (SELECT sum(e.cost) FROM meter.events e WHERE e.tenant = 'initech') AS used_is_committed_cost
+  FROM meter.quota_status('initech', 'peter') s WHERE s.meter = 'cost';
+-- a cost estimate held by a reservation shows as reserved
+SELECT reservation AS r6 FROM meter.reserve('initech', 'peter', estimate => '{"cost": 0.25}') \gset
+SELECT limit_id, used, reserved, remaining, allowed FROM meter.quota_status('initech', 'peter') WHERE meter = 'cost';
+SELECT meter.release(:r6) AS released;
+-- a blocked subject still lists every limit; check answers blocked
+SELECT meter.block('initech', 'peter', 'audit');
+SELECT (meter.check('initech', 'peter')).status, (SELECT count(*) FROM meter.quota_status('initech', 'peter')) AS limits_listed;
+SELECT meter.unblock('initech', 'peter');
+DELETE FROM meter.events WHERE tenant = 'initech';

@@ -1,5 +1,5 @@
-// quotas.cpp: meter.check, meter.reserve, meter.release and the settlement
-// of meter.record(..., reservation => id).
+// quotas.cpp: meter.check, meter.reserve, meter.release, meter.quota_status
+// and the settlement of meter.record(..., reservation => id).
 //
 // What lives where:
 //  - plans, limits and subjects are tables; each backend keeps a compiled
@@ -166,6 +166,7 @@ struct LimitDef {
     bool budget = false;
     limits::i128 max = 0;
     int calendar = 0;
+    std::string period;  // as meter.limits.budget_period names it
     std::string zone, ident;
     Key ident_key;  // the key of all its counters (meter.budget_usage.ident)
     // the window last computed (one per backend, for the usual case: now)
@@ -415,7 +416,7 @@ const TenantConf* tenant_conf(Text tenant) {
             l.meter = index_of(r.meter, kMeterNames, 5);
             l.window = r.window;
             memcpy(&l.max, r.max, sizeof l.max);
-            l.budget = r.period != nullptr;
+            l.budget = nullable(r.period, &l.period);
             l.rate = Rate{l.budget ? 0 : static_cast<int64_t>(l.max), r.per_us};
             if (l.budget) {
                 l.calendar = r.calendar ? index_of(r.calendar, kCalendars, 5) : 0;
@@ -848,51 +849,75 @@ bool seed(const Key& key, const Key& counter, TimestampTz start, int meter) {
     return ok;
 }
 
-// decide_locked decides over the gathered limits under their stripes'
-// locks; with q.take, it takes what it allowed and makes a reservation.
-// Returns false when a budget's cell is not (or no longer) seeded for its
-// window: the caller seeds it and asks again. Runs under pm_run; takes and
-// releases the LWLocks itself (the core's arithmetic throws only for
-// limits set_limit refuses).
-bool decide_locked(const Applied& ap, const Request& q, Micros now, Decision* d) {
-    CellTable cells(g_cells_mem, g_shared->stripes, kWays);
-    static std::vector<Answer> all;  // kept across calls: no allocation per decision
-    all.reserve(kMaxApplying);       // before any lock is held
-    uint32_t order[kMaxApplying];
-    int nlocks = 0;
-    for (int i = 0; i < ap.n; ++i) order[nlocks++] = ap.stripe[i];
-    std::sort(order, order + nlocks);
-    nlocks = static_cast<int>(std::unique(order, order + nlocks) - order);
-    bool budgets = false;
-    for (int i = 0; i < ap.n; ++i) budgets = budgets || ap.def[i]->budget;
-    // a budget's cell may be claimed or moved to a new window: exclusive
-    LWLockMode mode = q.take || budgets ? LW_EXCLUSIVE : LW_SHARED;
-    for (int i = 0; i < nlocks; ++i) LWLockAcquire(&g_stripe_locks[order[i]].lock, mode);
-    auto unlock = [&] {
-        for (int i = nlocks; i-- > 0;) LWLockRelease(&g_stripe_locks[order[i]].lock);
-    };
+// seeded_then runs locked (an answer under the stripes' locks, false when a
+// budget's cell is not seeded for its window) once every gathered budget's
+// cell is seeded: seeding reads the counters, so it comes before the locks
+// are taken, and a cell may have been reused or moved on by the time they
+// are; then it is seeded again, three times at most. Returns false when a
+// stripe has no room for a budget's cell or the cells kept moving.
+template <class F>
+bool seeded_then(const Applied& ap, F&& locked) {
+    bool answered = false;
+    for (int attempt = 0; attempt < 3 && !answered; ++attempt) {
+        bool room = true;
+        for (int i = 0; i < ap.n && room; ++i)
+            if (ap.def[i]->budget) room = seed(ap.key[i], ap.counter[i], ap.start[i], ap.def[i]->meter);
+        if (!room) break;
+        PmFailure* f = pm_run([&] { answered = locked(); });
+        if (f) pm_raise(f);
+    }
+    return answered;
+}
 
-    Answer answers[kMaxApplying];
-    Cell* found[kMaxApplying];
-    bool unavailable = false;
+const char* const kBudgetCellsFull = "the budget cells in shared memory are full (pg_meter.rate_cells)";
+
+// StripeLocks are the stripes of the gathered limits, locked in ascending
+// order (the one order every path takes them in): exclusive when the
+// request takes or a budget applies (a budget's cell may be claimed or
+// moved to a new window), shared otherwise.
+struct StripeLocks {
+    uint32_t order[kMaxApplying];
+    int n = 0;
+
+    StripeLocks(const Applied& ap, bool take) {
+        for (int i = 0; i < ap.n; ++i) order[n++] = ap.stripe[i];
+        std::sort(order, order + n);
+        n = static_cast<int>(std::unique(order, order + n) - order);
+        bool budgets = false;
+        for (int i = 0; i < ap.n; ++i) budgets = budgets || ap.def[i]->budget;
+        LWLockMode mode = take || budgets ? LW_EXCLUSIVE : LW_SHARED;
+        for (int i = 0; i < n; ++i) LWLockAcquire(&g_stripe_locks[order[i]].lock, mode);
+    }
+    void release() {
+        for (int i = n; i-- > 0;) LWLockRelease(&g_stripe_locks[order[i]].lock);
+        n = 0;
+    }
+};
+
+// answer_locked answers every gathered limit on its own, under the
+// stripes' locks: a budget from its seeded cell, a rate from its bucket
+// (with take, found or claimed, and unavailable set when there is no room;
+// otherwise only peeked: an unknown bucket is empty). found[i] is the cell
+// a reservation would take from. Returns false when a budget's cell is not
+// (or no longer) seeded for its window. Runs under pm_run (the core's
+// arithmetic throws only for limits set_limit refuses).
+bool answer_locked(const Applied& ap, bool take, Micros now, Answer* answers, Cell** found, bool* unavailable) {
+    CellTable cells(g_cells_mem, g_shared->stripes, kWays);
     for (int i = 0; i < ap.n; ++i) {
         const LimitDef& l = *ap.def[i];
         found[i] = nullptr;
         if (l.budget) {
             Cell* c = cells.peek(ap.key[i]);
-            if (!c || c->budget.window != to_micros(ap.start[i]) || !c->budget.seeded) {
-                unlock();
-                return false;
-            }
+            if (!c || c->budget.window != to_micros(ap.start[i]) || !c->budget.seeded) return false;
             found[i] = c;
             answers[i] = limits::budget(l.max, c->budget.used, c->budget.reserved, ap.n_units[i], now,
                                         to_micros(ap.end[i]));
             continue;
         }
         GcraState st;
-        if (q.take) {
+        if (take) {
             found[i] = cells.find(ap.key[i], now);
-            if (!found[i]) unavailable = true;
+            if (!found[i]) *unavailable = true;
             else st = found[i]->state;
         } else if (const Cell* c = cells.peek(ap.key[i])) {
             st = c->state;
@@ -903,6 +928,25 @@ bool decide_locked(const Applied& ap, const Request& q, Micros now, Decision* d)
         } else {
             answers[i] = limits::gcra(st, l.rate, now, ap.n_units[i], false);
         }
+    }
+    return true;
+}
+
+// decide_locked decides over the gathered limits under their stripes'
+// locks; with q.take, it takes what it allowed and makes a reservation.
+// Returns false when a budget's cell is not (or no longer) seeded for its
+// window: the caller seeds it and asks again. Runs under pm_run; takes and
+// releases the LWLocks itself.
+bool decide_locked(const Applied& ap, const Request& q, Micros now, Decision* d) {
+    static std::vector<Answer> all;  // kept across calls: no allocation per decision
+    all.reserve(kMaxApplying);       // before any lock is held
+    StripeLocks locks(ap, q.take);
+    Answer answers[kMaxApplying];
+    Cell* found[kMaxApplying];
+    bool unavailable = false;
+    if (!answer_locked(ap, q.take, now, answers, found, &unavailable)) {
+        locks.release();
+        return false;
     }
     all.assign(answers, answers + ap.n);
     limits::Verdict v = limits::decide(all);
@@ -947,8 +991,20 @@ bool decide_locked(const Applied& ap, const Request& q, Micros now, Decision* d)
         }
         LWLockRelease(&g_res_lock->lock);
     }
-    unlock();
+    locks.release();
     return true;
+}
+
+// status_locked answers every gathered limit on its own under the
+// stripes' locks, taking nothing (meter.quota_status). Returns false as
+// decide_locked does. Runs under pm_run.
+bool status_locked(const Applied& ap, Micros now, Answer* answers) {
+    StripeLocks locks(ap, false);
+    Cell* found[kMaxApplying];
+    bool unavailable = false;
+    bool seeded = answer_locked(ap, false, now, answers, found, &unavailable);
+    locks.release();
+    return seeded;
 }
 
 // adjust moves the cells a reservation held: give back all (a release),
@@ -1219,6 +1275,35 @@ void read_estimate(Jsonb* jb, Request* q) {
 
 PmResultDesc g_results[2];  // meter.decision's descriptor: check, reserve
 
+// answer_numbers makes an answer's max, used, reserved and remaining ready
+// to be numeric: USD at scale 12 for a cost limit, whole counts otherwise.
+// Runs under pm_run.
+void answer_numbers(const Answer& a, int meter, PmMoney numbers[4]) {
+    int scale = meter == mCost ? kCostScale : 0;
+    const limits::i128 nums[4] = {a.max, a.used, a.reserved, a.remaining};
+    for (int i = 0; i < 4; ++i) number_out(nums[i], scale, &numbers[i]);
+}
+
+// limit_datums fills the four columns that name a limit: limit_id, meter,
+// scope and per.
+void limit_datums(const LimitDef& l, Datum* v, bool* n) {
+    v[0] = Int64GetDatum(l.id);
+    v[1] = CStringGetTextDatum(kMeterNames[l.meter]);
+    v[2] = CStringGetTextDatum(kScopeNames[l.scope]);
+    Interval* w = static_cast<Interval*>(palloc(sizeof(Interval)));
+    *w = l.window;
+    v[3] = IntervalPGetDatum(w);
+    for (int i = 0; i < 4; ++i) n[i] = false;
+}
+
+// answer_datums fills the five columns of a limit's state: max, used,
+// reserved, remaining (from answer_numbers) and reset_at.
+void answer_datums(const PmMoney numbers[4], const Answer& a, Micros now, Datum* v, bool* n) {
+    for (int i = 0; i < 4; ++i) v[i] = money_datum(&numbers[i]);
+    v[4] = TimestampTzGetDatum(from_micros(now + a.reset_after));
+    for (int i = 0; i < 5; ++i) n[i] = false;
+}
+
 Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const SubjectConf* sc, Micros now) {
     TupleDesc desc = pm_result_desc(fcinfo, &g_results[take ? 1 : 0]);
     Datum v[16];
@@ -1231,18 +1316,9 @@ Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const Subjec
     v[0] = BoolGetDatum(d.allowed), n[0] = false;
     v[1] = CStringGetTextDatum(kStatus[d.status]), n[1] = false;
     if (d.reservation) v[2] = Int64GetDatum(static_cast<int64>(d.reservation)), n[2] = false;
-    if (d.by) {
-        const LimitDef& l = *d.by;
-        v[3] = Int64GetDatum(l.id), n[3] = false;
-        v[4] = CStringGetTextDatum(kMeterNames[l.meter]), n[4] = false;
-        v[5] = CStringGetTextDatum(kScopeNames[l.scope]), n[5] = false;
-        Interval* w = static_cast<Interval*>(palloc(sizeof(Interval)));
-        *w = l.window;
-        v[6] = IntervalPGetDatum(w), n[6] = false;
-    }
+    if (d.by) limit_datums(*d.by, &v[3], &n[3]);
     if (d.has_answer) {
-        for (int i = 0; i < 4; ++i) v[7 + i] = money_datum(&d.numbers[i]), n[7 + i] = false;
-        v[11] = TimestampTzGetDatum(from_micros(now + d.a.reset_after)), n[11] = false;
+        answer_datums(d.numbers, d.a, now, &v[7], &n[7]);
         if (!d.a.allowed && d.a.retry_after != limits::kNever)
             v[12] = Int32GetDatum(static_cast<int32>(std::min<int64>((d.a.retry_after + 999999) / 1000000, PG_INT32_MAX))),
             n[12] = false;
@@ -1253,8 +1329,9 @@ Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const Subjec
     return HeapTupleGetDatum(heap_form_tuple(desc, v, n));
 }
 
-Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
-    const char* fn = take ? "meter.reserve" : "meter.check";
+// read_request reads what every quota answer starts from: tenant and
+// subject (22004 when NULL), endpoint and session.
+Request read_request(FunctionCallInfo fcinfo, const char* fn) {
     need_arg(fcinfo, 0, "tenant", fn);
     need_arg(fcinfo, 1, "subject", fn);
     Request q;
@@ -1262,6 +1339,34 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
     q.subject = arg_text(fcinfo, 1);
     q.endpoint = arg_text(fcinfo, 2);
     q.session = arg_text(fcinfo, 3);
+    return q;
+}
+
+// Held is what a request is held to, and when it is answered.
+struct Held {
+    const TenantConf* tc;
+    const SubjectConf* sc;
+    TimestampTz now_tz;
+    Micros now;
+};
+
+// held_to looks up the compiled tenant and subject of a request (42704 for
+// a subject not known), takes the time it is answered at, and first gives
+// back the budgets of the reservations expired by then. PostgreSQL calls
+// only.
+Held held_to(const Request& q) {
+    need_shared();
+    Held h;
+    compiled(q.tenant, q.subject, &h.tc, &h.sc);
+    h.now_tz = GetCurrentTimestamp();
+    h.now = to_micros(h.now_tz);
+    expire_budgets(h.now);
+    return h;
+}
+
+Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
+    const char* fn = take ? "meter.reserve" : "meter.check";
+    Request q = read_request(fcinfo, fn);
     if (!PG_ARGISNULL(4)) read_estimate(PG_GETARG_JSONB_P(4), &q);
     q.take = take;
     if (take) {
@@ -1273,47 +1378,60 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
                             errmsg("a reservation's time-to-live must be more than 0 and at most 7 days")));
         q.ttl = us;
     }
-    need_shared();
-    const TenantConf* tc;
-    const SubjectConf* sc;
-    compiled(q.tenant, q.subject, &tc, &sc);
-    TimestampTz now_tz = GetCurrentTimestamp();
-    Micros now = to_micros(now_tz);
-    expire_budgets(now);
+    Held h = held_to(q);
     Decision d;
-    if (sc->blocked) {
+    if (h.sc->blocked) {
         d.allowed = false;
         d.status = 2;
-        d.reason = sc->reason.c_str();
+        d.reason = h.sc->reason.c_str();
     } else {
         Applied ap;
-        gather(*tc, *sc, q, now_tz, &ap);
-        // a budget's cell is seeded before the locks of the decision are
-        // taken (seeding reads the counters); it may have been reused or
-        // moved on by the time they are, then it is seeded again
-        bool decided = false;
-        for (int attempt = 0; attempt < 3 && !decided; ++attempt) {
-            bool room = true;
-            for (int i = 0; i < ap.n && room; ++i)
-                if (ap.def[i]->budget) room = seed(ap.key[i], ap.counter[i], ap.start[i], ap.def[i]->meter);
-            if (!room) break;
-            PmFailure* f = pm_run([&] { decided = decide_locked(ap, q, now, &d); });
-            if (f) pm_raise(f);
-        }
-        if (!decided) {
+        gather(*h.tc, *h.sc, q, h.now_tz, &ap);
+        if (!seeded_then(ap, [&] { return decide_locked(ap, q, h.now, &d); })) {
             d = Decision{};
             d.status = 3;
             d.allowed = g_failure == 1;
-            d.reason = "the budget cells in shared memory are full (pg_meter.rate_cells)";
+            d.reason = kBudgetCellsFull;
         }
-        int scale = d.by && d.by->meter == mCost ? kCostScale : 0;
-        PmFailure* f = pm_run([&] {
-            const limits::i128 nums[4] = {d.a.max, d.a.used, d.a.reserved, d.a.remaining};
-            for (int i = 0; i < 4; ++i) number_out(nums[i], scale, &d.numbers[i]);
-        });
+        PmFailure* f = pm_run([&] { answer_numbers(d.a, d.by ? d.by->meter : mRequests, d.numbers); });
         if (f) pm_raise(f);
     }
-    PG_RETURN_DATUM(answer(fcinfo, take, d, sc, now));
+    PG_RETURN_DATUM(answer(fcinfo, take, d, h.sc, h.now));
+}
+
+// quota_status answers every limit that holds a request on its own, as
+// meter.check with no estimate would, taking nothing: one row each, in the
+// order of their ids. A blocked subject's limits are listed too.
+Datum quota_status(FunctionCallInfo fcinfo) {
+    Request q = read_request(fcinfo, "meter.quota_status");
+    Held h = held_to(q);
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo* rsi = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    Applied ap;
+    gather(*h.tc, *h.sc, q, h.now_tz, &ap);
+    Answer answers[kMaxApplying];
+    if (!seeded_then(ap, [&] { return status_locked(ap, h.now, answers); }))
+        ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("%s", kBudgetCellsFull),
+                        errhint("Raise pg_meter.rate_cells and restart the server.")));
+    PmMoney* numbers = static_cast<PmMoney*>(palloc(sizeof(PmMoney) * 4 * (ap.n + 1)));
+    PmFailure* f = pm_run([&] {
+        for (int i = 0; i < ap.n; ++i) answer_numbers(answers[i], ap.def[i]->meter, &numbers[4 * i]);
+    });
+    if (f) pm_raise(f);
+    for (int i = 0; i < ap.n; ++i) {
+        const LimitDef& l = *ap.def[i];
+        Datum v[12];
+        bool n[12] = {false};
+        limit_datums(l, &v[0], &n[0]);
+        if (l.budget) v[4] = PointerGetDatum(cstring_to_text_with_len(l.period.data(), static_cast<int>(l.period.size())));
+        else n[4] = true;
+        if (l.has_plan) v[5] = PointerGetDatum(cstring_to_text_with_len(l.plan.data(), static_cast<int>(l.plan.size())));
+        else n[5] = true;
+        answer_datums(&numbers[4 * i], answers[i], h.now, &v[6], &n[6]);
+        v[11] = BoolGetDatum(answers[i].allowed);
+        tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, n);
+    }
+    return (Datum)0;
 }
 
 }  // namespace
@@ -1363,6 +1481,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(meter_check);
 PG_FUNCTION_INFO_V1(meter_reserve);
 PG_FUNCTION_INFO_V1(meter_release);
+PG_FUNCTION_INFO_V1(meter_quota_status);
 PG_FUNCTION_INFO_V1(meter_budget_key);
 PG_FUNCTION_INFO_V1(meter_budget_window);
 
@@ -1373,6 +1492,10 @@ Datum meter_check(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo, f
 // meter.reserve(tenant, subject, endpoint, session, estimate, ttl): the
 // decision and, when allowed, the reservation, in one step.
 Datum meter_reserve(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo, true); }
+
+// meter.quota_status(tenant, subject, endpoint, session): every limit that
+// applies, with its live state, taking nothing.
+Datum meter_quota_status(PG_FUNCTION_ARGS) { return pgm::pg::quota_status(fcinfo); }
 
 // meter._budget_key(tenant, scope, meter, endpoint, period, who): the
 // uuid of a budget's counter (who NULL: of all its counters).

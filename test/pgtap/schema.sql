@@ -1,6 +1,6 @@
 -- Schema, privileges and dump registration of pg_meter's catalog.
 BEGIN;
-SELECT plan(43);
+SELECT plan(45);
 
 SELECT has_schema('meter');
 SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
@@ -87,7 +87,12 @@ SELECT is((SELECT cost FROM meter.record(tenant => 'tap', subject => 'u2', provi
           4.0::numeric, 'an application role records a priced event');
 SELECT throws_ok($$SELECT * FROM meter.budget_usage$$, '42501', NULL, 'an application role cannot read the counters directly');
 RESET ROLE;
+SELECT ok(has_function_privilege('pgm_tap_app', 'meter.quota_status(text, text, text, text)', 'EXECUTE'),
+          'an application role may list a subject''s quota status, as it may check');
 SET LOCAL ROLE pgm_tap_app;
+SELECT results_eq($$SELECT meter, max, used, reserved, remaining, allowed FROM meter.quota_status('tap', 'u2')$$,
+                  $$VALUES ('cost', 10::numeric, 0::numeric, 0::numeric, 10::numeric, true)$$,
+                  'an application role lists the budget with meter.quota_status, its cell filled from the counters as their owner');
 SELECT is((SELECT used FROM meter.check('tap', 'u2')), 0::numeric,
           'and reads the budget, which counts the event only when its transaction commits (this file never commits)');
 RESET ROLE;
