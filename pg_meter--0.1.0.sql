@@ -690,8 +690,9 @@ COMMENT ON FUNCTION meter.sketch_union(meter.sketch, meter.sketch) IS 'The sketc
 -- Three rollups, chosen by what they cost to keep and what reads need:
 -- hourly and daily per tenant, provider, model, endpoint and feature (a
 -- tenant's 30-day summary reads 30 daily rows per group plus the hours of
--- the edge days), and daily per subject as well (per-user dashboards; kept
--- for years). A subject-by-hour rollup would hold about one row per event
+-- the edge days), and daily per tenant and subject (per-user dashboards;
+-- kept for years; its other dimensions are NULL, so that all three share
+-- one row shape). A subject-by-hour rollup would hold about one row per event
 -- for a tenant with many users, costing as much as the log itself.
 -- first_at and last_at bound the event times a row holds, so that reads
 -- use a bucket cut by the range whenever all its events are inside it.
@@ -732,7 +733,7 @@ CREATE INDEX rollup_subject_daily_bucket ON meter.rollup_subject_daily (bucket);
 CREATE INDEX rollup_subject_daily_subject ON meter.rollup_subject_daily (tenant, subject, bucket);
 COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC hours); read them through meter.totals, which adds what is not rolled up yet.';
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
-COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant, subject, provider, model, endpoint and feature (UTC days): what per-user totals read.';
+COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant and subject (UTC days; provider, model, endpoint and feature are NULL): what per-user reads sum.';
 
 -- rollup_state: the snapshot up to which events are in the rollups. An
 -- event is rolled up exactly once: when its transaction is visible in the
@@ -2269,3 +2270,275 @@ CREATE FUNCTION meter.release(reservation bigint) RETURNS boolean
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'meter_release';
 COMMENT ON FUNCTION meter.release(bigint) IS
     'Gives back what a reservation took, for a call that never happened; returns false for an id that was settled, released, expired or never made.';
+
+-------------------------------------------------------------------------------
+-- What the admin sees: summaries, top subjects, provider balances and
+-- runway, read from the rollups through meter._usage (exact at every
+-- moment, as meter.totals). Money is numeric; inside JSON values (per_day,
+-- limits) it is a string, so that a JSON client never rounds it. Days are
+-- UTC days.
+-------------------------------------------------------------------------------
+
+-- _rate: n / d rounded to 6 decimals, NULL when d is 0 (no rate of nothing)
+CREATE FUNCTION meter._rate(n numeric, d numeric) RETURNS numeric
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN d > 0 THEN round(n / d, 6) END;
+
+-- _per_day: requests, errors and cost of each UTC day of the range that has
+-- any, as a JSON array ordered by day, with the cost as exact text
+CREATE FUNCTION meter._per_day(p_tenant text, since timestamptz, until timestamptz, p_subject text DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT coalesce(jsonb_agg(jsonb_build_object('day', d.day, 'requests', u.requests, 'errors', u.errors,
+                                                 'cost', trim_scale(u.cost)::text) ORDER BY d.day), '[]'::jsonb)
+      FROM meter._usage(p_tenant, since, until, 'day', p_subject, false) u,
+           -- the key is a UTC midnight as text (in the session's DateStyle)
+           LATERAL (SELECT to_char(u.key::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day) d;
+END;
+
+CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
+    RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric, unique_subjects bigint,
+                   input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
+                   cost numeric, potential_cost numeric, cache_hits bigint, cache_hit_rate numeric,
+                   cache_savings numeric, unpriced bigint,
+                   p50_ms double precision, p95_ms double precision, p99_ms double precision,
+                   ttft_p50_ms double precision, ttft_p95_ms double precision, ttft_p99_ms double precision,
+                   per_day jsonb)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH t AS (
+        SELECT coalesce(sum(u.requests), 0)::bigint AS requests, coalesce(sum(u.errors), 0)::bigint AS errors,
+               coalesce(sum(u.cache_hits), 0)::bigint AS cache_hits, coalesce(sum(u.unpriced), 0)::bigint AS unpriced,
+               coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
+               coalesce(sum(u.cache_read_tokens), 0) AS cache_read_tokens,
+               coalesce(sum(u.cache_write_tokens), 0) AS cache_write_tokens,
+               coalesce(sum(u.cost), 0) AS cost, coalesce(sum(u.potential_cost), 0) AS potential_cost,
+               meter.merge(u.latency) AS latency, meter.merge(u.ttft) AS ttft
+          FROM meter._usage(summary.tenant, summary.since, summary.until) u
+    )
+    SELECT t.requests, t.requests - t.errors, t.errors, meter._rate(t.requests - t.errors, t.requests),
+           (SELECT count(*) FROM meter._usage(summary.tenant, summary.since, summary.until, 'subject', NULL, false) s
+             WHERE s.key IS NOT NULL),
+           t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost, t.potential_cost,
+           t.cache_hits, meter._rate(t.cache_hits, t.requests), t.potential_cost - t.cost, t.unpriced,
+           meter.percentile(t.latency, 0.5), meter.percentile(t.latency, 0.95), meter.percentile(t.latency, 0.99),
+           meter.percentile(t.ttft, 0.5), meter.percentile(t.ttft, 0.95), meter.percentile(t.ttft, 0.99),
+           meter._per_day(summary.tenant, summary.since, summary.until)
+      FROM t;
+END;
+COMMENT ON FUNCTION meter.summary(text, timestamptz, timestamptz) IS
+    'A tenant''s usage over [since, until) in one row: requests, successes, failures, success rate, unique subjects, tokens by meter, cost, potential cost, cache hits, hit rate and savings, latency and time-to-first-token percentiles, and requests and cost per UTC day (per_day, cost as exact text).';
+
+-- _subject_limits: meter.quota_status as a JSON array (amounts as exact
+-- text); empty for a subject the quotas do not know (no plan applies), NULL
+-- when pg_meter is not preloaded (limits live in shared memory)
+CREATE FUNCTION meter._subject_limits(p_tenant text, p_subject text, p_known boolean) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE  -- quota_status may fill budget cells and hand back expired holds
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'iso_8601'  -- per reads the same whatever the session's style
+AS $$
+BEGIN
+    IF NOT p_known THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'limit_id', s.limit_id, 'meter', s.meter, 'scope', s.scope, 'per', s.per::text,
+                       'budget_period', s.budget_period, 'plan', s.plan, 'max', s.max::text, 'used', s.used::text,
+                       'reserved', s.reserved::text, 'remaining', s.remaining::text, 'reset_at', s.reset_at,
+                       'allowed', s.allowed) ORDER BY s.limit_id), '[]'::jsonb)
+              FROM meter.quota_status(p_tenant, p_subject) s);
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION meter.subject_usage(tenant text, subject text, since timestamptz, until timestamptz)
+    RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric,
+                   input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
+                   cost numeric, potential_cost numeric, cache_hits bigint, cache_hit_rate numeric,
+                   cache_savings numeric, unpriced bigint,
+                   p50_ms double precision, p95_ms double precision, p99_ms double precision,
+                   ttft_p50_ms double precision, ttft_p95_ms double precision, ttft_p99_ms double precision,
+                   per_day jsonb, plan text, team text, blocked boolean, blocked_reason text, limits jsonb)
+    LANGUAGE plpgsql VOLATILE  -- through meter.quota_status
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := subject_usage.tenant;
+    v_subject text := subject_usage.subject;
+BEGIN
+    IF v_subject IS NULL THEN
+        RAISE EXCEPTION 'subject must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Guests (events without a subject) are in meter.summary.';
+    END IF;
+    RETURN QUERY
+    WITH t AS (
+        SELECT coalesce(sum(u.requests), 0)::bigint AS requests, coalesce(sum(u.errors), 0)::bigint AS errors,
+               coalesce(sum(u.cache_hits), 0)::bigint AS cache_hits, coalesce(sum(u.unpriced), 0)::bigint AS unpriced,
+               coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
+               coalesce(sum(u.cache_read_tokens), 0) AS cache_read_tokens,
+               coalesce(sum(u.cache_write_tokens), 0) AS cache_write_tokens,
+               coalesce(sum(u.cost), 0) AS cost, coalesce(sum(u.potential_cost), 0) AS potential_cost,
+               meter.merge(u.latency) AS latency, meter.merge(u.ttft) AS ttft
+          FROM meter._usage(v_tenant, subject_usage.since, subject_usage.until, NULL, v_subject) u
+    ), q AS (
+        SELECT s.plan, s.team, s.blocked, s.reason, true AS found FROM meter._quota_subject(v_tenant, v_subject) s
+    )
+    SELECT t.requests, t.requests - t.errors, t.errors, meter._rate(t.requests - t.errors, t.requests),
+           t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost, t.potential_cost,
+           t.cache_hits, meter._rate(t.cache_hits, t.requests), t.potential_cost - t.cost, t.unpriced,
+           meter.percentile(t.latency, 0.5), meter.percentile(t.latency, 0.95), meter.percentile(t.latency, 0.99),
+           meter.percentile(t.ttft, 0.5), meter.percentile(t.ttft, 0.95), meter.percentile(t.ttft, 0.99),
+           meter._per_day(v_tenant, subject_usage.since, subject_usage.until, v_subject),
+           q.plan, q.team, coalesce(q.blocked, false), q.reason,
+           meter._subject_limits(v_tenant, v_subject, coalesce(q.found, false))
+      FROM t LEFT JOIN q ON true;
+END $$;
+COMMENT ON FUNCTION meter.subject_usage(text, text, timestamptz, timestamptz) IS
+    'One subject''s usage over [since, until) (the figures of meter.summary), with its plan, team, whether it is blocked and why, and every limit that applies to it now (used, remaining, reset; amounts as exact text).';
+
+CREATE FUNCTION meter.top_subjects(tenant text, since timestamptz, until timestamptz, by text DEFAULT 'cost',
+                                   n integer DEFAULT 10)
+    RETURNS TABLE (rank integer, subject text, requests bigint, errors bigint, input_tokens numeric,
+                   output_tokens numeric, cost numeric, potential_cost numeric, share numeric)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_by text := lower(top_subjects.by);
+BEGIN
+    IF v_by IS NULL OR v_by NOT IN ('cost', 'potential_cost', 'requests', 'errors', 'tokens', 'input_tokens',
+                                    'output_tokens') THEN
+        RAISE EXCEPTION 'cannot rank subjects by "%"', top_subjects.by USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use cost, potential_cost, requests, errors, tokens, input_tokens or output_tokens.';
+    END IF;
+    IF top_subjects.n IS NULL OR top_subjects.n < 1 OR top_subjects.n > 10000 THEN
+        RAISE EXCEPTION 'n must be from 1 to 10000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- share: of the tenant's whole amount, guests (no subject) included
+    RETURN QUERY
+    WITH s AS (
+        SELECT u.key AS subject, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost, u.potential_cost,
+               CASE v_by WHEN 'cost' THEN u.cost WHEN 'potential_cost' THEN u.potential_cost
+                         WHEN 'requests' THEN u.requests WHEN 'errors' THEN u.errors
+                         WHEN 'tokens' THEN u.input_tokens + u.output_tokens
+                         WHEN 'input_tokens' THEN u.input_tokens ELSE u.output_tokens END AS v
+          FROM meter._usage(top_subjects.tenant, top_subjects.since, top_subjects.until, 'subject', NULL, false) u
+    ), ranked AS (
+        SELECT s.*, sum(s.v) OVER () AS total FROM s
+    )
+    SELECT (row_number() OVER (ORDER BY r.v DESC, r.subject))::integer, r.subject, r.requests, r.errors,
+           r.input_tokens, r.output_tokens, r.cost, r.potential_cost, meter._rate(r.v, r.total)
+      FROM ranked r
+     WHERE r.subject IS NOT NULL
+     ORDER BY r.v DESC, r.subject
+     LIMIT top_subjects.n;
+END $$;
+COMMENT ON FUNCTION meter.top_subjects(text, timestamptz, timestamptz, text, integer) IS
+    'The n subjects of a tenant with the most cost (or potential_cost, requests, errors, tokens, input_tokens, output_tokens) over [since, until), with their share of the tenant''s whole amount.';
+
+-- Provider balances: what a provider reports the account holds (credits
+-- at OpenRouter, fal, Replicate), kept so that runway can project it.
+CREATE TABLE meter.balances (
+    balance_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant       text NOT NULL,
+    provider     text NOT NULL,
+    balance_usd  numeric NOT NULL CHECK (balance_usd = balance_usd AND balance_usd > '-Infinity' AND balance_usd < 'Infinity'),
+    at           timestamptz NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT balances_once UNIQUE (tenant, provider, at)
+);
+COMMENT ON TABLE meter.balances IS 'Provider balances as the provider reported them, one row per (tenant, provider, time); meter.record_balance writes them, meter.runway reads them.';
+SELECT pg_catalog.pg_extension_config_dump('meter.balances', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.balances_balance_id_seq', '');
+
+CREATE FUNCTION meter.record_balance(tenant text, provider text, balance_usd numeric, at timestamptz DEFAULT now())
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+BEGIN
+    IF tenant IS NULL OR provider IS NULL OR balance_usd IS NULL OR at IS NULL THEN
+        RAISE EXCEPTION 'tenant, provider, balance_usd and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF balance_usd = 'NaN' OR balance_usd IN ('Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'balance_usd must be a finite amount, not %', balance_usd USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF at > now() + interval '5 minutes' THEN
+        RAISE EXCEPTION 'a balance cannot be reported for a future time (%)', at USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass the time the provider reported the balance, or leave at out for now().';
+    END IF;
+    -- the same report again (same provider and time) replaces the first
+    INSERT INTO meter.balances AS b (tenant, provider, balance_usd, at)
+    VALUES (tenant, provider, balance_usd, at)
+    ON CONFLICT ON CONSTRAINT balances_once DO UPDATE SET balance_usd = EXCLUDED.balance_usd, recorded_at = now()
+    RETURNING b.balance_id INTO v_id;
+    RETURN v_id;
+END $$;
+COMMENT ON FUNCTION meter.record_balance(text, text, numeric, timestamptz) IS
+    'Keeps a provider''s reported balance in USD at a time (default now); the same provider and time again replaces it. Returns the row''s id.';
+
+CREATE FUNCTION meter.runway(tenant text, burn_window interval DEFAULT interval '7 days')
+    RETURNS TABLE (provider text, balance_usd numeric, balance_at timestamptz, spent_since numeric,
+                   estimated_balance numeric, burn_per_day numeric, days_left numeric, runs_out_at timestamptz,
+                   previous_balance numeric, previous_at timestamptz, reported_spend numeric, computed_spend numeric,
+                   drift numeric)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := runway.tenant;
+    v_now timestamptz := now();
+    v_days numeric;
+    b record;
+BEGIN
+    IF v_tenant IS NULL THEN
+        RAISE EXCEPTION 'tenant must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF burn_window IS NULL OR burn_window <= interval '0' OR burn_window > interval '366 days' THEN
+        RAISE EXCEPTION 'burn_window must be more than 0 and at most 366 days' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_days := extract(epoch FROM burn_window) / 86400;
+    FOR b IN
+        SELECT l.provider, l.balance_usd, l.at, p.balance_usd AS prev_usd, p.at AS prev_at
+          FROM (SELECT DISTINCT ON (x.provider) x.provider, x.balance_usd, x.at
+                  FROM meter.balances x WHERE x.tenant = v_tenant AND x.at <= v_now
+                 ORDER BY x.provider, x.at DESC) l
+          LEFT JOIN LATERAL (SELECT y.balance_usd, y.at FROM meter.balances y
+                              WHERE y.tenant = v_tenant AND y.provider = l.provider AND y.at < l.at
+                              ORDER BY y.at DESC LIMIT 1) p ON true
+         ORDER BY l.provider
+    LOOP
+        provider := b.provider;
+        balance_usd := b.balance_usd;
+        balance_at := b.at;
+        SELECT coalesce(sum(u.cost), 0) INTO spent_since
+          FROM meter._usage(v_tenant, b.at, v_now, 'provider', NULL, false) u WHERE u.key = b.provider;
+        estimated_balance := b.balance_usd - spent_since;
+        SELECT round(coalesce(sum(u.cost), 0) / v_days, 12) INTO burn_per_day
+          FROM meter._usage(v_tenant, v_now - burn_window, v_now, 'provider', NULL, false) u WHERE u.key = b.provider;
+        days_left := CASE WHEN burn_per_day > 0 THEN round(greatest(estimated_balance, 0) / burn_per_day, 2) END;
+        runs_out_at := v_now + days_left * interval '1 day';
+        previous_balance := b.prev_usd;
+        previous_at := b.prev_at;
+        IF b.prev_at IS NULL THEN
+            reported_spend := NULL; computed_spend := NULL; drift := NULL;
+        ELSE
+            reported_spend := b.prev_usd - b.balance_usd;
+            SELECT coalesce(sum(u.cost), 0) INTO computed_spend
+              FROM meter._usage(v_tenant, b.prev_at, b.at, 'provider', NULL, false) u WHERE u.key = b.provider;
+            drift := reported_spend - computed_spend;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION meter.runway(text, interval) IS
+    'Per provider with a reported balance: the last balance, what pg_meter computed was spent since, the estimated balance now, the burn per day over burn_window, the days left and when it runs out, and the drift between the spend the last two balances imply and the spend pg_meter computed between them.';

@@ -8,8 +8,10 @@
 #    up yet, so that reads must add the tail;
 #  - the same rows in the peer's indexed log (peer.api_usage_logs);
 #  - median of REPS runs, each in a new session, of meter.totals over
-#    [now() - 30 days, now()) by model, provider, none, day and subject, and
-#    of the peer's query by model (count, cost, p95 latency);
+#    [now() - 30 days, now()) by model, provider, none, day and subject, of
+#    meter.summary, meter.subject_usage, meter.top_subjects and
+#    meter.runway, and of the peer's query by model (count, cost, p95
+#    latency);
 #  - a check that meter.totals by model equals a query over meter.events.
 # Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11;
 #        LOAD=0 measures the reads again on the database a previous run left)
@@ -106,6 +108,17 @@ for by in model provider none day subject; do
   cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
   warm=$(warm_of "$q" | median)
   printf 'meter.totals by %-8s cold %8.1f ms   warm %8.1f ms\n' "$by" "$cold" "$warm"
+done
+# the admin's read functions over the same 30 days (a balance for runway)
+psql -X -q -d "$db" -c "SELECT meter.record_balance('app', 'openai', 1000, now() - interval '3 days')" >/dev/null
+for q in "SELECT * FROM meter.summary('app', now() - interval '30 days', now())" \
+         "SELECT * FROM meter.subject_usage('app', 'user-1', now() - interval '30 days', now())" \
+         "SELECT * FROM meter.top_subjects('app', now() - interval '30 days', now(), by => 'cost', n => 10)" \
+         "SELECT * FROM meter.runway('app')"; do
+  cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
+  warm=$(warm_of "$q" | median)
+  name=$(grep -oE 'meter\.[a-z_]+' <<<"$q")
+  printf '%-27s cold %8.1f ms   warm %8.1f ms\n' "$name" "$cold" "$warm"
 done
 peer_q="SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model"
 peer_ms=$(for ((k = 0; k < 3; k++)); do ms_of "$peer_q"; done | median)

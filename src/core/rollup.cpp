@@ -231,6 +231,19 @@ uint32_t Aggregator::subject_id(Text s) {
     return id;
 }
 
+uint32_t Aggregator::tenant_dim(uint32_t dim) {
+    if (tenant_dims_.size() <= dim) tenant_dims_.resize(dims_.size(), UINT32_MAX);
+    if (tenant_dims_[dim] == UINT32_MAX) {
+        uint32_t last = last_dim_;  // keep the guess for the next event
+        const std::string tenant = dims_[dim].tenant;  // dims_ may grow
+        uint32_t t = dim_id(Text{tenant.data(), tenant.size()}, Text{}, Text{}, Text{}, Text{});
+        last_dim_ = last;
+        if (tenant_dims_.size() < dims_.size()) tenant_dims_.resize(dims_.size(), UINT32_MAX);
+        tenant_dims_[dim] = t;
+    }
+    return tenant_dims_[dim];
+}
+
 void Aggregator::add(const Event& e) {
     uint32_t dim = dim_id(e.tenant, e.provider, e.model, e.endpoint, e.feature);
     uint32_t subject = subject_id(e.subject);
@@ -245,7 +258,7 @@ void Aggregator::add(const Event& e) {
         if (e.ttft != 0) tk = sketch::key_for(e.ttft);
     }
     hours_.at(HourKey{dim, bucket_of(e.occurred_at, Grain::Hour)}).add(e, lk, tk);
-    subject_days_.at(DayKey{dim, subject, bucket_of(e.occurred_at, Grain::Day)}).add(e, lk, tk);
+    subject_days_.at(DayKey{tenant_dim(dim), subject, bucket_of(e.occurred_at, Grain::Day)}).add(e, lk, tk);
     ++events_;
 }
 

@@ -86,7 +86,8 @@ std::map<RefKey, Ref> reference(const std::vector<Owned>& evs) {
         std::string subject = o.subject_null ? "<null>" : o.subject;
         RefKey keys[] = {{1, dims_of(o), bucket_of(o.e.occurred_at, Grain::Hour), ""},
                          {3, dims_of(o), bucket_of(o.e.occurred_at, Grain::Day), ""},
-                         {2, dims_of(o), bucket_of(o.e.occurred_at, Grain::Day), subject}};
+                         // a subject's day is per tenant only: the other dimensions are NULL
+                         {2, o.tenant + "||||<null>", bucket_of(o.e.occurred_at, Grain::Day), subject}};
         for (auto& k : keys) {
             Ref& r = out[k];
             if (r.requests == 0) r.first = r.last = o.e.occurred_at;

@@ -1,0 +1,168 @@
+-- What the admin sees: meter.summary, meter.subject_usage,
+-- meter.top_subjects, meter.record_balance and meter.runway. Every figure
+-- equals a query over the raw events, before and after a rollup, with a
+-- tail of events not rolled up yet and a late event.
+\set VERBOSITY default
+SET TimeZone = 'UTC';
+SELECT meter.set_price('acme', 'a1', '{"input_mtok": 3, "output_mtok": 15}') > 0 AS priced;
+SELECT meter.set_price('acme', 'a2', '{"input_mtok": 0.25, "output_mtok": 1.25, "cache_read_mtok": 0.025}') > 0 AS priced;
+SELECT meter.set_price('zeta', 'z1', '{"input_mtok": 1.1, "output_mtok": 4.4}') > 0 AS priced;
+
+-- 600 events over three days for 7 subjects and guests, two providers
+SELECT count(*) FROM (SELECT meter.record(tenant => 'adm',
+        subject => CASE WHEN i % 10 = 0 THEN NULL ELSE 'user-' || (i % 7) END,
+        provider => CASE WHEN i % 3 = 0 THEN 'zeta' ELSE 'acme' END,
+        model => CASE WHEN i % 3 = 0 THEN 'z1' WHEN i % 3 = 1 THEN 'a1' ELSE 'a2' END,
+        usage => jsonb_build_object('input_tokens', 100 + i * 7, 'output_tokens', 5 + i % 50,
+                                    'cache_read_tokens', CASE WHEN i % 3 = 2 THEN i % 40 ELSE 0 END),
+        cached => i % 13 = 0, success => i % 19 <> 0, latency_ms => 100 + (i * 53) % 2900,
+        ttft_ms => 20 + (i * 31) % 700, endpoint => CASE WHEN i % 2 = 0 THEN '/chat' ELSE '/poll' END,
+        occurred_at => '2026-02-01 06:00+00'::timestamptz + i * interval '7 minutes')
+        FROM generate_series(1, 600) AS i) s;
+
+-- the raw truth of a range, for one subject or all
+CREATE FUNCTION pg_temp.raw(t text, s text, since timestamptz, until timestamptz)
+RETURNS TABLE (requests bigint, successes bigint, failures bigint, unique_subjects bigint, input_tokens numeric,
+               output_tokens numeric, cache_read_tokens numeric, cost numeric, potential_cost numeric,
+               cache_hits bigint, per_day jsonb)
+LANGUAGE sql AS $$
+  SELECT count(*), count(*) FILTER (WHERE success), count(*) FILTER (WHERE NOT success), count(DISTINCT subject),
+         coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_read_tokens), 0),
+         coalesce(sum(cost), 0), coalesce(sum(potential_cost), 0), count(*) FILTER (WHERE cached),
+         (SELECT coalesce(jsonb_agg(jsonb_build_object('day', d, 'requests', n, 'errors', f, 'cost', trim_scale(c)::text) ORDER BY d), '[]')
+            FROM (SELECT to_char(occurred_at, 'YYYY-MM-DD') d, count(*) n, count(*) FILTER (WHERE NOT success) f,
+                         coalesce(sum(cost), 0) c
+                    FROM meter.events WHERE tenant = t AND (s IS NULL OR subject = s)
+                     AND occurred_at >= since AND occurred_at < until GROUP BY 1) x)
+    FROM meter.events WHERE tenant = t AND (s IS NULL OR subject = s) AND occurred_at >= since AND occurred_at < until
+$$;
+-- differences between meter.summary / subject_usage and the raw events
+-- over ranges cut at odd times, whole days, and one empty range
+CREATE FUNCTION pg_temp.differences(t text) RETURNS TABLE (ranges int, differences bigint) LANGUAGE sql AS $$
+  WITH cases(since, until, s) AS (VALUES
+      ('2026-02-01 00:00+00'::timestamptz, '2026-02-05 00:00+00'::timestamptz, NULL::text),
+      ('2026-02-01 07:13+00', '2026-02-03 11:02+00', NULL),
+      ('2026-02-02 00:00+00', '2026-02-03 00:00+00', NULL),
+      ('2026-02-02 13:30+00', '2026-02-02 13:40+00', NULL),
+      ('2026-03-01 00:00+00', '2026-03-02 00:00+00', NULL),
+      ('2026-02-01 00:00+00', '2026-02-05 00:00+00', 'user-3'),
+      ('2026-02-01 09:41+00', '2026-02-02 21:07+00', 'user-5'),
+      ('2026-02-01 00:00+00', '2026-02-05 00:00+00', 'nobody'))
+  SELECT count(*)::int, sum(d)::bigint FROM cases, LATERAL (
+      SELECT count(*) AS d FROM (
+        SELECT m.requests, m.successes, m.failures, m.unique_subjects, m.input_tokens, m.output_tokens,
+               m.cache_read_tokens, m.cost, m.potential_cost, m.cache_hits, m.per_day
+          FROM meter.summary(t, since, until) m WHERE s IS NULL
+        UNION ALL
+        SELECT m.requests, m.successes, m.failures, (m.requests > 0)::int, m.input_tokens, m.output_tokens,
+               m.cache_read_tokens, m.cost, m.potential_cost, m.cache_hits, m.per_day
+          FROM meter.subject_usage(t, s, since, until) m WHERE s IS NOT NULL
+        EXCEPT ALL
+        SELECT * FROM pg_temp.raw(t, s, since, until)) x) y
+$$;
+-- the top subjects by cost equal a ranking of the raw events
+CREATE FUNCTION pg_temp.top_differences(t text, since timestamptz, until timestamptz) RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM (
+    (SELECT rank, subject, requests, cost FROM meter.top_subjects(t, since, until, n => 5)
+     EXCEPT ALL
+     SELECT (row_number() OVER (ORDER BY sum(cost) DESC, subject))::int, subject, count(*), sum(cost)
+       FROM meter.events WHERE tenant = t AND occurred_at >= since AND occurred_at < until AND subject IS NOT NULL
+      GROUP BY subject ORDER BY 1 LIMIT 5)) x
+$$;
+
+SELECT * FROM pg_temp.differences('adm');            -- all from the raw tail
+SELECT pg_temp.top_differences('adm', '2026-02-01', '2026-02-05') AS top_differences;
+SELECT meter.rollup() > 0 AS rolled;
+SELECT * FROM pg_temp.differences('adm');            -- from the rollups
+SELECT pg_temp.top_differences('adm', '2026-02-01 10:10', '2026-02-03 02:00') AS top_differences;
+-- a late event for a day already rolled up, and a fresh one: the tail
+SELECT (meter.record(tenant => 'adm', subject => 'user-3', provider => 'acme', model => 'a1',
+        usage => '{"input_tokens": 1000000, "output_tokens": 1}', latency_ms => 40000,
+        occurred_at => '2026-02-01 08:00+00')).cost AS late_cost;
+SELECT (meter.record(tenant => 'adm', subject => 'user-9', provider => 'zeta', model => 'z1',
+        usage => '{"input_tokens": 10, "output_tokens": 10}', occurred_at => '2026-02-03 23:59+00')).cost AS fresh_cost;
+SELECT * FROM pg_temp.differences('adm');            -- rollups plus the tail
+SELECT pg_temp.top_differences('adm', '2026-02-01', '2026-02-05') AS top_differences;
+
+-- what a dashboard shows for the whole range
+SELECT requests, successes, failures, success_rate, unique_subjects, input_tokens, output_tokens, cache_read_tokens,
+       cost, potential_cost, cache_hits, cache_hit_rate, cache_savings, unpriced
+  FROM meter.summary('adm', '2026-02-01', '2026-02-05');
+SELECT jsonb_array_length(per_day) AS days, per_day -> 0 AS first_day,
+       -- money inside JSON is a string: exact for a client that parses JSON numbers as doubles
+       jsonb_typeof(per_day -> 0 -> 'cost') AS cost_type
+  FROM meter.summary('adm', '2026-02-01', '2026-02-05');
+-- percentiles within 1 % of the exact ones from the raw events
+SELECT abs(s.p50_ms / x.p50 - 1) <= 0.01 AS p50_ok, abs(s.p95_ms / x.p95 - 1) <= 0.01 AS p95_ok,
+       abs(s.p99_ms / x.p99 - 1) <= 0.01 AS p99_ok, abs(s.ttft_p95_ms / x.t95 - 1) <= 0.01 AS ttft_p95_ok
+  FROM meter.summary('adm', '2026-02-01', '2026-02-05') s,
+       (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms) p50,
+               percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) p95,
+               percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms) p99,
+               percentile_disc(0.95) WITHIN GROUP (ORDER BY ttft_ms) t95
+          FROM meter.events WHERE tenant = 'adm') x;
+-- an empty range: zeros, no rates, no percentiles
+SELECT requests, unique_subjects, cost, success_rate, cache_hit_rate, p50_ms, per_day
+  FROM meter.summary('adm', '2027-01-01', '2027-01-02');
+SELECT * FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', by => 'requests', n => 3);
+SELECT rank, subject, cost, share FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05');
+-- shares of the tenant's whole amount, guests included: the ranked ones and guests add up to 1
+SELECT sum(share) + (SELECT meter._rate(count(*), (SELECT count(*) FROM meter.events WHERE tenant = 'adm'))
+                       FROM meter.events WHERE tenant = 'adm' AND subject IS NULL) AS whole
+  FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', by => 'requests', n => 100);
+
+-- one subject, with its plan and every limit that applies to it now
+SELECT meter.create_plan('adm', 'pro') IS NOT NULL AS plan;
+SELECT meter.assign_plan('adm', 'user-3', 'pro') IS NOT NULL AS assigned;
+SELECT meter.set_limit(tenant => 'adm', plan => 'pro', meter => 'requests', per => '1 minute', max => 60) > 0 AS lim;
+SELECT meter.set_limit(tenant => 'adm', meter => 'cost', per => 'month', max => 100, scope => 'tenant') > 0 AS lim;
+SELECT requests, cost, plan, team, blocked, blocked_reason, jsonb_array_length(limits) AS limits,
+       limits -> 0 ->> 'meter' AS first_meter, limits -> 0 ->> 'max' AS first_max, limits -> 1 ->> 'meter' AS second_meter
+  FROM meter.subject_usage('adm', 'user-3', '2026-02-01', '2026-02-05');
+-- each limit as meter.quota_status answers it, amounts as exact strings
+SELECT l - 'reset_at' - 'limit_id' AS lim, (l ->> 'reset_at')::timestamptz > now() AS resets_later
+  FROM meter.subject_usage('adm', 'user-3', '2026-02-01', '2026-02-05'), jsonb_array_elements(limits) l;
+SELECT meter.block('adm', 'user-3', 'abuse') IS NOT NULL AS blocked;
+SELECT blocked, blocked_reason, jsonb_array_length(limits) AS limits
+  FROM meter.subject_usage('adm', 'user-3', '2026-02-01', '2026-02-05');
+-- a subject the quotas do not know (no default plan): usage, no limits
+SELECT requests > 0 AS has_usage, plan, blocked, limits FROM meter.subject_usage('adm', 'user-5', '2026-02-01', '2026-02-05');
+
+-- balances and runway: spend since the last balance, burn, days left, drift
+SELECT now() - interval '3 days' AS t3, now() - interval '2 days' AS t2 \gset
+SELECT meter.record_balance('adm', 'acme', 50.00, :'t3') > 0 AS kept;
+SELECT meter.record_balance('adm', 'acme', 40.00, :'t2') > 0 AS kept;
+SELECT meter.record_balance('adm', 'acme', 39.50, :'t2') = meter.record_balance('adm', 'acme', 39.50, :'t2') AS replaced;
+SELECT count(*) AS balances FROM meter.balances WHERE tenant = 'adm';
+SELECT meter.record_balance('adm', 'zeta', 5, now() - interval '1 hour') > 0 AS kept;
+-- recent spend: 2 events of acme after its last balance, one between its two balances, one zeta
+SELECT count(*) FROM (SELECT meter.record(tenant => 'adm', subject => 'user-1', provider => p, model => m,
+        usage => jsonb_build_object('input_tokens', 1000000, 'output_tokens', 100000), occurred_at => now() - ago)
+        FROM (VALUES ('acme', 'a1', interval '1 day'), ('acme', 'a1', interval '2 hours'),
+                     ('acme', 'a2', interval '60 hours'), ('zeta', 'z1', interval '30 minutes')) v(p, m, ago)) s;
+SELECT provider, balance_usd, spent_since, estimated_balance, burn_per_day, days_left,
+       runs_out_at - now() BETWEEN days_left * interval '1 day' - interval '1 second'
+                               AND days_left * interval '1 day' + interval '1 second' AS runs_out_ok,
+       previous_balance, reported_spend, computed_spend, drift
+  FROM meter.runway('adm');
+-- the figures equal the raw events
+SELECT r.provider, r.spent_since = (SELECT sum(cost) FROM meter.events WHERE tenant = 'adm' AND provider = r.provider
+                                      AND occurred_at >= r.balance_at) AS spent_exact,
+       r.computed_spend IS NOT DISTINCT FROM (SELECT coalesce(sum(cost), 0) FROM meter.events WHERE tenant = 'adm'
+                                               AND provider = r.provider AND occurred_at >= r.previous_at
+                                               AND occurred_at < r.balance_at) OR r.previous_at IS NULL AS computed_exact
+  FROM meter.runway('adm') r;
+SELECT provider, burn_per_day FROM meter.runway('adm', burn_window => '1 day');
+SELECT count(*) AS providers FROM meter.runway('nobody');
+
+-- bad input
+SELECT pm_err($$SELECT * FROM meter.summary(NULL, now(), now())$$);
+SELECT pm_err($$SELECT * FROM meter.summary('adm', '2026-02-05', '2026-02-01')$$);
+SELECT pm_err($$SELECT * FROM meter.subject_usage('adm', NULL, '2026-02-01', '2026-02-05')$$);
+SELECT pm_err($$SELECT * FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', by => 'latency')$$);
+SELECT pm_err($$SELECT * FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', n => 0)$$);
+SELECT pm_err($$SELECT meter.record_balance('adm', NULL, 1)$$);
+SELECT pm_err($$SELECT meter.record_balance('adm', 'acme', 'NaN')$$);
+SELECT pm_err($$SELECT meter.record_balance('adm', 'acme', 1, '2999-01-01 00:00+00')$$);
+SELECT pm_err($$SELECT * FROM meter.runway('adm', burn_window => '0')$$);
+SELECT pm_err($$SELECT * FROM meter.runway(NULL)$$);
