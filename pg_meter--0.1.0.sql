@@ -2282,6 +2282,7 @@ COMMENT ON FUNCTION meter.release(bigint) IS
 -- _rate: n / d rounded to 6 decimals, NULL when d is 0 (no rate of nothing)
 CREATE FUNCTION meter._rate(n numeric, d numeric) RETURNS numeric
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
     RETURN CASE WHEN d > 0 THEN round(n / d, 6) END;
 
 -- _per_day: requests, errors and cost of each UTC day of the range that has
@@ -2298,8 +2299,10 @@ BEGIN ATOMIC
            LATERAL (SELECT to_char(u.key::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day) d;
 END;
 
-CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
-    RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric, unique_subjects bigint,
+-- _figures: the figures of a tenant's or one subject's usage over a range,
+-- in one row: what meter.summary and meter.subject_usage both show
+CREATE FUNCTION meter._figures(p_tenant text, since timestamptz, until timestamptz, p_subject text DEFAULT NULL)
+    RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric,
                    input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
                    cost numeric, potential_cost numeric, cache_hits bigint, cache_hit_rate numeric,
                    cache_savings numeric, unpriced bigint,
@@ -2317,17 +2320,35 @@ BEGIN ATOMIC
                coalesce(sum(u.cache_write_tokens), 0) AS cache_write_tokens,
                coalesce(sum(u.cost), 0) AS cost, coalesce(sum(u.potential_cost), 0) AS potential_cost,
                meter.merge(u.latency) AS latency, meter.merge(u.ttft) AS ttft
-          FROM meter._usage(summary.tenant, summary.since, summary.until) u
+          FROM meter._usage(p_tenant, since, until, NULL, p_subject) u
     )
     SELECT t.requests, t.requests - t.errors, t.errors, meter._rate(t.requests - t.errors, t.requests),
-           (SELECT count(*) FROM meter._usage(summary.tenant, summary.since, summary.until, 'subject', NULL, false) s
-             WHERE s.key IS NOT NULL),
            t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost, t.potential_cost,
            t.cache_hits, meter._rate(t.cache_hits, t.requests), t.potential_cost - t.cost, t.unpriced,
            meter.percentile(t.latency, 0.5), meter.percentile(t.latency, 0.95), meter.percentile(t.latency, 0.99),
            meter.percentile(t.ttft, 0.5), meter.percentile(t.ttft, 0.95), meter.percentile(t.ttft, 0.99),
-           meter._per_day(summary.tenant, summary.since, summary.until)
+           meter._per_day(p_tenant, since, until, p_subject)
       FROM t;
+END;
+
+CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
+    RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric, unique_subjects bigint,
+                   input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
+                   cost numeric, potential_cost numeric, cache_hits bigint, cache_hit_rate numeric,
+                   cache_savings numeric, unpriced bigint,
+                   p50_ms double precision, p95_ms double precision, p99_ms double precision,
+                   ttft_p50_ms double precision, ttft_p95_ms double precision, ttft_p99_ms double precision,
+                   per_day jsonb)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT f.requests, f.successes, f.failures, f.success_rate,
+           (SELECT count(*) FROM meter._usage(summary.tenant, summary.since, summary.until, 'subject', NULL, false) s
+             WHERE s.key IS NOT NULL),
+           f.input_tokens, f.output_tokens, f.cache_read_tokens, f.cache_write_tokens, f.cost, f.potential_cost,
+           f.cache_hits, f.cache_hit_rate, f.cache_savings, f.unpriced, f.p50_ms, f.p95_ms, f.p99_ms,
+           f.ttft_p50_ms, f.ttft_p95_ms, f.ttft_p99_ms, f.per_day
+      FROM meter._figures(summary.tenant, summary.since, summary.until) f;
 END;
 COMMENT ON FUNCTION meter.summary(text, timestamptz, timestamptz) IS
     'A tenant''s usage over [since, until) in one row: requests, successes, failures, success rate, unique subjects, tokens by meter, cost, potential cost, cache hits, hit rate and savings, latency and time-to-first-token percentiles, and requests and cost per UTC day (per_day, cost as exact text).';
@@ -2375,27 +2396,11 @@ BEGIN
             HINT = 'Guests (events without a subject) are in meter.summary.';
     END IF;
     RETURN QUERY
-    WITH t AS (
-        SELECT coalesce(sum(u.requests), 0)::bigint AS requests, coalesce(sum(u.errors), 0)::bigint AS errors,
-               coalesce(sum(u.cache_hits), 0)::bigint AS cache_hits, coalesce(sum(u.unpriced), 0)::bigint AS unpriced,
-               coalesce(sum(u.input_tokens), 0) AS input_tokens, coalesce(sum(u.output_tokens), 0) AS output_tokens,
-               coalesce(sum(u.cache_read_tokens), 0) AS cache_read_tokens,
-               coalesce(sum(u.cache_write_tokens), 0) AS cache_write_tokens,
-               coalesce(sum(u.cost), 0) AS cost, coalesce(sum(u.potential_cost), 0) AS potential_cost,
-               meter.merge(u.latency) AS latency, meter.merge(u.ttft) AS ttft
-          FROM meter._usage(v_tenant, subject_usage.since, subject_usage.until, NULL, v_subject) u
-    ), q AS (
-        SELECT s.plan, s.team, s.blocked, s.reason, true AS found FROM meter._quota_subject(v_tenant, v_subject) s
-    )
-    SELECT t.requests, t.requests - t.errors, t.errors, meter._rate(t.requests - t.errors, t.requests),
-           t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost, t.potential_cost,
-           t.cache_hits, meter._rate(t.cache_hits, t.requests), t.potential_cost - t.cost, t.unpriced,
-           meter.percentile(t.latency, 0.5), meter.percentile(t.latency, 0.95), meter.percentile(t.latency, 0.99),
-           meter.percentile(t.ttft, 0.5), meter.percentile(t.ttft, 0.95), meter.percentile(t.ttft, 0.99),
-           meter._per_day(v_tenant, subject_usage.since, subject_usage.until, v_subject),
-           q.plan, q.team, coalesce(q.blocked, false), q.reason,
+    SELECT f.*, q.plan, q.team, coalesce(q.blocked, false), q.reason,
            meter._subject_limits(v_tenant, v_subject, coalesce(q.found, false))
-      FROM t LEFT JOIN q ON true;
+      FROM meter._figures(v_tenant, subject_usage.since, subject_usage.until, v_subject) f
+      LEFT JOIN (SELECT s.plan, s.team, s.blocked, s.reason, true AS found
+                   FROM meter._quota_subject(v_tenant, v_subject) s) q ON true;
 END $$;
 COMMENT ON FUNCTION meter.subject_usage(text, text, timestamptz, timestamptz) IS
     'One subject''s usage over [since, until) (the figures of meter.summary), with its plan, team, whether it is blocked and why, and every limit that applies to it now (used, remaining, reset; amounts as exact text).';
