@@ -2285,22 +2285,10 @@ CREATE FUNCTION meter._rate(n numeric, d numeric) RETURNS numeric
     SET search_path = pg_catalog, pg_temp
     RETURN CASE WHEN d > 0 THEN round(n / d, 6) END;
 
--- _per_day: requests, errors and cost of each UTC day of the range that has
--- any, as a JSON array ordered by day, with the cost as exact text
-CREATE FUNCTION meter._per_day(p_tenant text, since timestamptz, until timestamptz, p_subject text DEFAULT NULL)
-    RETURNS jsonb
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT coalesce(jsonb_agg(jsonb_build_object('day', d.day, 'requests', u.requests, 'errors', u.errors,
-                                                 'cost', trim_scale(u.cost)::text) ORDER BY d.day), '[]'::jsonb)
-      FROM meter._usage(p_tenant, since, until, 'day', p_subject, false) u,
-           -- the key is a UTC midnight as text (in the session's DateStyle)
-           LATERAL (SELECT to_char(u.key::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day) d;
-END;
-
 -- _figures: the figures of a tenant's or one subject's usage over a range,
--- in one row: what meter.summary and meter.subject_usage both show
+-- in one row: what meter.summary and meter.subject_usage both show. One
+-- read by UTC day: the day rows are the per_day list (cost as exact text)
+-- and add up to the whole (sketches merge the same either way).
 CREATE FUNCTION meter._figures(p_tenant text, since timestamptz, until timestamptz, p_subject text DEFAULT NULL)
     RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric,
                    input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
@@ -2319,15 +2307,19 @@ BEGIN ATOMIC
                coalesce(sum(u.cache_read_tokens), 0) AS cache_read_tokens,
                coalesce(sum(u.cache_write_tokens), 0) AS cache_write_tokens,
                coalesce(sum(u.cost), 0) AS cost, coalesce(sum(u.potential_cost), 0) AS potential_cost,
-               meter.merge(u.latency) AS latency, meter.merge(u.ttft) AS ttft
-          FROM meter._usage(p_tenant, since, until, NULL, p_subject) u
+               meter.merge(u.latency) AS latency, meter.merge(u.ttft) AS ttft,
+               coalesce(jsonb_agg(jsonb_build_object('day', d.day, 'requests', u.requests, 'errors', u.errors,
+                                                     'cost', trim_scale(u.cost)::text) ORDER BY d.day), '[]'::jsonb)
+                   AS per_day
+          FROM meter._usage(p_tenant, since, until, 'day', p_subject) u,
+               -- the key is a UTC midnight as text (in the session's DateStyle)
+               LATERAL (SELECT to_char(u.key::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day) d
     )
     SELECT t.requests, t.requests - t.errors, t.errors, meter._rate(t.requests - t.errors, t.requests),
            t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost, t.potential_cost,
            t.cache_hits, meter._rate(t.cache_hits, t.requests), t.potential_cost - t.cost, t.unpriced,
            meter.percentile(t.latency, 0.5), meter.percentile(t.latency, 0.95), meter.percentile(t.latency, 0.99),
-           meter.percentile(t.ttft, 0.5), meter.percentile(t.ttft, 0.95), meter.percentile(t.ttft, 0.99),
-           meter._per_day(p_tenant, since, until, p_subject)
+           meter.percentile(t.ttft, 0.5), meter.percentile(t.ttft, 0.95), meter.percentile(t.ttft, 0.99), t.per_day
       FROM t;
 END;
 
