@@ -2539,3 +2539,372 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION meter.runway(text, interval) IS
     'Per provider with a reported balance: the last balance, what pg_meter computed was spent since, the estimated balance now, the burn per day over burn_window, the days left and when it runs out, and the drift between the spend the last two balances imply and the spend pg_meter computed between them.';
+
+-- _forecast: the fit of a baseline's daily costs (days since 1970-01-01)
+-- and the projection of days first..last (src/core/forecast.*)
+CREATE FUNCTION meter._forecast(days bigint[], costs double precision[], first bigint, last bigint,
+                                OUT projected double precision[], OUT method text)
+    AS 'MODULE_PATHNAME', 'meter_forecast'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- _month_budget: a tenant's own monthly cost budget (a tenant-wide cost
+-- limit by calendar month, for every plan), the smallest if several
+CREATE FUNCTION meter._month_budget(p_tenant text, OUT max numeric, OUT time_zone text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT l.max, l.time_zone FROM meter.limits l
+     WHERE l.tenant = p_tenant AND l.meter = 'cost' AND l.scope = 'tenant' AND l.calendar = 'month'
+       AND l.plan IS NULL AND l.subject IS NULL AND l.endpoint IS NULL
+     ORDER BY l.max, l.limit_id LIMIT 1;
+END;
+
+CREATE FUNCTION meter.projection(tenant text, baseline interval DEFAULT interval '28 days',
+                                 at timestamptz DEFAULT now())
+    RETURNS TABLE (month text, period_start timestamptz, period_end timestamptz, spent numeric,
+                   projected_rest numeric, projected_total numeric, flat_total numeric, budget numeric,
+                   budget_share numeric, over_budget boolean, over_budget_at timestamptz,
+                   baseline_since timestamptz, baseline_until timestamptz, method text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := projection.tenant;
+    v_at timestamptz := projection.at;
+    v_tz text;
+    v_budget numeric;
+    v_days integer;
+    v_first bigint;       -- the first projected UTC day (the one holding at)
+    v_last bigint;        -- the last UTC day touched by next month
+    v_days_arr bigint[];
+    v_costs float8[];
+    v_mean numeric;
+    f record;
+    m integer;
+    m_start timestamptz;
+    m_end timestamptz;
+    d bigint;
+    d_start timestamptz;
+    part float8;
+    cum float8;
+    rest float8;
+BEGIN
+    IF v_tenant IS NULL OR v_at IS NULL THEN
+        RAISE EXCEPTION 'tenant and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF projection.baseline IS NULL OR projection.baseline < interval '1 day'
+       OR projection.baseline > interval '366 days' THEN
+        RAISE EXCEPTION 'baseline must be from 1 day to 366 days' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The baseline is the whole UTC days before at; 28 days or more show weekday patterns.';
+    END IF;
+    SELECT b.max, b.time_zone INTO v_budget, v_tz FROM meter._month_budget(v_tenant) b;
+    v_tz := coalesce(v_tz, 'UTC');
+    -- the baseline: whole UTC days before the day of at, from the first
+    -- day with usage on (a newer tenant's earlier days are not zeros)
+    v_days := ceil(extract(epoch FROM projection.baseline) / 86400)::integer;
+    baseline_until := date_trunc('day', v_at, 'UTC');
+    baseline_since := baseline_until - v_days * interval '1 day';
+    SELECT array_agg(k.day ORDER BY k.day), array_agg(coalesce(u.cost, 0)::float8 ORDER BY k.day),
+           avg(coalesce(u.cost, 0))
+      INTO v_days_arr, v_costs, v_mean
+      FROM (SELECT (extract(epoch FROM g) / 86400)::bigint AS day
+              FROM generate_series(baseline_since, baseline_until - interval '1 day', interval '1 day') g) k
+      LEFT JOIN (SELECT (extract(epoch FROM x.key::timestamptz) / 86400)::bigint AS day, x.cost
+                   FROM meter._usage(v_tenant, baseline_since, baseline_until, 'day', NULL, false) x) u
+        ON u.day = k.day
+     WHERE k.day >= (SELECT min((extract(epoch FROM y.key::timestamptz) / 86400)::bigint)
+                       FROM meter._usage(v_tenant, baseline_since, baseline_until, 'day', NULL, false) y
+                      WHERE y.requests > 0);
+    IF v_days_arr IS NULL THEN
+        v_days_arr := '{}'; v_costs := '{}'; v_mean := 0;
+    ELSE
+        baseline_since := to_timestamp(v_days_arr[1] * 86400);
+    END IF;
+    v_first := floor(extract(epoch FROM v_at) / 86400)::bigint;
+    m_start := date_trunc('month', v_at, v_tz);
+    v_last := floor(extract(epoch FROM (m_start + interval '2 months') - interval '1 microsecond') / 86400)::bigint;
+    SELECT x.projected, x.method INTO f FROM meter._forecast(v_days_arr, v_costs, v_first, v_last) x;
+    method := f.method;
+    cum := 0;
+    -- this month (spent so far, exact, plus the rest projected) and next
+    FOR m IN 0..1 LOOP
+        m_start := date_trunc('month', v_at, v_tz) + m * interval '1 month';
+        m_start := date_trunc('month', m_start, v_tz);  -- a month in the zone, whatever its length
+        m_end := date_trunc('month', m_start + interval '32 days', v_tz);
+        month := to_char(m_start AT TIME ZONE v_tz, 'YYYY-MM');
+        period_start := m_start;
+        period_end := m_end;
+        IF m = 0 THEN
+            SELECT coalesce(sum(u.cost), 0) INTO spent FROM meter._usage(v_tenant, m_start, v_at, NULL, NULL, false) u;
+            cum := spent::float8;
+        ELSE
+            spent := 0;
+            cum := 0;
+        END IF;
+        -- the projected rest: each UTC day's projection times the part of
+        -- it inside [greatest(at, month start), month end)
+        rest := 0;
+        over_budget_at := NULL;
+        FOR d IN v_first..v_last LOOP
+            d_start := to_timestamp(d * 86400);
+            part := extract(epoch FROM (least(d_start + interval '1 day', m_end)
+                                         - greatest(d_start, m_start, v_at))) / 86400;
+            CONTINUE WHEN part <= 0;
+            IF v_budget IS NOT NULL AND over_budget_at IS NULL AND cum <= v_budget
+               AND cum + f.projected[d - v_first + 1] * part > v_budget THEN
+                over_budget_at := greatest(d_start, m_start, v_at)
+                    + (v_budget - cum) / f.projected[d - v_first + 1] * interval '1 day';
+            END IF;
+            rest := rest + f.projected[d - v_first + 1] * part;
+            cum := cum + f.projected[d - v_first + 1] * part;
+        END LOOP;
+        projected_rest := round(rest::numeric, 6);
+        projected_total := spent + projected_rest;
+        flat_total := round(v_mean * extract(epoch FROM m_end - m_start) / 86400, 6);
+        budget := v_budget;
+        budget_share := meter._rate(projected_total, v_budget);
+        over_budget := CASE WHEN v_budget IS NOT NULL THEN projected_total > v_budget END;
+        IF m = 0 AND v_budget IS NOT NULL AND spent > v_budget THEN
+            over_budget_at := NULL;  -- already over: see spent
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION meter.projection(text, interval, timestamptz) IS
+    'Projected cost of a tenant for the month holding at and the next: what was spent so far (exact) plus each remaining day projected from the whole UTC days of the baseline before at (weekday pattern and linear trend, stated in method), the flat average-times-days figure beside it, and the tenant''s monthly cost budget with when the projection crosses it.';
+
+-------------------------------------------------------------------------------
+-- Anomalies: what stands out against a tenant's own normal. Rates, cost,
+-- errors and latency per whole UTC hour come from the hourly rollup plus
+-- the tail not rolled up yet (meter._hourly); sessions polling an endpoint
+-- from the events of the range.
+-------------------------------------------------------------------------------
+
+-- _hourly: a set of tenants' usage per UTC hour in [since, until) (whole
+-- hours: both bounds are hours) per provider, model, endpoint and feature:
+-- the hourly rollup's rows and the tail not rolled up yet, so one group
+-- may come twice (callers sum)
+CREATE FUNCTION meter._hourly(p_tenants text[], since timestamptz, until timestamptz)
+    RETURNS TABLE (tenant text, bucket timestamptz, provider text, model text, endpoint text, feature text,
+                   requests bigint, errors bigint, cost numeric, latency meter.sketch)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_from bigint;
+BEGIN
+    IF date_trunc('hour', since) <> since OR date_trunc('hour', until) <> until THEN
+        RAISE EXCEPTION '_hourly reads whole hours' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM meter._check_watermark();
+    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
+    RETURN QUERY
+    SELECT r.tenant, r.bucket, r.provider, r.model, r.endpoint, r.feature, r.requests, r.errors, r.cost, r.latency
+      FROM meter.rollup_hourly r
+     WHERE r.tenant = ANY (p_tenants) AND r.bucket >= since AND r.bucket < until
+    UNION ALL
+    SELECT e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature, count(*),
+           count(*) FILTER (WHERE NOT e.success), coalesce(sum(e.cost), 0), meter.sketch(e.latency_ms)
+      FROM meter.events e
+     WHERE e.tenant = ANY (p_tenants) AND e.occurred_at >= since AND e.occurred_at < until
+       AND e.txid >= coalesce(v_from, 0)
+       AND meter._unrolled(e.txid, coalesce((SELECT s.watermark FROM meter.rollup_state s), '1:1:'::pg_snapshot))
+     GROUP BY 1, 2, 3, 4, 5, 6;
+END $$;
+
+-- _anomalies: the findings of meter.anomalies for a set of tenants (the
+-- alert job asks for all of its tenants at once). key names what a finding
+-- is about, so that an alert on it fires once while it lasts.
+CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until timestamptz)
+    RETURNS TABLE (tenant text, kind text, subject text, session text, endpoint text, model text,
+                   started_at timestamptz, ended_at timestamptz, observed numeric, normal numeric, unit text,
+                   ratio numeric, what text, advice text, key text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, YMD'  -- times inside what and advice read back anywhere
+AS $$
+#variable_conflict use_column
+DECLARE
+    h1 timestamptz := date_trunc('hour', since);
+    h2 timestamptz := date_trunc('hour', until) + CASE WHEN date_trunc('hour', until) < until
+                                                       THEN interval '1 hour' ELSE interval '0' END;
+BEGIN
+    -- polling storms: a session (or a subject without sessions) calling one
+    -- endpoint every 10 s or faster for a minute or more, at ten times the
+    -- median rate of the tenant's other callers of that endpoint
+    RETURN QUERY
+    WITH g AS (
+        SELECT e.tenant, e.endpoint, e.session, max(e.subject) AS subject, count(*) AS n,
+               min(e.occurred_at) AS t1, max(e.occurred_at) AS t2,
+               count(*) FILTER (WHERE coalesce(e.cost, 0) = 0 AND e.input_tokens = 0 AND e.output_tokens = 0) AS empty
+          FROM meter.events e
+         WHERE e.tenant = ANY (p_tenants) AND e.occurred_at >= since AND e.occurred_at < until
+           AND (e.session IS NOT NULL OR e.subject IS NOT NULL)
+         GROUP BY e.tenant, e.endpoint, e.session, CASE WHEN e.session IS NULL THEN e.subject END
+    ), r AS (
+        SELECT g.*, (g.n - 1) / greatest(extract(epoch FROM g.t2 - g.t1) / 60, 1.0 / 60) AS per_min
+          FROM g
+    ), m AS (
+        SELECT r.tenant, r.endpoint, percentile_cont(0.5) WITHIN GROUP (ORDER BY r.per_min) AS median,
+               count(*) AS callers
+          FROM r WHERE r.n >= 2 GROUP BY r.tenant, r.endpoint
+    )
+    SELECT r.tenant, 'polling_storm', r.subject, r.session, r.endpoint, NULL::text, r.t1, r.t2,
+           round(r.per_min, 2), round(m.median::numeric, 2), 'requests/min',
+           CASE WHEN m.callers > 1 AND m.median > 0 THEN round(r.per_min / m.median::numeric, 1) END,
+           format('%s %s called %s %s times in %s min (one every %s s, %s%% without tokens or cost)%s',
+                  CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
+                  coalesce(r.session, r.subject), coalesce(r.endpoint, '(no endpoint)'), r.n,
+                  round(extract(epoch FROM r.t2 - r.t1) / 60, 1),
+                  round(extract(epoch FROM r.t2 - r.t1) / greatest(r.n - 1, 1), 1),
+                  round(100.0 * r.empty / r.n), 
+                  CASE WHEN m.callers > 1 THEN format('; the median caller: %s a minute', round(m.median::numeric, 2))
+                       ELSE '' END),
+           format('Make the client back off or push instead of polling, and cap it: SELECT meter.set_limit(tenant => %L, meter => ''requests'', per => ''1 minute'', max => %s, scope => %L%s);',
+                  r.tenant, greatest(ceil(coalesce(m.median::numeric, 0) * 3), 6),
+                  CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
+                  CASE WHEN r.endpoint IS NOT NULL THEN format(', endpoint => %L', r.endpoint) ELSE '' END),
+           'polling_storm:' || coalesce(r.endpoint, '') || ':' || coalesce(r.session, 'subject ' || r.subject)
+      FROM r JOIN m ON m.tenant = r.tenant AND m.endpoint IS NOT DISTINCT FROM r.endpoint
+     WHERE r.n >= 30 AND r.t2 - r.t1 >= interval '1 minute' AND r.per_min >= 6
+       AND (m.callers = 1 OR r.per_min >= 10 * m.median);
+
+    -- cost and error spikes: an hour against the tenant's trailing week of
+    -- hours before it (hours without calls count as 0; at least a day of
+    -- history). Neighbouring hours make one finding.
+    RETURN QUERY
+    WITH x AS (
+        SELECT u.tenant, u.bucket, u.model, u.endpoint, sum(u.requests) AS req, sum(u.errors) AS err,
+               sum(u.cost) AS cost
+          FROM meter._hourly(p_tenants, h1 - interval '7 days', h2) u
+         GROUP BY 1, 2, 3, 4
+    ), h AS (
+        SELECT x.tenant, x.bucket, sum(x.req) AS req, sum(x.err) AS err, sum(x.cost) AS cost
+          FROM x GROUP BY 1, 2
+    ), b AS (
+        SELECT h.*, sum(h.cost) OVER w AS s1, sum(h.cost * h.cost) OVER w AS s2, sum(h.req) OVER w AS base_req,
+               sum(h.err) OVER w AS base_err,
+               extract(epoch FROM h.bucket - greatest(min(h.bucket) OVER (PARTITION BY h.tenant),
+                                                      h.bucket - interval '7 days')) / 3600 AS hours
+          FROM h
+        WINDOW w AS (PARTITION BY h.tenant ORDER BY h.bucket
+                     RANGE BETWEEN interval '7 days' PRECEDING AND interval '1 hour' PRECEDING)
+    ), f AS (  -- flagged hours
+        SELECT b.tenant, b.bucket, k.kind, k.observed, k.normal
+          FROM b,
+               LATERAL (SELECT coalesce(b.s1, 0) / b.hours AS mean) c,
+               LATERAL (VALUES
+                   ('cost_spike', b.cost, c.mean,
+                    b.cost >= 0.01 AND b.cost >= 3 * c.mean
+                    AND b.cost >= c.mean + 4 * sqrt(greatest(coalesce(b.s2, 0) / b.hours - c.mean * c.mean, 0))),
+                   ('error_spike', round(b.err::numeric / b.req, 4),
+                    round(coalesce(b.base_err::numeric / nullif(b.base_req, 0), 0), 4),
+                    b.err >= 10 AND b.err::numeric / b.req
+                        >= greatest(3 * coalesce(b.base_err::numeric / nullif(b.base_req, 0), 0),
+                                    coalesce(b.base_err::numeric / nullif(b.base_req, 0), 0) + 0.1))
+               ) k(kind, observed, normal, hit)
+         WHERE b.bucket >= h1 AND b.hours >= 24 AND k.hit
+    ), i AS (  -- islands of neighbouring hours
+        SELECT f.*, f.bucket - (row_number() OVER (PARTITION BY f.tenant, f.kind ORDER BY f.bucket)) * interval '1 hour'
+                        AS island
+          FROM f
+    ), s AS (
+        SELECT i.tenant, i.kind, min(i.bucket) AS t1, max(i.bucket) + interval '1 hour' AS t2,
+               max(i.observed) AS observed, avg(i.normal) AS normal
+          FROM i GROUP BY i.tenant, i.kind, i.island
+    )
+    SELECT s.tenant, s.kind, who.subject, NULL::text, top.endpoint, top.model, s.t1, s.t2,
+           round(s.observed, 6), round(s.normal, 6),
+           CASE s.kind WHEN 'cost_spike' THEN 'USD/hour' ELSE 'error rate' END,
+           CASE WHEN s.normal > 0 THEN round(s.observed / s.normal, 1) END,
+           CASE s.kind
+               WHEN 'cost_spike' THEN format('cost reached %s USD in an hour against %s USD an hour over the week before; most of it %s, by %s',
+                                             trim_scale(round(s.observed, 6)), trim_scale(round(s.normal, 6)),
+                                             coalesce(top.model, '(no model)'), coalesce(who.subject, 'guests'))
+               ELSE format('%s%% of calls failed in an hour against %s%% over the week before; most failures at %s (%s), for %s',
+                           round(100 * s.observed, 1), round(100 * s.normal, 1), coalesce(top.endpoint, '(no endpoint)'),
+                           coalesce(top.model, 'no model'), coalesce(who.subject, 'guests'))
+           END,
+           CASE s.kind
+               WHEN 'cost_spike' THEN format('See who spent it: SELECT * FROM meter.top_subjects(%L, %L, %L); cap it with a tenant budget: SELECT meter.set_limit(tenant => %L, meter => ''cost'', per => ''day'', max => ..., scope => ''tenant'', time_zone => ''UTC'');',
+                                             s.tenant, s.t1, s.t2, s.tenant)
+               ELSE format('Look at the errors: SELECT error, error_message, count(*) FROM meter.events WHERE tenant = %L AND occurred_at >= %L AND NOT success GROUP BY 1, 2 ORDER BY 3 DESC;',
+                           s.tenant, s.t1)
+           END,
+           s.kind
+      FROM s
+      LEFT JOIN LATERAL (
+          SELECT x.model, x.endpoint FROM x
+           WHERE x.tenant = s.tenant AND x.bucket >= s.t1 AND x.bucket < s.t2
+           GROUP BY x.model, x.endpoint
+           ORDER BY CASE WHEN s.kind = 'cost_spike' THEN sum(x.cost) ELSE sum(x.err) END DESC, x.model, x.endpoint
+           LIMIT 1) top ON true
+      -- who: the subject with the most of it (the events of the spike's hours)
+      LEFT JOIN LATERAL (
+          SELECT e.subject FROM meter.events e
+           WHERE e.tenant = s.tenant AND e.occurred_at >= s.t1 AND e.occurred_at < s.t2
+           GROUP BY e.subject
+           ORDER BY CASE WHEN s.kind = 'cost_spike' THEN coalesce(sum(e.cost), 0)
+                         ELSE count(*) FILTER (WHERE NOT e.success) END DESC, e.subject
+           LIMIT 1) who ON true;
+
+    -- latency jumps: a model's p95 in an hour at twice its p95 over the week
+    -- before the range and 100 ms more, with 20 calls or more
+    RETURN QUERY
+    WITH x AS (
+        SELECT u.tenant, u.bucket, u.model, u.requests, u.latency
+          FROM meter._hourly(p_tenants, h1 - interval '7 days', h2) u
+         WHERE u.model IS NOT NULL
+    ), base AS (
+        SELECT x.tenant, x.model, meter.percentile(meter.merge(x.latency), 0.95) AS p95
+          FROM x WHERE x.bucket < h1 GROUP BY 1, 2
+    ), h AS (
+        SELECT x.tenant, x.model, x.bucket, sum(x.requests) AS req,
+               meter.percentile(meter.merge(x.latency), 0.95) AS p95
+          FROM x WHERE x.bucket >= h1 GROUP BY 1, 2, 3
+    ), f AS (
+        SELECT h.*, base.p95 AS base_p95,
+               h.bucket - (row_number() OVER (PARTITION BY h.tenant, h.model ORDER BY h.bucket)) * interval '1 hour'
+                   AS island
+          FROM h JOIN base USING (tenant, model)
+         WHERE h.req >= 20 AND h.p95 >= 2 * base.p95 AND h.p95 - base.p95 >= 100
+    ), s AS (
+        SELECT f.tenant, f.model, min(f.bucket) AS t1, max(f.bucket) + interval '1 hour' AS t2,
+               max(f.p95) AS p95, min(f.base_p95) AS base_p95
+          FROM f GROUP BY f.tenant, f.model, f.island
+    )
+    SELECT s.tenant, 'latency_jump', NULL::text, NULL::text, NULL::text, s.model, s.t1, s.t2,
+           round(s.p95::numeric), round(s.base_p95::numeric), 'p95 ms', round((s.p95 / s.base_p95)::numeric, 1),
+           format('p95 latency of %s reached %s ms against %s ms over the week before', s.model, round(s.p95::numeric),
+                  round(s.base_p95::numeric)),
+           format('Check the provider''s status for %s; route latency-sensitive calls to another model or provider until it recovers.',
+                  s.model),
+           'latency_jump:' || s.model
+      FROM s;
+END $$;
+
+CREATE FUNCTION meter.anomalies(tenant text, since timestamptz DEFAULT now() - interval '1 day',
+                                until timestamptz DEFAULT now())
+    RETURNS TABLE (kind text, subject text, session text, endpoint text, model text, started_at timestamptz,
+                   ended_at timestamptz, observed numeric, normal numeric, unit text, ratio numeric, what text,
+                   advice text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF anomalies.tenant IS NULL OR anomalies.since IS NULL OR anomalies.until IS NULL THEN
+        RAISE EXCEPTION 'tenant, since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF anomalies.until <= anomalies.since OR anomalies.until - anomalies.since > interval '31 days' THEN
+        RAISE EXCEPTION 'the range must be longer than 0 and at most 31 days' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Anomalies are looked for hour by hour against the week before each hour.';
+    END IF;
+    RETURN QUERY
+    SELECT a.kind, a.subject, a.session, a.endpoint, a.model, a.started_at, a.ended_at, a.observed, a.normal,
+           a.unit, a.ratio, a.what, a.advice
+      FROM meter._anomalies(ARRAY[anomalies.tenant], anomalies.since, anomalies.until) a
+     ORDER BY a.started_at, a.kind, a.key;
+END $$;
+COMMENT ON FUNCTION meter.anomalies(text, timestamptz, timestamptz) IS
+    'What stands out in a tenant''s usage over [since, until) (default the last day): polling storms (a session or subject calling one endpoint every 10 s or faster at ten times the median caller), cost and error-rate spikes of an hour against the week before, and a model''s p95 latency jumping; each with who, how much above normal, since when, and what to do.';
