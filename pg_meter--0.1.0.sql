@@ -1207,7 +1207,7 @@ CREATE TABLE meter.jobs (
 );
 COMMENT ON TABLE meter.jobs IS 'One row per pg_meter job: its schedule, last run, result, last error and failure count. meter.job_status adds whether it runs now.';
 INSERT INTO meter.jobs (job) VALUES ('rollup'), ('partitions'), ('retention'), ('price_unpriced'), ('expire'),
-                                    ('backfill'), ('reprice');
+                                    ('alerts'), ('backfill'), ('reprice');
 
 -- a job holds this advisory lock while it runs (session level: a run's
 -- commits do not release it)
@@ -1725,9 +1725,9 @@ DECLARE
     v_rid bigint;
     v_ret record;
 BEGIN
-    IF job IS NULL OR job NOT IN ('rollup', 'partitions', 'retention', 'price_unpriced', 'expire') THEN
+    IF job IS NULL OR job NOT IN ('rollup', 'partitions', 'retention', 'price_unpriced', 'expire', 'alerts') THEN
         RAISE EXCEPTION 'pg_meter has no job "%"', job USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'The jobs are rollup, partitions, retention, price_unpriced and expire.';
+            HINT = 'The jobs are rollup, partitions, retention, price_unpriced, expire and alerts.';
     END IF;
     IF NOT meter._job_begin(job) THEN
         RAISE NOTICE 'pg_meter job % is running in another session; this run leaves', job;
@@ -1773,6 +1773,9 @@ BEGIN
                 IF v_days = 0 THEN DELETE FROM meter.reprices WHERE reprice_id = v_rid; END IF;
             WHEN 'expire' THEN
                 v_result := format('%s run log rows purged', meter.expire());
+            WHEN 'alerts' THEN
+                v_ret := meter.evaluate_alerts();
+                v_result := format('%s fired, %s resolved, %s firing', v_ret.fired, v_ret.resolved, v_ret.firing);
             END CASE;
         EXCEPTION WHEN OTHERS THEN
             v_ok := false;
@@ -1784,14 +1787,14 @@ BEGIN
     COMMIT;
 END $$;
 COMMENT ON PROCEDURE meter.run_job(text, interval, interval) IS
-    'Runs one pg_meter job now (rollup, partitions, retention, price_unpriced, expire), one run at a time, recording its outcome in meter.jobs; what pg_cron calls. CALL it outside a transaction block.';
+    'Runs one pg_meter job now (rollup, partitions, retention, price_unpriced, expire, alerts), one run at a time, recording its outcome in meter.jobs; what pg_cron calls. CALL it outside a transaction block.';
 REVOKE ALL ON PROCEDURE meter.run_job(text, interval, interval) FROM PUBLIC;
 
 -- schedule installs the jobs in pg_cron as named jobs (pg_meter_<job>); a
 -- second call replaces them. A NULL schedule leaves that job out.
 CREATE FUNCTION meter.schedule(rollup text DEFAULT '* * * * *', partitions text DEFAULT '7 0 * * *',
                                retention text DEFAULT '17 1 * * *', price_unpriced text DEFAULT '*/10 * * * *',
-                               expire text DEFAULT '27 1 * * *')
+                               expire text DEFAULT '27 1 * * *', alerts text DEFAULT '* * * * *')
     RETURNS TABLE (job text, schedule text, cron_jobid bigint, command text)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -1804,11 +1807,11 @@ BEGIN
         RAISE EXCEPTION 'pg_cron is not installed in database %', current_database()
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'meter.schedule() installs its jobs with pg_cron.',
-                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name = %L, restart, and run CREATE EXTENSION pg_cron; or run the jobs yourself: CALL meter.run_job(''rollup''), and likewise partitions, retention, price_unpriced and expire.', current_database());
+                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name = %L, restart, and run CREATE EXTENSION pg_cron; or run the jobs yourself: CALL meter.run_job(''rollup''), and likewise partitions, retention, price_unpriced, expire and alerts.', current_database());
     END IF;
     FOR v IN SELECT * FROM (VALUES ('rollup', schedule.rollup), ('partitions', schedule.partitions),
                                    ('retention', schedule.retention), ('price_unpriced', schedule.price_unpriced),
-                                   ('expire', schedule.expire)) AS t(job, sched) LOOP
+                                   ('expire', schedule.expire), ('alerts', schedule.alerts)) AS t(job, sched) LOOP
         job := v.job;
         schedule := v.sched;
         command := format('CALL meter.run_job(%L)', v.job);
@@ -1824,9 +1827,9 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
-COMMENT ON FUNCTION meter.schedule(text, text, text, text, text) IS
-    'Installs pg_meter''s jobs in pg_cron (named pg_meter_rollup, _partitions, _retention, _price_unpriced, _expire) with these cron schedules (GMT); calling it again replaces them; NULL leaves a job out.';
-REVOKE ALL ON FUNCTION meter.schedule(text, text, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION meter.schedule(text, text, text, text, text, text) IS
+    'Installs pg_meter''s jobs in pg_cron (named pg_meter_rollup, _partitions, _retention, _price_unpriced, _expire, _alerts) with these cron schedules (GMT); calling it again replaces them; NULL leaves a job out.';
+REVOKE ALL ON FUNCTION meter.schedule(text, text, text, text, text, text) FROM PUBLIC;
 
 CREATE FUNCTION meter.unschedule() RETURNS integer
     LANGUAGE plpgsql
@@ -2482,7 +2485,7 @@ END $$;
 COMMENT ON FUNCTION meter.record_balance(text, text, numeric, timestamptz) IS
     'Keeps a provider''s reported balance in USD at a time (default now); the same provider and time again replaces it. Returns the row''s id.';
 
-CREATE FUNCTION meter.runway(tenant text, burn_window interval DEFAULT interval '7 days')
+CREATE FUNCTION meter.runway(tenant text, burn_window interval DEFAULT interval '7 days', at timestamptz DEFAULT now())
     RETURNS TABLE (provider text, balance_usd numeric, balance_at timestamptz, spent_since numeric,
                    estimated_balance numeric, burn_per_day numeric, days_left numeric, runs_out_at timestamptz,
                    previous_balance numeric, previous_at timestamptz, reported_spend numeric, computed_spend numeric,
@@ -2493,12 +2496,12 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_tenant text := runway.tenant;
-    v_now timestamptz := now();
+    v_now timestamptz := runway.at;
     v_days numeric;
     b record;
 BEGIN
-    IF v_tenant IS NULL THEN
-        RAISE EXCEPTION 'tenant must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    IF v_tenant IS NULL OR v_now IS NULL THEN
+        RAISE EXCEPTION 'tenant and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF burn_window IS NULL OR burn_window <= interval '0' OR burn_window > interval '366 days' THEN
         RAISE EXCEPTION 'burn_window must be more than 0 and at most 366 days' USING ERRCODE = 'invalid_parameter_value';
@@ -2537,8 +2540,8 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
-COMMENT ON FUNCTION meter.runway(text, interval) IS
-    'Per provider with a reported balance: the last balance, what pg_meter computed was spent since, the estimated balance now, the burn per day over burn_window, the days left and when it runs out, and the drift between the spend the last two balances imply and the spend pg_meter computed between them.';
+COMMENT ON FUNCTION meter.runway(text, interval, timestamptz) IS
+    'Per provider with a reported balance at at (default now): the last balance, what pg_meter computed was spent since, the estimated balance at at, the burn per day over burn_window, the days left and when it runs out, and the drift between the spend the last two balances imply and the spend pg_meter computed between them.';
 
 -- _forecast: the fit of a baseline's daily costs (days since 1970-01-01)
 -- and the projection of days first..last (src/core/forecast.*)
@@ -2687,7 +2690,7 @@ COMMENT ON FUNCTION meter.projection(text, interval, timestamptz) IS
 -- may come twice (callers sum)
 CREATE FUNCTION meter._hourly(p_tenants text[], since timestamptz, until timestamptz)
     RETURNS TABLE (tenant text, bucket timestamptz, provider text, model text, endpoint text, feature text,
-                   requests bigint, errors bigint, cost numeric, latency meter.sketch)
+                   requests bigint, errors bigint, unpriced bigint, cost numeric, latency meter.sketch)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2700,12 +2703,14 @@ BEGIN
     PERFORM meter._check_watermark();
     SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
     RETURN QUERY
-    SELECT r.tenant, r.bucket, r.provider, r.model, r.endpoint, r.feature, r.requests, r.errors, r.cost, r.latency
+    SELECT r.tenant, r.bucket, r.provider, r.model, r.endpoint, r.feature, r.requests, r.errors, r.unpriced, r.cost,
+           r.latency
       FROM meter.rollup_hourly r
      WHERE r.tenant = ANY (p_tenants) AND r.bucket >= since AND r.bucket < until
     UNION ALL
     SELECT e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature, count(*),
-           count(*) FILTER (WHERE NOT e.success), coalesce(sum(e.cost), 0), meter.sketch(e.latency_ms)
+           count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE NOT e.priced), coalesce(sum(e.cost), 0),
+           meter.sketch(e.latency_ms)
       FROM meter.events e
      WHERE e.tenant = ANY (p_tenants) AND e.occurred_at >= since AND e.occurred_at < until
        AND e.txid >= coalesce(v_from, 0)
@@ -2908,3 +2913,262 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION meter.anomalies(text, timestamptz, timestamptz) IS
     'What stands out in a tenant''s usage over [since, until) (default the last day): polling storms (a session or subject calling one endpoint every 10 s or faster at ten times the median caller), cost and error-rate spikes of an hour against the week before, and a model''s p95 latency jumping; each with who, how much above normal, since when, and what to do.';
+
+-------------------------------------------------------------------------------
+-- Alerts that push (doc/admin.md): rules per tenant, evaluated by the
+-- alerts job (pg_cron, every minute); an alert is recorded once when it
+-- starts firing, kept while it fires, resolved when it clears, and each
+-- change is sent with NOTIFY on the channel meter_alerts (JSON payload).
+-------------------------------------------------------------------------------
+
+-- _quota_refusals: this database's refusal tally (shared memory, since the
+-- server started): per limit that refused, how often, when, and whom last
+CREATE FUNCTION meter._quota_refusals()
+    RETURNS TABLE (tenant text, limit_id bigint, refusals bigint, first_at timestamptz, last_at timestamptz,
+                   last_subject text)
+    AS 'MODULE_PATHNAME', 'meter_quota_refusals'
+    LANGUAGE C VOLATILE;
+
+CREATE TABLE meter.alert_rules (
+    rule_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant     text NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('daily_cost_above', 'success_rate_below', 'quota_hit', 'anomaly',
+                                             'runway_below', 'unpriced_model')),
+    threshold  numeric,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (CASE kind WHEN 'daily_cost_above' THEN threshold >= 0
+                     WHEN 'success_rate_below' THEN threshold > 0 AND threshold <= 1
+                     WHEN 'runway_below' THEN threshold > 0
+                     ELSE threshold IS NULL END),
+    CONSTRAINT alert_rules_once UNIQUE NULLS NOT DISTINCT (tenant, kind, threshold)
+);
+COMMENT ON TABLE meter.alert_rules IS 'What a tenant wants to be told: daily cost above a threshold (USD), success rate below one (0..1), any quota hit, any anomaly, runway under a number of days, an unpriced model seen. meter.set_alert writes them; the alerts job evaluates them.';
+
+CREATE TABLE meter.alerts (
+    alert_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rule_id      bigint NOT NULL REFERENCES meter.alert_rules ON DELETE CASCADE,
+    tenant       text NOT NULL,
+    kind         text NOT NULL,
+    key          text NOT NULL,  -- what it is about: '' for the tenant, a provider, a model, a limit, an anomaly
+    value        numeric,        -- what was seen when it fired (then when last seen)
+    threshold    numeric,
+    message      text NOT NULL,
+    details      jsonb,
+    fired_at     timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL,
+    resolved_at  timestamptz
+);
+COMMENT ON TABLE meter.alerts IS 'Alerts as they fired and resolved: one row per firing of a rule about one thing (key), open (resolved_at NULL) while it lasts.';
+-- one open alert per rule and thing: a second evaluation finds it open
+CREATE UNIQUE INDEX alerts_open ON meter.alerts (rule_id, key) WHERE resolved_at IS NULL;
+CREATE INDEX alerts_tenant ON meter.alerts (tenant, fired_at);
+SELECT pg_catalog.pg_extension_config_dump('meter.alert_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.alert_rules_rule_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('meter.alerts_alert_id_seq', '');
+
+CREATE VIEW meter.active_alerts AS
+SELECT a.alert_id, a.tenant, a.kind, a.key, a.value, a.threshold, a.message, a.details, a.fired_at, a.last_seen_at
+  FROM meter.alerts a WHERE a.resolved_at IS NULL;
+COMMENT ON VIEW meter.active_alerts IS 'Alerts firing now.';
+
+CREATE FUNCTION meter.set_alert(tenant text, kind text, threshold numeric DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v_id bigint;
+BEGIN
+    IF tenant IS NULL OR kind IS NULL THEN
+        RAISE EXCEPTION 'tenant and kind must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF kind NOT IN ('daily_cost_above', 'success_rate_below', 'quota_hit', 'anomaly', 'runway_below',
+                    'unpriced_model') THEN
+        RAISE EXCEPTION 'pg_meter has no alert "%"', kind USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The alerts are daily_cost_above, success_rate_below, quota_hit, anomaly, runway_below and unpriced_model.';
+    END IF;
+    IF kind IN ('daily_cost_above', 'success_rate_below', 'runway_below') AND threshold IS NULL THEN
+        RAISE EXCEPTION 'alert % needs a threshold', kind USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'daily_cost_above: USD; success_rate_below: a rate from 0 to 1; runway_below: days.';
+    END IF;
+    IF kind NOT IN ('daily_cost_above', 'success_rate_below', 'runway_below') AND threshold IS NOT NULL THEN
+        RAISE EXCEPTION 'alert % takes no threshold', kind USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF threshold = 'NaN' OR threshold IN ('Infinity', '-Infinity')
+       OR (kind = 'daily_cost_above' AND threshold < 0)
+       OR (kind = 'success_rate_below' AND (threshold <= 0 OR threshold > 1))
+       OR (kind = 'runway_below' AND threshold <= 0) THEN
+        RAISE EXCEPTION 'threshold % is out of range for alert %', threshold, kind
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'daily_cost_above: USD >= 0; success_rate_below: more than 0, at most 1; runway_below: days > 0.';
+    END IF;
+    INSERT INTO meter.alert_rules AS r (tenant, kind, threshold) VALUES (tenant, kind, threshold)
+    ON CONFLICT ON CONSTRAINT alert_rules_once DO UPDATE SET created_at = r.created_at
+    RETURNING r.rule_id INTO v_id;
+    RETURN v_id;
+END $$;
+COMMENT ON FUNCTION meter.set_alert(text, text, numeric) IS
+    'Adds an alert rule for a tenant (kind daily_cost_above with USD, success_rate_below with a rate, runway_below with days; quota_hit, anomaly, unpriced_model without a threshold); the same rule again returns the existing id.';
+
+CREATE FUNCTION meter.drop_alert(rule_id bigint) RETURNS boolean
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH d AS (DELETE FROM meter.alert_rules r WHERE r.rule_id = drop_alert.rule_id RETURNING 1)
+    SELECT count(*) > 0 FROM d;
+END;
+COMMENT ON FUNCTION meter.drop_alert(bigint) IS 'Removes an alert rule and its alerts; returns whether it existed.';
+
+-- _firing: what every rule sees at a time, one row per rule and thing
+-- (key) whose condition holds, for every tenant at once
+CREATE FUNCTION meter._firing(p_at timestamptz)
+    RETURNS TABLE (rule_id bigint, tenant text, kind text, key text, value numeric, threshold numeric,
+                   message text, details jsonb)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, YMD'
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_hour timestamptz := date_trunc('hour', p_at);
+    v_day timestamptz := date_trunc('day', p_at, 'UTC');
+    v_tenants text[];
+BEGIN
+    -- daily cost (the UTC day so far) and success rate (this hour and the
+    -- one before, 20 calls or more), from the hourly rollup and the tail
+    SELECT array_agg(DISTINCT r.tenant) INTO v_tenants FROM meter.alert_rules r
+     WHERE r.kind IN ('daily_cost_above', 'success_rate_below', 'unpriced_model');
+    IF v_tenants IS NOT NULL THEN
+        RETURN QUERY
+        WITH h AS (
+            SELECT u.tenant, u.bucket, u.provider, u.model, u.requests, u.errors, u.unpriced, u.cost
+              FROM meter._hourly(v_tenants, least(v_day, v_hour - interval '23 hours'), v_hour + interval '1 hour') u
+        ), t AS (
+            SELECT h.tenant,
+                   coalesce(sum(h.cost) FILTER (WHERE h.bucket >= v_day), 0) AS cost_today,
+                   sum(h.requests) FILTER (WHERE h.bucket >= v_hour - interval '1 hour') AS req,
+                   sum(h.errors) FILTER (WHERE h.bucket >= v_hour - interval '1 hour') AS err
+              FROM h GROUP BY h.tenant
+        )
+        SELECT r.rule_id, r.tenant, r.kind, '', t.cost_today, r.threshold,
+               format('%s spent %s USD today (UTC), above %s', r.tenant, trim_scale(t.cost_today),
+                      trim_scale(r.threshold)),
+               jsonb_build_object('day', to_char(v_day AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                                  'cost', trim_scale(t.cost_today)::text)
+          FROM meter.alert_rules r JOIN t ON t.tenant = r.tenant
+         WHERE r.kind = 'daily_cost_above' AND t.cost_today > r.threshold
+        UNION ALL
+        SELECT r.rule_id, r.tenant, r.kind, '', round(1 - t.err::numeric / t.req, 4), r.threshold,
+               format('%s: %s%% of %s calls succeeded since %s, below %s%%', r.tenant,
+                      round(100 * (1 - t.err::numeric / t.req), 1), t.req, v_hour - interval '1 hour',
+                      trim_scale(100 * r.threshold)),
+               jsonb_build_object('since', v_hour - interval '1 hour', 'requests', t.req, 'errors', t.err)
+          FROM meter.alert_rules r JOIN t ON t.tenant = r.tenant
+         WHERE r.kind = 'success_rate_below' AND t.req >= 20 AND 1 - t.err::numeric / t.req < r.threshold
+        UNION ALL
+        SELECT r.rule_id, r.tenant, r.kind, coalesce(m.provider, '') || '/' || coalesce(m.model, ''), m.n, NULL,
+               format('%s recorded %s calls of %s/%s unpriced in the last 24 hours: set its price (meter.set_price), then meter.reprice prices them',
+                      r.tenant, m.n, coalesce(m.provider, '?'), coalesce(m.model, '?')),
+               jsonb_build_object('provider', m.provider, 'model', m.model, 'unpriced', m.n)
+          FROM meter.alert_rules r
+          JOIN (SELECT h.tenant, h.provider, h.model, sum(h.unpriced) AS n FROM h
+                 WHERE h.bucket >= v_hour - interval '23 hours' GROUP BY 1, 2, 3 HAVING sum(h.unpriced) > 0) m
+            ON m.tenant = r.tenant
+         WHERE r.kind = 'unpriced_model';
+    END IF;
+
+    -- quotas hit: a limit that refused in the last 10 minutes
+    RETURN QUERY
+    SELECT r.rule_id, r.tenant, r.kind, 'limit ' || q.limit_id, q.refusals::numeric, NULL::numeric,
+           format('%s: limit %s (%s per %s, %s) refused %s requests since %s, the last of %s at %s', r.tenant,
+                  q.limit_id, l.meter, l.per, l.scope, q.refusals, q.first_at, q.last_subject, q.last_at),
+           jsonb_build_object('limit_id', q.limit_id, 'meter', l.meter, 'per', l.per::text, 'scope', l.scope,
+                              'max', l.max::text, 'refusals', q.refusals, 'last_subject', q.last_subject,
+                              'last_at', q.last_at)
+      FROM meter.alert_rules r
+      JOIN meter._quota_refusals() q ON q.tenant = r.tenant
+      JOIN meter.limits l ON l.limit_id = q.limit_id
+     WHERE r.kind = 'quota_hit' AND q.last_at >= p_at - interval '10 minutes' AND q.last_at <= p_at;
+
+    -- anomalies of the last hour
+    SELECT array_agg(DISTINCT r.tenant) INTO v_tenants FROM meter.alert_rules r WHERE r.kind = 'anomaly';
+    IF v_tenants IS NOT NULL THEN
+        RETURN QUERY
+        SELECT r.rule_id, r.tenant, r.kind, a.key, a.observed, NULL::numeric, a.what,
+               jsonb_build_object('anomaly', a.kind, 'subject', a.subject, 'session', a.session,
+                                  'endpoint', a.endpoint, 'model', a.model, 'started_at', a.started_at,
+                                  'ended_at', a.ended_at, 'observed', a.observed::text, 'normal', a.normal::text,
+                                  'unit', a.unit, 'ratio', a.ratio::text, 'advice', a.advice)
+          FROM meter._anomalies(v_tenants, p_at - interval '1 hour', p_at) a
+          JOIN meter.alert_rules r ON r.tenant = a.tenant AND r.kind = 'anomaly';
+    END IF;
+
+    -- runway under a number of days, per provider with a balance
+    RETURN QUERY
+    SELECT r.rule_id, r.tenant, r.kind, w.provider, w.days_left, r.threshold,
+           format('%s: %s balance runs out in %s days (about %s), under %s', r.tenant, w.provider, w.days_left,
+                  date_trunc('minute', w.runs_out_at), trim_scale(r.threshold)),
+           jsonb_build_object('provider', w.provider, 'estimated_balance', w.estimated_balance::text,
+                              'burn_per_day', trim_scale(w.burn_per_day)::text, 'runs_out_at', w.runs_out_at)
+      FROM meter.alert_rules r, LATERAL meter.runway(r.tenant, at => p_at) w
+     WHERE r.kind = 'runway_below' AND w.days_left < r.threshold;
+END $$;
+
+-- evaluate_alerts: one evaluation of every rule; records what starts
+-- firing (once), notes what still fires, resolves what cleared, and sends
+-- each start and end on meter_alerts (at commit)
+CREATE FUNCTION meter.evaluate_alerts(at timestamptz DEFAULT now(), OUT fired integer, OUT resolved integer,
+                                      OUT firing integer)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_at timestamptz := evaluate_alerts.at;
+BEGIN
+    IF v_at IS NULL THEN
+        RAISE EXCEPTION 'at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- one statement: what fires, what still fires, what cleared, what is new
+    WITH f AS MATERIALIZED (
+        SELECT * FROM meter._firing(v_at)
+    ), still AS (
+        UPDATE meter.alerts a SET value = f.value, last_seen_at = v_at, details = f.details
+          FROM f
+         WHERE a.rule_id = f.rule_id AND a.key = f.key AND a.resolved_at IS NULL
+        RETURNING a.alert_id
+    ), gone AS (
+        UPDATE meter.alerts a SET resolved_at = v_at
+         WHERE a.resolved_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM f WHERE f.rule_id = a.rule_id AND f.key = a.key)
+        RETURNING a.*
+    ), born AS (
+        INSERT INTO meter.alerts AS a (rule_id, tenant, kind, key, value, threshold, message, details, fired_at,
+                                      last_seen_at)
+        SELECT f.rule_id, f.tenant, f.kind, f.key, f.value, f.threshold, f.message, f.details, v_at, v_at
+          FROM f
+        ON CONFLICT (rule_id, key) WHERE resolved_at IS NULL DO NOTHING
+        RETURNING a.*
+    )
+    SELECT (SELECT count(pg_notify('meter_alerts', meter._alert_payload('fired', b))) FROM born b),
+           (SELECT count(pg_notify('meter_alerts', meter._alert_payload('resolved', g))) FROM gone g),
+           (SELECT count(*) FROM f)
+      INTO fired, resolved, firing;
+END $$;
+COMMENT ON FUNCTION meter.evaluate_alerts(timestamptz) IS
+    'Evaluates every alert rule at a time (default now): an alert that starts firing is recorded once and sent on the NOTIFY channel meter_alerts, one still firing is kept (value and last_seen_at), one that cleared is resolved and sent. Returns how many fired, resolved and fire now. The alerts job runs it every minute.';
+REVOKE ALL ON FUNCTION meter.evaluate_alerts(timestamptz) FROM PUBLIC;
+
+-- _alert_payload: the JSON sent on meter_alerts (long texts cut, so that it
+-- stays under NOTIFY's 8000 bytes)
+CREATE FUNCTION meter._alert_payload(p_event text, a meter.alerts) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT jsonb_build_object('event', p_event, 'alert_id', a.alert_id, 'rule_id', a.rule_id,
+                              'tenant', left(a.tenant, 1000), 'kind', a.kind, 'key', left(a.key, 1000),
+                              'value', a.value::text, 'threshold', a.threshold::text,
+                              'message', left(a.message, 2000), 'fired_at', a.fired_at,
+                              'resolved_at', a.resolved_at)::text;
+END;

@@ -107,9 +107,64 @@ uint32_t stripes_for(int cells) { return static_cast<uint32_t>((cells + kWays - 
 
 size_t align_up(size_t n) { return (n + 63) & ~static_cast<size_t>(63); }
 
+// The refusal tally: per database and limit, how many requests the limit
+// refused, when first and last, and the last subject refused (what the
+// alert rule quota_hit reads through meter._quota_refusals). A fixed table
+// under one lock; refusals are the slow path. When full, the limit refused
+// longest ago gives its slot up.
+constexpr int kRefusalSlots = 1024;
+struct RefusalSlot {
+    Oid db;
+    int64 limit_id;  // 0: free
+    int64 count;
+    TimestampTz first_at, last_at;
+    char tenant[64];
+    char subject[64];
+};
+RefusalSlot* g_refusals = nullptr;
+LWLockPadded* g_refusal_lock = nullptr;
+
 size_t shared_bytes() {
     return align_up(sizeof(Shared)) + align_up(CellTable::bytes(stripes_for(g_rate_cells), kWays)) +
-           align_up(ReservationTable::bytes(static_cast<uint32_t>(g_reservations)));
+           align_up(ReservationTable::bytes(static_cast<uint32_t>(g_reservations))) +
+           align_up(sizeof(RefusalSlot) * kRefusalSlots);
+}
+
+// copy_name: a name into a fixed field, cut at a character boundary
+void copy_name(char* dst, size_t cap, Text src) {
+    size_t n = std::min(src.n, cap - 1);
+    while (n > 0 && n < src.n && (static_cast<unsigned char>(src.p[n]) & 0xC0) == 0x80) n--;
+    if (n) memcpy(dst, src.p, n);
+    dst[n] = '\0';
+}
+
+// note_refusal counts a refusal of limit_id; PostgreSQL calls only
+void note_refusal(Text tenant, Text subject, int64 limit_id, TimestampTz at) {
+    if (!g_refusals) return;
+    LWLockAcquire(&g_refusal_lock->lock, LW_EXCLUSIVE);
+    uint64 h = (static_cast<uint64>(limit_id) * 0x9E3779B97F4A7C15ULL) ^ MyDatabaseId;
+    RefusalSlot* hit = nullptr;
+    RefusalSlot* oldest = nullptr;
+    for (int i = 0; i < kRefusalSlots && !hit; i++) {
+        RefusalSlot* r = &g_refusals[(h + i) % kRefusalSlots];
+        if (r->limit_id == 0 || (r->db == MyDatabaseId && r->limit_id == limit_id)) hit = r;
+        else if (!oldest || r->last_at < oldest->last_at) oldest = r;
+    }
+    if (!hit) {
+        hit = oldest;
+        hit->limit_id = 0;
+    }
+    if (hit->limit_id == 0) {
+        hit->db = MyDatabaseId;
+        hit->limit_id = limit_id;
+        hit->count = 0;
+        hit->first_at = at;
+    }
+    hit->count++;
+    hit->last_at = at;
+    copy_name(hit->tenant, sizeof hit->tenant, tenant);
+    copy_name(hit->subject, sizeof hit->subject, subject);
+    LWLockRelease(&g_refusal_lock->lock);
 }
 
 void shmem_request() {
@@ -117,6 +172,7 @@ void shmem_request() {
     RequestAddinShmemSpace(shared_bytes());
     RequestNamedLWLockTranche("pg_meter_rate_cells", static_cast<int>(stripes_for(g_rate_cells)));
     RequestNamedLWLockTranche("pg_meter_reservations", 1);
+    RequestNamedLWLockTranche("pg_meter_refusals", 1);
 }
 
 void shmem_startup() {
@@ -139,6 +195,9 @@ void shmem_startup() {
     g_res_mem = static_cast<char*>(g_cells_mem) + align_up(CellTable::bytes(g_shared->stripes, kWays));
     g_stripe_locks = GetNamedLWLockTranche("pg_meter_rate_cells");
     g_res_lock = GetNamedLWLockTranche("pg_meter_reservations");
+    g_refusals = reinterpret_cast<RefusalSlot*>(
+        static_cast<char*>(g_res_mem) + align_up(ReservationTable::bytes(g_shared->capacity)));
+    g_refusal_lock = GetNamedLWLockTranche("pg_meter_refusals");
     LWLockRelease(AddinShmemInitLock);
 }
 
@@ -1395,6 +1454,7 @@ Datum check_or_reserve(FunctionCallInfo fcinfo, bool take) {
         }
         PmFailure* f = pm_run([&] { answer_numbers(d.a, d.by ? d.by->meter : mRequests, d.numbers); });
         if (f) pm_raise(f);
+        if (d.status == 1 && d.by) note_refusal(q.tenant, q.subject, d.by->id, h.now_tz);
     }
     PG_RETURN_DATUM(answer(fcinfo, take, d, h.sc, h.now));
 }
@@ -1482,6 +1542,7 @@ PG_FUNCTION_INFO_V1(meter_check);
 PG_FUNCTION_INFO_V1(meter_reserve);
 PG_FUNCTION_INFO_V1(meter_release);
 PG_FUNCTION_INFO_V1(meter_quota_status);
+PG_FUNCTION_INFO_V1(meter_quota_refusals);
 PG_FUNCTION_INFO_V1(meter_budget_key);
 PG_FUNCTION_INFO_V1(meter_budget_window);
 
@@ -1496,6 +1557,29 @@ Datum meter_reserve(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo,
 // meter.quota_status(tenant, subject, endpoint, session): every limit that
 // applies, with its live state, taking nothing.
 Datum meter_quota_status(PG_FUNCTION_ARGS) { return pgm::pg::quota_status(fcinfo); }
+
+// meter._quota_refusals(): this database's refusal tally, one row per limit
+// that refused since the server started (tenant, limit_id, refusals,
+// first_at, last_at, last_subject)
+Datum meter_quota_refusals(PG_FUNCTION_ARGS) {
+    using namespace pgm::pg;
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo* rsi = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    if (!g_refusals) return (Datum)0;  // not preloaded: nothing was refused here
+    RefusalSlot* copy = static_cast<RefusalSlot*>(palloc(sizeof(RefusalSlot) * kRefusalSlots));
+    LWLockAcquire(&g_refusal_lock->lock, LW_SHARED);
+    memcpy(copy, g_refusals, sizeof(RefusalSlot) * kRefusalSlots);
+    LWLockRelease(&g_refusal_lock->lock);
+    for (int i = 0; i < kRefusalSlots; i++) {
+        const RefusalSlot& r = copy[i];
+        if (r.limit_id == 0 || r.db != MyDatabaseId) continue;
+        Datum v[6] = {CStringGetTextDatum(r.tenant), Int64GetDatum(r.limit_id), Int64GetDatum(r.count),
+                      TimestampTzGetDatum(r.first_at), TimestampTzGetDatum(r.last_at), CStringGetTextDatum(r.subject)};
+        bool n[6] = {false, false, false, false, false, false};
+        tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, n);
+    }
+    return (Datum)0;
+}
 
 // meter._budget_key(tenant, scope, meter, endpoint, period, who): the
 // uuid of a budget's counter (who NULL: of all its counters).

@@ -1,0 +1,162 @@
+-- What pg_meter tells the admin before they look: meter.projection,
+-- meter.anomalies and the alerts (rules, evaluation, open once, resolved
+-- when cleared). Times are fixed, so the figures are exact.
+\set VERBOSITY default
+SET TimeZone = 'UTC';
+-- one input token costs 1 USD: a call's cost is its input tokens
+SELECT meter.set_price('wp', 'w1', '{"input_mtok": 1000000}') > 0 AS priced;
+SELECT meter.set_price('wp', 'w2', '{"input_mtok": 1000000}') > 0 AS priced;
+
+-- Projection ---------------------------------------------------------------
+-- flat: 24 USD a day (a call of 1 USD every hour at :30), 2026-02-18 to now
+SELECT count(*) FROM (SELECT meter.record(tenant => 'flat', provider => 'wp', model => 'w1',
+        usage => '{"input_tokens": 1}', occurred_at => t)
+   FROM generate_series(timestamptz '2026-02-18 00:30', '2026-03-18 11:30', interval '1 hour') t) s;
+-- spent in March to 12:00 on the 18th: 17 days and 12 hours of 24 USD
+-- (420); the rest of March and all of April at 24 a day
+SELECT month, spent, projected_rest, projected_total, flat_total, budget, over_budget, baseline_since, baseline_until
+  FROM meter.projection('flat', at => '2026-03-18 12:00+00');
+SELECT position('weekday factors Mon 1.00 Tue 1.00' IN method) > 0 AS flat_pattern,
+       position('+0.000000 a day per day' IN method) > 0 AS no_trend
+  FROM meter.projection('flat', at => '2026-03-18 12:00+00') LIMIT 1;
+-- a monthly budget of 700 USD: crossed 280 USD (11 2/3 days) after noon on the 18th
+SELECT meter.set_limit(tenant => 'flat', meter => 'cost', per => 'month', max => 700, scope => 'tenant',
+                       time_zone => 'UTC') > 0 AS budget_set;
+SELECT month, projected_total, budget, budget_share, over_budget, date_trunc('second', over_budget_at) AS over_at
+  FROM meter.projection('flat', at => '2026-03-18 12:00+00');
+
+-- weekdays 10 USD, weekends 2 USD, four weeks: the projection keeps the
+-- pattern where the flat average does not
+SELECT count(*) FROM (SELECT meter.record(tenant => 'week', provider => 'wp', model => 'w1',
+        usage => jsonb_build_object('input_tokens', CASE WHEN extract(isodow FROM d) >= 6 THEN 2 ELSE 10 END),
+        occurred_at => d + interval '9 hours')
+   FROM generate_series(timestamptz '2026-02-16', '2026-03-15', interval '1 day') d) s;
+WITH april AS (
+    SELECT sum(CASE WHEN extract(isodow FROM d) >= 6 THEN 2 ELSE 10 END) AS truth
+      FROM generate_series(timestamptz '2026-04-01', '2026-04-30', interval '1 day') d
+)
+SELECT p.month, p.projected_total, a.truth, abs(p.projected_total - a.truth) < 0.000001 AS pattern_kept,
+       p.flat_total, p.flat_total <> a.truth AS flat_misses
+  FROM meter.projection('week', at => '2026-03-16 00:00+00') p, april a WHERE p.month = '2026-04';
+
+-- a growing tenant: 1 USD more each day; next month follows the line
+SELECT count(*) FROM (SELECT meter.record(tenant => 'grow', provider => 'wp', model => 'w1',
+        usage => jsonb_build_object('input_tokens', 10 + i), occurred_at => timestamptz '2026-02-16 12:00' + i * interval '1 day')
+   FROM generate_series(0, 27) i) s;
+WITH truth AS (  -- day i costs 10 + i; April 1 is day 44
+    SELECT sum(10 + i) AS april FROM generate_series(44, 73) i
+)
+SELECT p.month, round(p.projected_total, 3) AS projected, t.april, abs(p.projected_total - t.april) < 0.01 AS trend_kept,
+       p.flat_total < t.april AS flat_low
+  FROM meter.projection('grow', baseline => '28 days', at => '2026-03-16 00:00+00') p, truth t WHERE p.month = '2026-04';
+-- a short baseline states that it has no pattern and no trend; a tenant
+-- without usage projects 0
+SELECT month, projected_total, method FROM meter.projection('grow', baseline => '3 days', at => '2026-03-16 00:00+00');
+SELECT month, spent, projected_total, budget, method FROM meter.projection('nobody', at => '2026-03-16 00:00+00');
+-- bad input
+SELECT pm_err($$SELECT * FROM meter.projection(NULL)$$);
+SELECT pm_err($$SELECT * FROM meter.projection('flat', baseline => '2 hours')$$);
+SELECT pm_err($$SELECT * FROM meter.projection('flat', baseline => '400 days')$$);
+
+-- Anomalies ------------------------------------------------------------------
+-- a week of normal: a call every 10 minutes on /chat, one in 50 failing,
+-- 400-520 ms, 1 USD, by 4 users in 20 sessions
+SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u' || (i % 4), session => 's' || (i % 20),
+        provider => 'wp', model => CASE WHEN i % 2 = 0 THEN 'w1' ELSE 'w2' END, endpoint => '/chat',
+        usage => '{"input_tokens": 1}', latency_ms => (400 + (i % 7) * 20)::integer, success => i % 50 <> 0,
+        error => CASE WHEN i % 50 = 0 THEN 'timeout' END, occurred_at => t)
+   FROM generate_series(timestamptz '2026-03-01', '2026-03-08', interval '10 minutes') WITH ORDINALITY g(t, i)) s;
+-- the polling storm: session p1 every 0.5 s for 10 minutes; others every 2 minutes
+SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u1', session => 'p1',
+        endpoint => '/api/chart-commands', latency_ms => 5, occurred_at => t)
+   FROM generate_series(timestamptz '2026-03-08 10:00', '2026-03-08 10:10', interval '0.5 s') t) s;
+SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u2', session => 'q' || (i % 3),
+        endpoint => '/api/chart-commands', latency_ms => 5, occurred_at => t)
+   FROM generate_series(timestamptz '2026-03-08 09:00', '2026-03-08 12:00', interval '2 minutes') WITH ORDINALITY g(t, i)) s;
+-- a cost spike at 14:00 (40 calls of 5 USD by u3), w2 slow at 15:00, u3's calls failing at 16:00
+SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u3', provider => 'wp', model => 'w1',
+        endpoint => '/chat', usage => '{"input_tokens": 5}', latency_ms => 500,
+        occurred_at => timestamptz '2026-03-08 14:00' + i * interval '1 minute') FROM generate_series(1, 40) i) s;
+SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u3', provider => 'wp', model => 'w2',
+        endpoint => '/chat', usage => '{"input_tokens": 0}', latency_ms => 3000,
+        occurred_at => timestamptz '2026-03-08 15:00' + i * interval '2 minutes') FROM generate_series(1, 25) i) s;
+SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u3', provider => 'wp', model => 'w1',
+        endpoint => '/chat', usage => '{"input_tokens": 0}', latency_ms => 100, success => false,
+        error => 'rate_limited', occurred_at => timestamptz '2026-03-08 16:00' + i * interval '2 minutes')
+   FROM generate_series(1, 25) i) s;
+\x on
+SELECT * FROM meter.anomalies('an', '2026-03-08', '2026-03-09');
+\x off
+-- the same once rolled up (the hourly rollup instead of the tail)
+SELECT meter.rollup() > 0 AS rolled;
+SELECT kind, subject, session, endpoint, model, started_at, ended_at, observed, normal, ratio
+  FROM meter.anomalies('an', '2026-03-08', '2026-03-09');
+-- the week before was normal; another tenant sees nothing of it
+SELECT count(*) AS normal_week FROM meter.anomalies('an', '2026-03-02', '2026-03-08');
+SELECT count(*) AS other_tenant FROM meter.anomalies('flat', '2026-03-08', '2026-03-09');
+SELECT pm_err($$SELECT * FROM meter.anomalies(NULL, now() - interval '1 day', now())$$);
+SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-03-09', '2026-03-08')$$);
+SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-01-01', '2026-03-08')$$);
+
+-- Alerts ---------------------------------------------------------------------
+SELECT meter.set_alert('an', 'daily_cost_above', 300) AS cost_rule,
+       meter.set_alert('an', 'success_rate_below', 0.9) AS success_rule,
+       meter.set_alert('an', 'anomaly') AS anomaly_rule,
+       meter.set_alert('an', 'unpriced_model') AS unpriced_rule,
+       meter.set_alert('flat', 'runway_below', 30) AS runway_rule;
+SELECT meter.set_alert('an', 'anomaly') AS same_rule_again;
+SELECT rule_id, tenant, kind, threshold FROM meter.alert_rules ORDER BY rule_id;
+-- an unpriced model at 16:30, a balance of flat's provider 10 days ago
+SELECT (meter.record(tenant => 'an', provider => 'wp', model => 'w-new', usage => '{"input_tokens": 3}',
+                     occurred_at => '2026-03-08 16:30')).cost IS NULL AS unpriced;
+SELECT meter.record_balance('flat', 'wp', 500, '2026-03-08 00:00') > 0 AS balance;
+-- at 16:59: today's cost (201: the spike and a call) is not above 300; the
+-- error spike fails the success rate; the latency jump and the error
+-- spike are anomalies of the last hour; the unpriced model; flat's runway
+SELECT * FROM meter.evaluate_alerts('2026-03-08 16:59');
+SELECT alert_id, tenant, kind, key, value, threshold, fired_at, resolved_at FROM meter.alerts ORDER BY alert_id;
+SELECT message FROM meter.alerts ORDER BY alert_id;
+-- evaluated again while the same things fire: nothing fires twice
+SELECT * FROM meter.evaluate_alerts('2026-03-08 16:59:30');
+SELECT count(*) AS open, count(*) FILTER (WHERE last_seen_at = '2026-03-08 16:59:30') AS seen_again
+  FROM meter.active_alerts;
+-- the next day: the spikes and the storm are over; what cleared resolves,
+-- the unpriced model stays (24 hours), the runway has run on
+SELECT * FROM meter.evaluate_alerts('2026-03-09 12:00');
+SELECT alert_id, kind, key, resolved_at FROM meter.alerts ORDER BY alert_id;
+-- a daily cost above 50 fires for the new day and resolves at midnight
+SELECT meter.set_alert('an', 'daily_cost_above', 50) AS low_cost_rule;
+SELECT * FROM meter.evaluate_alerts('2026-03-08 23:00');
+SELECT kind, value, threshold, details FROM meter.active_alerts WHERE kind = 'daily_cost_above';
+SELECT * FROM meter.evaluate_alerts('2026-03-09 00:30');
+SELECT count(*) AS cost_alerts_open FROM meter.active_alerts WHERE kind = 'daily_cost_above';
+-- the payload sent on meter_alerts
+SELECT meter._alert_payload('fired', a)::jsonb - 'alert_id' - 'rule_id' AS payload
+  FROM meter.alerts a WHERE a.kind = 'unpriced_model';
+-- a quota hit: a rate of 1 request a minute, refused on the second
+SELECT meter.create_plan('an', 'basic', is_default => true) IS NULL AS plan;
+SELECT meter.set_limit(tenant => 'an', meter => 'requests', per => '1 minute', max => 1) > 0 AS limit_set;
+SELECT meter.set_alert('an', 'quota_hit') > 0 AS quota_rule;
+SELECT allowed FROM meter.reserve('an', 'u9');
+SELECT allowed, status FROM meter.reserve('an', 'u9');
+SELECT allowed, status FROM meter.check('an', 'u9');
+SELECT tenant, refusals, last_subject FROM meter._quota_refusals() WHERE tenant = 'an';
+SELECT fired >= 1 AS quota_fired FROM meter.evaluate_alerts(now());
+SELECT kind, key = 'limit ' || (SELECT max(limit_id) FROM meter.limits WHERE tenant = 'an') AS its_limit,
+       details->>'last_subject' AS subject, details->>'refusals' AS refusals
+  FROM meter.active_alerts WHERE kind = 'quota_hit';
+-- dropping a rule drops its alerts
+SELECT meter.drop_alert(rule_id) FROM meter.alert_rules WHERE kind = 'unpriced_model';
+SELECT meter.drop_alert(-1) AS absent;
+SELECT count(*) AS unpriced_alerts FROM meter.alerts WHERE kind = 'unpriced_model';
+-- bad rules
+SELECT pm_err($$SELECT meter.set_alert('an', 'tea_time')$$);
+SELECT pm_err($$SELECT meter.set_alert(NULL, 'anomaly')$$);
+SELECT pm_err($$SELECT meter.set_alert('an', 'daily_cost_above')$$);
+SELECT pm_err($$SELECT meter.set_alert('an', 'success_rate_below', 1.5)$$);
+SELECT pm_err($$SELECT meter.set_alert('an', 'anomaly', 3)$$);
+SELECT pm_err($$SELECT meter.set_alert('an', 'runway_below', 'NaN')$$);
+SELECT pm_err($$SELECT meter.evaluate_alerts(NULL)$$);
+-- the job
+CALL meter.run_job('alerts');
+SELECT job, last_ok, last_result ~ '^\d+ fired, \d+ resolved, \d+ firing$' AS result_shape FROM meter.jobs WHERE job = 'alerts';
