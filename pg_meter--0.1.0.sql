@@ -3165,6 +3165,7 @@ REVOKE ALL ON FUNCTION meter.evaluate_alerts(timestamptz) FROM PUBLIC;
 CREATE FUNCTION meter._alert_payload(p_event text, a meter.alerts) RETURNS text
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'  -- times in the payload are UTC, whatever the session's zone
 BEGIN ATOMIC
     SELECT jsonb_build_object('event', p_event, 'alert_id', a.alert_id, 'rule_id', a.rule_id,
                               'tenant', left(a.tenant, 1000), 'kind', a.kind, 'key', left(a.key, 1000),
