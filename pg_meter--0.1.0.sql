@@ -2734,6 +2734,7 @@ DECLARE
     h1 timestamptz := date_trunc('hour', since);
     h2 timestamptz := date_trunc('hour', until) + CASE WHEN date_trunc('hour', until) < until
                                                        THEN interval '1 hour' ELSE interval '0' END;
+    d0 timestamptz := date_trunc('day', since, 'UTC');  -- the normal: the 7 whole days before
 BEGIN
     -- polling storms: a session (or a subject without sessions) calling one
     -- endpoint every 10 s or faster for a minute or more, at ten times the
@@ -2775,41 +2776,43 @@ BEGIN
      WHERE r.n >= 30 AND r.t2 - r.t1 >= interval '1 minute' AND r.per_min >= 6
        AND (m.callers = 1 OR r.per_min >= 10 * m.median);
 
-    -- cost and error spikes: an hour against the tenant's trailing week of
-    -- hours before it (hours without calls count as 0; at least a day of
-    -- history). Neighbouring hours make one finding.
+    -- cost and error spikes: an hour against the tenant's week before (the
+    -- 7 whole UTC days before the range's first day, from the daily rollup;
+    -- hours without calls count as 0; at least a day of history). A cost
+    -- hour at three times the mean is checked against the spread of the
+    -- week's hours too. Neighbouring hours make one finding.
     RETURN QUERY
     WITH x AS (
         SELECT u.tenant, u.bucket, u.model, u.endpoint, sum(u.requests) AS req, sum(u.errors) AS err,
                sum(u.cost) AS cost
-          FROM meter._hourly(p_tenants, h1 - interval '7 days', h2) u
+          FROM meter._hourly(p_tenants, h1, h2) u
          GROUP BY 1, 2, 3, 4
     ), h AS (
         SELECT x.tenant, x.bucket, sum(x.req) AS req, sum(x.err) AS err, sum(x.cost) AS cost
           FROM x GROUP BY 1, 2
-    ), b AS (
-        SELECT h.*, sum(h.cost) OVER w AS s1, sum(h.cost * h.cost) OVER w AS s2, sum(h.req) OVER w AS base_req,
-               sum(h.err) OVER w AS base_err,
-               extract(epoch FROM h.bucket - greatest(min(h.bucket) OVER (PARTITION BY h.tenant),
-                                                      h.bucket - interval '7 days')) / 3600 AS hours
-          FROM h
-        WINDOW w AS (PARTITION BY h.tenant ORDER BY h.bucket
-                     RANGE BETWEEN interval '7 days' PRECEDING AND interval '1 hour' PRECEDING)
+    ), base AS (
+        SELECT d.tenant, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
+               extract(epoch FROM d0 - min(d.bucket)) / 3600 AS hours
+          FROM meter.rollup_daily d
+         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
+         GROUP BY d.tenant
     ), f AS (  -- flagged hours
-        SELECT b.tenant, b.bucket, k.kind, k.observed, k.normal
-          FROM b,
-               LATERAL (SELECT coalesce(b.s1, 0) / b.hours AS mean) c,
+        SELECT h.tenant, h.bucket, k.kind, k.observed, k.normal
+          FROM h JOIN base b ON b.tenant = h.tenant,
+               LATERAL (SELECT b.cost / b.hours AS mean,
+                               coalesce(b.err::numeric / nullif(b.req, 0), 0) AS rate) c,
                LATERAL (VALUES
-                   ('cost_spike', b.cost, c.mean,
-                    b.cost >= 0.01 AND b.cost >= 3 * c.mean
-                    AND b.cost >= c.mean + 4 * sqrt(greatest(coalesce(b.s2, 0) / b.hours - c.mean * c.mean, 0))),
-                   ('error_spike', round(b.err::numeric / b.req, 4),
-                    round(coalesce(b.base_err::numeric / nullif(b.base_req, 0), 0), 4),
-                    b.err >= 10 AND b.err::numeric / b.req
-                        >= greatest(3 * coalesce(b.base_err::numeric / nullif(b.base_req, 0), 0),
-                                    coalesce(b.base_err::numeric / nullif(b.base_req, 0), 0) + 0.1))
+                   ('cost_spike', h.cost, c.mean, h.cost >= 0.01 AND h.cost >= 3 * c.mean),
+                   ('error_spike', round(h.err::numeric / h.req, 4), round(c.rate, 4),
+                    h.err >= 10 AND h.err::numeric / h.req >= greatest(3 * c.rate, c.rate + 0.1))
                ) k(kind, observed, normal, hit)
-         WHERE b.bucket >= h1 AND b.hours >= 24 AND k.hit
+         WHERE b.hours >= 24 AND k.hit
+           AND (k.kind <> 'cost_spike' OR h.cost >= c.mean + 4 * (
+                   -- the spread of the week's hourly cost (zeros included)
+                   SELECT sqrt(greatest(coalesce(sum(w.c * w.c), 0) / b.hours - c.mean * c.mean, 0))
+                     FROM (SELECT sum(r.cost) AS c FROM meter.rollup_hourly r
+                            WHERE r.tenant = h.tenant AND r.bucket >= d0 - interval '7 days' AND r.bucket < d0
+                            GROUP BY r.bucket) w))
     ), i AS (  -- islands of neighbouring hours
         SELECT f.*, f.bucket - (row_number() OVER (PARTITION BY f.tenant, f.kind ORDER BY f.bucket)) * interval '1 hour'
                         AS island
@@ -2855,19 +2858,19 @@ BEGIN
            LIMIT 1) who ON true;
 
     -- latency jumps: a model's p95 in an hour at twice its p95 over the week
-    -- before the range and 100 ms more, with 20 calls or more
+    -- before (the daily rollup's sketches) and 100 ms more, with 20 calls or
+    -- more
     RETURN QUERY
-    WITH x AS (
-        SELECT u.tenant, u.bucket, u.model, u.requests, u.latency
-          FROM meter._hourly(p_tenants, h1 - interval '7 days', h2) u
-         WHERE u.model IS NOT NULL
-    ), base AS (
-        SELECT x.tenant, x.model, meter.percentile(meter.merge(x.latency), 0.95) AS p95
-          FROM x WHERE x.bucket < h1 GROUP BY 1, 2
+    WITH base AS (
+        SELECT d.tenant, d.model, meter.percentile(meter.merge(d.latency), 0.95) AS p95
+          FROM meter.rollup_daily d
+         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
+           AND d.model IS NOT NULL
+         GROUP BY 1, 2
     ), h AS (
-        SELECT x.tenant, x.model, x.bucket, sum(x.requests) AS req,
-               meter.percentile(meter.merge(x.latency), 0.95) AS p95
-          FROM x WHERE x.bucket >= h1 GROUP BY 1, 2, 3
+        SELECT u.tenant, u.model, u.bucket, sum(u.requests) AS req,
+               meter.percentile(meter.merge(u.latency), 0.95) AS p95
+          FROM meter._hourly(p_tenants, h1, h2) u WHERE u.model IS NOT NULL GROUP BY 1, 2, 3
     ), f AS (
         SELECT h.*, base.p95 AS base_p95,
                h.bucket - (row_number() OVER (PARTITION BY h.tenant, h.model ORDER BY h.bucket)) * interval '1 hour'
@@ -2903,7 +2906,7 @@ BEGIN
     END IF;
     IF anomalies.until <= anomalies.since OR anomalies.until - anomalies.since > interval '31 days' THEN
         RAISE EXCEPTION 'the range must be longer than 0 and at most 31 days' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Anomalies are looked for hour by hour against the week before each hour.';
+            HINT = 'Anomalies are looked for hour by hour against the 7 whole days before the range.';
     END IF;
     RETURN QUERY
     SELECT a.kind, a.subject, a.session, a.endpoint, a.model, a.started_at, a.ended_at, a.observed, a.normal,
@@ -3019,6 +3022,7 @@ BEGIN ATOMIC
     SELECT count(*) > 0 FROM d;
 END;
 COMMENT ON FUNCTION meter.drop_alert(bigint) IS 'Removes an alert rule and its alerts; returns whether it existed.';
+REVOKE ALL ON FUNCTION meter.set_alert(text, text, numeric), meter.drop_alert(bigint), meter._quota_refusals() FROM PUBLIC;
 
 -- _firing: what every rule sees at a time, one row per rule and thing
 -- (key) whose condition holds, for every tenant at once
@@ -3104,15 +3108,42 @@ BEGIN
           JOIN meter.alert_rules r ON r.tenant = a.tenant AND r.kind = 'anomaly';
     END IF;
 
-    -- runway under a number of days, per provider with a balance
-    RETURN QUERY
-    SELECT r.rule_id, r.tenant, r.kind, w.provider, w.days_left, r.threshold,
-           format('%s: %s balance runs out in %s days (about %s), under %s', r.tenant, w.provider, w.days_left,
-                  date_trunc('minute', w.runs_out_at), trim_scale(r.threshold)),
-           jsonb_build_object('provider', w.provider, 'estimated_balance', w.estimated_balance::text,
-                              'burn_per_day', trim_scale(w.burn_per_day)::text, 'runs_out_at', w.runs_out_at)
-      FROM meter.alert_rules r, LATERAL meter.runway(r.tenant, at => p_at) w
-     WHERE r.kind = 'runway_below' AND w.days_left < r.threshold;
+    -- runway under a number of days, per provider with a balance: the
+    -- spend since the balance and over the last 7 days from the hourly
+    -- rollup and the tail for every tenant at once, the balance's hour
+    -- counted whole (so the runway is never longer than meter.runway's)
+    SELECT array_agg(DISTINCT r.tenant) INTO v_tenants FROM meter.alert_rules r WHERE r.kind = 'runway_below';
+    IF v_tenants IS NOT NULL THEN
+        RETURN QUERY
+        WITH b AS (
+            SELECT DISTINCT ON (x.tenant, x.provider) x.tenant, x.provider, x.balance_usd, x.at
+              FROM meter.balances x
+             WHERE x.tenant = ANY (v_tenants) AND x.at <= p_at
+             ORDER BY x.tenant, x.provider, x.at DESC
+        ), h AS (
+            SELECT u.tenant, u.provider, u.bucket, sum(u.cost) AS cost
+              FROM meter._hourly(v_tenants,
+                                 date_trunc('hour', least(p_at - interval '7 days', (SELECT min(b.at) FROM b))),
+                                 v_hour + interval '1 hour') u
+             WHERE u.bucket <= p_at
+             GROUP BY 1, 2, 3
+        ), w AS (
+            SELECT b.tenant, b.provider,
+                   b.balance_usd - coalesce(sum(h.cost) FILTER (WHERE h.bucket >= date_trunc('hour', b.at)), 0) AS est,
+                   coalesce(sum(h.cost) FILTER (WHERE h.bucket >= v_hour - interval '7 days'), 0) / 7 AS burn
+              FROM b LEFT JOIN h ON h.tenant = b.tenant AND h.provider = b.provider
+             GROUP BY b.tenant, b.provider, b.balance_usd
+        )
+        SELECT r.rule_id, r.tenant, r.kind, w.provider, round(greatest(w.est, 0) / w.burn, 2), r.threshold,
+               format('%s: %s balance runs out in %s days (about %s), under %s', r.tenant, w.provider,
+                      round(greatest(w.est, 0) / w.burn, 2),
+                      date_trunc('minute', p_at + greatest(w.est, 0) / w.burn * interval '1 day'),
+                      trim_scale(r.threshold)),
+               jsonb_build_object('provider', w.provider, 'estimated_balance', trim_scale(w.est)::text,
+                                  'burn_per_day', trim_scale(round(w.burn, 12))::text)
+          FROM meter.alert_rules r JOIN w ON w.tenant = r.tenant
+         WHERE r.kind = 'runway_below' AND w.burn > 0 AND greatest(w.est, 0) / w.burn < r.threshold;
+    END IF;
 END $$;
 
 -- evaluate_alerts: one evaluation of every rule; records what starts

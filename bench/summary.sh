@@ -10,7 +10,7 @@
 #  - median of REPS runs, each in a new session, of meter.totals over
 #    [now() - 30 days, now()) by model, provider, none, day and subject, of
 #    meter.summary, meter.subject_usage, meter.top_subjects and
-#    meter.runway, and of the peer's query by model (count, cost, p95
+#    meter.runway, meter.projection and meter.anomalies (the last day), and of the peer's query by model (count, cost, p95
 #    latency);
 #  - a check that meter.totals by model equals a query over meter.events.
 # Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11;
@@ -114,7 +114,9 @@ psql -X -q -d "$db" -c "SELECT meter.record_balance('app', 'openai', 1000, now()
 for q in "SELECT * FROM meter.summary('app', now() - interval '30 days', now())" \
          "SELECT * FROM meter.subject_usage('app', 'user-1', now() - interval '30 days', now())" \
          "SELECT * FROM meter.top_subjects('app', now() - interval '30 days', now(), by => 'cost', n => 10)" \
-         "SELECT * FROM meter.runway('app')"; do
+         "SELECT * FROM meter.runway('app')" \
+         "SELECT * FROM meter.projection('app')" \
+         "SELECT * FROM meter.anomalies('app', now() - interval '1 day', now())"; do
   cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
   warm=$(warm_of "$q" | median)
   name=$(grep -oE 'meter\.[a-z_]+' <<<"$q")

@@ -66,6 +66,9 @@ SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u' || (i %
         usage => '{"input_tokens": 1}', latency_ms => (400 + (i % 7) * 20)::integer, success => i % 50 <> 0,
         error => CASE WHEN i % 50 = 0 THEN 'timeout' END, occurred_at => t)
    FROM generate_series(timestamptz '2026-03-01', '2026-03-08', interval '10 minutes') WITH ORDINALITY g(t, i)) s;
+-- the normal week is rolled up (anomalies compare with the daily rollup);
+-- what follows stays in the tail at first
+SELECT meter.rollup() > 0 AS rolled;
 -- the polling storm: session p1 every 0.5 s for 10 minutes; others every 2 minutes
 SELECT count(*) FROM (SELECT meter.record(tenant => 'an', subject => 'u1', session => 'p1',
         endpoint => '/api/chart-commands', latency_ms => 5, occurred_at => t)

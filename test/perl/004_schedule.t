@@ -21,16 +21,17 @@ my $jobs = q{SELECT string_agg(jobname || ' ' || schedule || ' ' || command, E'\
 $node->safe_psql('postgres', 'SELECT meter.schedule()');
 my $first = $node->safe_psql('postgres', $jobs);
 is($first, join("\n",
+    q{pg_meter_alerts * * * * * CALL meter.run_job('alerts')},
     q{pg_meter_expire 27 1 * * * CALL meter.run_job('expire')},
     q{pg_meter_partitions 7 0 * * * CALL meter.run_job('partitions')},
     q{pg_meter_price_unpriced */10 * * * * CALL meter.run_job('price_unpriced')},
     q{pg_meter_retention 17 1 * * * CALL meter.run_job('retention')},
-    q{pg_meter_rollup * * * * * CALL meter.run_job('rollup')}), 'schedule installs the five named jobs');
+    q{pg_meter_rollup * * * * * CALL meter.run_job('rollup')}), 'schedule installs the six named jobs');
 $node->safe_psql('postgres', q{SELECT meter.schedule(rollup => '*/2 * * * *')});
 $node->safe_psql('postgres', 'SELECT meter.schedule()');
 is($node->safe_psql('postgres', $jobs), $first, 'calling it again replaces the jobs instead of adding more');
 is($node->safe_psql('postgres', q{SELECT string_agg(job || '=' || schedule, ' ' ORDER BY job) FROM meter.job_status WHERE schedule IS NOT NULL}),
-   'expire=27 1 * * * partitions=7 0 * * * price_unpriced=*/10 * * * * retention=17 1 * * * rollup=* * * * *',
+   'alerts=* * * * * expire=27 1 * * * partitions=7 0 * * * price_unpriced=*/10 * * * * retention=17 1 * * * rollup=* * * * *',
    'meter.job_status shows each job\'s schedule');
 
 # events, then wait for pg_cron's next minute: the job rolls them up

@@ -44,7 +44,7 @@ SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.prona
 
 -- user data is dumped by pg_dump
 SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WHERE e.extname = 'pg_meter'),
-          22::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings, plans, subjects, limits, budget counters, provider balances and sequences are registered with pg_extension_config_dump');
+          26::bigint, 'catalog tables, the event log''s default partition, rollups, their watermark, the reprice audit, retention settings, plans, subjects, limits, budget counters, provider balances, alert rules, alerts and sequences are registered with pg_extension_config_dump');
 
 -- privileges: any role prices; only the owner changes prices
 CREATE ROLE pgm_tap_app NOLOGIN;
