@@ -2,7 +2,10 @@
 # demo.sh: the main job. Sets everything up, loads the genai-prices catalog,
 # adds a few custom prices, prices a realistic set of provider responses,
 # then records six hours of a coaching app's calls (retries, polls, an
-# unpriced model), rolls them up and reads totals that equal the raw log.
+# unpriced model), rolls them up and reads totals that equal the raw log;
+# then a week of three apps (demo/week.sql): quotas hit, a price corrected
+# mid-week, balances, and the admin's summary, top users, projection,
+# runway, anomalies and the alerts that fired.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PGM_ROOT"
@@ -105,5 +108,8 @@ SELECT events, old_total, new_total, new_versions FROM meter.reprices ORDER BY r
 \echo meter.verify compares every rollup row with the raw events it covers (no row: exact):
 SELECT count(*) AS differences FROM meter.verify(now() - interval '1 day', now() + interval '1 day');
 SQL
+
+# the main job's end: a realistic week of three apps, and what the admin sees
+psql -X -q -v ON_ERROR_STOP=1 -f demo/week.sql
 echo
 echo "The private cluster keeps running: source scripts/env.sh && psql -d $PGDATABASE"

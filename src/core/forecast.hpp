@@ -2,7 +2,7 @@
 // of whole days is fitted with a weekday pattern (each weekday's mean over
 // the overall mean, when the baseline holds at least two of each weekday)
 // and a linear trend (least squares over the days with the weekday pattern
-// taken out, when it holds at least a week); a day ahead is projected as
+// taken out, when it holds at least two weeks); a day ahead is projected as
 // (level + trend * days) * its weekday's factor, never below 0.
 //
 // Projections are estimates, so they are doubles; what was spent stays
@@ -21,7 +21,7 @@ namespace pgm::forecast {
 int weekday(int64_t day);
 
 constexpr int kWeeklyDays = 14;  // two of each weekday for a pattern
-constexpr int kTrendDays = 7;    // a week for a trend
+constexpr int kTrendDays = 14;   // two weeks for a trend (a week swings with its weekend)
 
 struct Model {
     int days = 0;            // baseline days

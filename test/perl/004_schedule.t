@@ -46,7 +46,7 @@ is($rolled, '25', 'the scheduled rollup ran and rolled the events up');
 like($node->safe_psql('postgres', q{SELECT runs || ' ' || (last_start IS NOT NULL) FROM meter.jobs WHERE job = 'rollup'}),
      qr/^\d+ true$/, 'its run is in meter.jobs');
 
-is($node->safe_psql('postgres', 'SELECT meter.unschedule()'), '5', 'unschedule removes the five jobs');
+is($node->safe_psql('postgres', 'SELECT meter.unschedule()'), '6', 'unschedule removes the six jobs');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM cron.job'), '0', 'and none is left');
 
 $node->stop;
