@@ -2608,17 +2608,17 @@ BEGIN
     v_days := ceil(extract(epoch FROM projection.baseline) / 86400)::integer;
     baseline_until := date_trunc('day', v_at, 'UTC');
     baseline_since := baseline_until - v_days * interval '1 day';
+    WITH u AS MATERIALIZED (  -- one read of the baseline's days
+        SELECT (extract(epoch FROM x.key::timestamptz) / 86400)::bigint AS day, x.cost, x.requests
+          FROM meter._usage(v_tenant, baseline_since, baseline_until, 'day', NULL, false) x
+    )
     SELECT array_agg(k.day ORDER BY k.day), array_agg(coalesce(u.cost, 0)::float8 ORDER BY k.day),
            avg(coalesce(u.cost, 0))
       INTO v_days_arr, v_costs, v_mean
       FROM (SELECT (extract(epoch FROM g) / 86400)::bigint AS day
               FROM generate_series(baseline_since, baseline_until - interval '1 day', interval '1 day') g) k
-      LEFT JOIN (SELECT (extract(epoch FROM x.key::timestamptz) / 86400)::bigint AS day, x.cost
-                   FROM meter._usage(v_tenant, baseline_since, baseline_until, 'day', NULL, false) x) u
-        ON u.day = k.day
-     WHERE k.day >= (SELECT min((extract(epoch FROM y.key::timestamptz) / 86400)::bigint)
-                       FROM meter._usage(v_tenant, baseline_since, baseline_until, 'day', NULL, false) y
-                      WHERE y.requests > 0);
+      LEFT JOIN u ON u.day = k.day
+     WHERE k.day >= (SELECT min(y.day) FROM u y WHERE y.requests > 0);
     IF v_days_arr IS NULL THEN
         v_days_arr := '{}'; v_costs := '{}'; v_mean := 0;
     ELSE
