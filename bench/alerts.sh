@@ -56,8 +56,6 @@ SELECT count(*) FROM (SELECT meter.set_alert(t, 'daily_cost_above', 50), meter.s
                         FROM (SELECT 't-' || i AS t FROM generate_series(0, $tenants - 1) i) x) s;
 VACUUM ANALYZE;
 SQL
-ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 psql -X -q -d "$db" -c "SELECT 'first run: ' || fired || ' fired, ' || firing || ' firing' FROM meter.evaluate_alerts()" -At
 psql -X -q -At -d "$db" -c "SELECT kind || ': ' || count(*) FROM meter.active_alerts GROUP BY kind ORDER BY kind"
 q="SELECT * FROM meter.evaluate_alerts()"

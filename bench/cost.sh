@@ -15,6 +15,7 @@
 set -euo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 source "$(dirname "$0")/../scripts/env.sh"
+source "$(dirname "$0")/lib.sh"  # median
 cd "$PGM_ROOT"
 db=${BENCH_DB:-pg_meter_bench}
 rows=${ROWS:-1000000}
@@ -25,8 +26,6 @@ trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
 
 q() { psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 "$@"; }
-# median of a list of numbers, one a line
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 # ms_of SQL: runs it in a new session, one backend (no parallel workers),
 # with \timing; prints the milliseconds of the statement, wall clock and
 # the backend's own CPU time (from /proc/PID/schedstat), which other work

@@ -18,12 +18,12 @@
 set -euo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 source "$(dirname "$0")/../scripts/env.sh"
+source "$(dirname "$0")/lib.sh"  # median
 cd "$PGM_ROOT"
 db=${BENCH_DB:-pg_meter_bench}
 n=${N:-200000}
 reps=${REPS:-5}
 q() { psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 "$@"; }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 # ms_of SQL: the statement's wall and backend CPU milliseconds, one backend,
 # after a first meter.cost has compiled the session's catalog
 ms_of() {

@@ -87,8 +87,6 @@ psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event: ' || round((sum(pg_tot
                                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
 
 echo "== 30-day tenant summary, median of 5"
-ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 m=(); p=()
 for k in 1 2 3 4 5; do
   m+=("$(ms_of "SELECT * FROM meter.totals('app', now() - interval '30 days', now(), 'model')")")

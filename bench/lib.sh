@@ -11,3 +11,9 @@ fresh_db() {
     psql -X -q -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_meter" >/dev/null
     scripts/load-prices -d "$1" >/dev/null
 }
+
+# median: the median of numbers read one a line
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+# ms_of SQL: the milliseconds of SQL run once in a new session of $db
+ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }

@@ -97,11 +97,9 @@ SELECT CASE WHEN count(*) = 0 THEN 'exact: every model''s requests, tokens and c
 SQL
 
 echo "== 30-day summary, median of $reps: each in a new session (cold), and in one session after a first call (warm)"
-ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
 # warm: one session runs the statement reps + 1 times; the first is dropped
 warm_of() { { echo '\timing on'; for ((k = 0; k <= reps; k++)); do echo "$1;"; done; } | psql -X -q -d "$db" |
             grep -oE 'Time: [0-9.]+' | tail -n +2 | awk '{print $2}'; }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 for by in model provider none day subject; do
   arg=$([[ $by == none ]] && echo NULL || echo "'$by'")
   q="SELECT * FROM meter.totals('app', now() - interval '30 days', now(), $arg)"
