@@ -932,7 +932,10 @@ END $$;
 -- _usage: what every read function stands on. A tenant's usage over
 -- [since, until), one row per group (by as for meter.totals), of one
 -- subject when p_subject is given; latency and ttft are the merged sketches
--- (NULL when p_sketches is false, for reads that need no percentile).
+-- (NULL when p_sketches is false, for reads that need no percentile). by
+-- may name two keys, 'day,model': the key is then a JSON array of the two
+-- keys' texts, '["2026-02-01 00:00:00+00", "gpt-4o"]' (one read of the
+-- same rollups; subject pairs with day only, its rollup being by day).
 CREATE FUNCTION meter._usage(p_tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL,
                              p_subject text DEFAULT NULL, p_sketches boolean DEFAULT true)
     RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
@@ -947,6 +950,10 @@ AS $$
 DECLARE
     v_tenant text := p_tenant;
     v_by text := lower(coalesce(_usage.by, 'none'));
+    v_parts text[] := string_to_array(replace(v_by, ' ', ''), ',');
+    v_part text;
+    v_r text[] := '{}';           -- the key expressions over rollup rows
+    v_e text[] := '{}';           -- ... and over events
     v_only text := '';            -- the subject filter, when one is given
     v_grain text := 'hour';       -- the finest rollup the grouping can read
     v_fine text := 'rollup_hourly';
@@ -965,22 +972,40 @@ BEGIN
         RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM meter._check_range(since, until);
-    CASE v_by
-        WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
-        WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text'; v_coarse := NULL;
-        WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
-        WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
-        WHEN 'subject' THEN
-            -- subjects are rolled up by day
-            r_key := 'r.subject'; e_key := 'e.subject'; v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
-        ELSE
-            RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
-    END CASE;
+    IF cardinality(v_parts) NOT IN (1, 2)
+       OR (cardinality(v_parts) = 2 AND (v_parts[1] = v_parts[2] OR 'none' = ANY (v_parts)
+                                         OR ('subject' = ANY (v_parts) AND NOT 'day' = ANY (v_parts)))) THEN
+        RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row; or two different '
+                   'keys separated by a comma (subject with day only).';
+    END IF;
+    FOREACH v_part IN ARRAY v_parts LOOP
+        CASE v_part
+            WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
+            WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text'; v_coarse := NULL;
+            WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
+            WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_part); e_key := format('e.%I', v_part);
+            WHEN 'subject' THEN
+                -- subjects are rolled up by day
+                r_key := 'r.subject'; e_key := 'e.subject'; v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
+            ELSE
+                RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
+                    HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
+        END CASE;
+        v_r := v_r || r_key;
+        v_e := v_e || e_key;
+    END LOOP;
+    IF cardinality(v_parts) = 2 THEN
+        r_key := format('jsonb_build_array(%s)::text', array_to_string(v_r, ', '));
+        e_key := format('jsonb_build_array(%s)::text', array_to_string(v_e, ', '));
+    END IF;
     IF p_subject IS NOT NULL THEN
-        IF v_by = 'hour' THEN
+        IF 'hour' = ANY (v_parts) THEN
             RAISE EXCEPTION 'cannot group one subject''s usage by hour' USING ERRCODE = 'invalid_parameter_value',
                 DETAIL = 'Subjects are rolled up by day.';
+        ELSIF v_parts && ARRAY['provider', 'model', 'endpoint', 'feature'] THEN
+            RAISE EXCEPTION 'cannot group one subject''s usage by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'A subject''s days are rolled up per tenant and subject only.';
         END IF;
         -- one subject: its rows are rolled up by day
         v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
