@@ -2564,3 +2564,315 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION meter.runway(text, interval) IS
     'Per provider with a reported balance: the last balance, what pg_meter computed was spent since, the estimated balance now, the burn per day over burn_window, the days left and when it runs out, and the drift between the spend the last two balances imply and the spend pg_meter computed between them.';
+
+-------------------------------------------------------------------------------
+-- Dashboard: meter.dashboard_html(tenant, since, until), the admin page in
+-- one query (doc/admin.md). meter._dashboard_document gathers one jsonb
+-- document from the read functions above, one key per section, each section
+-- built by a function of its own; the C++ core draws it
+-- (src/core/dashboard.*: HTML escaping, exact money text, scales, inline
+-- SVG). A section is {"title", "note", "kind", ...} with kind tiles,
+-- stacked_bars, hbars or table, or {"title", "blocks": [...]} (shapes in
+-- src/core/dashboard.hpp); a key that is absent or null is not drawn. To add
+-- a section: a function that returns its jsonb (_dashboard_table makes a
+-- table of rows with a severity each) and one line in _dashboard_document;
+-- the page already has places for "alerts", "projection" and "anomalies".
+-- Money is exact text; times and days are UTC.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION meter._dashboard_render(doc jsonb) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_dashboard_render';
+COMMENT ON FUNCTION meter._dashboard_render(jsonb) IS
+    'Draws a dashboard document (meter._dashboard_document) as one self-contained HTML page with inline SVG charts.';
+
+-- _dashboard_time: a time as the page writes it (UTC, to the minute)
+CREATE FUNCTION meter._dashboard_time(t timestamptz) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC';
+
+-- _dashboard_tile: one figure of a tiles block (format: money, number,
+-- percent, ms or text)
+CREATE FUNCTION meter._dashboard_tile(label text, value jsonb, format text, note text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN jsonb_build_object('label', label, 'value', coalesce(value, 'null'), 'format', format, 'note', note);
+
+-- _dashboard_table: a table section. columns are 'Name' or 'Name:format';
+-- rows a JSON array of {"cells": [...], "severity": "ok"|"warning"|"critical"}
+-- (a cell may be {"value": v, "format": f}); empty is said when there is no row
+CREATE FUNCTION meter._dashboard_table(title text, columns text[], rows jsonb, empty text, note text DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN jsonb_build_object('title', title, 'note', note, 'kind', 'table', 'empty', empty, 'rows', coalesce(rows, '[]'),
+        'columns', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', split_part(c.c, ':', 1),
+                                                                 'format', coalesce(nullif(split_part(c.c, ':', 2), ''), 'text'))
+                                              ORDER BY c.i), '[]')
+                      FROM unnest(columns) WITH ORDINALITY AS c(c, i)));
+
+-- _dashboard_overview: the range's figures (a row of meter._figures)
+CREATE FUNCTION meter._dashboard_overview(f jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN jsonb_build_object('title', 'Overview', 'kind', 'tiles', 'tiles', jsonb_build_array(
+        meter._dashboard_tile('Requests', f -> 'requests', 'number'),
+        meter._dashboard_tile('Errors', f -> 'failures', 'number'),
+        meter._dashboard_tile('Success rate', f -> 'success_rate', 'percent'),
+        meter._dashboard_tile('Cost', to_jsonb(trim_scale((f ->> 'cost')::numeric)::text), 'money'),
+        meter._dashboard_tile('Input tokens', f -> 'input_tokens', 'number'),
+        meter._dashboard_tile('Output tokens', f -> 'output_tokens', 'number'),
+        meter._dashboard_tile('p95 latency', f -> 'p95_ms', 'ms', 'p50 and p99 below'),
+        meter._dashboard_tile('Unpriced events', f -> 'unpriced', 'number', 'priced when their price arrives')));
+
+-- _dashboard_cost_per_day: cost per UTC day by model, one read of the
+-- rollups grouped by day and model (meter._usage by 'day,model')
+CREATE FUNCTION meter._dashboard_cost_per_day(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+BEGIN ATOMIC
+    WITH u AS (
+        SELECT ((u.key::jsonb) ->> 0)::timestamptz AS day, (u.key::jsonb) ->> 1 AS model, u.cost
+          FROM meter._usage(p_tenant, since, until, 'day,model', NULL, false) u
+    ), days AS (
+        SELECT d AS day FROM generate_series(date_trunc('day', since), until - interval '1 microsecond', interval '1 day') d
+    ), models AS (
+        SELECT u.model, sum(u.cost) AS total FROM u GROUP BY u.model
+    ), series AS (
+        SELECT m.model, m.total, jsonb_agg(coalesce(trim_scale(u.cost)::text, '0') ORDER BY d.day) AS vals
+          FROM models m CROSS JOIN days d LEFT JOIN u ON u.day = d.day AND u.model = m.model
+         GROUP BY m.model, m.total
+    )
+    SELECT jsonb_build_object('title', 'Cost per day by model', 'kind', 'stacked_bars', 'format', 'money',
+               'note', 'USD per UTC day; each bar''s tooltip has the exact amounts.',
+               'x', (SELECT jsonb_agg(to_char(d.day, 'YYYY-MM-DD') ORDER BY d.day) FROM days d),
+               'series', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', s.model, 'values', s.vals)
+                                                    ORDER BY s.total DESC, s.model), '[]')
+                            FROM series s));
+END;
+
+-- _dashboard_requests: requests (successes and errors) per hour, or per
+-- day over a range of more than 31 days
+CREATE FUNCTION meter._dashboard_requests(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+BEGIN ATOMIC
+    WITH g AS (
+        SELECT CASE WHEN until - since <= interval '31 days' THEN 'hour' ELSE 'day' END AS grain
+    ), u AS (
+        SELECT u.key::timestamptz AS at, u.requests, u.errors
+          FROM g, meter._usage(p_tenant, since, until, g.grain, NULL, false) u
+    ), slots AS (
+        SELECT s AS at FROM g, generate_series(date_trunc(g.grain, since), until - interval '1 microsecond',
+                                               ('1 ' || g.grain)::interval) s
+    )
+    SELECT jsonb_build_object('title', 'Requests and errors per ' || g.grain, 'kind', 'stacked_bars', 'format', 'number',
+               'note', 'Successful requests in blue, errors in red, per UTC ' || g.grain || '.',
+               'x', jsonb_agg(to_char(s.at, CASE g.grain WHEN 'hour' THEN 'MM-DD HH24:00' ELSE 'YYYY-MM-DD' END)
+                              ORDER BY s.at),
+               'series', jsonb_build_array(
+                   jsonb_build_object('name', 'succeeded', 'values', jsonb_agg(coalesce(u.requests - u.errors, 0) ORDER BY s.at)),
+                   jsonb_build_object('name', 'errors', 'color', 'error', 'values', jsonb_agg(coalesce(u.errors, 0) ORDER BY s.at))))
+      FROM g, slots s LEFT JOIN u ON u.at = s.at
+     GROUP BY g.grain;
+END;
+
+-- _dashboard_models: latency percentiles and cache savings by model (one
+-- read by model, with sketches), next to the range's own (f, a row of
+-- meter._figures): the sections "latency" and "cache"
+CREATE FUNCTION meter._dashboard_models(p_tenant text, since timestamptz, until timestamptz, f jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH m AS (
+        SELECT u.key AS model, u.requests, u.potential_cost - u.cost AS saved, meter.percentile(u.latency, 0.5) AS p50,
+               meter.percentile(u.latency, 0.95) AS p95, meter.percentile(u.latency, 0.99) AS p99
+          FROM meter._usage(p_tenant, since, until, 'model') u
+         ORDER BY u.requests DESC, u.key
+         LIMIT 12
+    )
+    SELECT jsonb_build_object(
+        'latency', jsonb_build_object('title', 'Latency percentiles', 'kind', 'hbars', 'format', 'ms',
+            'note', 'Of all models and of the 12 with the most requests (merged sketches, within 1 %).',
+            'categories', '["all models"]'::jsonb || coalesce(jsonb_agg(m.model ORDER BY m.requests DESC, m.model), '[]'),
+            'series', jsonb_build_array(
+                jsonb_build_object('name', 'p50', 'values', jsonb_build_array(f -> 'p50_ms')
+                                   || coalesce(jsonb_agg(m.p50 ORDER BY m.requests DESC, m.model), '[]')),
+                jsonb_build_object('name', 'p95', 'values', jsonb_build_array(f -> 'p95_ms')
+                                   || coalesce(jsonb_agg(m.p95 ORDER BY m.requests DESC, m.model), '[]')),
+                jsonb_build_object('name', 'p99', 'values', jsonb_build_array(f -> 'p99_ms')
+                                   || coalesce(jsonb_agg(m.p99 ORDER BY m.requests DESC, m.model), '[]')))),
+        'cache', jsonb_build_object('title', 'Cache savings',
+            'note', 'What cached responses saved: what they would have cost without the cache, less what they cost.',
+            'blocks', jsonb_build_array(
+                jsonb_build_object('kind', 'tiles', 'tiles', jsonb_build_array(
+                    meter._dashboard_tile('Cache hits', f -> 'cache_hits', 'number'),
+                    meter._dashboard_tile('Hit rate', f -> 'cache_hit_rate', 'percent'),
+                    meter._dashboard_tile('Saved', to_jsonb(trim_scale((f ->> 'cache_savings')::numeric)::text), 'money'),
+                    meter._dashboard_tile('Cost without the cache',
+                                          to_jsonb(trim_scale((f ->> 'potential_cost')::numeric)::text), 'money'))),
+                jsonb_build_object('kind', 'hbars', 'format', 'money',
+                    'categories', coalesce(jsonb_agg(m.model ORDER BY m.requests DESC, m.model), '[]'),
+                    'series', jsonb_build_array(jsonb_build_object('name', 'saved',
+                        'values', coalesce(jsonb_agg(trim_scale(m.saved)::text ORDER BY m.requests DESC, m.model), '[]')))))))
+      FROM m;
+END;
+
+-- _dashboard_top_subjects: the rows of meter.top_subjects (as JSON) as a table
+CREATE FUNCTION meter._dashboard_top_subjects(p_top jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._dashboard_table('Top subjects',
+        ARRAY['#:number', 'Subject', 'Requests:number', 'Errors:number', 'Tokens:number', 'Cost:money', 'Share of cost:percent'],
+        (SELECT jsonb_agg(jsonb_build_object('cells', jsonb_build_array(
+                    t -> 'rank', t -> 'subject', t -> 'requests', t -> 'errors',
+                    ((t ->> 'input_tokens')::numeric + (t ->> 'output_tokens')::numeric)::text,
+                    trim_scale((t ->> 'cost')::numeric)::text, t -> 'share')) ORDER BY (t ->> 'rank')::integer)
+           FROM jsonb_array_elements(p_top) t),
+        'No subject in this range (guests only).',
+        'The ten subjects with the most cost; share is of the tenant''s whole cost, guests included.');
+
+-- _dashboard_quotas: every limit of the given subjects (the top ones) and of
+-- the tenant's blocked subjects, now (meter.quota_status through
+-- meter._subject_limits). A blocked subject, a limit that refuses the next
+-- request, or one 80 % used, is marked; a limit of the whole tenant is shown
+-- once.
+CREATE FUNCTION meter._dashboard_quotas(p_tenant text, p_subjects text[]) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE  -- quota_status may fill budget cells and hand back expired holds
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'postgres_verbose'  -- a window reads "1 min", "1 day"
+AS $$
+DECLARE
+    v_rows jsonb := '[]';
+    v_preloaded boolean := true;
+    s record;
+    l jsonb;
+    v_limits jsonb;
+    v_money boolean;
+    v_tenant_limits bigint[] := '{}';  -- the tenant's own limits already shown
+BEGIN
+    FOR s IN
+        WITH named AS (
+            SELECT x.subject, min(x.ord) AS ord
+              FROM (SELECT u.subject, u.ord FROM unnest(p_subjects) WITH ORDINALITY AS u(subject, ord)
+                    UNION ALL
+                    (SELECT b.subject, 1000000 + row_number() OVER (ORDER BY b.blocked_at DESC, b.subject)
+                       FROM meter.subjects b WHERE b.tenant = p_tenant AND b.blocked_at IS NOT NULL
+                      ORDER BY b.blocked_at DESC, b.subject LIMIT 20)) x
+             GROUP BY x.subject
+        )
+        SELECT n.subject, q.plan, coalesce(q.blocked, false) AS blocked, q.reason, coalesce(q.known, false) AS known
+          FROM named n
+          LEFT JOIN LATERAL (SELECT qs.plan, qs.blocked, qs.reason, true AS known
+                               FROM meter._quota_subject(p_tenant, n.subject) qs) q ON true
+         ORDER BY n.ord
+    LOOP
+        v_limits := meter._subject_limits(p_tenant, s.subject, s.known);
+        IF v_limits IS NULL THEN
+            v_preloaded := false;
+        END IF;
+        IF s.blocked THEN
+            v_rows := v_rows || jsonb_build_array(jsonb_build_object('severity', 'critical', 'cells', jsonb_build_array(
+                s.subject, s.plan, 'every request', NULL, NULL, NULL, NULL, 'blocked: ' || coalesce(s.reason, 'no reason given'))));
+        END IF;
+        FOR l IN SELECT x FROM jsonb_array_elements(coalesce(v_limits, '[]')) x LOOP
+            IF l ->> 'scope' = 'tenant' THEN
+                CONTINUE WHEN (l ->> 'limit_id')::bigint = ANY (v_tenant_limits);
+                v_tenant_limits := v_tenant_limits || (l ->> 'limit_id')::bigint;
+            END IF;
+            v_money := l ->> 'meter' = 'cost';
+            v_rows := v_rows || jsonb_build_array(jsonb_build_object(
+                'severity', CASE WHEN NOT (l ->> 'allowed')::boolean THEN 'critical'
+                                 WHEN (l ->> 'max')::numeric > 0
+                                      AND (l ->> 'used')::numeric + (l ->> 'reserved')::numeric >= 0.8 * (l ->> 'max')::numeric
+                                     THEN 'warning' ELSE 'ok' END,
+                'cells', jsonb_build_array(CASE WHEN l ->> 'scope' = 'tenant' THEN 'all subjects' ELSE s.subject END,
+                    coalesce(l ->> 'plan', CASE WHEN l ->> 'scope' <> 'tenant' THEN s.plan END),
+                    (l ->> 'meter') || ' per ' || CASE WHEN l ->> 'budget_period' LIKE '%@%'
+                                                       THEN replace(l ->> 'budget_period', '@', ' in ')
+                                                       ELSE ltrim((l ->> 'per')::interval::text, '@ ') END
+                        || CASE WHEN l ->> 'scope' <> 'subject' THEN ' (' || (l ->> 'scope') || ')' ELSE '' END,
+                    jsonb_build_object('value', l ->> 'used', 'format', CASE WHEN v_money THEN 'money' ELSE 'number' END),
+                    jsonb_build_object('value', l ->> 'max', 'format', CASE WHEN v_money THEN 'money' ELSE 'number' END),
+                    jsonb_build_object('value', l ->> 'remaining', 'format', CASE WHEN v_money THEN 'money' ELSE 'number' END),
+                    meter._dashboard_time((l ->> 'reset_at')::timestamptz),
+                    CASE WHEN NOT (l ->> 'allowed')::boolean THEN 'limited' ELSE 'ok' END)));
+        END LOOP;
+    END LOOP;
+    RETURN meter._dashboard_table('Quota status',
+        ARRAY['Subject', 'Plan', 'Limit', 'Used:number', 'Max:number', 'Remaining:number', 'Resets', 'State'], v_rows,
+        CASE WHEN v_preloaded THEN 'No limit applies to the top subjects, and no subject is blocked.'
+             ELSE 'No subject is blocked.' END,
+        CASE WHEN v_preloaded THEN 'Now: the limits of the top subjects and of blocked subjects.'
+             ELSE 'Limits live in shared memory and pg_meter is not in shared_preload_libraries: only blocks are shown.' END);
+END $$;
+
+-- _dashboard_runway: provider balances and runway (meter.runway), now
+CREATE FUNCTION meter._dashboard_runway(p_tenant text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._dashboard_table('Provider balances and runway',
+        ARRAY['Provider', 'Balance:money', 'Reported', 'Spent since:money', 'Estimated balance:money',
+              'Burn per day:money', 'Days left:number', 'Runs out', 'Drift:money'],
+        (SELECT jsonb_agg(jsonb_build_object(
+                    'severity', CASE WHEN r.estimated_balance <= 0 OR r.days_left < 7 THEN 'critical'
+                                     WHEN r.days_left < 30 THEN 'warning' ELSE 'ok' END,
+                    'cells', jsonb_build_array(r.provider, trim_scale(r.balance_usd)::text, meter._dashboard_time(r.balance_at),
+                                               trim_scale(r.spent_since)::text, trim_scale(r.estimated_balance)::text,
+                                               trim_scale(r.burn_per_day)::text, r.days_left::text,
+                                               meter._dashboard_time(r.runs_out_at), trim_scale(r.drift)::text))
+                    ORDER BY r.provider)
+           FROM meter.runway(p_tenant) r),
+        'No provider balance recorded (meter.record_balance).',
+        'Now, whatever the range: the last reported balance less what pg_meter priced since, burning at the rate of the '
+        'last 7 days; drift is the spend the last two reports imply less what pg_meter priced between them.');
+
+-- _dashboard_document: the page's data, one key per section
+CREATE FUNCTION meter._dashboard_document(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE  -- quota status, through meter.quota_status
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, YMD'
+AS $$
+DECLARE
+    f jsonb;                  -- the range's figures, a row of meter._figures
+    v_top jsonb := '[]';      -- meter.top_subjects' rows
+    v_sections jsonb;
+BEGIN
+    SELECT to_jsonb(x) INTO f FROM meter._figures(p_tenant, since, until) x;
+    v_sections := jsonb_build_object('runway', meter._dashboard_runway(p_tenant));
+    IF (f ->> 'requests')::bigint > 0 THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY t.rank), '[]') INTO v_top
+          FROM meter.top_subjects(p_tenant, since, until) t;
+        v_sections := v_sections
+            || jsonb_build_object('overview', meter._dashboard_overview(f),
+                                  'cost_per_day', meter._dashboard_cost_per_day(p_tenant, since, until),
+                                  'requests_per_hour', meter._dashboard_requests(p_tenant, since, until),
+                                  'top_subjects', meter._dashboard_top_subjects(v_top))
+            || meter._dashboard_models(p_tenant, since, until, f);
+    END IF;
+    v_sections := v_sections || jsonb_build_object('quota_status', meter._dashboard_quotas(p_tenant,
+        ARRAY(SELECT t.x ->> 'subject' FROM jsonb_array_elements(v_top) WITH ORDINALITY AS t(x, i) ORDER BY t.i)));
+    RETURN jsonb_build_object('tenant', p_tenant, 'since', meter._dashboard_time(since),
+                              'until', meter._dashboard_time(until), 'generated_at', meter._dashboard_time(now()),
+                              'requests', (f ->> 'requests')::bigint, 'sections', v_sections);
+END $$;
+
+CREATE FUNCTION meter.dashboard_html(tenant text, since timestamptz, until timestamptz) RETURNS text
+    LANGUAGE plpgsql VOLATILE  -- quota status, through meter.quota_status
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tenant IS NULL OR since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'tenant, since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM meter._check_range(since, until);
+    IF NOT isfinite(since) OR NOT isfinite(until) OR since = until OR until - since > interval '366 days' THEN
+        RAISE EXCEPTION 'a dashboard covers more than nothing and at most 366 days, not [%, %)', since, until
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN meter._dashboard_render(meter._dashboard_document(tenant, since, until));
+END $$;
+COMMENT ON FUNCTION meter.dashboard_html(text, timestamptz, timestamptz) IS
+    'A tenant''s admin dashboard over [since, until) as one self-contained HTML page (no script, no external reference; charts in inline SVG): overview, cost per day by model, requests and errors per hour, latency percentiles, cache savings, top subjects, quota status and provider runway. Money exact; days UTC.';

@@ -622,7 +622,7 @@ std::string render(const Value& doc) {
             if (std::find(section_order().begin(), section_order().end(), key) == section_order().end())
                 section(out, key, s);
     }
-    out += "<footer>pg_meter \xC2\xB7 meter.dashboard_html \xC2\xB7 days are UTC days</footer></body></html>\n";
+    out += "<footer>pg_meter \xC2\xB7 meter.dashboard_html \xC2\xB7 days are UTC days</footer></body></html>";
     return out;
 }
 
