@@ -982,8 +982,9 @@ BEGIN
     FOREACH v_part IN ARRAY v_parts LOOP
         CASE v_part
             WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
-            WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text'; v_coarse := NULL;
-            WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
+            -- times are grouped as times (and turned into text once a group)
+            WHEN 'hour' THEN r_key := 'r.bucket'; e_key := 'date_trunc(''hour'', e.occurred_at)'; v_coarse := NULL;
+            WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)'; e_key := 'date_trunc(''day'', e.occurred_at)';
             WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_part); e_key := format('e.%I', v_part);
             WHEN 'subject' THEN
                 -- subjects are rolled up by day
@@ -992,8 +993,8 @@ BEGIN
                 RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
                     HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
         END CASE;
-        v_r := v_r || r_key;
-        v_e := v_e || e_key;
+        v_r := v_r || format('(%s)::text', r_key);
+        v_e := v_e || format('(%s)::text', e_key);
     END LOOP;
     IF cardinality(v_parts) = 2 THEN
         r_key := format('jsonb_build_array(%s)::text', array_to_string(v_r, ', '));
@@ -1072,10 +1073,10 @@ BEGIN
                                    OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))%8$s
              GROUP BY 1
         )
-        SELECT key, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
+        SELECT key::text, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
                sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
-          FROM parts GROUP BY key ORDER BY key
+          FROM parts GROUP BY parts.key ORDER BY parts.key
     $q$, r_key, e_key, v_coarse, v_fine,
     -- the same figures from rollup rows (r) and from events (e)
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
