@@ -2626,58 +2626,63 @@ CREATE FUNCTION meter._dashboard_overview(f jsonb) RETURNS jsonb
         meter._dashboard_tile('p95 latency', f -> 'p95_ms', 'ms', 'p50 and p99 below'),
         meter._dashboard_tile('Unpriced events', f -> 'unpriced', 'number', 'priced when their price arrives')));
 
--- _dashboard_cost_per_day: cost per UTC day by model, one read of the
--- rollups grouped by day and model (meter._usage by 'day,model')
-CREATE FUNCTION meter._dashboard_cost_per_day(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+-- _dashboard_slots: the UTC hours or days of [since, until) with their
+-- labels, the x of a chart over time (every one, with usage or without)
+CREATE FUNCTION meter._dashboard_slots(since timestamptz, until timestamptz, grain text)
+    RETURNS TABLE (at timestamptz, label text)
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
 BEGIN ATOMIC
-    WITH u AS (
-        SELECT ((u.key::jsonb) ->> 0)::timestamptz AS day, (u.key::jsonb) ->> 1 AS model, u.cost
-          FROM meter._usage(p_tenant, since, until, 'day,model', NULL, false) u
-    ), days AS (
-        SELECT d AS day FROM generate_series(date_trunc('day', since), until - interval '1 microsecond', interval '1 day') d
-    ), models AS (
-        SELECT u.model, sum(u.cost) AS total FROM u GROUP BY u.model
-    ), series AS (
-        SELECT m.model, m.total, jsonb_agg(coalesce(trim_scale(u.cost)::text, '0') ORDER BY d.day) AS vals
-          FROM models m CROSS JOIN days d LEFT JOIN u ON u.day = d.day AND u.model = m.model
-         GROUP BY m.model, m.total
-    )
-    SELECT jsonb_build_object('title', 'Cost per day by model', 'kind', 'stacked_bars', 'format', 'money',
-               'note', 'USD per UTC day; each bar''s tooltip has the exact amounts.',
-               'x', (SELECT jsonb_agg(to_char(d.day, 'YYYY-MM-DD') ORDER BY d.day) FROM days d),
-               'series', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', s.model, 'values', s.vals)
-                                                    ORDER BY s.total DESC, s.model), '[]')
-                            FROM series s));
+    SELECT s, to_char(s, CASE grain WHEN 'hour' THEN 'MM-DD HH24:00' ELSE 'YYYY-MM-DD' END)
+      FROM generate_series(date_trunc(grain, since), until - interval '1 microsecond', ('1 ' || grain)::interval) s
+     ORDER BY s;
 END;
 
--- _dashboard_requests: requests (successes and errors) per hour, or per
--- day over a range of more than 31 days
-CREATE FUNCTION meter._dashboard_requests(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+-- _dashboard_over_time: the charts over time, each slot of the range a bar
+-- (with usage or without): "cost_per_day", cost per UTC day by model (one
+-- read grouped by day and model, meter._usage by 'day,model'), and
+-- "requests_per_hour", successes and errors per UTC hour (per day over a
+-- range of more than 31 days)
+CREATE FUNCTION meter._dashboard_over_time(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
-    SET TimeZone = 'UTC'
 BEGIN ATOMIC
-    WITH g AS (
+    WITH dm AS (
+        SELECT ((u.key::jsonb) ->> 0)::timestamptz AS at, (u.key::jsonb) ->> 1 AS model, u.cost
+          FROM meter._usage(p_tenant, since, until, 'day,model', NULL, false) u
+    ), days AS (
+        SELECT d.at, d.label FROM meter._dashboard_slots(since, until, 'day') d
+    ), models AS (
+        SELECT dm.model, sum(dm.cost) AS total FROM dm GROUP BY dm.model
+    ), series AS (
+        SELECT m.model, m.total, jsonb_agg(coalesce(trim_scale(dm.cost)::text, '0') ORDER BY d.at) AS vals
+          FROM models m CROSS JOIN days d LEFT JOIN dm ON dm.at = d.at AND dm.model = m.model
+         GROUP BY m.model, m.total
+    ), g AS (
         SELECT CASE WHEN until - since <= interval '31 days' THEN 'hour' ELSE 'day' END AS grain
-    ), u AS (
+    ), r AS (
         SELECT u.key::timestamptz AS at, u.requests, u.errors
           FROM g, meter._usage(p_tenant, since, until, g.grain, NULL, false) u
     ), slots AS (
-        SELECT s AS at FROM g, generate_series(date_trunc(g.grain, since), until - interval '1 microsecond',
-                                               ('1 ' || g.grain)::interval) s
+        SELECT s.at, s.label FROM g, meter._dashboard_slots(since, until, g.grain) s
     )
-    SELECT jsonb_build_object('title', 'Requests and errors per ' || g.grain, 'kind', 'stacked_bars', 'format', 'number',
-               'note', 'Successful requests in blue, errors in red, per UTC ' || g.grain || '.',
-               'x', jsonb_agg(to_char(s.at, CASE g.grain WHEN 'hour' THEN 'MM-DD HH24:00' ELSE 'YYYY-MM-DD' END)
-                              ORDER BY s.at),
-               'series', jsonb_build_array(
-                   jsonb_build_object('name', 'succeeded', 'values', jsonb_agg(coalesce(u.requests - u.errors, 0) ORDER BY s.at)),
-                   jsonb_build_object('name', 'errors', 'color', 'error', 'values', jsonb_agg(coalesce(u.errors, 0) ORDER BY s.at))))
-      FROM g, slots s LEFT JOIN u ON u.at = s.at
-     GROUP BY g.grain;
+    SELECT jsonb_build_object(
+        'cost_per_day', jsonb_build_object('title', 'Cost per day by model', 'kind', 'stacked_bars', 'format', 'money',
+            'note', 'USD per UTC day; each bar''s tooltip has the exact amounts.',
+            'x', (SELECT jsonb_agg(d.label ORDER BY d.at) FROM days d),
+            'series', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', x.model, 'values', x.vals)
+                                                 ORDER BY x.total DESC, x.model), '[]')
+                         FROM series x)),
+        'requests_per_hour', (
+            SELECT jsonb_build_object('title', 'Requests and errors per ' || g.grain, 'kind', 'stacked_bars',
+                       'format', 'number', 'note', 'Successful requests in blue, errors in red, per UTC ' || g.grain || '.',
+                       'x', jsonb_agg(s.label ORDER BY s.at),
+                       'series', jsonb_build_array(
+                           jsonb_build_object('name', 'succeeded', 'values', jsonb_agg(coalesce(r.requests - r.errors, 0) ORDER BY s.at)),
+                           jsonb_build_object('name', 'errors', 'color', 'error', 'values', jsonb_agg(coalesce(r.errors, 0) ORDER BY s.at))))
+              FROM g, slots s LEFT JOIN r ON r.at = s.at
+             GROUP BY g.grain));
 END;
 
 -- _dashboard_models: latency percentiles and cache savings by model (one
@@ -2848,9 +2853,8 @@ BEGIN
           FROM meter.top_subjects(p_tenant, since, until) t;
         v_sections := v_sections
             || jsonb_build_object('overview', meter._dashboard_overview(f),
-                                  'cost_per_day', meter._dashboard_cost_per_day(p_tenant, since, until),
-                                  'requests_per_hour', meter._dashboard_requests(p_tenant, since, until),
                                   'top_subjects', meter._dashboard_top_subjects(v_top))
+            || meter._dashboard_over_time(p_tenant, since, until)
             || meter._dashboard_models(p_tenant, since, until, f);
     END IF;
     v_sections := v_sections || jsonb_build_object('quota_status', meter._dashboard_quotas(p_tenant,

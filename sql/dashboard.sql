@@ -7,9 +7,10 @@
 -- shift what the other files count and number.
 \set VERBOSITY default
 SET TimeZone = 'UTC';
-SELECT meter.set_price('dprov', 'd-large', '{"input_mtok": 3, "output_mtok": 15}') > 0 AS priced;
-SELECT meter.set_price('dprov', 'd-small', '{"input_mtok": 0.25, "output_mtok": 1.25, "cache_read_mtok": 0.025}') > 0 AS priced;
-SELECT meter.set_price('dprov', '<img src=x onerror=alert(1)>', '{"input_mtok": 1.1, "output_mtok": 4.4}') > 0 AS priced;
+SELECT count(meter.set_price('dprov', p.model, p.prices::jsonb)) AS models_priced
+  FROM (VALUES ('d-large', '{"input_mtok": 3, "output_mtok": 15}'),
+               ('d-small', '{"input_mtok": 0.25, "output_mtok": 1.25, "cache_read_mtok": 0.025}'),
+               ('<img src=x onerror=alert(1)>', '{"input_mtok": 1.1, "output_mtok": 4.4}')) AS p(model, prices);
 
 -- 450 events over three days: six subjects, one of them hostile, guests,
 -- three models (one hostile), errors and cache hits

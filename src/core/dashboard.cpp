@@ -144,13 +144,6 @@ std::string colour_of(const Value& series, int i) {
     return kPalette[i % kColours];
 }
 
-void legend(std::string& out, const std::vector<std::pair<std::string, std::string>>& keys) {
-    out += "<div class=\"legend\">";
-    for (auto& [name, colour] : keys)
-        out += "<span class=\"key\"><i style=\"background:" + colour + "\"></i>" + escape(clip(name, 48)) + "</span>";
-    out += "</div>";
-}
-
 // One series of a chart: its name, colour and values (exact text and the
 // double for geometry).
 struct Series {
@@ -159,6 +152,13 @@ struct Series {
     std::vector<double> v;
     std::vector<bool> null;
 };
+
+void legend(std::string& out, const std::vector<Series>& series) {
+    out += "<div class=\"legend\">";
+    for (auto& s : series)
+        out += "<span class=\"key\"><i style=\"background:" + s.colour + "\"></i>" + escape(clip(s.name, 48)) + "</span>";
+    out += "</div>";
+}
 
 std::vector<Series> read_series(const Value& block, size_t n, const std::string& where) {
     std::vector<Series> out;
@@ -215,7 +215,32 @@ std::string shown(const std::string& exact, const std::string& format) {
     return format_value(Value::number(exact), format);
 }
 
-void no_data(std::string& out) { out += "<p class=\"empty\">No data in this range.</p>"; }
+void svg_open(std::string& out, double height) {
+    out += "<svg class=\"chart\" width=\"" + fmt(kWidth) + "\" height=\"" + fmt(height) + "\" viewBox=\"0 0 " +
+           fmt(kWidth) + " " + fmt(height) + "\" role=\"img\">";
+}
+
+// Chart is a chart block read: its labels (x values or categories), the
+// format of its values and its series.
+struct Chart {
+    std::vector<std::string> labels;
+    size_t n;
+    std::string format;
+    std::vector<Series> series;
+};
+
+// read_chart reads a chart block whose labels are under `key`; false, with
+// a line saying so instead of an empty frame, when there is nothing to draw
+bool read_chart(std::string& out, const Value& block, const char* key, const std::string& where, Chart& c) {
+    const Value& labels = array_of(block, key, where);
+    for (auto& l : labels.items) c.labels.push_back(label_of(l));
+    c.n = c.labels.size();
+    c.format = block.str("format", "number");
+    c.series = read_series(block, c.n, where);
+    if (c.n > 0 && !c.series.empty()) return true;
+    out += "<p class=\"empty\">No data in this range.</p>";
+    return false;
+}
 
 void y_axis(std::string& out, const Scale& s, double left, double right, const std::string& format) {
     for (auto& t : s.ticks) {
@@ -227,36 +252,32 @@ void y_axis(std::string& out, const Scale& s, double left, double right, const s
 }
 
 void stacked_bars(std::string& out, const Value& block, const std::string& where) {
-    const Value& x = array_of(block, "x", where);
-    size_t n = x.items.size();
-    std::string format = block.str("format", "number");
-    std::vector<Series> series = read_series(block, n, where);
-    if (n == 0 || series.empty()) return no_data(out);
-    fold(series, n);
-    std::vector<double> totals(n, 0);
-    for (auto& s : series)
-        for (size_t j = 0; j < n; ++j) totals[j] += std::max(s.v[j], 0.0);
+    Chart c;
+    if (!read_chart(out, block, "x", where, c)) return;
+    fold(c.series, c.n);
+    std::vector<double> totals(c.n, 0);
+    for (auto& s : c.series)
+        for (size_t j = 0; j < c.n; ++j) totals[j] += std::max(s.v[j], 0.0);
     const double height = 280, left = 84, right = kWidth - 16, top = 12, bottom = height - 40;
-    Scale scale = nice_scale(*std::max_element(totals.begin(), totals.end()), bottom, top, 5, all_integers(series));
-    out += "<svg class=\"chart\" width=\"" + fmt(kWidth) + "\" height=\"" + fmt(height) + "\" viewBox=\"0 0 " +
-           fmt(kWidth) + " " + fmt(height) + "\" role=\"img\">";
-    y_axis(out, scale, left, right, format);
-    double slot = (right - left) / static_cast<double>(n);
+    Scale scale = nice_scale(*std::max_element(totals.begin(), totals.end()), bottom, top, 5, all_integers(c.series));
+    svg_open(out, height);
+    y_axis(out, scale, left, right, c.format);
+    double slot = (right - left) / static_cast<double>(c.n);
     double w = std::min(std::max(slot * 0.8, 0.5), 48.0);
-    size_t every = (n + 11) / 12;  // at most about a dozen x labels
-    for (size_t j = 0; j < n; ++j) {
-        std::string label = label_of(x.items[j]);
+    size_t every = (c.n + 11) / 12;  // at most about a dozen x labels
+    for (size_t j = 0; j < c.n; ++j) {
+        std::string label = c.labels[j];
         double cx = left + slot * (static_cast<double>(j) + 0.5);
         std::vector<double> vs;
-        for (auto& s : series) vs.push_back(s.v[j]);
+        for (auto& s : c.series) vs.push_back(s.v[j]);
         std::vector<Segment> segs = stack_bar(vs, scale);
-        std::string title = label + ": total " + shown(exact_sum(series, j), format);
-        for (auto& s : series) title += "\n" + s.name + ": " + shown(s.text[j], format);
+        std::string title = label + ": total " + shown(exact_sum(c.series, j), c.format);
+        for (auto& s : c.series) title += "\n" + s.name + ": " + shown(s.text[j], c.format);
         out += "<g class=\"bar\"><title>" + escape(title) + "</title>";
         for (size_t i = 0; i < segs.size(); ++i) {
             if (segs[i].h <= 0) continue;
             out += "<rect x=\"" + fmt(round2(cx - w / 2)) + "\" y=\"" + fmt(segs[i].y) + "\" width=\"" +
-                   fmt(round2(w)) + "\" height=\"" + fmt(segs[i].h) + "\" fill=\"" + series[i].colour + "\"/>";
+                   fmt(round2(w)) + "\" height=\"" + fmt(segs[i].h) + "\" fill=\"" + c.series[i].colour + "\"/>";
         }
         out += "</g>";
         if (j % every == 0)
@@ -265,56 +286,48 @@ void stacked_bars(std::string& out, const Value& block, const std::string& where
     }
     out += "<line class=\"axis\" x1=\"" + fmt(left) + "\" x2=\"" + fmt(right) + "\" y1=\"" + fmt(round2(bottom)) +
            "\" y2=\"" + fmt(round2(bottom)) + "\"/></svg>";
-    std::vector<std::pair<std::string, std::string>> keys;
-    for (auto& s : series) keys.emplace_back(s.name, s.colour);
-    legend(out, keys);
+    legend(out, c.series);
 }
 
 void hbars(std::string& out, const Value& block, const std::string& where) {
-    const Value& cats = array_of(block, "categories", where);
-    size_t n = cats.items.size();
-    std::string format = block.str("format", "number");
-    std::vector<Series> series = read_series(block, n, where);
-    if (n == 0 || series.empty()) return no_data(out);
+    Chart c;
+    if (!read_chart(out, block, "categories", where, c)) return;
     const double bar = 14, gap = 3, group_gap = 14, left = 220, right = kWidth - 130, top = 8;
-    double group_h = static_cast<double>(series.size()) * (bar + gap) - gap;
-    double height = top + static_cast<double>(n) * (group_h + group_gap) + 24;
+    double group_h = static_cast<double>(c.series.size()) * (bar + gap) - gap;
+    double height = top + static_cast<double>(c.n) * (group_h + group_gap) + 24;
     double max = 0;
-    for (auto& s : series)
+    for (auto& s : c.series)
         for (double v : s.v) max = std::max(max, v);
-    Scale scale = nice_scale(max, left, right, 6, all_integers(series));
+    Scale scale = nice_scale(max, left, right, 6, all_integers(c.series));
     double axis_y = height - 24;
-    out += "<svg class=\"chart\" width=\"" + fmt(kWidth) + "\" height=\"" + fmt(height) + "\" viewBox=\"0 0 " +
-           fmt(kWidth) + " " + fmt(height) + "\" role=\"img\">";
+    svg_open(out, height);
     for (auto& t : scale.ticks) {
         std::string x = fmt(round2(scale.px(t.value())));
         out += "<line class=\"grid\" x1=\"" + x + "\" x2=\"" + x + "\" y1=\"" + fmt(top) + "\" y2=\"" + fmt(axis_y) +
                "\"/><text class=\"tick\" x=\"" + x + "\" y=\"" + fmt(axis_y + 16) + "\" text-anchor=\"middle\">" +
-               escape(tick_label(t, format)) + "</text>";
+               escape(tick_label(t, c.format)) + "</text>";
     }
-    for (size_t j = 0; j < n; ++j) {
+    for (size_t j = 0; j < c.n; ++j) {
         double y0 = top + static_cast<double>(j) * (group_h + group_gap);
-        std::string label = label_of(cats.items[j]);
+        std::string label = c.labels[j];
         out += "<text class=\"cat\" x=\"" + fmt(left - 8) + "\" y=\"" + fmt(y0 + group_h / 2) +
                "\" dy=\"4\" text-anchor=\"end\">" + escape(clip(label, 30)) + "</text>";
-        for (size_t i = 0; i < series.size(); ++i) {
+        for (size_t i = 0; i < c.series.size(); ++i) {
             double y = y0 + static_cast<double>(i) * (bar + gap);
-            double w = round2(scale.px(series[i].v[j]) - left);
-            Value v = series[i].null[j] ? Value() : Value::number(series[i].text[j]);
-            std::string shown_v = format_value(v, format);
-            std::string tip = series[i].null[j] ? shown_v : shown(series[i].text[j], format);
-            out += "<g><title>" + escape(label + " \xC2\xB7 " + series[i].name + ": " + tip) +
+            double w = round2(scale.px(c.series[i].v[j]) - left);
+            Value v = c.series[i].null[j] ? Value() : Value::number(c.series[i].text[j]);
+            std::string shown_v = format_value(v, c.format);
+            std::string tip = c.series[i].null[j] ? shown_v : shown(c.series[i].text[j], c.format);
+            out += "<g><title>" + escape(label + " \xC2\xB7 " + c.series[i].name + ": " + tip) +
                    "</title><rect x=\"" + fmt(left) + "\" y=\"" + fmt(y) + "\" width=\"" + fmt(std::max(w, 0.0)) +
-                   "\" height=\"" + fmt(bar) + "\" fill=\"" + series[i].colour + "\"/><text class=\"val\" x=\"" +
+                   "\" height=\"" + fmt(bar) + "\" fill=\"" + c.series[i].colour + "\"/><text class=\"val\" x=\"" +
                    fmt(left + std::max(w, 0.0) + 6) + "\" y=\"" + fmt(y + bar - 3) + "\">" + escape(shown_v) +
                    "</text></g>";
         }
     }
     out += "<line class=\"axis\" x1=\"" + fmt(left) + "\" x2=\"" + fmt(left) + "\" y1=\"" + fmt(top) + "\" y2=\"" +
            fmt(axis_y) + "\"/></svg>";
-    std::vector<std::pair<std::string, std::string>> keys;
-    for (auto& s : series) keys.emplace_back(s.name, s.colour);
-    legend(out, keys);
+    legend(out, c.series);
 }
 
 void tiles(std::string& out, const Value& block, const std::string& where) {
