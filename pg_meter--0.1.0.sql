@@ -2570,7 +2570,8 @@ COMMENT ON FUNCTION meter.runway(text, interval) IS
 -- Dashboard: meter.dashboard_html(tenant, since, until), the admin page in
 -- one query (doc/admin.md). meter._dashboard_document gathers one jsonb
 -- document from the read functions above, one key per section, each section
--- built by a function of its own; the C++ core draws it
+-- (or two that share a read) built by a function of its own; the C++ core
+-- draws it
 -- (src/core/dashboard.*: HTML escaping, exact money text, scales, inline
 -- SVG). A section is {"title", "note", "kind", ...} with kind tiles,
 -- stacked_bars, hbars or table, or {"title", "blocks": [...]} (shapes in
