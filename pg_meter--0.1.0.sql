@@ -932,7 +932,10 @@ END $$;
 -- _usage: what every read function stands on. A tenant's usage over
 -- [since, until), one row per group (by as for meter.totals), of one
 -- subject when p_subject is given; latency and ttft are the merged sketches
--- (NULL when p_sketches is false, for reads that need no percentile).
+-- (NULL when p_sketches is false, for reads that need no percentile). by
+-- may name two keys, 'day,model': the key is then a JSON array of the two
+-- keys' texts, '["2026-02-01 00:00:00+00", "gpt-4o"]' (one read of the
+-- same rollups; subject pairs with day only, its rollup being by day).
 CREATE FUNCTION meter._usage(p_tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL,
                              p_subject text DEFAULT NULL, p_sketches boolean DEFAULT true)
     RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
@@ -947,6 +950,10 @@ AS $$
 DECLARE
     v_tenant text := p_tenant;
     v_by text := lower(coalesce(_usage.by, 'none'));
+    v_parts text[] := string_to_array(replace(v_by, ' ', ''), ',');
+    v_part text;
+    v_r text[] := '{}';           -- the key expressions over rollup rows
+    v_e text[] := '{}';           -- ... and over events
     v_only text := '';            -- the subject filter, when one is given
     v_grain text := 'hour';       -- the finest rollup the grouping can read
     v_fine text := 'rollup_hourly';
@@ -965,22 +972,41 @@ BEGIN
         RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM meter._check_range(since, until);
-    CASE v_by
-        WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
-        WHEN 'hour' THEN r_key := 'r.bucket::text'; e_key := 'date_trunc(''hour'', e.occurred_at)::text'; v_coarse := NULL;
-        WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)::text'; e_key := 'date_trunc(''day'', e.occurred_at)::text';
-        WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_by); e_key := format('e.%I', v_by);
-        WHEN 'subject' THEN
-            -- subjects are rolled up by day
-            r_key := 'r.subject'; e_key := 'e.subject'; v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
-        ELSE
-            RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
-    END CASE;
+    IF cardinality(v_parts) NOT IN (1, 2)
+       OR (cardinality(v_parts) = 2 AND (v_parts[1] = v_parts[2] OR 'none' = ANY (v_parts)
+                                         OR ('subject' = ANY (v_parts) AND NOT 'day' = ANY (v_parts)))) THEN
+        RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row; or two different '
+                   'keys separated by a comma (subject with day only).';
+    END IF;
+    FOREACH v_part IN ARRAY v_parts LOOP
+        CASE v_part
+            WHEN 'none' THEN r_key := '''all'''; e_key := '''all''';
+            -- times are grouped as times (and turned into text once a group)
+            WHEN 'hour' THEN r_key := 'r.bucket'; e_key := 'date_trunc(''hour'', e.occurred_at)'; v_coarse := NULL;
+            WHEN 'day' THEN r_key := 'date_trunc(''day'', r.bucket)'; e_key := 'date_trunc(''day'', e.occurred_at)';
+            WHEN 'provider', 'model', 'endpoint', 'feature' THEN r_key := format('r.%I', v_part); e_key := format('e.%I', v_part);
+            WHEN 'subject' THEN
+                -- subjects are rolled up by day
+                r_key := 'r.subject'; e_key := 'e.subject'; v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
+            ELSE
+                RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
+                    HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
+        END CASE;
+        v_r := v_r || format('(%s)::text', r_key);
+        v_e := v_e || format('(%s)::text', e_key);
+    END LOOP;
+    IF cardinality(v_parts) = 2 THEN
+        r_key := format('jsonb_build_array(%s)::text', array_to_string(v_r, ', '));
+        e_key := format('jsonb_build_array(%s)::text', array_to_string(v_e, ', '));
+    END IF;
     IF p_subject IS NOT NULL THEN
-        IF v_by = 'hour' THEN
+        IF 'hour' = ANY (v_parts) THEN
             RAISE EXCEPTION 'cannot group one subject''s usage by hour' USING ERRCODE = 'invalid_parameter_value',
                 DETAIL = 'Subjects are rolled up by day.';
+        ELSIF v_parts && ARRAY['provider', 'model', 'endpoint', 'feature'] THEN
+            RAISE EXCEPTION 'cannot group one subject''s usage by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = 'A subject''s days are rolled up per tenant and subject only.';
         END IF;
         -- one subject: its rows are rolled up by day
         v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
@@ -1047,10 +1073,10 @@ BEGIN
                                    OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))%8$s
              GROUP BY 1
         )
-        SELECT key, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
+        SELECT key::text, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
                sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
-          FROM parts GROUP BY key ORDER BY key
+          FROM parts GROUP BY parts.key ORDER BY parts.key
     $q$, r_key, e_key, v_coarse, v_fine,
     -- the same figures from rollup rows (r) and from events (e)
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
@@ -3204,3 +3230,320 @@ BEGIN ATOMIC
                               'message', left(a.message, 2000), 'fired_at', a.fired_at,
                               'resolved_at', a.resolved_at)::text;
 END;
+
+-------------------------------------------------------------------------------
+-- Dashboard: meter.dashboard_html(tenant, since, until), the admin page in
+-- one query (doc/admin.md). meter._dashboard_document gathers one jsonb
+-- document from the read functions above, one key per section, each section
+-- (or two that share a read) built by a function of its own; the C++ core
+-- draws it
+-- (src/core/dashboard.*: HTML escaping, exact money text, scales, inline
+-- SVG). A section is {"title", "note", "kind", ...} with kind tiles,
+-- stacked_bars, hbars or table, or {"title", "blocks": [...]} (shapes in
+-- src/core/dashboard.hpp); a key that is absent or null is not drawn. To add
+-- a section: a function that returns its jsonb (_dashboard_table makes a
+-- table of rows with a severity each) and one line in _dashboard_document;
+-- the page already has places for "alerts", "projection" and "anomalies".
+-- Money is exact text; times and days are UTC.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION meter._dashboard_render(doc jsonb) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_dashboard_render';
+COMMENT ON FUNCTION meter._dashboard_render(jsonb) IS
+    'Draws a dashboard document (meter._dashboard_document) as one self-contained HTML page with inline SVG charts.';
+
+-- _dashboard_time: a time as the page writes it (UTC, to the minute)
+CREATE FUNCTION meter._dashboard_time(t timestamptz) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC';
+
+-- _dashboard_tile: one figure of a tiles block (format: money, number,
+-- percent, ms or text)
+CREATE FUNCTION meter._dashboard_tile(label text, value jsonb, format text, note text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN jsonb_build_object('label', label, 'value', coalesce(value, 'null'), 'format', format, 'note', note);
+
+-- _dashboard_table: a table section. columns are 'Name' or 'Name:format';
+-- rows a JSON array of {"cells": [...], "severity": "ok"|"warning"|"critical"}
+-- (a cell may be {"value": v, "format": f}); empty is said when there is no row
+CREATE FUNCTION meter._dashboard_table(title text, columns text[], rows jsonb, empty text, note text DEFAULT NULL)
+    RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN jsonb_build_object('title', title, 'note', note, 'kind', 'table', 'empty', empty, 'rows', coalesce(rows, '[]'),
+        'columns', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', split_part(c.c, ':', 1),
+                                                                 'format', coalesce(nullif(split_part(c.c, ':', 2), ''), 'text'))
+                                              ORDER BY c.i), '[]')
+                      FROM unnest(columns) WITH ORDINALITY AS c(c, i)));
+
+-- _dashboard_overview: the range's figures (a row of meter._figures)
+CREATE FUNCTION meter._dashboard_overview(f jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN jsonb_build_object('title', 'Overview', 'kind', 'tiles', 'tiles', jsonb_build_array(
+        meter._dashboard_tile('Requests', f -> 'requests', 'number'),
+        meter._dashboard_tile('Errors', f -> 'failures', 'number'),
+        meter._dashboard_tile('Success rate', f -> 'success_rate', 'percent'),
+        meter._dashboard_tile('Cost', to_jsonb(trim_scale((f ->> 'cost')::numeric)::text), 'money'),
+        meter._dashboard_tile('Input tokens', f -> 'input_tokens', 'number'),
+        meter._dashboard_tile('Output tokens', f -> 'output_tokens', 'number'),
+        meter._dashboard_tile('p95 latency', f -> 'p95_ms', 'ms', 'p50 and p99 below'),
+        meter._dashboard_tile('Unpriced events', f -> 'unpriced', 'number', 'priced when their price arrives')));
+
+-- _dashboard_slots: the UTC hours or days of [since, until) with their
+-- labels, the x of a chart over time (every one, with usage or without)
+CREATE FUNCTION meter._dashboard_slots(since timestamptz, until timestamptz, grain text)
+    RETURNS TABLE (at timestamptz, label text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+BEGIN ATOMIC
+    SELECT s, to_char(s, CASE grain WHEN 'hour' THEN 'MM-DD HH24:00' ELSE 'YYYY-MM-DD' END)
+      FROM generate_series(date_trunc(grain, since), until - interval '1 microsecond', ('1 ' || grain)::interval) s
+     ORDER BY s;
+END;
+
+-- _dashboard_over_time: the charts over time, each slot of the range a bar
+-- (with usage or without): "cost_per_day", cost per UTC day by model (one
+-- read grouped by day and model, meter._usage by 'day,model'), and
+-- "requests_per_hour", successes and errors per UTC hour (per day over a
+-- range of more than 31 days)
+CREATE FUNCTION meter._dashboard_over_time(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH dm AS (
+        SELECT ((u.key::jsonb) ->> 0)::timestamptz AS at, (u.key::jsonb) ->> 1 AS model, u.cost
+          FROM meter._usage(p_tenant, since, until, 'day,model', NULL, false) u
+    ), days AS (
+        SELECT d.at, d.label FROM meter._dashboard_slots(since, until, 'day') d
+    ), models AS (
+        SELECT dm.model, sum(dm.cost) AS total FROM dm GROUP BY dm.model
+    ), series AS (
+        SELECT m.model, m.total, jsonb_agg(coalesce(trim_scale(dm.cost)::text, '0') ORDER BY d.at) AS vals
+          FROM models m CROSS JOIN days d LEFT JOIN dm ON dm.at = d.at AND dm.model = m.model
+         GROUP BY m.model, m.total
+    ), g AS (
+        SELECT CASE WHEN until - since <= interval '31 days' THEN 'hour' ELSE 'day' END AS grain
+    ), r AS (
+        SELECT u.key::timestamptz AS at, u.requests, u.errors
+          FROM g, meter._usage(p_tenant, since, until, g.grain, NULL, false) u
+    ), slots AS (
+        SELECT s.at, s.label FROM g, meter._dashboard_slots(since, until, g.grain) s
+    )
+    SELECT jsonb_build_object(
+        'cost_per_day', jsonb_build_object('title', 'Cost per day by model', 'kind', 'stacked_bars', 'format', 'money',
+            'note', 'USD per UTC day; each bar''s tooltip has the exact amounts.',
+            'x', (SELECT jsonb_agg(d.label ORDER BY d.at) FROM days d),
+            'series', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', x.model, 'values', x.vals)
+                                                 ORDER BY x.total DESC, x.model), '[]')
+                         FROM series x)),
+        'requests_per_hour', (
+            SELECT jsonb_build_object('title', 'Requests and errors per ' || g.grain, 'kind', 'stacked_bars',
+                       'format', 'number', 'note', 'Successful requests in blue, errors in red, per UTC ' || g.grain || '.',
+                       'x', jsonb_agg(s.label ORDER BY s.at),
+                       'series', jsonb_build_array(
+                           jsonb_build_object('name', 'succeeded', 'values', jsonb_agg(coalesce(r.requests - r.errors, 0) ORDER BY s.at)),
+                           jsonb_build_object('name', 'errors', 'color', 'error', 'values', jsonb_agg(coalesce(r.errors, 0) ORDER BY s.at))))
+              FROM g, slots s LEFT JOIN r ON r.at = s.at
+             GROUP BY g.grain));
+END;
+
+-- _dashboard_models: latency percentiles and cache savings by model (one
+-- read by model, with sketches), next to the range's own (f, a row of
+-- meter._figures): the sections "latency" and "cache"
+CREATE FUNCTION meter._dashboard_models(p_tenant text, since timestamptz, until timestamptz, f jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH m AS (
+        SELECT u.key AS model, u.requests, u.potential_cost - u.cost AS saved, meter.percentile(u.latency, 0.5) AS p50,
+               meter.percentile(u.latency, 0.95) AS p95, meter.percentile(u.latency, 0.99) AS p99
+          FROM meter._usage(p_tenant, since, until, 'model') u
+         ORDER BY u.requests DESC, u.key
+         LIMIT 12
+    )
+    SELECT jsonb_build_object(
+        'latency', jsonb_build_object('title', 'Latency percentiles', 'kind', 'hbars', 'format', 'ms',
+            'note', 'Of all models and of the 12 with the most requests (merged sketches, within 1 %).',
+            'categories', '["all models"]'::jsonb || coalesce(jsonb_agg(m.model ORDER BY m.requests DESC, m.model), '[]'),
+            'series', jsonb_build_array(
+                jsonb_build_object('name', 'p50', 'values', jsonb_build_array(f -> 'p50_ms')
+                                   || coalesce(jsonb_agg(m.p50 ORDER BY m.requests DESC, m.model), '[]')),
+                jsonb_build_object('name', 'p95', 'values', jsonb_build_array(f -> 'p95_ms')
+                                   || coalesce(jsonb_agg(m.p95 ORDER BY m.requests DESC, m.model), '[]')),
+                jsonb_build_object('name', 'p99', 'values', jsonb_build_array(f -> 'p99_ms')
+                                   || coalesce(jsonb_agg(m.p99 ORDER BY m.requests DESC, m.model), '[]')))),
+        'cache', jsonb_build_object('title', 'Cache savings',
+            'note', 'What cached responses saved: what they would have cost without the cache, less what they cost.',
+            'blocks', jsonb_build_array(
+                jsonb_build_object('kind', 'tiles', 'tiles', jsonb_build_array(
+                    meter._dashboard_tile('Cache hits', f -> 'cache_hits', 'number'),
+                    meter._dashboard_tile('Hit rate', f -> 'cache_hit_rate', 'percent'),
+                    meter._dashboard_tile('Saved', to_jsonb(trim_scale((f ->> 'cache_savings')::numeric)::text), 'money'),
+                    meter._dashboard_tile('Cost without the cache',
+                                          to_jsonb(trim_scale((f ->> 'potential_cost')::numeric)::text), 'money'))),
+                jsonb_build_object('kind', 'hbars', 'format', 'money',
+                    'categories', coalesce(jsonb_agg(m.model ORDER BY m.requests DESC, m.model), '[]'),
+                    'series', jsonb_build_array(jsonb_build_object('name', 'saved',
+                        'values', coalesce(jsonb_agg(trim_scale(m.saved)::text ORDER BY m.requests DESC, m.model), '[]')))))))
+      FROM m;
+END;
+
+-- _dashboard_top_subjects: the rows of meter.top_subjects (as JSON) as a table
+CREATE FUNCTION meter._dashboard_top_subjects(p_top jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._dashboard_table('Top subjects',
+        ARRAY['#:number', 'Subject', 'Requests:number', 'Errors:number', 'Tokens:number', 'Cost:money', 'Share of cost:percent'],
+        (SELECT jsonb_agg(jsonb_build_object('cells', jsonb_build_array(
+                    t -> 'rank', t -> 'subject', t -> 'requests', t -> 'errors',
+                    ((t ->> 'input_tokens')::numeric + (t ->> 'output_tokens')::numeric)::text,
+                    trim_scale((t ->> 'cost')::numeric)::text, t -> 'share')) ORDER BY (t ->> 'rank')::integer)
+           FROM jsonb_array_elements(p_top) t),
+        'No subject in this range (guests only).',
+        'The ten subjects with the most cost; share is of the tenant''s whole cost, guests included.');
+
+-- _dashboard_quotas: every limit of the given subjects (the top ones) and of
+-- the tenant's blocked subjects, now (meter.quota_status through
+-- meter._subject_limits). A blocked subject, a limit that refuses the next
+-- request, or one 80 % used, is marked; a limit of the whole tenant is shown
+-- once.
+CREATE FUNCTION meter._dashboard_quotas(p_tenant text, p_subjects text[]) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE  -- quota_status may fill budget cells and hand back expired holds
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'postgres_verbose'  -- a window reads "1 min", "1 day"
+AS $$
+DECLARE
+    v_rows jsonb := '[]';
+    v_preloaded boolean := true;
+    s record;
+    l jsonb;
+    v_limits jsonb;
+    v_money boolean;
+    v_tenant_limits bigint[] := '{}';  -- the tenant's own limits already shown
+BEGIN
+    FOR s IN
+        WITH named AS (
+            SELECT x.subject, min(x.ord) AS ord
+              FROM (SELECT u.subject, u.ord FROM unnest(p_subjects) WITH ORDINALITY AS u(subject, ord)
+                    UNION ALL
+                    (SELECT b.subject, 1000000 + row_number() OVER (ORDER BY b.blocked_at DESC, b.subject)
+                       FROM meter.subjects b WHERE b.tenant = p_tenant AND b.blocked_at IS NOT NULL
+                      ORDER BY b.blocked_at DESC, b.subject LIMIT 20)) x
+             GROUP BY x.subject
+        )
+        SELECT n.subject, q.plan, coalesce(q.blocked, false) AS blocked, q.reason, coalesce(q.known, false) AS known
+          FROM named n
+          LEFT JOIN LATERAL (SELECT qs.plan, qs.blocked, qs.reason, true AS known
+                               FROM meter._quota_subject(p_tenant, n.subject) qs) q ON true
+         ORDER BY n.ord
+    LOOP
+        v_limits := meter._subject_limits(p_tenant, s.subject, s.known);
+        IF v_limits IS NULL THEN
+            v_preloaded := false;
+        END IF;
+        IF s.blocked THEN
+            v_rows := v_rows || jsonb_build_array(jsonb_build_object('severity', 'critical', 'cells', jsonb_build_array(
+                s.subject, s.plan, 'every request', NULL, NULL, NULL, NULL, 'blocked: ' || coalesce(s.reason, 'no reason given'))));
+        END IF;
+        FOR l IN SELECT x FROM jsonb_array_elements(coalesce(v_limits, '[]')) x LOOP
+            IF l ->> 'scope' = 'tenant' THEN
+                CONTINUE WHEN (l ->> 'limit_id')::bigint = ANY (v_tenant_limits);
+                v_tenant_limits := v_tenant_limits || (l ->> 'limit_id')::bigint;
+            END IF;
+            v_money := l ->> 'meter' = 'cost';
+            v_rows := v_rows || jsonb_build_array(jsonb_build_object(
+                'severity', CASE WHEN NOT (l ->> 'allowed')::boolean THEN 'critical'
+                                 WHEN (l ->> 'max')::numeric > 0
+                                      AND (l ->> 'used')::numeric + (l ->> 'reserved')::numeric >= 0.8 * (l ->> 'max')::numeric
+                                     THEN 'warning' ELSE 'ok' END,
+                'cells', jsonb_build_array(CASE WHEN l ->> 'scope' = 'tenant' THEN 'all subjects' ELSE s.subject END,
+                    coalesce(l ->> 'plan', CASE WHEN l ->> 'scope' <> 'tenant' THEN s.plan END),
+                    (l ->> 'meter') || ' per ' || CASE WHEN l ->> 'budget_period' LIKE '%@%'
+                                                       THEN replace(l ->> 'budget_period', '@', ' in ')
+                                                       ELSE ltrim((l ->> 'per')::interval::text, '@ ') END
+                        || CASE WHEN l ->> 'scope' <> 'subject' THEN ' (' || (l ->> 'scope') || ')' ELSE '' END,
+                    jsonb_build_object('value', l ->> 'used', 'format', CASE WHEN v_money THEN 'money' ELSE 'number' END),
+                    jsonb_build_object('value', l ->> 'max', 'format', CASE WHEN v_money THEN 'money' ELSE 'number' END),
+                    jsonb_build_object('value', l ->> 'remaining', 'format', CASE WHEN v_money THEN 'money' ELSE 'number' END),
+                    meter._dashboard_time((l ->> 'reset_at')::timestamptz),
+                    CASE WHEN NOT (l ->> 'allowed')::boolean THEN 'limited' ELSE 'ok' END)));
+        END LOOP;
+    END LOOP;
+    RETURN meter._dashboard_table('Quota status',
+        ARRAY['Subject', 'Plan', 'Limit', 'Used:number', 'Max:number', 'Remaining:number', 'Resets', 'State'], v_rows,
+        CASE WHEN v_preloaded THEN 'No limit applies to the top subjects, and no subject is blocked.'
+             ELSE 'No subject is blocked.' END,
+        CASE WHEN v_preloaded THEN 'Now: the limits of the top subjects and of blocked subjects.'
+             ELSE 'Limits live in shared memory and pg_meter is not in shared_preload_libraries: only blocks are shown.' END);
+END $$;
+
+-- _dashboard_runway: provider balances and runway (meter.runway), now
+CREATE FUNCTION meter._dashboard_runway(p_tenant text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._dashboard_table('Provider balances and runway',
+        ARRAY['Provider', 'Balance:money', 'Reported', 'Spent since:money', 'Estimated balance:money',
+              'Burn per day:money', 'Days left:number', 'Runs out', 'Drift:money'],
+        (SELECT jsonb_agg(jsonb_build_object(
+                    'severity', CASE WHEN r.estimated_balance <= 0 OR r.days_left < 7 THEN 'critical'
+                                     WHEN r.days_left < 30 THEN 'warning' ELSE 'ok' END,
+                    'cells', jsonb_build_array(r.provider, trim_scale(r.balance_usd)::text, meter._dashboard_time(r.balance_at),
+                                               trim_scale(r.spent_since)::text, trim_scale(r.estimated_balance)::text,
+                                               trim_scale(r.burn_per_day)::text, r.days_left::text,
+                                               meter._dashboard_time(r.runs_out_at), trim_scale(r.drift)::text))
+                    ORDER BY r.provider)
+           FROM meter.runway(p_tenant) r),
+        'No provider balance recorded (meter.record_balance).',
+        'Now, whatever the range: the last reported balance less what pg_meter priced since, burning at the rate of the '
+        'last 7 days; drift is the spend the last two reports imply less what pg_meter priced between them.');
+
+-- _dashboard_document: the page's data, one key per section
+CREATE FUNCTION meter._dashboard_document(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE  -- quota status, through meter.quota_status
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, YMD'
+AS $$
+DECLARE
+    f jsonb;                  -- the range's figures, a row of meter._figures
+    v_top jsonb := '[]';      -- meter.top_subjects' rows
+    v_sections jsonb;
+BEGIN
+    SELECT to_jsonb(x) INTO f FROM meter._figures(p_tenant, since, until) x;
+    v_sections := jsonb_build_object('runway', meter._dashboard_runway(p_tenant));
+    IF (f ->> 'requests')::bigint > 0 THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY t.rank), '[]') INTO v_top
+          FROM meter.top_subjects(p_tenant, since, until) t;
+        v_sections := v_sections
+            || jsonb_build_object('overview', meter._dashboard_overview(f),
+                                  'top_subjects', meter._dashboard_top_subjects(v_top))
+            || meter._dashboard_over_time(p_tenant, since, until)
+            || meter._dashboard_models(p_tenant, since, until, f);
+    END IF;
+    v_sections := v_sections || jsonb_build_object('quota_status', meter._dashboard_quotas(p_tenant,
+        ARRAY(SELECT t.x ->> 'subject' FROM jsonb_array_elements(v_top) WITH ORDINALITY AS t(x, i) ORDER BY t.i)));
+    RETURN jsonb_build_object('tenant', p_tenant, 'since', meter._dashboard_time(since),
+                              'until', meter._dashboard_time(until), 'generated_at', meter._dashboard_time(now()),
+                              'requests', (f ->> 'requests')::bigint, 'sections', v_sections);
+END $$;
+
+CREATE FUNCTION meter.dashboard_html(tenant text, since timestamptz, until timestamptz) RETURNS text
+    LANGUAGE plpgsql VOLATILE  -- quota status, through meter.quota_status
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tenant IS NULL OR since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'tenant, since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM meter._check_range(since, until);
+    IF NOT isfinite(since) OR NOT isfinite(until) OR since = until OR until - since > interval '366 days' THEN
+        RAISE EXCEPTION 'a dashboard covers more than nothing and at most 366 days, not [%, %)', since, until
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN meter._dashboard_render(meter._dashboard_document(tenant, since, until));
+END $$;
+COMMENT ON FUNCTION meter.dashboard_html(text, timestamptz, timestamptz) IS
+    'A tenant''s admin dashboard over [since, until) as one self-contained HTML page (no script, no external reference; charts in inline SVG): overview, cost per day by model, requests and errors per hour, latency percentiles, cache savings, top subjects, quota status and provider runway. Money exact; days UTC.';

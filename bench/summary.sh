@@ -9,9 +9,11 @@
 #  - the same rows in the peer's indexed log (peer.api_usage_logs);
 #  - median of REPS runs, each in a new session, of meter.totals over
 #    [now() - 30 days, now()) by model, provider, none, day and subject, of
-#    meter.summary, meter.subject_usage, meter.top_subjects and
-#    meter.runway, meter.projection and meter.anomalies (the last day), and of the peer's query by model (count, cost, p95
-#    latency);
+#    meter.summary, meter.subject_usage, meter.top_subjects,
+#    meter.runway, meter.projection, meter.anomalies (the last day) and
+#    meter.dashboard_html (the whole page; also over 30 whole UTC days,
+#    where no read takes a cut day from the log), and of the peer's query
+#    by model (count, cost, p95 latency);
 #  - a check that meter.totals by model equals a query over meter.events.
 # Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11;
 #        LOAD=0 measures the reads again on the database a previous run left)
@@ -70,6 +72,10 @@ psql -X -q -d "$db" -c "VACUUM ANALYZE meter.events" -c "VACUUM ANALYZE peer.api
 g=$(date +%s.%N)
 rolled=$(psql -X -q -At -d "$db" -c "SELECT meter.rollup()")
 h=$(date +%s.%N)
+# statistics of the fresh rollups, as autovacuum would take them soon after:
+# without, the planner expects one subject-day row, sorts 60,000 on disk
+# and reads them through the index, and per-subject reads take 1.6x as long
+psql -X -q -d "$db" -c "ANALYZE meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily"
 # fresh events, not rolled up: reads must add them
 psql -X -q -d "$db" -c "SELECT count(meter.record(tenant => 'app', subject => 'user-' || (i % 50), provider => 'openai', model => 'gpt-4o-mini',
                                usage => jsonb_build_object('input_tokens', 100 + i, 'output_tokens', 20), latency_ms => 300 + i % 700))
@@ -114,11 +120,14 @@ for q in "SELECT * FROM meter.summary('app', now() - interval '30 days', now())"
          "SELECT * FROM meter.top_subjects('app', now() - interval '30 days', now(), by => 'cost', n => 10)" \
          "SELECT * FROM meter.runway('app')" \
          "SELECT * FROM meter.projection('app')" \
-         "SELECT * FROM meter.anomalies('app', now() - interval '1 day', now())"; do
+         "SELECT * FROM meter.anomalies('app', now() - interval '1 day', now())" \
+
+         "SELECT meter.dashboard_html('app', now() - interval '30 days', now())" \
+         "SELECT meter.dashboard_html('app', date_trunc('day', now()) - interval '30 days', date_trunc('day', now()))"; do
   cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
   warm=$(warm_of "$q" | median)
-  name=$(grep -oE 'meter\.[a-z_]+' <<<"$q")
-  printf '%-27s cold %8.1f ms   warm %8.1f ms\n' "$name" "$cold" "$warm"
+  name=$(grep -oE 'meter\.[a-z_]+' <<<"$q" | head -1)$([[ $q == *date_trunc* ]] && echo ", whole days" || true)
+  printf '%-34s cold %8.1f ms   warm %8.1f ms\n' "$name" "$cold" "$warm"
 done
 peer_q="SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model"
 peer_ms=$(for ((k = 0; k < 3; k++)); do ms_of "$peer_q"; done | median)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: sets everything up (scripts/setup.sh) and runs every suite:
-# GoogleTest (core), pg_regress, isolation, pgTAP, Perl TAP (crash) and the
-# agreement test against genai-prices. Ends with one line "N passed, M failed".
+# GoogleTest (core), pg_regress, isolation, pgTAP, Perl TAP (crash), the
+# agreement test against genai-prices and the dashboard in headless Chromium.
+# Ends with one line "N passed, M failed".
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PGM_ROOT"
@@ -19,6 +20,17 @@ count() {  # count NAME PASSED FAILED
     printf '%-12s %5d passed, %d failed\n' "$1" "$2" "$3"
     passed=$((passed + $2))
     failed=$((failed + $3))
+}
+# count_line NAME FILE: counts the line "NAME: N passed, M failed" of FILE
+# (no such line: the suite died, 1 failed)
+count_line() {
+    local line
+    line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed" "$2" | tail -1)
+    if [[ -n "$line" ]]; then
+        count "$1" "$(awk '{print $2}' <<<"$line")" "$(awk '{print $4}' <<<"$line")"
+    else
+        count "$1" 0 1
+    fi
 }
 # tap_counts FILE: "passed failed" from prove/pg_prove output
 tap_counts() {
@@ -98,14 +110,16 @@ count tap "$ok" "$bad"
 if [[ -x test/agreement/run.sh ]]; then
     echo "== agreement with genai-prices calcPrice"
     test/agreement/run.sh > "$logs/agreement.log" 2>&1
-    line=$(grep -E '^agreement: [0-9]+ passed, [0-9]+ failed' "$logs/agreement.log" | tail -1)
-    if [[ -n "$line" ]]; then
-        count agreement "$(echo "$line" | awk '{print $2}')" "$(echo "$line" | awk '{print $4}')"
-    else
-        count agreement 0 1
-    fi
+    count_line agreement "$logs/agreement.log"
     grep -vE '^agreement:' "$logs/agreement.log" | tail -25
 fi
+
+echo "== dashboard in headless Chromium"
+# a small tenant's meter.dashboard_html, checked self-contained, rendered
+# and its screenshot checked (pages and screenshots kept in the logs)
+DASHBOARD_OUT="$logs/dashboard" test/dashboard/run.sh > "$logs/dashboard.log" 2>&1
+count_line dashboard "$logs/dashboard.log"
+grep -E '^not ok' "$logs/dashboard.log" | head -20
 
 echo "logs: $logs"
 echo "$passed passed, $failed failed"
