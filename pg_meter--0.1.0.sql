@@ -778,6 +778,18 @@ CREATE FUNCTION meter._unrolled(txid bigint, watermark pg_snapshot) RETURNS bool
 CREATE FUNCTION meter._rolls(txid bigint, prev pg_snapshot, cur pg_snapshot) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rolls';
 
+-- _tail_from: the lowest transaction id an event not rolled up yet can
+-- carry (the watermark's xmin; 0 before the first rollup), as a bound the
+-- txid index serves. Watermarks only move forward, so a bound read in an
+-- earlier snapshot is never too high. STABLE, so that the planner reads its
+-- value when it estimates "txid >= meter._tail_from()" in a query that is
+-- not planned for one value (meter._tail_rows): the tail is small, and the
+-- estimate picks the txid index rather than a scan of the events.
+CREATE FUNCTION meter._tail_from() RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN coalesce((SELECT pg_snapshot_xmin(s.watermark)::text::bigint FROM meter.rollup_state s), 0);
+
 -- _rollup_mark: this transaction rolls up; an event it records afterwards
 -- would be counted as done by the watermark, so it is refused.
 CREATE FUNCTION meter._rollup_mark() RETURNS void
@@ -854,7 +866,7 @@ BEGIN
     PERFORM meter._rollup_mark();
     -- one run at a time; a second waits and then finds what is left
     PERFORM meter._lock_rollups();
-    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
+    v_from := meter._tail_from();
     -- one statement, so the snapshot that reads the events is the watermark.
     -- meter._rollup aggregates the delta at the three grains in one pass;
     -- all merge into the stored rows the same way.
@@ -1020,8 +1032,7 @@ BEGIN
     -- a lower bound of the tail as a constant, so the index on txid
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
-    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
-    v_from := coalesce(v_from, 0);
+    v_from := meter._tail_from();
     RETURN QUERY EXECUTE format($q$
         WITH parts AS (
             SELECT %1$s AS key, %5$s
