@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: sets everything up (scripts/setup.sh) and runs every suite:
-# GoogleTest (core), pg_regress, isolation, pgTAP, Perl TAP (crash) and the
-# agreement test against genai-prices. Ends with one line "N passed, M failed".
+# GoogleTest (core), pg_regress, isolation, pgTAP, Perl TAP (crash), the
+# agreement test against genai-prices and the Prometheus exporter's test.
+# Ends with one line "N passed, M failed".
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PGM_ROOT"
@@ -28,6 +29,18 @@ tap_counts() {
     total=${total:-0}
     if ! grep -q '^Result: PASS' "$1" && [[ "$bad" -eq 0 ]]; then bad=1; fi  # died without a count
     echo "$((total - bad > 0 ? total - bad : 0)) $bad"
+}
+# count_line NAME LOG: counts the line "NAME: N passed, M failed" a test
+# script ends with (one failure when it has none) and shows the rest of LOG
+count_line() {
+    local line
+    line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed" "$2" | tail -1)
+    if [[ -n "$line" ]]; then
+        count "$1" "$(echo "$line" | awk '{print $2}')" "$(echo "$line" | awk '{print $4}')"
+    else
+        count "$1" 0 1
+    fi
+    grep -vE "^$1:" "$2" | tail -25
 }
 
 echo "== GoogleTest (core)"
@@ -98,14 +111,12 @@ count tap "$ok" "$bad"
 if [[ -x test/agreement/run.sh ]]; then
     echo "== agreement with genai-prices calcPrice"
     test/agreement/run.sh > "$logs/agreement.log" 2>&1
-    line=$(grep -E '^agreement: [0-9]+ passed, [0-9]+ failed' "$logs/agreement.log" | tail -1)
-    if [[ -n "$line" ]]; then
-        count agreement "$(echo "$line" | awk '{print $2}')" "$(echo "$line" | awk '{print $4}')"
-    else
-        count agreement 0 1
-    fi
-    grep -vE '^agreement:' "$logs/agreement.log" | tail -25
+    count_line agreement "$logs/agreement.log"
 fi
+
+echo "== Prometheus: prometheus-postgres-exporter with integrations/prometheus/queries.yaml"
+test/prometheus/run.sh > "$logs/prometheus.log" 2>&1
+count_line prometheus "$logs/prometheus.log"
 
 echo "logs: $logs"
 echo "$passed passed, $failed failed"
