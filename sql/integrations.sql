@@ -134,28 +134,9 @@ SELECT v AS view,
 
 -- The dashboard: every panel's query and every variable's, with Grafana's
 -- macros expanded as Grafana's PostgreSQL data source does for a range
--- ($__timeFilter(c) is c BETWEEN 'from' AND 'to' in RFC 3339 UTC;
--- $__timeFrom() and $__timeTo() those times quoted; a multi-value variable
--- its values quoted and comma-separated).
-CREATE TEMP TABLE dashboard AS
-SELECT pg_read_file(:'abs_srcdir' || '/integrations/grafana/pg_meter.json')::jsonb AS d;
-CREATE FUNCTION pg_temp.grafana(q text, t_from timestamptz, t_to timestamptz, tenants text[]) RETURNS text
-LANGUAGE sql AS $$
-  SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(q,
-             '\$__timeFilter\(\s*([^)]*?)\s*\)', '\1 BETWEEN ' || f || ' AND ' || t, 'g'),
-             '\$__timeFrom\(\)', f, 'g'),
-             '\$__timeTo\(\)', t, 'g'),
-             '\$(\{tenant\}|tenant\M)', (SELECT string_agg(quote_literal(x), ',') FROM unnest(tenants) x), 'g')
-    FROM (SELECT quote_literal(to_char(t_from AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS f,
-                 quote_literal(to_char(t_to AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS t) x
-$$;
-CREATE TEMP VIEW dashboard_queries AS
-SELECT (p ->> 'id')::int AS n, p ->> 'title' AS title, t ->> 'format' AS format, t ->> 'rawSql' AS q
-  FROM dashboard, jsonb_array_elements(d -> 'panels') p, jsonb_array_elements(p -> 'targets') t
-UNION ALL
-SELECT 100 + i::int, 'variable ' || (v ->> 'name'), 'table', v ->> 'query'
-  FROM dashboard, jsonb_array_elements(d -> 'templating' -> 'list') WITH ORDINALITY AS l(v, i)
- WHERE v ->> 'type' = 'query';
+-- (integrations/grafana/queries.sql).
+\set dashboard :abs_srcdir/integrations/grafana/pg_meter.json
+\i :abs_srcdir/integrations/grafana/queries.sql
 -- runs a query as a view: its columns and types, and how many rows it gives
 CREATE FUNCTION pg_temp.run(q text, OUT columns text, OUT rows bigint) LANGUAGE plpgsql AS $$
 BEGIN
