@@ -3,7 +3,8 @@
 # with integrations/prometheus/queries.yaml, in a database of its own with
 # this month's events (rolled up by the rollup job, and a tail), an event of
 # last month, unpriced events and a provider balance. It starts the
-# exporter on a free local port, scrapes /metrics, records one more event,
+# exporter on a free local port, as a role with only the rights
+# doc/integrations.md grants it, scrapes /metrics, records one more event,
 # scrapes again, and checks:
 #  - the exporter loaded the file and ran every query without an error
 #    (pg_up 1, pg_exporter_user_queries_load_error 0,
@@ -40,7 +41,8 @@ check() {  # check DESCRIPTION COMMAND...: one check, passed when COMMAND succee
 }
 finish() {
     if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS pgm_exporter_test" \
+        >/dev/null 2>&1
     [[ -n "${PROMETHEUS_KEEP:-}" ]] && cp -r "$work" "$PROMETHEUS_KEEP"
     rm -rf "$work"
     echo "prometheus: $passed passed, $failed failed"
@@ -53,7 +55,8 @@ if ! command -v prometheus-postgres-exporter >/dev/null; then
     echo "prometheus-postgres-exporter is not installed (scripts/setup.sh installs it)"
     exit 1
 fi
-psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+    -c "DROP ROLE IF EXISTS pgm_exporter_test" -c "CREATE DATABASE $db" >/dev/null
 sql <<'SQL' >/dev/null
 SET client_min_messages = warning;
 CREATE EXTENSION pg_meter;
@@ -76,6 +79,11 @@ SELECT pg_temp.events(601, 700);
 SELECT meter.record(tenant => 'coach', provider => 'acme', model => 'a1', usage => '{"input_tokens": 9, "output_tokens": 9}',
                     occurred_at => date_trunc('month', now(), 'UTC') - interval '1 hour');
 SELECT meter.record_balance('coach', 'acme', 50, now() - interval '3 hours');
+-- the exporter's role, with the rights doc/integrations.md grants it
+CREATE ROLE pgm_exporter_test LOGIN;
+GRANT SELECT ON meter.events, meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily,
+                meter.rollup_state, meter._live_usage, meter.grafana_usage_daily,
+                meter.job_status, meter.balances TO pgm_exporter_test;
 SQL
 
 # a free local port
@@ -84,7 +92,7 @@ for p in $(seq $((19187 + PGPORT % 100 * 10)) $((19196 + PGPORT % 100 * 10))); d
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
 done
 [[ -n "$port" ]] || { failed=$((failed + 1)); echo "no free port"; exit 1; }
-DATA_SOURCE_NAME="host=$PGHOST port=$PGPORT user=postgres dbname=$db sslmode=disable" \
+DATA_SOURCE_NAME="host=$PGHOST port=$PGPORT user=pgm_exporter_test dbname=$db sslmode=disable" \
     prometheus-postgres-exporter --web.listen-address="127.0.0.1:$port" --extend.query-path="$queries" \
     --disable-default-metrics --disable-settings-metrics --no-collector.database --no-collector.bgwriter \
     > "$work/exporter.log" 2>&1 &
