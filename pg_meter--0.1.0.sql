@@ -778,6 +778,18 @@ CREATE FUNCTION meter._unrolled(txid bigint, watermark pg_snapshot) RETURNS bool
 CREATE FUNCTION meter._rolls(txid bigint, prev pg_snapshot, cur pg_snapshot) RETURNS boolean
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rolls';
 
+-- _tail_from: the lowest transaction id an event not rolled up yet can
+-- carry (the watermark's xmin; 0 before the first rollup), as a bound the
+-- txid index serves. Watermarks only move forward, so a bound read in an
+-- earlier snapshot is never too high. STABLE, so that the planner reads its
+-- value when it estimates "txid >= meter._tail_from()" in a query that is
+-- not planned for one value (meter._tail_rows): the tail is small, and the
+-- estimate picks the txid index rather than a scan of the events.
+CREATE FUNCTION meter._tail_from() RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN coalesce((SELECT pg_snapshot_xmin(s.watermark)::text::bigint FROM meter.rollup_state s), 0);
+
 -- _rollup_mark: this transaction rolls up; an event it records afterwards
 -- would be counted as done by the watermark, so it is refused.
 CREATE FUNCTION meter._rollup_mark() RETURNS void
@@ -854,7 +866,7 @@ BEGIN
     PERFORM meter._rollup_mark();
     -- one run at a time; a second waits and then finds what is left
     PERFORM meter._lock_rollups();
-    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
+    v_from := meter._tail_from();
     -- one statement, so the snapshot that reads the events is the watermark.
     -- meter._rollup aggregates the delta at the three grains in one pass;
     -- all merge into the stored rows the same way.
@@ -1046,8 +1058,7 @@ BEGIN
     -- a lower bound of the tail as a constant, so the index on txid
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
-    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
-    v_from := coalesce(v_from, 0);
+    v_from := meter._tail_from();
     RETURN QUERY EXECUTE format($q$
         WITH parts AS (
             SELECT %1$s AS key, %5$s
@@ -2727,7 +2738,7 @@ BEGIN
         RAISE EXCEPTION '_hourly reads whole hours' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM meter._check_watermark();
-    SELECT pg_snapshot_xmin(watermark)::text::bigint INTO v_from FROM meter.rollup_state;
+    v_from := meter._tail_from();
     RETURN QUERY
     SELECT r.tenant, r.bucket, r.provider, r.model, r.endpoint, r.feature, r.requests, r.errors, r.unpriced, r.cost,
            r.latency
@@ -2739,7 +2750,7 @@ BEGIN
            meter.sketch(e.latency_ms)
       FROM meter.events e
      WHERE e.tenant = ANY (p_tenants) AND e.occurred_at >= since AND e.occurred_at < until
-       AND e.txid >= coalesce(v_from, 0)
+       AND e.txid >= v_from
        AND meter._unrolled(e.txid, coalesce((SELECT s.watermark FROM meter.rollup_state s), '1:1:'::pg_snapshot))
      GROUP BY 1, 2, 3, 4, 5, 6;
 END $$;
@@ -3547,3 +3558,96 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION meter.dashboard_html(text, timestamptz, timestamptz) IS
     'A tenant''s admin dashboard over [since, until) as one self-contained HTML page (no script, no external reference; charts in inline SVG): overview, cost per day by model, requests and errors per hour, latency percentiles, cache savings, top subjects, quota status and provider runway. Money exact; days UTC.';
+
+-------------------------------------------------------------------------------
+-- Integrations: Grafana and Prometheus (doc/integrations.md). Views that
+-- Grafana's PostgreSQL data source charts, one row per UTC bucket and group
+-- with the bucket's start in "time", exact at every moment like
+-- meter.totals: a bucket's row adds its rollup row and the events of that
+-- bucket the rollup job has not reached yet (the tail), so a panel over the
+-- last hour shows an event written a second ago. A filter on time
+-- (Grafana's $__timeFilter(time) becomes "time BETWEEN '...' AND '...'")
+-- and on tenant is pushed through the grouping into each rollup table's
+-- index. prometheus-postgres-exporter reads the daily view
+-- (integrations/prometheus/queries.yaml).
+-------------------------------------------------------------------------------
+
+-- _tail_rows: the events not rolled up yet (found through the txid index),
+-- as the rollup rows of every grain that meter.rollup() would add for them
+-- (the core's aggregator). A function, so that the views do not depend on
+-- the columns of meter.events (their types stay the admin's to change).
+CREATE FUNCTION meter._tail_rows() RETURNS SETOF meter._rollup_row
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.* FROM unnest((
+        SELECT meter._rollup(e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at,
+                             e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
+                             e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
+                             e.latency_ms, e.ttft_ms)
+          FROM meter.events e
+         WHERE e.txid >= meter._tail_from()
+           AND meter._unrolled(e.txid, coalesce((SELECT s.watermark FROM meter.rollup_state s), '1:1:'::pg_snapshot)))) t
+$$;
+
+-- _live_usage: every grain in one grouping (g as in meter._rollup_row: 1
+-- hourly, 2 per subject and day, 3 daily); the public views below pick one.
+-- Rollup rows are unique per group, so a group sums its rollup row and its
+-- tail row. Money stays numeric; percentiles come from the merged sketches.
+-- Like every view here it reads with the caller's rights (security_invoker),
+-- as the read functions do: it gives nobody more than the tables they may
+-- read, and row-level security on them applies.
+CREATE VIEW meter._live_usage WITH (security_invoker = true) AS
+SELECT l.g, l.bucket AS "time", l.tenant, l.subject, l.provider, l.model, l.endpoint, l.feature,
+       sum(l.requests)::bigint AS requests, sum(l.errors)::bigint AS errors,
+       sum(l.cache_hits)::bigint AS cache_hits, sum(l.unpriced)::bigint AS unpriced,
+       sum(l.input_tokens) AS input_tokens, sum(l.output_tokens) AS output_tokens,
+       sum(l.cache_read_tokens) AS cache_read_tokens, sum(l.cache_write_tokens) AS cache_write_tokens,
+       sum(l.input_tokens + l.output_tokens) AS tokens,
+       sum(l.cost) AS cost, sum(l.potential_cost) AS potential_cost,
+       sum(l.potential_cost - l.cost) AS cache_savings,
+       meter.merge(l.latency) AS latency, meter.merge(l.ttft) AS ttft,
+       meter.percentile(meter.merge(l.latency), 0.5) AS p50_ms,
+       meter.percentile(meter.merge(l.latency), 0.95) AS p95_ms,
+       meter.percentile(meter.merge(l.latency), 0.99) AS p99_ms
+  FROM (SELECT 1 AS g, r.*, NULL::text AS subject FROM meter.rollup_hourly r
+        UNION ALL
+        SELECT 3, r.*, NULL FROM meter.rollup_daily r
+        UNION ALL
+        SELECT 2, r.* FROM meter.rollup_subject_daily r  -- (its subject is its last column)
+        UNION ALL
+        SELECT t.g, t.tenant, t.bucket, t.provider, t.model, t.endpoint, t.feature, t.requests, t.errors,
+               t.cache_hits, t.unpriced, t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens,
+               t.cost, t.potential_cost, t.latency, t.ttft, t.first_at, t.last_at, t.subject
+          FROM meter._tail_rows() t) l
+ GROUP BY l.g, l.bucket, l.tenant, l.subject, l.provider, l.model, l.endpoint, l.feature;
+COMMENT ON VIEW meter._live_usage IS 'The rollups plus the events not rolled up yet, at every grain (g: 1 hourly, 2 per subject and day, 3 daily); read through the grafana_* views.';
+
+CREATE VIEW meter.grafana_usage_hourly WITH (security_invoker = true) AS
+SELECT "time", tenant, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
+       output_tokens, cache_read_tokens, cache_write_tokens, tokens, cost, potential_cost, cache_savings, latency,
+       ttft, p50_ms, p95_ms, p99_ms
+  FROM meter._live_usage WHERE g = 1;
+COMMENT ON VIEW meter.grafana_usage_hourly IS 'Usage per UTC hour ("time", the hour''s start), tenant, provider, model, endpoint and feature, exact at every moment (rollups plus the events not rolled up yet); for Grafana: WHERE $__timeFilter(time) reads the hours through the rollup''s index.';
+
+CREATE VIEW meter.grafana_usage_daily WITH (security_invoker = true) AS
+SELECT "time", tenant, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
+       output_tokens, cache_read_tokens, cache_write_tokens, tokens, cost, potential_cost, cache_savings, latency,
+       ttft, p50_ms, p95_ms, p99_ms
+  FROM meter._live_usage WHERE g = 3;
+COMMENT ON VIEW meter.grafana_usage_daily IS 'Usage per UTC day ("time", the day''s start at 00:00 UTC), tenant, provider, model, endpoint and feature, exact at every moment; kept as long as the daily rollup.';
+
+CREATE VIEW meter.grafana_subject_daily WITH (security_invoker = true) AS
+SELECT "time", tenant, subject, requests, errors, cache_hits, unpriced, input_tokens, output_tokens,
+       cache_read_tokens, cache_write_tokens, tokens, cost, potential_cost, cache_savings, latency, ttft, p50_ms,
+       p95_ms, p99_ms
+  FROM meter._live_usage WHERE g = 2;
+COMMENT ON VIEW meter.grafana_subject_daily IS 'Usage per UTC day ("time", the day''s start), tenant and subject (NULL: guests), exact at every moment; for per-user panels.';
+
+-- Privileges: as for every read of usage (meter.totals, meter.summary),
+-- nothing is granted: the views show every tenant, and read the tables with
+-- the caller's rights. The owner grants a dashboard's role the tables and
+-- the views (doc/integrations.md): GRANT SELECT ON meter.events,
+-- meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily,
+-- meter.rollup_state, meter._live_usage, meter.grafana_usage_hourly,
+-- meter.grafana_usage_daily, meter.grafana_subject_daily TO grafana.

@@ -17,3 +17,22 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 
 # ms_of SQL: the milliseconds of SQL run once in a new session of $db
 ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
+
+# gen_events FROM TO: rows FROM..TO of $events as a SELECT (psql variable t0:
+# when the load started): row i is a skewed user (cubed uniform, 2,000 of
+# them), one of three endpoints, one of five models of three providers, a
+# time spread evenly over the 30 days before t0
+gen_events() {
+  cat <<SQL
+SELECT i, 'user-' || (1 + (((hashint4(i) & 2147483647) / 2147483647.0) ^ 3 * 1999)::int) AS subject,
+       (ARRAY['chat', 'chat', 'summarize', 'embed-search'])[1 + (hashint4(i + 7) & 3)] AS endpoint,
+       m.provider, m.model,
+       50 + (hashint4(i + 1) & 2147483647) % 3950 AS inp, 10 + (hashint4(i + 2) & 2147483647) % 1190 AS outp,
+       (hashint4(i + 3) & 15) = 0 AS cached, 150 + (hashint4(i + 4) & 2147483647) % 5850 AS ms,
+       (hashint4(i + 5) & 63) <> 0 AS success,
+       :'t0'::timestamptz - (i::float8 / $events) * interval '30 days' AS at
+  FROM generate_series($1, $2) AS i,
+       LATERAL (SELECT (ARRAY['anthropic', 'google', 'google', 'openai', 'openai'])[1 + i % 5] AS provider,
+                       (ARRAY['claude-sonnet-4-5', 'gemini-2.5-flash', 'gemini-2.5-pro', 'gpt-4o', 'gpt-4o-mini'])[1 + i % 5] AS model) m
+SQL
+}

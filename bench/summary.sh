@@ -29,22 +29,6 @@ if [[ ${LOAD:-1} == 1 ]]; then
 fresh_db "$db" peer
 psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
 
-# row i of n: a skewed user (cubed uniform), one of five models, a time
-# spread evenly over the 30 days before the load started
-gen() {  # gen FROM TO
-  cat <<SQL
-SELECT i, 'user-' || (1 + (((hashint4(i) & 2147483647) / 2147483647.0) ^ 3 * 1999)::int) AS subject,
-       (ARRAY['chat', 'chat', 'summarize', 'embed-search'])[1 + (hashint4(i + 7) & 3)] AS endpoint,
-       m.provider, m.model,
-       50 + (hashint4(i + 1) & 2147483647) % 3950 AS inp, 10 + (hashint4(i + 2) & 2147483647) % 1190 AS outp,
-       (hashint4(i + 3) & 15) = 0 AS cached, 150 + (hashint4(i + 4) & 2147483647) % 5850 AS ms,
-       (hashint4(i + 5) & 63) <> 0 AS success,
-       :'t0'::timestamptz - (i::float8 / $events) * interval '30 days' AS at
-  FROM generate_series($1, $2) AS i,
-       LATERAL (SELECT (ARRAY['anthropic', 'google', 'google', 'openai', 'openai'])[1 + i % 5] AS provider,
-                       (ARRAY['claude-sonnet-4-5', 'gemini-2.5-flash', 'gemini-2.5-pro', 'gpt-4o', 'gpt-4o-mini'])[1 + i % 5] AS model) m
-SQL
-}
 t0=$(psql -X -At -d "$db" -c "SELECT now()")
 echo "== loading $events events (and the same rows into the peer's log)"
 s=$(date +%s.%N)
@@ -53,7 +37,7 @@ for ((from = 1; from <= events; from += chunk)); do
   psql -X -q -d "$db" -v t0="$t0" -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO meter.events (tenant, subject, endpoint, provider, model, usage, cached, latency_ms, success, occurred_at)
 SELECT 'app', subject, endpoint, provider, model, jsonb_build_object('input_tokens', inp, 'output_tokens', outp), cached, ms, success, at
-  FROM ($(gen "$from" "$to")) g;
+  FROM ($(gen_events "$from" "$to")) g;
 SQL
 done
 e=$(date +%s.%N)
@@ -64,7 +48,7 @@ INSERT INTO peer.api_usage_logs (user_id, session_id, endpoint, provider, model,
                                  cached, cost_usd, potential_cost_usd, duration_ms, success, created_at)
 SELECT subject, subject, endpoint, provider, model, inp, outp, inp + outp, cached,
        (inp * 3 + outp * 15) / 1000000.0, (inp * 3 + outp * 15) / 1000000.0, ms, success, at
-  FROM ($(gen "$from" "$to")) g;
+  FROM ($(gen_events "$from" "$to")) g;
 SQL
 done
 f=$(date +%s.%N)

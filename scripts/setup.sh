@@ -9,7 +9,8 @@ cd "$PGM_ROOT"
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
           libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libboost-dev
           cmake g++ make googletest libgtest-dev
-          chromium)  # renders meter.dashboard_html in the test suite (headless)
+          chromium  # renders meter.dashboard_html in the test suite (headless)
+          prometheus-postgres-exporter curl)  # the exporter's test (test/prometheus/run.sh)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

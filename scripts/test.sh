@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: sets everything up (scripts/setup.sh) and runs every suite:
 # GoogleTest (core), pg_regress, isolation, pgTAP, Perl TAP (crash), the
-# agreement test against genai-prices and the dashboard in headless Chromium.
+# agreement test against genai-prices, the dashboard in headless Chromium and
+# the Prometheus exporter's test.
 # Ends with one line "N passed, M failed".
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
@@ -120,6 +121,11 @@ echo "== dashboard in headless Chromium"
 DASHBOARD_OUT="$logs/dashboard" test/dashboard/run.sh > "$logs/dashboard.log" 2>&1
 count_line dashboard "$logs/dashboard.log"
 grep -E '^not ok' "$logs/dashboard.log" | head -20
+
+echo "== Prometheus: prometheus-postgres-exporter with integrations/prometheus/queries.yaml"
+test/prometheus/run.sh > "$logs/prometheus.log" 2>&1
+count_line prometheus "$logs/prometheus.log"
+grep -E '^not ok' "$logs/prometheus.log" | head -20
 
 echo "logs: $logs"
 echo "$passed passed, $failed failed"
