@@ -3334,7 +3334,7 @@ BEGIN ATOMIC
         SELECT dm.model, sum(dm.cost) AS total FROM dm GROUP BY dm.model
     ), series AS (
         SELECT m.model, m.total, jsonb_agg(coalesce(trim_scale(dm.cost)::text, '0') ORDER BY d.at) AS vals
-          FROM models m CROSS JOIN days d LEFT JOIN dm ON dm.at = d.at AND dm.model = m.model
+          FROM models m CROSS JOIN days d LEFT JOIN dm ON dm.at = d.at AND dm.model IS NOT DISTINCT FROM m.model  -- events without a model too
          GROUP BY m.model, m.total
     ), g AS (
         SELECT CASE WHEN until - since <= interval '31 days' THEN 'hour' ELSE 'day' END AS grain
@@ -3512,6 +3512,71 @@ CREATE FUNCTION meter._dashboard_runway(p_tenant text) RETURNS jsonb
         'Now, whatever the range: the last reported balance less what pg_meter priced since, burning at the rate of the '
         'last 7 days; drift is the spend the last two reports imply less what pg_meter priced between them.');
 
+-- _dashboard_alerts: the tenant's alerts open now, then those resolved in
+-- the range (meter.alerts, kept by the alerts job)
+CREATE FUNCTION meter._dashboard_alerts(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._dashboard_table('Alerts',
+        ARRAY['Kind', 'About', 'What', 'Value:number', 'Threshold:number', 'Fired', 'Last seen', 'Resolved'],
+        (SELECT jsonb_agg(jsonb_build_object(
+                    'severity', CASE WHEN a.resolved_at IS NOT NULL THEN 'ok'
+                                     WHEN a.kind IN ('anomaly', 'unpriced_model') THEN 'warning' ELSE 'critical' END,
+                    'cells', jsonb_build_array(a.kind, nullif(a.key, ''), a.message, trim_scale(a.value)::text,
+                                               trim_scale(a.threshold)::text, meter._dashboard_time(a.fired_at),
+                                               meter._dashboard_time(a.last_seen_at), meter._dashboard_time(a.resolved_at)))
+                    ORDER BY a.resolved_at IS NOT NULL, a.fired_at DESC, a.alert_id DESC)
+           FROM (SELECT * FROM meter.alerts x
+                  WHERE x.tenant = p_tenant AND x.fired_at < until AND (x.resolved_at IS NULL OR x.resolved_at >= since)
+                  ORDER BY x.resolved_at IS NOT NULL, x.fired_at DESC, x.alert_id DESC LIMIT 50) a),
+        'No alert open, and none resolved in this range (meter.set_alert sets rules; the alerts job evaluates them).',
+        'Open alerts first (as of now), then those resolved in the range; at most 50.');
+
+-- _dashboard_projection: this month and the next (meter.projection at now,
+-- whatever the range) against the tenant's monthly budget
+CREATE FUNCTION meter._dashboard_projection(p_tenant text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rows jsonb;
+    v_method text;
+BEGIN
+    SELECT jsonb_agg(jsonb_build_object(
+               'severity', CASE WHEN p.over_budget THEN 'critical' WHEN p.budget_share >= 0.8 THEN 'warning' ELSE 'ok' END,
+               'cells', jsonb_build_array(p.month, trim_scale(p.spent)::text, trim_scale(p.projected_rest)::text,
+                                          trim_scale(p.projected_total)::text, trim_scale(p.flat_total)::text,
+                                          trim_scale(p.budget)::text, trim_scale(p.budget_share)::text,
+                                          meter._dashboard_time(p.over_budget_at)))
+               ORDER BY p.period_start),
+           min(p.method)
+      INTO v_rows, v_method
+      FROM meter.projection(p_tenant) p;
+    RETURN meter._dashboard_table('Projection',
+        ARRAY['Month', 'Spent:money', 'Projected rest:money', 'Projected total:money', 'Flat (average x days):money',
+              'Budget:money', 'Share of budget:percent', 'Over budget at'],
+        v_rows, 'No usage to project from.',
+        'Now, whatever the range: spent exactly, the rest fitted on up to 28 whole days before today. ' || coalesce(v_method, ''));
+END $$;
+
+-- _dashboard_anomalies: what stands out in the range's last day
+-- (meter.anomalies), each with who, how much and what to do
+CREATE FUNCTION meter._dashboard_anomalies(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN meter._dashboard_table('Anomalies',
+        ARRAY['Kind', 'Who', 'Where', 'Since', 'Until', 'Observed:number', 'Normal:number', 'Ratio:number', 'What', 'Advice'],
+        (SELECT jsonb_agg(jsonb_build_object(
+                    'severity', CASE WHEN a.ratio >= 10 THEN 'critical' ELSE 'warning' END,
+                    'cells', jsonb_build_array(a.kind, coalesce(a.session, a.subject),
+                                               concat_ws(' ', a.endpoint, a.model), meter._dashboard_time(a.started_at),
+                                               meter._dashboard_time(a.ended_at), trim_scale(round(a.observed, 4))::text,
+                                               trim_scale(round(a.normal, 4))::text, trim_scale(round(a.ratio, 1))::text, a.what, a.advice))
+                    ORDER BY a.started_at, a.kind)
+           FROM meter.anomalies(p_tenant, greatest(since, until - interval '1 day'), until) a),
+        'Nothing stands out in the last day of the range.',
+        'The last day of the range, hour by hour, against the 7 whole days before it.');
+
 -- _dashboard_document: the page's data, one key per section
 CREATE FUNCTION meter._dashboard_document(p_tenant text, since timestamptz, until timestamptz) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE  -- quota status, through meter.quota_status
@@ -3532,8 +3597,11 @@ BEGIN
             || jsonb_build_object('overview', meter._dashboard_overview(f),
                                   'top_subjects', meter._dashboard_top_subjects(v_top))
             || meter._dashboard_over_time(p_tenant, since, until)
-            || meter._dashboard_models(p_tenant, since, until, f);
+            || meter._dashboard_models(p_tenant, since, until, f)
+            || jsonb_build_object('anomalies', meter._dashboard_anomalies(p_tenant, since, until));
     END IF;
+    v_sections := v_sections || jsonb_build_object('alerts', meter._dashboard_alerts(p_tenant, since, until),
+                                                   'projection', meter._dashboard_projection(p_tenant));
     v_sections := v_sections || jsonb_build_object('quota_status', meter._dashboard_quotas(p_tenant,
         ARRAY(SELECT t.x ->> 'subject' FROM jsonb_array_elements(v_top) WITH ORDINALITY AS t(x, i) ORDER BY t.i)));
     RETURN jsonb_build_object('tenant', p_tenant, 'since', meter._dashboard_time(since),
@@ -3557,7 +3625,7 @@ BEGIN
     RETURN meter._dashboard_render(meter._dashboard_document(tenant, since, until));
 END $$;
 COMMENT ON FUNCTION meter.dashboard_html(text, timestamptz, timestamptz) IS
-    'A tenant''s admin dashboard over [since, until) as one self-contained HTML page (no script, no external reference; charts in inline SVG): overview, cost per day by model, requests and errors per hour, latency percentiles, cache savings, top subjects, quota status and provider runway. Money exact; days UTC.';
+    'A tenant''s admin dashboard over [since, until) as one self-contained HTML page (no script, no external reference; charts in inline SVG): overview, alerts, cost per day by model, the projection of this month and the next, requests and errors per hour, latency percentiles, cache savings, top subjects, quota status, anomalies and provider runway. Money exact; days UTC.';
 
 -------------------------------------------------------------------------------
 -- Integrations: Grafana and Prometheus (doc/integrations.md). Views that

@@ -112,4 +112,12 @@ SQL
 # the main job's end: a realistic week of three apps, and what the admin sees
 psql -X -q -v ON_ERROR_STOP=1 -f demo/week.sql
 echo
+echo "---- the admin dashboard of each app (meter.dashboard_html, one query, one self-contained page) ----"
+for app in coach chat pixels; do
+    page="$PGM_RUN/dashboard-$app.html"
+    psql -X -At -v ON_ERROR_STOP=1 \
+        -c "SELECT meter.dashboard_html('$app', now() - interval '7 days', now() + interval '1 minute')" > "$page"
+    echo "$app: $page ($(wc -c < "$page") bytes; open it in a browser)"
+done
+echo
 echo "The private cluster keeps running: source scripts/env.sh && psql -d $PGDATABASE"

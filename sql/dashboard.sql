@@ -80,8 +80,8 @@ SELECT left(html, 15) AS starts, right(html, 7) AS ends, length(html) > 20000 AS
 -- every section, in the order of the page
 SELECT s.key, strpos(p.html, 'id="s-' || s.key || '"') > 0 AS drawn,
        rank() OVER (ORDER BY strpos(p.html, 'id="s-' || s.key || '"')) AS place
-  FROM page p, unnest(ARRAY['overview', 'cost_per_day', 'requests_per_hour', 'latency', 'cache', 'top_subjects',
-                            'quota_status', 'runway']) AS s(key)
+  FROM page p, unnest(ARRAY['overview', 'alerts', 'cost_per_day', 'projection', 'requests_per_hour', 'latency', 'cache',
+                            'top_subjects', 'quota_status', 'anomalies', 'runway']) AS s(key)
  ORDER BY place;
 SELECT jsonb_object_keys(doc -> 'sections') AS document_keys FROM page ORDER BY 1;
 
@@ -135,6 +135,52 @@ SELECT strpos(html, 'No usage recorded for &lt;b&gt;&amp;&quot;x between') > 0 A
 SELECT doc -> 'sections' -> 'requests_per_hour' ->> 'title' AS title,
        jsonb_array_length(doc -> 'sections' -> 'requests_per_hour' -> 'x') AS bars
   FROM meter._dashboard_document('dash', '2026-02-15', '2026-04-01') AS doc;
+
+-- alerts, projection and anomalies (their own tenant, dash2): a browser
+-- polling every second for 5 minutes among sessions calling every 2 minutes;
+-- a daily cost alert that fired on Mar 2, resolved at midnight and fired
+-- again on Mar 3 (open)
+SELECT count(*) FROM (SELECT meter.record(tenant => 'dash2', subject => 'kid', session => 'tab-1',
+        endpoint => '/api/chart-commands', latency_ms => 5, occurred_at => t)
+   FROM generate_series(timestamptz '2026-03-03 20:00', '2026-03-03 20:05', interval '1 s') t) s;
+SELECT count(*) FROM (SELECT meter.record(tenant => 'dash2', subject => 'u-' || (i % 4), session => 's-' || (i % 4),
+        provider => 'dprov', model => 'd-large', usage => '{"input_tokens": 1000, "output_tokens": 100}',
+        endpoint => '/chat', latency_ms => 300, occurred_at => t)
+   FROM generate_series(timestamptz '2026-03-02 08:00', '2026-03-03 22:00', interval '2 minutes') WITH ORDINALITY g(t, i)) s;
+SELECT meter.set_alert('dash2', 'daily_cost_above', 0.5) > 0 AS cost_rule;
+SELECT fired >= 1 AS fired FROM meter.evaluate_alerts('2026-03-02 23:00');
+SELECT resolved >= 1 AS resolved FROM meter.evaluate_alerts('2026-03-03 00:30');
+SELECT fired >= 1 AS fired_again FROM meter.evaluate_alerts('2026-03-03 23:00');
+CREATE TEMP TABLE page2 AS
+    SELECT meter.dashboard_html('dash2', '2026-03-01', '2026-03-04') AS html,
+           meter._dashboard_document('dash2', '2026-03-01', '2026-03-04') AS doc;
+SELECT s.key, strpos(p.html, 'id="s-' || s.key || '"') > 0 AS drawn,
+       rank() OVER (ORDER BY strpos(p.html, 'id="s-' || s.key || '"')) AS place
+  FROM page2 p, unnest(ARRAY['alerts', 'projection', 'anomalies']) AS s(key)
+ ORDER BY place;
+-- the alerts: the open one first (critical), then the resolved one, each
+-- with its exact value; an alert resolved before the range is not shown
+SELECT r ->> 'severity' AS severity, r -> 'cells' ->> 0 AS kind, r -> 'cells' ->> 3 = trim_scale(a.value)::text AS exact_value,
+       r -> 'cells' ->> 5 AS fired, r -> 'cells' ->> 7 AS resolved
+  FROM page2, jsonb_array_elements(doc -> 'sections' -> 'alerts' -> 'rows') WITH ORDINALITY AS x(r, i)
+  JOIN meter.alerts a ON a.tenant = 'dash2' AND meter._dashboard_time(a.fired_at) = r -> 'cells' ->> 5
+ ORDER BY x.i;
+SELECT jsonb_array_length(meter._dashboard_alerts('dash2', '2026-03-03 12:00', '2026-03-04') -> 'rows') AS open_only,
+       jsonb_array_length(meter._dashboard_alerts('dash2', '2026-02-01', '2026-03-02') -> 'rows') AS before_it_fired;
+-- the anomaly: the polling session, who and what to do, as meter.anomalies
+-- finds it over the range's last day
+SELECT r ->> 'severity' AS severity, r -> 'cells' ->> 0 AS kind, r -> 'cells' ->> 1 AS who, r -> 'cells' ->> 2 AS "where",
+       r -> 'cells' ->> 9 = a.advice AS its_advice
+  FROM page2, jsonb_array_elements(doc -> 'sections' -> 'anomalies' -> 'rows') r,
+       meter.anomalies('dash2', '2026-03-03', '2026-03-04') a
+ WHERE a.kind = r -> 'cells' ->> 0;
+SELECT strpos(html, 'meter.set_limit') > 0 AS advice_in_page FROM page2;
+-- the projection: this month and the next as meter.projection gives them now
+SELECT r -> 'cells' ->> 0 = p.month AS month, r -> 'cells' ->> 1 = trim_scale(p.spent)::text AS spent_exact,
+       r -> 'cells' ->> 3 = trim_scale(p.projected_total)::text AS projected_total
+  FROM page2, jsonb_array_elements(doc -> 'sections' -> 'projection' -> 'rows') WITH ORDINALITY AS x(r, i)
+  JOIN meter.projection('dash2') WITH ORDINALITY AS p ON p.ordinality = x.i
+ ORDER BY x.i;
 
 -- bad arguments
 SELECT pm_err($$SELECT meter.dashboard_html(NULL, '2026-03-01', '2026-03-04')$$);

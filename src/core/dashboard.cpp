@@ -170,7 +170,8 @@ std::vector<Series> read_series(const Value& block, size_t n, const std::string&
         if (values.items.size() != n)
             bad(where + ".series[" + std::to_string(i) + "] has " + std::to_string(values.items.size()) +
                 " values for " + std::to_string(n) + " labels");
-        Series r{s.str("name"), colour_of(s, static_cast<int>(out.size())), {}, {}, {}};
+        std::string name = s.str("name");  // a series without a name (no model) is "(none)", as a label is
+        Series r{name.empty() ? "(none)" : name, colour_of(s, static_cast<int>(out.size())), {}, {}, {}};
         for (auto& x : values.items) {
             r.text.push_back(x.is_null() ? "0" : text_of(&x));
             r.v.push_back(to_double(x));
@@ -442,7 +443,8 @@ const char* const kStyle =
     ".legend{display:flex;flex-wrap:wrap;gap:6px 16px;font-size:12px;color:#374151;margin:6px 0 0}"
     ".key i{display:inline-block;width:11px;height:11px;margin:0 5px -1px 0;border-radius:2px}"
     "table{border-collapse:collapse;width:100%;font-size:13px}"
-    "th,td{padding:6px 10px;border-bottom:1px solid #e5e7eb;text-align:left;white-space:nowrap}"
+    "th,td{padding:6px 10px;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top}"
+    "th,td.num{white-space:nowrap}td{overflow-wrap:break-word}"  // long text (a message, advice) wraps
     "th{background:#f9fafb;color:#374151;font-weight:bold}.num{text-align:right;font-variant-numeric:tabular-nums}"
     "tr.sev-warning td{background:#fef3c7}tr.sev-critical td{background:#fee2e2}"
     "tr.sev-warning td:first-child{border-left:4px solid #d97706}"

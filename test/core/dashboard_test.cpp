@@ -243,6 +243,14 @@ TEST(Dashboard, ManySeriesFoldIntoOtherExactly) {
     EXPECT_EQ(page.find("model-9"), std::string::npos);
 }
 
+TEST(Dashboard, SeriesWithoutANameIsNone) {
+    std::string page = db::render(json::parse(R"({"tenant": "t", "requests": 1, "sections": {"cost_per_day": {
+        "title": "Cost", "kind": "stacked_bars", "format": "money", "x": ["d"],
+        "series": [{"name": "m", "values": ["0.1"]}, {"name": null, "values": ["0.2"]}]}}})"));
+    EXPECT_NE(page.find("(none): $0.20 (0.2 USD)"), std::string::npos);
+    EXPECT_NE(page.find("</i>(none)</span>"), std::string::npos);
+}
+
 TEST(Dashboard, TablesShowSeverityAndFormats) {
     std::string page = db::render(json::parse(R"({"tenant": "t", "requests": 1, "sections": {"quota_status": {
         "title": "Quotas", "kind": "table",
