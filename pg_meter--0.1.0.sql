@@ -1504,7 +1504,9 @@ BEGIN
           FROM changed c
          WHERE e.occurred_at >= p_day AND e.occurred_at < p_day + interval '1 day'
            AND e.event_id = c.event_id AND e.occurred_at = c.occurred_at
-        RETURNING c.old_cost, c.new_cost, c.old_version, c.new_version, c.new_priced
+        RETURNING c.old_cost, c.new_cost, c.old_version, c.new_version, c.new_priced,
+                  meter._count_repriced(e.tenant, e.subject, e.session, e.endpoint, e.occurred_at,
+                                        coalesce(c.new_cost, 0) - coalesce(c.old_cost, 0)) AS counted
     )
     SELECT count(*) AS n, coalesce(sum(old_cost), 0) AS old_total, coalesce(sum(new_cost), 0) AS new_total,
            coalesce(array_agg(DISTINCT old_version) FILTER (WHERE old_version IS NOT NULL), '{}') AS old_versions,
@@ -2189,6 +2191,14 @@ CREATE FUNCTION meter._budget_key(tenant text, scope text, meter text, endpoint 
 CREATE FUNCTION meter._budget_window(calendar text, time_zone text, per interval, at timestamptz,
                                      OUT window_start timestamptz, OUT window_end timestamptz)
     LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_budget_window';
+
+-- _count_repriced adds a repriced event's change of cost to its tenant's
+-- cost budgets at commit (meter._reprice_day), as the event path added its
+-- cost when it was recorded: the counters stay the sum of the events' costs.
+CREATE FUNCTION meter._count_repriced(tenant text, subject text, session text, endpoint text, at timestamptz,
+                                      delta numeric) RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'meter_count_repriced';
+REVOKE ALL ON FUNCTION meter._count_repriced(text, text, text, text, timestamptz, numeric) FROM PUBLIC;
 
 -- _budget_backfill counts the events already in the current window of a
 -- budget period new to its tenant (replacing what an earlier limit of the

@@ -134,3 +134,33 @@ UPDATE meter.rollup_state SET watermark = (SELECT watermark FROM saved_state);  
 -- pg_cron is not in this database: schedule says what to do
 SELECT pm_err($$SELECT meter.schedule()$$);
 SELECT meter.unschedule() AS removed;
+
+-- a repriced event's change of cost reaches the cost budgets: an unpriced
+-- model counts 0 until its price arrives and meter.reprice prices it; a
+-- price correction downwards gives the difference back. The counters
+-- (meter.budget_usage) and the live cell stay the committed events' cost
+SELECT meter.create_plan('repricer', 'std', is_default => true) IS NULL AS plan;
+SELECT meter.set_limit(tenant => 'repricer', plan => 'std', meter => 'cost', per => 'day', max => 100) > 0 AS daily_cost;
+SELECT meter.set_limit(tenant => 'repricer', meter => 'cost', per => 'month', max => 1000, scope => 'tenant') > 0 AS monthly_cost;
+SELECT count(*) AS recorded, bool_and(NOT priced) AS all_unpriced
+  FROM (SELECT r.* FROM generate_series(1, 4) i,
+        LATERAL meter.record(tenant => 'repricer', subject => 'ann', provider => 'openai', model => 'gpt-rp',
+                             usage => '{"input_tokens": 1000000, "output_tokens": 0}', request_id => 'rp-' || i) r) s;
+SELECT meter, used FROM meter.quota_status('repricer', 'ann') ORDER BY meter, limit_id;
+SELECT meter.set_price('openai', 'gpt-rp', '{"input_mtok": 2.5, "output_mtok": 10}', valid_from => now() - interval '1 hour') > 0 AS priced;
+CALL meter.reprice(model => 'gpt-rp', unpriced_only => true, events => NULL, old_total => NULL, new_total => NULL, reprice_id => NULL);
+SELECT s.meter, s.used, s.used = (SELECT sum(e.cost) FROM meter.events e WHERE e.tenant = 'repricer') AS used_is_committed_cost
+  FROM meter.quota_status('repricer', 'ann') s ORDER BY s.meter, s.limit_id;
+SELECT meter.set_price('openai', 'gpt-rp', '{"input_mtok": 1.75, "output_mtok": 10}', valid_from => now() - interval '1 hour') > 0 AS corrected;
+CALL meter.reprice(model => 'gpt-rp', events => NULL, old_total => NULL, new_total => NULL, reprice_id => NULL);
+SELECT s.meter, s.used, s.used = (SELECT sum(e.cost) FROM meter.events e WHERE e.tenant = 'repricer') AS used_is_committed_cost
+  FROM meter.quota_status('repricer', 'ann') s ORDER BY s.meter, s.limit_id;
+-- the durable counters say the same (what a restart fills the cells from)
+SELECT trim_scale(sum(u.amount) / 2) AS counted, (SELECT sum(e.cost) FROM meter.events e WHERE e.tenant = 'repricer') AS events_cost
+  FROM meter.budget_usage u
+ WHERE u.ident IN (SELECT meter._budget_key(l.tenant, l.scope, l.meter, l.endpoint, l.budget_period, NULL)
+                     FROM meter.limits l WHERE l.tenant = 'repricer');
+-- a dry run counts nothing
+CALL meter.reprice(model => 'gpt-rp', dry_run => true, events => NULL, old_total => NULL, new_total => NULL, reprice_id => NULL);
+SELECT sum(used) AS still FROM meter.quota_status('repricer', 'ann');
+DELETE FROM meter.events WHERE tenant = 'repricer';

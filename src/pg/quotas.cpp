@@ -1130,14 +1130,16 @@ void expire_budgets(Micros now) {
 // Counting an event, and settlements, at commit.
 
 // count_event adds one event's usage to the counters of every budget
-// period of its tenant. PostgreSQL calls only.
-void count_event(const PmEvent& e) {
+// period of its tenant (cost_only: to the cost budgets alone, for a
+// repriced event's change of cost). PostgreSQL calls only.
+void count_event(const PmEvent& e, bool cost_only = false) {
     const TenantConf* tc = tenant_conf(e.tenant);
     if (tc->counted.empty()) return;
     const SubjectConf* sc = tc->teams && !e.subject.is_null() ? subject_conf(e.tenant, e.subject, tc) : nullptr;
     register_callbacks();
     for (int i : tc->counted) {
         const LimitDef& l = tc->limits[static_cast<size_t>(i)];
+        if (cost_only && l.meter != mCost) continue;
         Text x;
         if (!who_for(l, e.tenant, e.subject, e.endpoint, e.session, sc, &x)) continue;
         limits::i128 amount = l.meter == mRequests ? 1
@@ -1544,6 +1546,7 @@ PG_FUNCTION_INFO_V1(meter_release);
 PG_FUNCTION_INFO_V1(meter_quota_status);
 PG_FUNCTION_INFO_V1(meter_quota_refusals);
 PG_FUNCTION_INFO_V1(meter_budget_key);
+PG_FUNCTION_INFO_V1(meter_count_repriced);
 PG_FUNCTION_INFO_V1(meter_budget_window);
 
 // meter.check(tenant, subject, endpoint, session, estimate): the decision,
@@ -1579,6 +1582,29 @@ Datum meter_quota_refusals(PG_FUNCTION_ARGS) {
         tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, n);
     }
     return (Datum)0;
+}
+
+// meter._count_repriced(tenant, subject, session, endpoint, at, delta): a
+// repriced event's change of cost (new cost less old, an unpriced cost
+// being 0) added to its tenant's cost budgets at commit, as the event's
+// own cost was when it was recorded; false when there is nothing to add.
+Datum meter_count_repriced(PG_FUNCTION_ARGS) {
+    using namespace pgm::pg;
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(4) || PG_ARGISNULL(5)) PG_RETURN_BOOL(false);
+    __int128 delta = 0;
+    if (!numeric_scaled(PG_GETARG_DATUM(5), 12, &delta))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                        errmsg("a change of cost must be a finite amount in picodollars")));
+    if (delta == 0) PG_RETURN_BOOL(false);
+    PmEvent e;  // (a NULL argument is a null Text)
+    e.tenant = arg_text(fcinfo, 0);
+    e.subject = arg_text(fcinfo, 1);
+    e.session = arg_text(fcinfo, 2);
+    e.endpoint = arg_text(fcinfo, 3);
+    e.at = PG_GETARG_TIMESTAMPTZ(4);
+    e.cost = delta;
+    count_event(e, true);
+    PG_RETURN_BOOL(true);
 }
 
 // meter._budget_key(tenant, scope, meter, endpoint, period, who): the
