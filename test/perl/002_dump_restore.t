@@ -1,6 +1,8 @@
 # pg_dump keeps pg_meter's prices: catalog versions, custom prices and the
 # version sequence survive a dump and restore into a new database, and the
-# restored database prices every call exactly as the original did.
+# restored database prices every call exactly as the original did; and the
+# admin's configuration and observations (limits, blocks, budget counters,
+# balances, alert rules and open alerts, the reprice audit) survive too.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -10,6 +12,7 @@ use Test::More;
 my $root = $ENV{PGM_ROOT} or die "PGM_ROOT is not set";
 my $node = PostgreSQL::Test::Cluster->new('dump');
 $node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_meter'");  # limits' live cells
 $node->start;
 
 my $catalog = slurp_file("$root/test/core/data/catalog.json");
@@ -51,6 +54,53 @@ is($node->safe_psql('dst', q{SELECT (meter.record(tenant => 't', provider => 'op
 my $max = $node->safe_psql('dst', 'SELECT max(version) FROM meter.price_versions');
 my $next = $node->safe_psql('dst', q{SELECT meter.set_price('x', 'y', '{"input_mtok": 1}')});
 cmp_ok($next, '>', $max, 'a price set after the restore gets a new version number');
+
+# what the admin configured and what pg_meter observed survives too: plans,
+# limits, subjects and blocks, budget counters, balances, alert rules and
+# open alerts, the reprice audit; and the restored alerts stay open (an
+# evaluation does not fire them again)
+$node->safe_psql('src', q{SELECT meter.create_plan('t', 'pro')});
+$node->safe_psql('src', q{SELECT meter.assign_plan('t', 'ann', 'pro')});
+$node->safe_psql('src', q{SELECT meter.set_limit(tenant => 't', plan => 'pro', meter => 'cost', per => 'month', max => 50)});
+$node->safe_psql('src', q{SELECT meter.block('t', 'bob', 'chargeback')});
+$node->safe_psql('src', q{SELECT meter.record(tenant => 't', subject => 'ann', provider => 'openai', model => 'gpt-4o', usage => '{"input_tokens": 5000, "output_tokens": 50}', request_id => 'd')});
+$node->safe_psql('src', q{SELECT meter.record(tenant => 't', provider => 'openai', model => 'gpt-unknown', usage => '{"input_tokens": 5, "output_tokens": 5}', request_id => 'e')});
+$node->safe_psql('src', q{SELECT meter.record_balance('t', 'openai', 100.25, now() - interval '2 days')});
+$node->safe_psql('src', q{SELECT meter.record_balance('t', 'openai', 99.5, now() - interval '1 day')});
+$node->safe_psql('src', q{SELECT meter.set_alert('t', 'unpriced_model')});
+$node->safe_psql('src', q{SELECT meter.set_alert('t', 'daily_cost_above', 1000)});
+is($node->safe_psql('src', q{SELECT fired FROM meter.evaluate_alerts()}), '1', 'an alert fires before the dump');
+$node->safe_psql('src', q{CALL meter.reprice(model => 'gpt-4o', since => '2026-01-01+00', until => '2026-02-01+00')});
+
+my $state = q{SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+    SELECT 'plan ' || tenant || ' ' || plan AS x FROM meter.plans
+    UNION ALL SELECT 'limit ' || tenant || ' ' || coalesce(plan, '-') || ' ' || meter || ' ' || max FROM meter.limits
+    UNION ALL SELECT 'subject ' || tenant || ' ' || subject || ' ' || coalesce(plan, '-') || ' ' || coalesce(blocked_reason, '-')
+      FROM meter.subjects
+    UNION ALL SELECT 'budget ' || sum(amount) FROM meter.budget_usage
+    UNION ALL SELECT 'balance ' || balance_id || ' ' || provider || ' ' || balance_usd FROM meter.balances
+    UNION ALL SELECT 'rule ' || rule_id || ' ' || kind || ' ' || coalesce(threshold::text, '-') FROM meter.alert_rules
+    UNION ALL SELECT 'alert ' || alert_id || ' ' || kind || ' ' || key || ' ' || (resolved_at IS NULL) FROM meter.alerts
+    UNION ALL SELECT 'reprice ' || reprice_id || ' ' || events || ' ' || old_total || ' ' || new_total FROM meter.reprices) s};
+my $state_before = $node->safe_psql('src', $state);
+like($state_before, qr/balance .* 99\.5/, 'the state to compare has balances');
+like($state_before, qr/alert \d+ unpriced_model openai\/gpt-unknown true/, 'and an open alert');
+
+my $dump2 = $node->basedir . '/src2.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('src'), '-f', $dump2 ], 'pg_dump with limits, balances and alerts');
+$node->safe_psql('postgres', 'CREATE DATABASE dst2');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('dst2'), $dump2 ], 'pg_restore of them');
+is($node->safe_psql('dst2', $state), $state_before,
+   'plans, limits, subjects and blocks, budget counters, balances, alert rules, alerts and the reprice audit are restored');
+is($node->safe_psql('dst2', q{SELECT fired || ' ' || firing FROM meter.evaluate_alerts()}), '0 1',
+   'the restored open alert is not fired again');
+is($node->safe_psql('dst2', q{SELECT (meter.check('t', 'bob')).status}), 'blocked', 'the block holds after the restore');
+is($node->safe_psql('dst2', q{SELECT used = (SELECT sum(cost) FROM meter.events WHERE subject = 'ann') FROM meter.quota_status('t', 'ann')}),
+   't', "ann's cost budget fills from the restored counters: the events' cost");
+cmp_ok($node->safe_psql('dst2', q{SELECT meter.record_balance('t', 'openai', 99, now())}), '>',
+       $node->safe_psql('src', q{SELECT max(balance_id) FROM meter.balances}), 'balance ids continue after the restored ones');
+cmp_ok($node->safe_psql('dst2', q{SELECT meter.set_alert('t', 'anomaly')}), '>',
+       $node->safe_psql('src', q{SELECT max(rule_id) FROM meter.alert_rules}), 'alert rule ids continue after the restored ones');
 
 $node->stop;
 done_testing();
