@@ -1723,21 +1723,30 @@ COMMENT ON FUNCTION meter.apply_retention() IS 'Drops the partitions of meter.ev
 REVOKE ALL ON FUNCTION meter.apply_retention() FROM PUBLIC;
 
 -- expire: state that only grows. pg_cron's run log (cron.job_run_details)
--- is purged after `keep`.
+-- is purged after `keep`, and so are the budget counters of windows that
+-- ended more than `keep` ago: a budget's cell fills from its current
+-- window's counters only, and the events keep what was spent.
 CREATE FUNCTION meter.expire(keep interval DEFAULT interval '7 days') RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_n bigint := 0;
+    v_counters bigint;
 BEGIN
+    IF keep IS NULL OR keep < interval '0' THEN
+        RAISE EXCEPTION 'keep must be 0 or more, not %', coalesce(keep::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF to_regclass('cron.job_run_details') IS NOT NULL THEN
         EXECUTE 'DELETE FROM cron.job_run_details WHERE end_time < now() - $1' USING keep;
         GET DIAGNOSTICS v_n = ROW_COUNT;
     END IF;
-    RETURN v_n;
+    DELETE FROM meter.budget_usage u WHERE u.window_end < now() - keep;
+    GET DIAGNOSTICS v_counters = ROW_COUNT;
+    RETURN v_n + v_counters;
 END $$;
-COMMENT ON FUNCTION meter.expire(interval) IS 'Purges state that only grows: pg_cron''s run log older than keep. Returns the rows removed.';
+COMMENT ON FUNCTION meter.expire(interval) IS 'Purges state that only grows: pg_cron''s run log older than keep, and the budget counters of windows that ended more than keep ago. Returns the rows removed.';
 REVOKE ALL ON FUNCTION meter.expire(interval) FROM PUBLIC;
 
 -- Jobs -------------------------------------------------------------------------
@@ -1811,7 +1820,7 @@ BEGIN
                 INTO v_result;
                 IF v_days = 0 THEN DELETE FROM meter.reprices WHERE reprice_id = v_rid; END IF;
             WHEN 'expire' THEN
-                v_result := format('%s run log rows purged', meter.expire());
+                v_result := format('%s rows purged (run log, ended budget windows)', meter.expire());
             WHEN 'alerts' THEN
                 v_ret := meter.evaluate_alerts();
                 v_result := format('%s fired, %s resolved, %s firing', v_ret.fired, v_ret.resolved, v_ret.firing);

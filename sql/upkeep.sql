@@ -163,4 +163,24 @@ SELECT trim_scale(sum(u.amount) / 2) AS counted, (SELECT sum(e.cost) FROM meter.
 -- a dry run counts nothing
 CALL meter.reprice(model => 'gpt-rp', dry_run => true, events => NULL, old_total => NULL, new_total => NULL, reprice_id => NULL);
 SELECT sum(used) AS still FROM meter.quota_status('repricer', 'ann');
+-- meter.expire drops the counters of budget windows that ended more than
+-- keep ago (the current windows' stay: the cells still read them)
+INSERT INTO meter.budget_usage (key, ident, window_start, window_end, shard, amount)
+SELECT u.key, u.ident, u.window_start - interval '10 days', u.window_end - interval '10 days', u.shard, 1
+  FROM meter.budget_usage u
+ WHERE u.ident IN (SELECT meter._budget_key(l.tenant, l.scope, l.meter, l.endpoint, l.budget_period, NULL)
+                     FROM meter.limits l WHERE l.tenant = 'repricer')
+ ORDER BY u.window_end LIMIT 1;  -- the day's counter, as it was ten days ago
+SELECT count(*) FILTER (WHERE window_end < now() - interval '7 days') AS ended, count(*) AS counters
+  FROM meter.budget_usage u
+ WHERE u.ident IN (SELECT meter._budget_key(l.tenant, l.scope, l.meter, l.endpoint, l.budget_period, NULL)
+                     FROM meter.limits l WHERE l.tenant = 'repricer');
+SELECT meter.expire() >= 1 AS purged;
+SELECT count(*) FILTER (WHERE window_end < now() - interval '7 days') AS ended, count(*) AS counters
+  FROM meter.budget_usage u
+ WHERE u.ident IN (SELECT meter._budget_key(l.tenant, l.scope, l.meter, l.endpoint, l.budget_period, NULL)
+                     FROM meter.limits l WHERE l.tenant = 'repricer');
+SELECT s.meter, s.used FROM meter.quota_status('repricer', 'ann') s ORDER BY s.meter, s.limit_id;
+SELECT pm_err($$SELECT meter.expire(NULL)$$);
+SELECT pm_err($$SELECT meter.expire('-1 day')$$);
 DELETE FROM meter.events WHERE tenant = 'repricer';
