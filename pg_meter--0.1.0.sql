@@ -2765,6 +2765,14 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET DateStyle = 'ISO, YMD'  -- times inside what and advice read back anywhere
+    -- no JIT: the planner prices each function scan of meter._hourly at
+    -- its default 1,000 rows and multiplies the per-hour subqueries over
+    -- them, so the spike query below was estimated at ~1.2M, past
+    -- jit_optimize_above_cost: for 1,000 tenants LLVM then inlined,
+    -- optimized and emitted ~100 functions, ~830 ms, for a query that
+    -- runs in ~30 ms (bench/alerts.sh). These queries are short; compiling
+    -- them never pays.
+    SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3069,6 +3077,7 @@ CREATE FUNCTION meter._firing(p_at timestamptz)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET DateStyle = 'ISO, YMD'
+    SET jit = off  -- as meter._anomalies: its estimates grow with the tenants, its runs do not need LLVM
 AS $$
 #variable_conflict use_column
 DECLARE
