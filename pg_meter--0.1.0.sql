@@ -2722,7 +2722,7 @@ COMMENT ON FUNCTION meter.projection(text, interval, timestamptz) IS
 -------------------------------------------------------------------------------
 
 -- _hourly: a set of tenants' usage per UTC hour in [since, until) (whole
--- hours: both bounds are hours) per provider, model, endpoint and feature:
+-- UTC hours: both bounds are) per provider, model, endpoint and feature:
 -- the hourly rollup's rows and the tail not rolled up yet, so one group
 -- may come twice (callers sum)
 CREATE FUNCTION meter._hourly(p_tenants text[], since timestamptz, until timestamptz)
@@ -2734,7 +2734,7 @@ AS $$
 DECLARE
     v_from bigint;
 BEGIN
-    IF date_trunc('hour', since) <> since OR date_trunc('hour', until) <> until THEN
+    IF date_trunc('hour', since, 'UTC') <> since OR date_trunc('hour', until, 'UTC') <> until THEN
         RAISE EXCEPTION '_hourly reads whole hours' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM meter._check_watermark();
@@ -2745,7 +2745,7 @@ BEGIN
       FROM meter.rollup_hourly r
      WHERE r.tenant = ANY (p_tenants) AND r.bucket >= since AND r.bucket < until
     UNION ALL
-    SELECT e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature, count(*),
+    SELECT e.tenant, date_trunc('hour', e.occurred_at, 'UTC'), e.provider, e.model, e.endpoint, e.feature, count(*),
            count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE NOT e.priced), coalesce(sum(e.cost), 0),
            meter.sketch(e.latency_ms)
       FROM meter.events e
@@ -2776,8 +2776,8 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
 AS $$
 #variable_conflict use_column
 DECLARE
-    h1 timestamptz := date_trunc('hour', since);
-    h2 timestamptz := date_trunc('hour', until) + CASE WHEN date_trunc('hour', until) < until
+    h1 timestamptz := date_trunc('hour', since, 'UTC');
+    h2 timestamptz := date_trunc('hour', until, 'UTC') + CASE WHEN date_trunc('hour', until, 'UTC') < until
                                                        THEN interval '1 hour' ELSE interval '0' END;
     d0 timestamptz := date_trunc('day', since, 'UTC');  -- the normal: the 7 whole days before
 BEGIN
@@ -3081,7 +3081,7 @@ CREATE FUNCTION meter._firing(p_at timestamptz)
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_hour timestamptz := date_trunc('hour', p_at);
+    v_hour timestamptz := date_trunc('hour', p_at, 'UTC');
     v_day timestamptz := date_trunc('day', p_at, 'UTC');
     v_tenants text[];
 BEGIN
@@ -3169,13 +3169,13 @@ BEGIN
         ), h AS (
             SELECT u.tenant, u.provider, u.bucket, sum(u.cost) AS cost
               FROM meter._hourly(v_tenants,
-                                 date_trunc('hour', least(p_at - interval '7 days', (SELECT min(b.at) FROM b))),
+                                 date_trunc('hour', least(p_at - interval '7 days', (SELECT min(b.at) FROM b)), 'UTC'),
                                  v_hour + interval '1 hour') u
              WHERE u.bucket <= p_at
              GROUP BY 1, 2, 3
         ), w AS (
             SELECT b.tenant, b.provider,
-                   b.balance_usd - coalesce(sum(h.cost) FILTER (WHERE h.bucket >= date_trunc('hour', b.at)), 0) AS est,
+                   b.balance_usd - coalesce(sum(h.cost) FILTER (WHERE h.bucket >= date_trunc('hour', b.at, 'UTC')), 0) AS est,
                    coalesce(sum(h.cost) FILTER (WHERE h.bucket >= v_hour - interval '7 days'), 0) / 7 AS burn
               FROM b LEFT JOIN h ON h.tenant = b.tenant AND h.provider = b.provider
              GROUP BY b.tenant, b.provider, b.balance_usd
