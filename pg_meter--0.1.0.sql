@@ -2741,19 +2741,22 @@ COMMENT ON FUNCTION meter.projection(text, interval, timestamptz) IS
 -------------------------------------------------------------------------------
 
 -- _hourly: a set of tenants' usage per UTC hour in [since, until) (whole
--- hours: both bounds are hours) per provider, model, endpoint and feature:
+-- UTC hours: both bounds are) per provider, model, endpoint and feature:
 -- the hourly rollup's rows and the tail not rolled up yet, so one group
--- may come twice (callers sum)
-CREATE FUNCTION meter._hourly(p_tenants text[], since timestamptz, until timestamptz)
+-- may come twice (callers sum). With p_rolled false, the tail alone, for a
+-- caller that reads the rollups its own way (the runway rule of
+-- meter._firing).
+CREATE FUNCTION meter._hourly(p_tenants text[], since timestamptz, until timestamptz, p_rolled boolean DEFAULT true)
     RETURNS TABLE (tenant text, bucket timestamptz, provider text, model text, endpoint text, feature text,
                    requests bigint, errors bigint, unpriced bigint, cost numeric, latency meter.sketch)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_custom_plan  -- see meter._anomalies
 AS $$
 DECLARE
     v_from bigint;
 BEGIN
-    IF date_trunc('hour', since) <> since OR date_trunc('hour', until) <> until THEN
+    IF date_trunc('hour', since, 'UTC') <> since OR date_trunc('hour', until, 'UTC') <> until THEN
         RAISE EXCEPTION '_hourly reads whole hours' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM meter._check_watermark();
@@ -2762,9 +2765,9 @@ BEGIN
     SELECT r.tenant, r.bucket, r.provider, r.model, r.endpoint, r.feature, r.requests, r.errors, r.unpriced, r.cost,
            r.latency
       FROM meter.rollup_hourly r
-     WHERE r.tenant = ANY (p_tenants) AND r.bucket >= since AND r.bucket < until
+     WHERE p_rolled AND r.tenant = ANY (p_tenants) AND r.bucket >= since AND r.bucket < until
     UNION ALL
-    SELECT e.tenant, date_trunc('hour', e.occurred_at), e.provider, e.model, e.endpoint, e.feature, count(*),
+    SELECT e.tenant, date_trunc('hour', e.occurred_at, 'UTC'), e.provider, e.model, e.endpoint, e.feature, count(*),
            count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE NOT e.priced), coalesce(sum(e.cost), 0),
            meter.sketch(e.latency_ms)
       FROM meter.events e
@@ -2784,11 +2787,24 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET DateStyle = 'ISO, YMD'  -- times inside what and advice read back anywhere
+    -- no JIT: the planner prices each function scan of meter._hourly at
+    -- its default 1,000 rows and multiplies the per-hour subqueries over
+    -- them, so the spike query below was estimated at ~1.2M, past
+    -- jit_optimize_above_cost: for 1,000 tenants LLVM then inlined,
+    -- optimized and emitted ~100 functions, ~830 ms, for a query that
+    -- runs in ~30 ms (bench/alerts.sh). These queries are short; compiling
+    -- them never pays.
+    SET jit = off
+    -- a plan for each call's tenants and hours: from a session's sixth
+    -- call on, PL/pgSQL would otherwise settle on a generic plan, and the
+    -- storm query's generic plan took 46 ms where the call's own took 9
+    -- (1,000 tenants, evaluate_alerts run again and again in one session)
+    SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-    h1 timestamptz := date_trunc('hour', since);
-    h2 timestamptz := date_trunc('hour', until) + CASE WHEN date_trunc('hour', until) < until
+    h1 timestamptz := date_trunc('hour', since, 'UTC');
+    h2 timestamptz := date_trunc('hour', until, 'UTC') + CASE WHEN date_trunc('hour', until, 'UTC') < until
                                                        THEN interval '1 hour' ELSE interval '0' END;
     d0 timestamptz := date_trunc('day', since, 'UTC');  -- the normal: the 7 whole days before
 BEGIN
@@ -3088,10 +3104,12 @@ CREATE FUNCTION meter._firing(p_at timestamptz)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET DateStyle = 'ISO, YMD'
+    SET jit = off  -- as meter._anomalies: its estimates grow with the tenants, its runs do not need LLVM
+    SET plan_cache_mode = force_custom_plan  -- as meter._anomalies
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_hour timestamptz := date_trunc('hour', p_at);
+    v_hour timestamptz := date_trunc('hour', p_at, 'UTC');
     v_day timestamptz := date_trunc('day', p_at, 'UTC');
     v_tenants text[];
 BEGIN
@@ -3165,9 +3183,13 @@ BEGIN
     END IF;
 
     -- runway under a number of days, per provider with a balance: the
-    -- spend since the balance and over the last 7 days from the hourly
-    -- rollup and the tail for every tenant at once, the balance's hour
-    -- counted whole (so the runway is never longer than meter.runway's)
+    -- spend since the balance and over the last 7 days, for every tenant
+    -- at once, the balance's hour counted whole (so the runway is never
+    -- longer than meter.runway's). A spend from hour h to the end of this
+    -- hour reads the hours of h's day and of today from the hourly rollup
+    -- and the whole UTC days between from the daily one (a row a day where
+    -- the hourly rollup has 24: a week of hours for 1,000 tenants was
+    -- ~425,000 rows), and the tail by hour.
     SELECT array_agg(DISTINCT r.tenant) INTO v_tenants FROM meter.alert_rules r WHERE r.kind = 'runway_below';
     IF v_tenants IS NOT NULL THEN
         RETURN QUERY
@@ -3176,18 +3198,35 @@ BEGIN
               FROM meter.balances x
              WHERE x.tenant = ANY (v_tenants) AND x.at <= p_at
              ORDER BY x.tenant, x.provider, x.at DESC
-        ), h AS (
-            SELECT u.tenant, u.provider, u.bucket, sum(u.cost) AS cost
-              FROM meter._hourly(v_tenants,
-                                 date_trunc('hour', least(p_at - interval '7 days', (SELECT min(b.at) FROM b))),
-                                 v_hour + interval '1 hour') u
-             WHERE u.bucket <= p_at
-             GROUP BY 1, 2, 3
+        ), s AS (  -- a balance's two spends: since its hour, and over the week; d: h's first whole day
+            SELECT b.tenant, b.provider, k.week, k.h,
+                   date_trunc('day', k.h, 'UTC') + CASE WHEN date_trunc('day', k.h, 'UTC') < k.h THEN interval '24 hours'
+                                                        ELSE interval '0' END AS d
+              FROM b, LATERAL (VALUES (false, date_trunc('hour', b.at, 'UTC')),
+                                      (true, v_hour - interval '7 days')) k(week, h)
+        ), x AS (
+            SELECT s.tenant, s.provider, s.week, c.cost
+              FROM s, LATERAL (
+                  SELECT sum(p.cost) AS cost FROM (
+                      SELECT r.cost FROM meter.rollup_hourly r  -- [h, d), before today
+                       WHERE r.tenant = s.tenant AND r.provider = s.provider AND r.bucket >= s.h
+                         AND r.bucket < least(s.d, v_day)
+                      UNION ALL
+                      SELECT r.cost FROM meter.rollup_daily r  -- [d, today)
+                       WHERE r.tenant = s.tenant AND r.provider = s.provider AND r.bucket >= s.d AND r.bucket < v_day
+                      UNION ALL
+                      SELECT r.cost FROM meter.rollup_hourly r  -- today's hours from h on
+                       WHERE r.tenant = s.tenant AND r.provider = s.provider AND r.bucket >= greatest(s.h, v_day)
+                         AND r.bucket < v_hour + interval '1 hour') p) c
+            UNION ALL
+            SELECT s.tenant, s.provider, s.week, t.cost
+              FROM s JOIN meter._hourly(v_tenants, (SELECT min(s.h) FROM s), v_hour + interval '1 hour', false) t
+                ON t.tenant = s.tenant AND t.provider = s.provider AND t.bucket >= s.h
         ), w AS (
             SELECT b.tenant, b.provider,
-                   b.balance_usd - coalesce(sum(h.cost) FILTER (WHERE h.bucket >= date_trunc('hour', b.at)), 0) AS est,
-                   coalesce(sum(h.cost) FILTER (WHERE h.bucket >= v_hour - interval '7 days'), 0) / 7 AS burn
-              FROM b LEFT JOIN h ON h.tenant = b.tenant AND h.provider = b.provider
+                   b.balance_usd - coalesce(sum(x.cost) FILTER (WHERE NOT x.week), 0) AS est,
+                   coalesce(sum(x.cost) FILTER (WHERE x.week), 0) / 7 AS burn
+              FROM b LEFT JOIN x ON x.tenant = b.tenant AND x.provider = b.provider
              GROUP BY b.tenant, b.provider, b.balance_usd
         )
         SELECT r.rule_id, r.tenant, r.kind, w.provider, round(greatest(w.est, 0) / w.burn, 2), r.threshold,

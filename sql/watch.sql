@@ -163,3 +163,12 @@ SELECT pm_err($$SELECT meter.evaluate_alerts(NULL)$$);
 -- the job
 CALL meter.run_job('alerts');
 SELECT job, last_ok, last_result ~ '^\d+ fired, \d+ resolved, \d+ firing$' AS result_shape FROM meter.jobs WHERE job = 'alerts';
+-- hours are UTC hours in any session zone: at 16:59 UTC a session at
+-- +05:30 sees what a UTC one sees (its "hour" began at 16:30 UTC, and the
+-- success rate read one hour instead of two)
+CREATE TEMP TABLE firing_utc AS SELECT rule_id, key, value FROM meter._firing('2026-03-08 16:59+00');
+SET TimeZone = 'Asia/Kolkata';
+SELECT (SELECT count(*) FROM firing_utc) AS firing,
+       (SELECT count(*) FROM (SELECT rule_id, key, value FROM meter._firing('2026-03-08 16:59+00')
+                              EXCEPT ALL TABLE firing_utc) d) AS differ;
+SET TimeZone = 'UTC';
