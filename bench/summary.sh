@@ -105,7 +105,6 @@ for q in "SELECT * FROM meter.summary('app', now() - interval '30 days', now())"
          "SELECT * FROM meter.runway('app')" \
          "SELECT * FROM meter.projection('app')" \
          "SELECT * FROM meter.anomalies('app', now() - interval '1 day', now())" \
-
          "SELECT meter.dashboard_html('app', now() - interval '30 days', now())" \
          "SELECT meter.dashboard_html('app', date_trunc('day', now()) - interval '30 days', date_trunc('day', now()))"; do
   cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
