@@ -2765,6 +2765,10 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET DateStyle = 'ISO, YMD'  -- times inside what and advice read back anywhere
+    -- the callers' groups of a day of events (6,000 for 2,000 users and three
+    -- endpoints, estimated 33,000) hashed in memory: with the default 4 MB the
+    -- planner sorted a day's 330,000 events on disk instead (3.2x the time)
+    SET work_mem = '16MB'
 AS $$
 #variable_conflict use_column
 DECLARE
