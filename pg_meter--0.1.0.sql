@@ -2817,26 +2817,40 @@ BEGIN
      WHERE r.n >= 30 AND r.t2 - r.t1 >= interval '1 minute' AND r.per_min >= 6
        AND (m.callers = 1 OR r.per_min >= 10 * m.median);
 
-    -- cost and error spikes: an hour against the tenant's week before (the
-    -- 7 whole UTC days before the range's first day, from the daily rollup;
-    -- hours without calls count as 0; at least a day of history). A cost
-    -- hour at three times the mean is checked against the spread of the
-    -- week's hours too. Neighbouring hours make one finding.
+    -- cost and error spikes, and latency jumps: an hour against the tenant's
+    -- week before (the 7 whole UTC days before the range's first day, from
+    -- the daily rollup; hours without calls count as 0; at least a day of
+    -- history). One statement, so that the range's hours (meter._hourly) and
+    -- the week's days are each read once for every kind. A cost hour at three
+    -- times the mean is checked against the spread of the week's hours too
+    -- (read once, and only when an hour gets that far). Neighbouring hours
+    -- make one finding.
     RETURN QUERY
-    WITH x AS (
+    WITH x AS MATERIALIZED (  -- the range's hours per model and endpoint
         SELECT u.tenant, u.bucket, u.model, u.endpoint, sum(u.requests) AS req, sum(u.errors) AS err,
-               sum(u.cost) AS cost
+               sum(u.cost) AS cost, meter.merge(u.latency) AS latency
           FROM meter._hourly(p_tenants, h1, h2) u
          GROUP BY 1, 2, 3, 4
+    ), week AS MATERIALIZED (  -- the week before per model
+        SELECT d.tenant, d.model, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
+               min(d.bucket) AS first_day, meter.merge(d.latency) AS latency
+          FROM meter.rollup_daily d
+         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
+         GROUP BY 1, 2
+    ), spread AS MATERIALIZED (  -- the sum of squares of the week's hourly cost
+        SELECT w.tenant, sum(w.c * w.c) AS squares
+          FROM (SELECT r.tenant, sum(r.cost) AS c FROM meter.rollup_hourly r
+                 WHERE r.tenant = ANY (p_tenants) AND r.bucket >= d0 - interval '7 days' AND r.bucket < d0
+                 GROUP BY r.tenant, r.bucket) w
+         GROUP BY w.tenant
     ), h AS (
         SELECT x.tenant, x.bucket, sum(x.req) AS req, sum(x.err) AS err, sum(x.cost) AS cost
           FROM x GROUP BY 1, 2
     ), base AS (
-        SELECT d.tenant, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
-               extract(epoch FROM d0 - min(d.bucket)) / 3600 AS hours
-          FROM meter.rollup_daily d
-         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
-         GROUP BY d.tenant
+        SELECT w.tenant, sum(w.cost) AS cost, sum(w.req) AS req, sum(w.err) AS err,
+               extract(epoch FROM d0 - min(w.first_day)) / 3600 AS hours
+          FROM week w
+         GROUP BY w.tenant
     ), f AS (  -- flagged hours
         SELECT h.tenant, h.bucket, k.kind, k.observed, k.normal
           FROM h JOIN base b ON b.tenant = h.tenant,
@@ -2850,10 +2864,8 @@ BEGIN
          WHERE b.hours >= 24 AND k.hit
            AND (k.kind <> 'cost_spike' OR h.cost >= c.mean + 4 * (
                    -- the spread of the week's hourly cost (zeros included)
-                   SELECT sqrt(greatest(coalesce(sum(w.c * w.c), 0) / b.hours - c.mean * c.mean, 0))
-                     FROM (SELECT sum(r.cost) AS c FROM meter.rollup_hourly r
-                            WHERE r.tenant = h.tenant AND r.bucket >= d0 - interval '7 days' AND r.bucket < d0
-                            GROUP BY r.bucket) w))
+                   SELECT sqrt(greatest(coalesce(max(sp.squares), 0) / b.hours - c.mean * c.mean, 0))
+                     FROM spread sp WHERE sp.tenant = h.tenant))
     ), i AS (  -- islands of neighbouring hours
         SELECT f.*, f.bucket - (row_number() OVER (PARTITION BY f.tenant, f.kind ORDER BY f.bucket)) * interval '1 hour'
                         AS island
@@ -2862,6 +2874,21 @@ BEGIN
         SELECT i.tenant, i.kind, min(i.bucket) AS t1, max(i.bucket) + interval '1 hour' AS t2,
                max(i.observed) AS observed, avg(i.normal) AS normal
           FROM i GROUP BY i.tenant, i.kind, i.island
+    ), lh AS (  -- latency: a model's hours
+        SELECT x.tenant, x.model, x.bucket, sum(x.req) AS req, meter.percentile(meter.merge(x.latency), 0.95) AS p95
+          FROM x WHERE x.model IS NOT NULL GROUP BY 1, 2, 3
+    ), lbase AS (  -- latency: a model's p95 over the week
+        SELECT w.tenant, w.model, meter.percentile(w.latency, 0.95) AS p95 FROM week w WHERE w.model IS NOT NULL
+    ), lf AS (
+        SELECT lh.*, lbase.p95 AS base_p95,
+               lh.bucket - (row_number() OVER (PARTITION BY lh.tenant, lh.model ORDER BY lh.bucket)) * interval '1 hour'
+                   AS island
+          FROM lh JOIN lbase USING (tenant, model)
+         WHERE lh.req >= 20 AND lh.p95 >= 2 * lbase.p95 AND lh.p95 - lbase.p95 >= 100
+    ), ls AS (
+        SELECT lf.tenant, lf.model, min(lf.bucket) AS t1, max(lf.bucket) + interval '1 hour' AS t2,
+               max(lf.p95) AS p95, min(lf.base_p95) AS base_p95
+          FROM lf GROUP BY lf.tenant, lf.model, lf.island
     )
     SELECT s.tenant, s.kind, who.subject, NULL::text, top.endpoint, top.model, s.t1, s.t2,
            round(s.observed, 6), round(s.normal, 6),
@@ -2896,41 +2923,16 @@ BEGIN
            GROUP BY e.subject
            ORDER BY CASE WHEN s.kind = 'cost_spike' THEN coalesce(sum(e.cost), 0)
                          ELSE count(*) FILTER (WHERE NOT e.success) END DESC, e.subject
-           LIMIT 1) who ON true;
-
-    -- latency jumps: a model's p95 in an hour at twice its p95 over the week
-    -- before (the daily rollup's sketches) and 100 ms more, with 20 calls or
-    -- more
-    RETURN QUERY
-    WITH base AS (
-        SELECT d.tenant, d.model, meter.percentile(meter.merge(d.latency), 0.95) AS p95
-          FROM meter.rollup_daily d
-         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
-           AND d.model IS NOT NULL
-         GROUP BY 1, 2
-    ), h AS (
-        SELECT u.tenant, u.model, u.bucket, sum(u.requests) AS req,
-               meter.percentile(meter.merge(u.latency), 0.95) AS p95
-          FROM meter._hourly(p_tenants, h1, h2) u WHERE u.model IS NOT NULL GROUP BY 1, 2, 3
-    ), f AS (
-        SELECT h.*, base.p95 AS base_p95,
-               h.bucket - (row_number() OVER (PARTITION BY h.tenant, h.model ORDER BY h.bucket)) * interval '1 hour'
-                   AS island
-          FROM h JOIN base USING (tenant, model)
-         WHERE h.req >= 20 AND h.p95 >= 2 * base.p95 AND h.p95 - base.p95 >= 100
-    ), s AS (
-        SELECT f.tenant, f.model, min(f.bucket) AS t1, max(f.bucket) + interval '1 hour' AS t2,
-               max(f.p95) AS p95, min(f.base_p95) AS base_p95
-          FROM f GROUP BY f.tenant, f.model, f.island
-    )
-    SELECT s.tenant, 'latency_jump', NULL::text, NULL::text, NULL::text, s.model, s.t1, s.t2,
-           round(s.p95::numeric), round(s.base_p95::numeric), 'p95 ms', round((s.p95 / s.base_p95)::numeric, 1),
-           format('p95 latency of %s reached %s ms against %s ms over the week before', s.model, round(s.p95::numeric),
-                  round(s.base_p95::numeric)),
+           LIMIT 1) who ON true
+    UNION ALL
+    SELECT ls.tenant, 'latency_jump', NULL::text, NULL::text, NULL::text, ls.model, ls.t1, ls.t2,
+           round(ls.p95::numeric), round(ls.base_p95::numeric), 'p95 ms', round((ls.p95 / ls.base_p95)::numeric, 1),
+           format('p95 latency of %s reached %s ms against %s ms over the week before', ls.model, round(ls.p95::numeric),
+                  round(ls.base_p95::numeric)),
            format('Check the provider''s status for %s; route latency-sensitive calls to another model or provider until it recovers.',
-                  s.model),
-           'latency_jump:' || s.model
-      FROM s;
+                  ls.model),
+           'latency_jump:' || ls.model
+      FROM ls;
 END $$;
 
 CREATE FUNCTION meter.anomalies(tenant text, since timestamptz DEFAULT now() - interval '1 day',
