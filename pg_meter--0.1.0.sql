@@ -964,8 +964,10 @@ DECLARE
     v_by text := lower(coalesce(_usage.by, 'none'));
     v_parts text[] := string_to_array(replace(v_by, ' ', ''), ',');
     v_part text;
-    v_r text[] := '{}';           -- the key expressions over rollup rows
+    v_r text[] := '{}';           -- the key columns (k1, k2) over rollup rows
     v_e text[] := '{}';           -- ... and over events
+    v_text text := 'parts.k1::text';  -- a group's key as text, made once a group
+    v_order text := 'parts.k1';   -- groups in the order of their keys (one key as its type)
     v_only text := '';            -- the subject filter, when one is given
     v_grain text := 'hour';       -- the finest rollup the grouping can read
     v_fine text := 'rollup_hourly';
@@ -1005,12 +1007,14 @@ BEGIN
                 RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
                     HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
         END CASE;
-        v_r := v_r || format('(%s)::text', r_key);
-        v_e := v_e || format('(%s)::text', e_key);
+        v_r := v_r || format('%s AS k%s', r_key, cardinality(v_r) + 1);
+        v_e := v_e || format('%s AS k%s', e_key, cardinality(v_e) + 1);
     END LOOP;
     IF cardinality(v_parts) = 2 THEN
-        r_key := format('jsonb_build_array(%s)::text', array_to_string(v_r, ', '));
-        e_key := format('jsonb_build_array(%s)::text', array_to_string(v_e, ', '));
+        -- rows and events are grouped by the two keys as they are; each group's
+        -- JSON text is made once, in the sum of the parts (and ordered by it)
+        v_text := 'jsonb_build_array(parts.k1::text, parts.k2::text)::text';
+        v_order := '1';
     END IF;
     IF p_subject IS NOT NULL THEN
         IF 'hour' = ANY (v_parts) THEN
@@ -1061,34 +1065,34 @@ BEGIN
     v_from := meter._tail_from();
     RETURN QUERY EXECUTE format($q$
         WITH parts AS (
-            SELECT %1$s AS key, %5$s
+            SELECT %1$s, %5$s
               FROM meter.%3$I r
              WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8%7$s
-             GROUP BY 1
+             GROUP BY %9$s
             UNION ALL
             SELECT %1$s, %5$s
               FROM meter.%4$I r
              WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))%7$s
-             GROUP BY 1
+             GROUP BY %9$s
             UNION ALL
             SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
                AND e.txid >= $6
                AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))%8$s
-             GROUP BY 1
+             GROUP BY %9$s
             UNION ALL
             SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
                                    OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))%8$s
-             GROUP BY 1
+             GROUP BY %9$s
         )
-        SELECT key::text, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
+        SELECT %10$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
                sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
-          FROM parts GROUP BY parts.key ORDER BY parts.key
-    $q$, r_key, e_key, v_coarse, v_fine,
+          FROM parts GROUP BY %11$s ORDER BY %12$s
+    $q$, array_to_string(v_r, ', '), array_to_string(v_e, ', '), v_coarse, v_fine,
     -- the same figures from rollup rows (r) and from events (e)
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
     'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, '
@@ -1101,7 +1105,9 @@ BEGIN
     'coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), '
     || CASE WHEN p_sketches THEN 'meter.sketch(e.latency_ms), meter.sketch(e.ttft_ms)'
             ELSE 'NULL::meter.sketch, NULL::meter.sketch' END,
-    format(v_only, 'r'), format(v_only, 'e'))
+    format(v_only, 'r'), format(v_only, 'e'),
+    CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END, v_text,
+    CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order)
     USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject;
 END $$;
 
