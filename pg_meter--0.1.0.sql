@@ -2369,6 +2369,55 @@ BEGIN ATOMIC
       FROM t;
 END;
 
+-- _subject_count: how many subjects (guests are none) have usage in
+-- [since, until), without summing their figures. A whole day's subjects are
+-- the keys of its rows in the subject-day rollup (read from an index alone);
+-- a day cut by one end of the range counts a subject when its row's last_at
+-- (cut by since) or first_at (cut by until) is inside the range: they are the
+-- exact bounds of the row's events, so one of its events is. The events not
+-- rolled up yet come from the log, and so does a range inside one UTC day
+-- cut at both ends (no bound tells whether an event lies between them).
+CREATE FUNCTION meter._subject_count(p_tenant text, since timestamptz, until timestamptz) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    ds timestamptz := date_trunc('day', since);
+    du timestamptz := date_trunc('day', until);
+    v_whole timestamptz := CASE WHEN since = ds THEN ds ELSE ds + interval '1 day' END;  -- the first whole day
+    v_from bigint;
+    v_count bigint;
+BEGIN
+    PERFORM meter._check_range(since, until);
+    PERFORM meter._check_watermark();
+    v_from := meter._tail_from();  -- as in meter._usage: a constant bound for the txid index
+    SELECT count(*) INTO v_count FROM (
+        SELECT x.subject FROM (
+            SELECT r.subject FROM meter.rollup_subject_daily r  -- whole days
+             WHERE r.tenant = p_tenant AND r.bucket >= v_whole AND r.bucket < du
+            UNION ALL
+            SELECT r.subject FROM meter.rollup_subject_daily r  -- the day cut by since
+             WHERE since > ds AND ds + interval '1 day' <= until
+               AND r.tenant = p_tenant AND r.bucket = ds AND r.last_at >= since
+            UNION ALL
+            SELECT r.subject FROM meter.rollup_subject_daily r  -- the day cut by until
+             WHERE until > du AND du >= since
+               AND r.tenant = p_tenant AND r.bucket = du AND r.first_at < until
+            UNION ALL
+            SELECT e.subject FROM meter.events e  -- a range inside one day, cut at both ends
+             WHERE since > ds AND until > du AND ds = du
+               AND e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until
+            UNION ALL
+            SELECT e.subject FROM meter.events e  -- not rolled up yet
+             WHERE e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until AND e.txid >= v_from
+               AND meter._unrolled(e.txid, coalesce((SELECT s.watermark FROM meter.rollup_state s), '1:1:'::pg_snapshot))
+        ) x
+         WHERE x.subject IS NOT NULL
+         GROUP BY x.subject) y;
+    RETURN v_count;
+END $$;
+
 CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
     RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric, unique_subjects bigint,
                    input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
@@ -2381,8 +2430,7 @@ CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT f.requests, f.successes, f.failures, f.success_rate,
-           (SELECT count(*) FROM meter._usage(summary.tenant, summary.since, summary.until, 'subject', NULL, false) s
-             WHERE s.key IS NOT NULL),
+           meter._subject_count(summary.tenant, summary.since, summary.until),
            f.input_tokens, f.output_tokens, f.cache_read_tokens, f.cache_write_tokens, f.cost, f.potential_cost,
            f.cache_hits, f.cache_hit_rate, f.cache_savings, f.unpriced, f.p50_ms, f.p95_ms, f.p99_ms,
            f.ttft_p50_ms, f.ttft_p95_ms, f.ttft_p99_ms, f.per_day
