@@ -2589,6 +2589,7 @@ DECLARE
     v_tenant text := runway.tenant;
     v_now timestamptz := runway.at;
     v_days numeric;
+    v_burn jsonb;  -- every provider's cost over the burn window (one read for all)
     b record;
 BEGIN
     IF v_tenant IS NULL OR v_now IS NULL THEN
@@ -2614,8 +2615,11 @@ BEGIN
         SELECT coalesce(sum(u.cost), 0) INTO spent_since
           FROM meter._usage(v_tenant, b.at, v_now, 'provider', NULL, false) u WHERE u.key = b.provider;
         estimated_balance := b.balance_usd - spent_since;
-        SELECT round(coalesce(sum(u.cost), 0) / v_days, 12) INTO burn_per_day
-          FROM meter._usage(v_tenant, v_now - burn_window, v_now, 'provider', NULL, false) u WHERE u.key = b.provider;
+        IF v_burn IS NULL THEN
+            SELECT coalesce(jsonb_object_agg(u.key, u.cost) FILTER (WHERE u.key IS NOT NULL), '{}') INTO v_burn
+              FROM meter._usage(v_tenant, v_now - burn_window, v_now, 'provider', NULL, false) u;
+        END IF;
+        burn_per_day := round(coalesce((v_burn ->> b.provider)::numeric, 0) / v_days, 12);
         days_left := CASE WHEN burn_per_day > 0 THEN round(greatest(estimated_balance, 0) / burn_per_day, 2) END;
         runs_out_at := v_now + days_left * interval '1 day';
         previous_balance := b.prev_usd;
