@@ -1082,10 +1082,18 @@ BEGIN
                AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))%8$s
              GROUP BY %9$s
             UNION ALL
+            -- the events before the span and after it, each one range (as an
+            -- OR of the two, the planner read a whole month's partition for a
+            -- cut day: a bitmap of one range in eight million rows is costed
+            -- like a scan, an index scan in time order is not)
             SELECT %2$s, %6$s
               FROM meter.events e
-             WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
-                                   OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))%8$s
+             WHERE e.tenant = $1 AND e.occurred_at >= $2 AND e.occurred_at < least($3, $5)%8$s
+             GROUP BY %9$s
+            UNION ALL
+            SELECT %2$s, %6$s
+              FROM meter.events e
+             WHERE e.tenant = $1 AND e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5%8$s
              GROUP BY %9$s
         )
         SELECT %10$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
