@@ -1040,14 +1040,18 @@ BEGIN
     b2 := date_trunc(v_grain, until);
     h1 := CASE WHEN b1 = since THEN b1 ELSE b1 + ('1 ' || v_grain)::interval END;
     h2 := b2;
+    -- (of one subject, its own row decides: another subject's earlier
+    -- events do not make its day a cut one)
     IF h1 > b1 THEN
-        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(first_at >= $2), true) THEN $3 ELSE $4 END
-                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_fine)
+        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(r.first_at >= $2), true) THEN $3 ELSE $4 END
+                          FROM meter.%I r WHERE r.tenant = $1 AND r.bucket = $3%s', v_fine,
+                       CASE WHEN p_subject IS NOT NULL THEN format(' AND r.subject = %L', p_subject) END)
             INTO h1 USING v_tenant, since, b1, h1;
     END IF;
     IF b2 < until THEN
-        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(last_at < $2), true) THEN $3 + $5 ELSE $4 END
-                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_fine)
+        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(r.last_at < $2), true) THEN $3 + $5 ELSE $4 END
+                          FROM meter.%I r WHERE r.tenant = $1 AND r.bucket = $3%s', v_fine,
+                       CASE WHEN p_subject IS NOT NULL THEN format(' AND r.subject = %L', p_subject) END)
             INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval;
     END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
