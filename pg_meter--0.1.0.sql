@@ -2267,6 +2267,7 @@ END $$;
 CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)
     RETURNS TABLE (plan text, team text, blocked boolean, reason text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
+    ROWS 1  -- at most one (the planner's default of 1,000 made joins look costly enough for JIT)
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -2356,6 +2357,7 @@ CREATE FUNCTION meter._figures(p_tenant text, since timestamptz, until timestamp
                    ttft_p50_ms double precision, ttft_p95_ms double precision, ttft_p99_ms double precision,
                    per_day jsonb)
     LANGUAGE sql STABLE
+    ROWS 1  -- always one
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     WITH t AS (
