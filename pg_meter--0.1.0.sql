@@ -964,8 +964,10 @@ DECLARE
     v_by text := lower(coalesce(_usage.by, 'none'));
     v_parts text[] := string_to_array(replace(v_by, ' ', ''), ',');
     v_part text;
-    v_r text[] := '{}';           -- the key expressions over rollup rows
+    v_r text[] := '{}';           -- the key columns (k1, k2) over rollup rows
     v_e text[] := '{}';           -- ... and over events
+    v_text text := 'parts.k1::text';  -- a group's key as text, made once a group
+    v_order text := 'parts.k1';   -- groups in the order of their keys (one key as its type)
     v_only text := '';            -- the subject filter, when one is given
     v_grain text := 'hour';       -- the finest rollup the grouping can read
     v_fine text := 'rollup_hourly';
@@ -1005,12 +1007,14 @@ BEGIN
                 RAISE EXCEPTION 'cannot group totals by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
                     HINT = 'Use subject, provider, model, endpoint, feature, hour, day, or NULL for one row.';
         END CASE;
-        v_r := v_r || format('(%s)::text', r_key);
-        v_e := v_e || format('(%s)::text', e_key);
+        v_r := v_r || format('%s AS k%s', r_key, cardinality(v_r) + 1);
+        v_e := v_e || format('%s AS k%s', e_key, cardinality(v_e) + 1);
     END LOOP;
     IF cardinality(v_parts) = 2 THEN
-        r_key := format('jsonb_build_array(%s)::text', array_to_string(v_r, ', '));
-        e_key := format('jsonb_build_array(%s)::text', array_to_string(v_e, ', '));
+        -- rows and events are grouped by the two keys as they are; each group's
+        -- JSON text is made once, in the sum of the parts (and ordered by it)
+        v_text := 'jsonb_build_array(parts.k1::text, parts.k2::text)::text';
+        v_order := '1';
     END IF;
     IF p_subject IS NOT NULL THEN
         IF 'hour' = ANY (v_parts) THEN
@@ -1036,14 +1040,18 @@ BEGIN
     b2 := date_trunc(v_grain, until);
     h1 := CASE WHEN b1 = since THEN b1 ELSE b1 + ('1 ' || v_grain)::interval END;
     h2 := b2;
+    -- (of one subject, its own row decides: another subject's earlier
+    -- events do not make its day a cut one)
     IF h1 > b1 THEN
-        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(first_at >= $2), true) THEN $3 ELSE $4 END
-                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_fine)
+        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(r.first_at >= $2), true) THEN $3 ELSE $4 END
+                          FROM meter.%I r WHERE r.tenant = $1 AND r.bucket = $3%s', v_fine,
+                       CASE WHEN p_subject IS NOT NULL THEN format(' AND r.subject = %L', p_subject) END)
             INTO h1 USING v_tenant, since, b1, h1;
     END IF;
     IF b2 < until THEN
-        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(last_at < $2), true) THEN $3 + $5 ELSE $4 END
-                          FROM meter.%I WHERE tenant = $1 AND bucket = $3', v_fine)
+        EXECUTE format('SELECT CASE WHEN coalesce(bool_and(r.last_at < $2), true) THEN $3 + $5 ELSE $4 END
+                          FROM meter.%I r WHERE r.tenant = $1 AND r.bucket = $3%s', v_fine,
+                       CASE WHEN p_subject IS NOT NULL THEN format(' AND r.subject = %L', p_subject) END)
             INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval;
     END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
@@ -1061,34 +1069,42 @@ BEGIN
     v_from := meter._tail_from();
     RETURN QUERY EXECUTE format($q$
         WITH parts AS (
-            SELECT %1$s AS key, %5$s
+            SELECT %1$s, %5$s
               FROM meter.%3$I r
              WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8%7$s
-             GROUP BY 1
+             GROUP BY %9$s
             UNION ALL
             SELECT %1$s, %5$s
               FROM meter.%4$I r
              WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))%7$s
-             GROUP BY 1
+             GROUP BY %9$s
             UNION ALL
             SELECT %2$s, %6$s
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
                AND e.txid >= $6
                AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))%8$s
-             GROUP BY 1
+             GROUP BY %9$s
+            UNION ALL
+            -- the events before the span and after it, each one range (as an
+            -- OR of the two, the planner read a whole month's partition for a
+            -- cut day: a bitmap of one range in eight million rows is costed
+            -- like a scan, an index scan in time order is not)
+            SELECT %2$s, %6$s
+              FROM meter.events e
+             WHERE e.tenant = $1 AND e.occurred_at >= $2 AND e.occurred_at < least($3, $5)%8$s
+             GROUP BY %9$s
             UNION ALL
             SELECT %2$s, %6$s
               FROM meter.events e
-             WHERE e.tenant = $1 AND ((e.occurred_at >= $2 AND e.occurred_at < least($3, $5))
-                                   OR (e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5))%8$s
-             GROUP BY 1
+             WHERE e.tenant = $1 AND e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5%8$s
+             GROUP BY %9$s
         )
-        SELECT key::text, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
+        SELECT %10$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
                sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
-          FROM parts GROUP BY parts.key ORDER BY parts.key
-    $q$, r_key, e_key, v_coarse, v_fine,
+          FROM parts GROUP BY %11$s ORDER BY %12$s
+    $q$, array_to_string(v_r, ', '), array_to_string(v_e, ', '), v_coarse, v_fine,
     -- the same figures from rollup rows (r) and from events (e)
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
     'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, '
@@ -1101,7 +1117,9 @@ BEGIN
     'coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), '
     || CASE WHEN p_sketches THEN 'meter.sketch(e.latency_ms), meter.sketch(e.ttft_ms)'
             ELSE 'NULL::meter.sketch, NULL::meter.sketch' END,
-    format(v_only, 'r'), format(v_only, 'e'))
+    format(v_only, 'r'), format(v_only, 'e'),
+    CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END, v_text,
+    CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order)
     USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject;
 END $$;
 
@@ -2268,6 +2286,7 @@ END $$;
 CREATE FUNCTION meter._quota_subject(p_tenant text, p_subject text)
     RETURNS TABLE (plan text, team text, blocked boolean, reason text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
+    ROWS 1  -- at most one (the planner's default of 1,000 made joins look costly enough for JIT)
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -2357,6 +2376,7 @@ CREATE FUNCTION meter._figures(p_tenant text, since timestamptz, until timestamp
                    ttft_p50_ms double precision, ttft_p95_ms double precision, ttft_p99_ms double precision,
                    per_day jsonb)
     LANGUAGE sql STABLE
+    ROWS 1  -- always one
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     WITH t AS (
@@ -2382,6 +2402,55 @@ BEGIN ATOMIC
       FROM t;
 END;
 
+-- _subject_count: how many subjects (guests are none) have usage in
+-- [since, until), without summing their figures. A whole day's subjects are
+-- the keys of its rows in the subject-day rollup (read from an index alone);
+-- a day cut by one end of the range counts a subject when its row's last_at
+-- (cut by since) or first_at (cut by until) is inside the range: they are the
+-- exact bounds of the row's events, so one of its events is. The events not
+-- rolled up yet come from the log, and so does a range inside one UTC day
+-- cut at both ends (no bound tells whether an event lies between them).
+CREATE FUNCTION meter._subject_count(p_tenant text, since timestamptz, until timestamptz) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    ds timestamptz := date_trunc('day', since);
+    du timestamptz := date_trunc('day', until);
+    v_whole timestamptz := CASE WHEN since = ds THEN ds ELSE ds + interval '1 day' END;  -- the first whole day
+    v_from bigint;
+    v_count bigint;
+BEGIN
+    PERFORM meter._check_range(since, until);
+    PERFORM meter._check_watermark();
+    v_from := meter._tail_from();  -- as in meter._usage: a constant bound for the txid index
+    SELECT count(*) INTO v_count FROM (
+        SELECT x.subject FROM (
+            SELECT r.subject FROM meter.rollup_subject_daily r  -- whole days
+             WHERE r.tenant = p_tenant AND r.bucket >= v_whole AND r.bucket < du
+            UNION ALL
+            SELECT r.subject FROM meter.rollup_subject_daily r  -- the day cut by since
+             WHERE since > ds AND ds + interval '1 day' <= until
+               AND r.tenant = p_tenant AND r.bucket = ds AND r.last_at >= since
+            UNION ALL
+            SELECT r.subject FROM meter.rollup_subject_daily r  -- the day cut by until
+             WHERE until > du AND du >= since
+               AND r.tenant = p_tenant AND r.bucket = du AND r.first_at < until
+            UNION ALL
+            SELECT e.subject FROM meter.events e  -- a range inside one day, cut at both ends
+             WHERE since > ds AND until > du AND ds = du
+               AND e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until
+            UNION ALL
+            SELECT e.subject FROM meter.events e  -- not rolled up yet
+             WHERE e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until AND e.txid >= v_from
+               AND meter._unrolled(e.txid, coalesce((SELECT s.watermark FROM meter.rollup_state s), '1:1:'::pg_snapshot))
+        ) x
+         WHERE x.subject IS NOT NULL
+         GROUP BY x.subject) y;
+    RETURN v_count;
+END $$;
+
 CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
     RETURNS TABLE (requests bigint, successes bigint, failures bigint, success_rate numeric, unique_subjects bigint,
                    input_tokens numeric, output_tokens numeric, cache_read_tokens numeric, cache_write_tokens numeric,
@@ -2394,8 +2463,7 @@ CREATE FUNCTION meter.summary(tenant text, since timestamptz, until timestamptz)
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT f.requests, f.successes, f.failures, f.success_rate,
-           (SELECT count(*) FROM meter._usage(summary.tenant, summary.since, summary.until, 'subject', NULL, false) s
-             WHERE s.key IS NOT NULL),
+           meter._subject_count(summary.tenant, summary.since, summary.until),
            f.input_tokens, f.output_tokens, f.cache_read_tokens, f.cache_write_tokens, f.cost, f.potential_cost,
            f.cache_hits, f.cache_hit_rate, f.cache_savings, f.unpriced, f.p50_ms, f.p95_ms, f.p99_ms,
            f.ttft_p50_ms, f.ttft_p95_ms, f.ttft_p99_ms, f.per_day
@@ -2554,6 +2622,7 @@ DECLARE
     v_tenant text := runway.tenant;
     v_now timestamptz := runway.at;
     v_days numeric;
+    v_burn jsonb;  -- every provider's cost over the burn window (one read for all)
     b record;
 BEGIN
     IF v_tenant IS NULL OR v_now IS NULL THEN
@@ -2579,8 +2648,11 @@ BEGIN
         SELECT coalesce(sum(u.cost), 0) INTO spent_since
           FROM meter._usage(v_tenant, b.at, v_now, 'provider', NULL, false) u WHERE u.key = b.provider;
         estimated_balance := b.balance_usd - spent_since;
-        SELECT round(coalesce(sum(u.cost), 0) / v_days, 12) INTO burn_per_day
-          FROM meter._usage(v_tenant, v_now - burn_window, v_now, 'provider', NULL, false) u WHERE u.key = b.provider;
+        IF v_burn IS NULL THEN
+            SELECT coalesce(jsonb_object_agg(u.key, u.cost) FILTER (WHERE u.key IS NOT NULL), '{}') INTO v_burn
+              FROM meter._usage(v_tenant, v_now - burn_window, v_now, 'provider', NULL, false) u;
+        END IF;
+        burn_per_day := round(coalesce((v_burn ->> b.provider)::numeric, 0) / v_days, 12);
         days_left := CASE WHEN burn_per_day > 0 THEN round(greatest(estimated_balance, 0) / burn_per_day, 2) END;
         runs_out_at := v_now + days_left * interval '1 day';
         previous_balance := b.prev_usd;
@@ -2800,6 +2872,10 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     -- storm query's generic plan took 46 ms where the call's own took 9
     -- (1,000 tenants, evaluate_alerts run again and again in one session)
     SET plan_cache_mode = force_custom_plan
+    -- the callers' groups of a day of events (6,000 for 2,000 users and three
+    -- endpoints, estimated 33,000) hashed in memory: with the default 4 MB the
+    -- planner sorted a day's 330,000 events on disk instead (3.2x the time)
+    SET work_mem = '16MB'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -2848,26 +2924,40 @@ BEGIN
      WHERE r.n >= 30 AND r.t2 - r.t1 >= interval '1 minute' AND r.per_min >= 6
        AND (m.callers = 1 OR r.per_min >= 10 * m.median);
 
-    -- cost and error spikes: an hour against the tenant's week before (the
-    -- 7 whole UTC days before the range's first day, from the daily rollup;
-    -- hours without calls count as 0; at least a day of history). A cost
-    -- hour at three times the mean is checked against the spread of the
-    -- week's hours too. Neighbouring hours make one finding.
+    -- cost and error spikes, and latency jumps: an hour against the tenant's
+    -- week before (the 7 whole UTC days before the range's first day, from
+    -- the daily rollup; hours without calls count as 0; at least a day of
+    -- history). One statement, so that the range's hours (meter._hourly) and
+    -- the week's days are each read once for every kind. A cost hour at three
+    -- times the mean is checked against the spread of the week's hours too
+    -- (read once, and only when an hour gets that far). Neighbouring hours
+    -- make one finding.
     RETURN QUERY
-    WITH x AS (
+    WITH x AS MATERIALIZED (  -- the range's hours per model and endpoint
         SELECT u.tenant, u.bucket, u.model, u.endpoint, sum(u.requests) AS req, sum(u.errors) AS err,
-               sum(u.cost) AS cost
+               sum(u.cost) AS cost, meter.merge(u.latency) AS latency
           FROM meter._hourly(p_tenants, h1, h2) u
          GROUP BY 1, 2, 3, 4
+    ), week AS MATERIALIZED (  -- the week before per model
+        SELECT d.tenant, d.model, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
+               min(d.bucket) AS first_day, meter.merge(d.latency) AS latency
+          FROM meter.rollup_daily d
+         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
+         GROUP BY 1, 2
+    ), spread AS MATERIALIZED (  -- the sum of squares of the week's hourly cost
+        SELECT w.tenant, sum(w.c * w.c) AS squares
+          FROM (SELECT r.tenant, sum(r.cost) AS c FROM meter.rollup_hourly r
+                 WHERE r.tenant = ANY (p_tenants) AND r.bucket >= d0 - interval '7 days' AND r.bucket < d0
+                 GROUP BY r.tenant, r.bucket) w
+         GROUP BY w.tenant
     ), h AS (
         SELECT x.tenant, x.bucket, sum(x.req) AS req, sum(x.err) AS err, sum(x.cost) AS cost
           FROM x GROUP BY 1, 2
     ), base AS (
-        SELECT d.tenant, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
-               extract(epoch FROM d0 - min(d.bucket)) / 3600 AS hours
-          FROM meter.rollup_daily d
-         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
-         GROUP BY d.tenant
+        SELECT w.tenant, sum(w.cost) AS cost, sum(w.req) AS req, sum(w.err) AS err,
+               extract(epoch FROM d0 - min(w.first_day)) / 3600 AS hours
+          FROM week w
+         GROUP BY w.tenant
     ), f AS (  -- flagged hours
         SELECT h.tenant, h.bucket, k.kind, k.observed, k.normal
           FROM h JOIN base b ON b.tenant = h.tenant,
@@ -2881,10 +2971,8 @@ BEGIN
          WHERE b.hours >= 24 AND k.hit
            AND (k.kind <> 'cost_spike' OR h.cost >= c.mean + 4 * (
                    -- the spread of the week's hourly cost (zeros included)
-                   SELECT sqrt(greatest(coalesce(sum(w.c * w.c), 0) / b.hours - c.mean * c.mean, 0))
-                     FROM (SELECT sum(r.cost) AS c FROM meter.rollup_hourly r
-                            WHERE r.tenant = h.tenant AND r.bucket >= d0 - interval '7 days' AND r.bucket < d0
-                            GROUP BY r.bucket) w))
+                   SELECT sqrt(greatest(coalesce(max(sp.squares), 0) / b.hours - c.mean * c.mean, 0))
+                     FROM spread sp WHERE sp.tenant = h.tenant))
     ), i AS (  -- islands of neighbouring hours
         SELECT f.*, f.bucket - (row_number() OVER (PARTITION BY f.tenant, f.kind ORDER BY f.bucket)) * interval '1 hour'
                         AS island
@@ -2893,6 +2981,21 @@ BEGIN
         SELECT i.tenant, i.kind, min(i.bucket) AS t1, max(i.bucket) + interval '1 hour' AS t2,
                max(i.observed) AS observed, avg(i.normal) AS normal
           FROM i GROUP BY i.tenant, i.kind, i.island
+    ), lh AS (  -- latency: a model's hours
+        SELECT x.tenant, x.model, x.bucket, sum(x.req) AS req, meter.percentile(meter.merge(x.latency), 0.95) AS p95
+          FROM x WHERE x.model IS NOT NULL GROUP BY 1, 2, 3
+    ), lbase AS (  -- latency: a model's p95 over the week
+        SELECT w.tenant, w.model, meter.percentile(w.latency, 0.95) AS p95 FROM week w WHERE w.model IS NOT NULL
+    ), lf AS (
+        SELECT lh.*, lbase.p95 AS base_p95,
+               lh.bucket - (row_number() OVER (PARTITION BY lh.tenant, lh.model ORDER BY lh.bucket)) * interval '1 hour'
+                   AS island
+          FROM lh JOIN lbase USING (tenant, model)
+         WHERE lh.req >= 20 AND lh.p95 >= 2 * lbase.p95 AND lh.p95 - lbase.p95 >= 100
+    ), ls AS (
+        SELECT lf.tenant, lf.model, min(lf.bucket) AS t1, max(lf.bucket) + interval '1 hour' AS t2,
+               max(lf.p95) AS p95, min(lf.base_p95) AS base_p95
+          FROM lf GROUP BY lf.tenant, lf.model, lf.island
     )
     SELECT s.tenant, s.kind, who.subject, NULL::text, top.endpoint, top.model, s.t1, s.t2,
            round(s.observed, 6), round(s.normal, 6),
@@ -2927,41 +3030,16 @@ BEGIN
            GROUP BY e.subject
            ORDER BY CASE WHEN s.kind = 'cost_spike' THEN coalesce(sum(e.cost), 0)
                          ELSE count(*) FILTER (WHERE NOT e.success) END DESC, e.subject
-           LIMIT 1) who ON true;
-
-    -- latency jumps: a model's p95 in an hour at twice its p95 over the week
-    -- before (the daily rollup's sketches) and 100 ms more, with 20 calls or
-    -- more
-    RETURN QUERY
-    WITH base AS (
-        SELECT d.tenant, d.model, meter.percentile(meter.merge(d.latency), 0.95) AS p95
-          FROM meter.rollup_daily d
-         WHERE d.tenant = ANY (p_tenants) AND d.bucket >= d0 - interval '7 days' AND d.bucket < d0
-           AND d.model IS NOT NULL
-         GROUP BY 1, 2
-    ), h AS (
-        SELECT u.tenant, u.model, u.bucket, sum(u.requests) AS req,
-               meter.percentile(meter.merge(u.latency), 0.95) AS p95
-          FROM meter._hourly(p_tenants, h1, h2) u WHERE u.model IS NOT NULL GROUP BY 1, 2, 3
-    ), f AS (
-        SELECT h.*, base.p95 AS base_p95,
-               h.bucket - (row_number() OVER (PARTITION BY h.tenant, h.model ORDER BY h.bucket)) * interval '1 hour'
-                   AS island
-          FROM h JOIN base USING (tenant, model)
-         WHERE h.req >= 20 AND h.p95 >= 2 * base.p95 AND h.p95 - base.p95 >= 100
-    ), s AS (
-        SELECT f.tenant, f.model, min(f.bucket) AS t1, max(f.bucket) + interval '1 hour' AS t2,
-               max(f.p95) AS p95, min(f.base_p95) AS base_p95
-          FROM f GROUP BY f.tenant, f.model, f.island
-    )
-    SELECT s.tenant, 'latency_jump', NULL::text, NULL::text, NULL::text, s.model, s.t1, s.t2,
-           round(s.p95::numeric), round(s.base_p95::numeric), 'p95 ms', round((s.p95 / s.base_p95)::numeric, 1),
-           format('p95 latency of %s reached %s ms against %s ms over the week before', s.model, round(s.p95::numeric),
-                  round(s.base_p95::numeric)),
+           LIMIT 1) who ON true
+    UNION ALL
+    SELECT ls.tenant, 'latency_jump', NULL::text, NULL::text, NULL::text, ls.model, ls.t1, ls.t2,
+           round(ls.p95::numeric), round(ls.base_p95::numeric), 'p95 ms', round((ls.p95 / ls.base_p95)::numeric, 1),
+           format('p95 latency of %s reached %s ms against %s ms over the week before', ls.model, round(ls.p95::numeric),
+                  round(ls.base_p95::numeric)),
            format('Check the provider''s status for %s; route latency-sensitive calls to another model or provider until it recovers.',
-                  s.model),
-           'latency_jump:' || s.model
-      FROM s;
+                  ls.model),
+           'latency_jump:' || ls.model
+      FROM ls;
 END $$;
 
 CREATE FUNCTION meter.anomalies(tenant text, since timestamptz DEFAULT now() - interval '1 day',

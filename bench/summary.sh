@@ -14,6 +14,9 @@
 #    meter.dashboard_html (the whole page; also over 30 whole UTC days,
 #    where no read takes a cut day from the log), and of the peer's query
 #    by model (count, cost, p95 latency);
+#  - the dashboard's parts alone, warm: each section's function as
+#    meter._dashboard_document calls it, the page's drawing and the document,
+#    over both ranges;
 #  - a check that meter.totals by model equals a query over meter.events.
 # Usage: bench/summary.sh   (after scripts/setup.sh; EVENTS=10000000 REPS=11;
 #        LOAD=0 measures the reads again on the database a previous run left)
@@ -56,10 +59,13 @@ psql -X -q -d "$db" -c "VACUUM ANALYZE meter.events" -c "VACUUM ANALYZE peer.api
 g=$(date +%s.%N)
 rolled=$(psql -X -q -At -d "$db" -c "SELECT meter.rollup()")
 h=$(date +%s.%N)
-# statistics of the fresh rollups, as autovacuum would take them soon after:
-# without, the planner expects one subject-day row, sorts 60,000 on disk
-# and reads them through the index, and per-subject reads take 1.6x as long
-psql -X -q -d "$db" -c "ANALYZE meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily"
+# the fresh rollups vacuumed and analyzed, as autovacuum does within a
+# minute of the rollup (it vacuums a table after many inserts): without
+# statistics the planner expects one subject-day row, sorts 60,000 on disk
+# and reads them through the index (per-subject reads 1.6x as long); without
+# the visibility map, the index-only read of subject-day keys that counts
+# meter.summary's subjects visits every heap page (42 instead of 24 ms)
+psql -X -q -d "$db" -c "VACUUM ANALYZE meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily"
 # fresh events, not rolled up: reads must add them
 psql -X -q -d "$db" -c "SELECT count(meter.record(tenant => 'app', subject => 'user-' || (i % 50), provider => 'openai', model => 'gpt-4o-mini',
                                usage => jsonb_build_object('input_tokens', 100 + i, 'output_tokens', 20), latency_ms => 300 + i % 700))
@@ -87,8 +93,9 @@ SELECT CASE WHEN count(*) = 0 THEN 'exact: every model''s requests, tokens and c
 SQL
 
 echo "== 30-day summary, median of $reps: each in a new session (cold), and in one session after a first call (warm)"
-# warm: one session runs the statement reps + 1 times; the first is dropped
-warm_of() { { echo '\timing on'; for ((k = 0; k <= reps; k++)); do echo "$1;"; done; } | psql -X -q -d "$db" |
+# warm_of SQL [SETUP]: one session runs SETUP (psql lines, not timed), then
+# the statement reps + 1 times; the first time is dropped
+warm_of() { { echo "${2:-}"; echo '\timing on'; for ((k = 0; k <= reps; k++)); do echo "$1;"; done; } | psql -X -q -d "$db" |
             grep -oE 'Time: [0-9.]+' | tail -n +2 | awk '{print $2}'; }
 for by in model provider none day subject; do
   arg=$([[ $by == none ]] && echo NULL || echo "'$by'")
@@ -105,13 +112,40 @@ for q in "SELECT * FROM meter.summary('app', now() - interval '30 days', now())"
          "SELECT * FROM meter.runway('app')" \
          "SELECT * FROM meter.projection('app')" \
          "SELECT * FROM meter.anomalies('app', now() - interval '1 day', now())" \
-
          "SELECT meter.dashboard_html('app', now() - interval '30 days', now())" \
          "SELECT meter.dashboard_html('app', date_trunc('day', now()) - interval '30 days', date_trunc('day', now()))"; do
   cold=$(for ((k = 0; k < reps; k++)); do ms_of "$q"; done | median)
   warm=$(warm_of "$q" | median)
   name=$(grep -oE 'meter\.[a-z_]+' <<<"$q" | head -1)$([[ $q == *date_trunc* ]] && echo ", whole days" || true)
   printf '%-34s cold %8.1f ms   warm %8.1f ms\n' "$name" "$cold" "$warm"
+done
+# the dashboard's parts alone, each call as meter._dashboard_document makes
+# it (the figures, top subjects and document it passes on read beforehand)
+echo "== meter.dashboard_html's parts, warm medians: 30 days ending now | 30 whole UTC days"
+ranges=("now() - interval '30 days', now()" "date_trunc('day', now()) - interval '30 days', date_trunc('day', now())")
+parts=("overview figures (meter._figures)|SELECT * FROM meter._figures('app', RANGE)"
+       "top subjects (meter.top_subjects)|SELECT * FROM meter.top_subjects('app', RANGE)"
+       "cost per day, requests per hour|SELECT meter._dashboard_over_time('app', RANGE)"
+       "latency and cache by model|SELECT meter._dashboard_models('app', RANGE, :'f'::jsonb)"
+       "anomalies of the last day|SELECT meter._dashboard_anomalies('app', RANGE)"
+       "projection|SELECT meter._dashboard_projection('app')"
+       "runway|SELECT meter._dashboard_runway('app')"
+       "quota status of the top subjects|SELECT meter._dashboard_quotas('app', :'top'::text[])"
+       "alerts|SELECT meter._dashboard_alerts('app', RANGE)"
+       "the page drawn (meter._dashboard_render)|SELECT length(meter._dashboard_render(:'doc'::jsonb))"
+       "the document (all reads)|SELECT meter._dashboard_document('app', RANGE)")
+for part in "${parts[@]}"; do
+  line=$(printf '%-42s' "${part%%|*}")
+  for range in "${ranges[@]}"; do
+    setup="SELECT to_jsonb(x) AS f FROM meter._figures('app', $range) x \\gset
+SELECT array_agg(t.subject ORDER BY t.rank)::text AS top FROM meter.top_subjects('app', $range) t \\gset
+SELECT meter._dashboard_document('app', $range) AS doc \\gset"
+    sql=${part#*|}
+    [[ $sql == *":'"* ]] || setup=""
+    ms=$(warm_of "${sql//RANGE/$range}" "$setup" | median)
+    line+=$(printf ' %8.1f ms' "$ms")
+  done
+  echo "$line"
 done
 peer_q="SELECT model, count(*), sum(cost_usd), percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM peer.api_usage_logs WHERE created_at >= now() - interval '30 days' GROUP BY model"
 peer_ms=$(for ((k = 0; k < 3; k++)); do ms_of "$peer_q"; done | median)

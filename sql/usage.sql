@@ -83,6 +83,18 @@ SELECT (meter.record(tenant => 'adm', subject => 'user-9', provider => 'zeta', m
         usage => '{"input_tokens": 10, "output_tokens": 10}', occurred_at => '2026-02-03 23:59+00')).cost AS fresh_cost;
 SELECT * FROM pg_temp.differences('adm');            -- rollups plus the tail
 SELECT pg_temp.top_differences('adm', '2026-02-01', '2026-02-05') AS top_differences;
+-- unique subjects where each end of the range cuts a day or not, a range
+-- inside one day, one across a midnight (the days' first_at and last_at
+-- decide), and the late event's day
+SELECT count(*) AS ranges,
+       count(*) FILTER (WHERE m.unique_subjects <> (SELECT count(DISTINCT e.subject) FROM meter.events e
+                                                     WHERE e.tenant = 'adm' AND e.occurred_at >= c.since
+                                                       AND e.occurred_at < c.until)) AS differences
+  FROM (VALUES ('2026-02-02 00:00+00'::timestamptz, '2026-02-02 09:20+00'::timestamptz),
+               ('2026-02-02 17:45+00', '2026-02-03 00:00+00'), ('2026-02-01 23:50+00', '2026-02-02 00:10+00'),
+               ('2026-02-01 07:55+00', '2026-02-01 08:05+00'), ('2026-02-01 07:59+00', '2026-02-03 23:59+00'),
+               ('2026-02-03 23:30+00', '2026-02-04 00:00+00'), ('2026-02-02 12:00+00', '2026-02-02 12:00+00')) c(since, until),
+       meter.summary('adm', c.since, c.until) m;
 
 -- what a dashboard shows for the whole range
 SELECT requests, successes, failures, success_rate, unique_subjects, input_tokens, output_tokens, cache_read_tokens,
