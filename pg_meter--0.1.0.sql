@@ -2876,6 +2876,9 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     -- endpoints, estimated 33,000) hashed in memory: with the default 4 MB the
     -- planner sorted a day's 330,000 events on disk instead (3.2x the time)
     SET work_mem = '16MB'
+    -- the week before is 168 UTC hours: in a session zone, "- 7 days"
+    -- across a change of daylight saving time is 167 or 169
+    SET TimeZone = 'UTC'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3184,6 +3187,7 @@ CREATE FUNCTION meter._firing(p_at timestamptz)
     SET DateStyle = 'ISO, YMD'
     SET jit = off  -- as meter._anomalies: its estimates grow with the tenants, its runs do not need LLVM
     SET plan_cache_mode = force_custom_plan  -- as meter._anomalies
+    SET TimeZone = 'UTC'  -- as meter._anomalies: a week is 168 hours; times in messages are UTC
 AS $$
 #variable_conflict use_column
 DECLARE

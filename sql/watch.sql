@@ -172,3 +172,25 @@ SELECT (SELECT count(*) FROM firing_utc) AS firing,
        (SELECT count(*) FROM (SELECT rule_id, key, value FROM meter._firing('2026-03-08 16:59+00')
                               EXCEPT ALL TABLE firing_utc) d) AS differ;
 SET TimeZone = 'UTC';
+-- the week before is 7 UTC days in any session zone, across a change of
+-- daylight saving time too: New York moved its clocks on 2026-03-08, and a
+-- New York session's "7 days" before 2026-03-09 00:00 UTC began an hour
+-- late (168 hours of UTC are 167 of its calendar), losing the baseline's
+-- first hour (here a costly one)
+SELECT count(*) FROM (SELECT meter.record(tenant => 'dst', provider => 'wp', model => 'w1', usage => '{"input_tokens": 1}',
+        endpoint => '/chat', latency_ms => 100, request_id => 'dst-' || i,
+        occurred_at => timestamptz '2026-03-02 00:30+00' + i * interval '1 hour') FROM generate_series(0, 167) i) s;
+SELECT count(*) FROM (SELECT meter.record(tenant => 'dst', provider => 'wp', model => 'w1', usage => '{"input_tokens": 30}',
+        endpoint => '/chat', latency_ms => 100, request_id => 'dst-first-' || i,
+        occurred_at => timestamptz '2026-03-02 00:10+00' + i * interval '1 minute') FROM generate_series(0, 9) i) s;
+SELECT count(*) FROM (SELECT meter.record(tenant => 'dst', provider => 'wp', model => 'w1', usage => '{"input_tokens": 40}',
+        endpoint => '/chat', latency_ms => 100, request_id => 'dst-spike-' || i,
+        occurred_at => timestamptz '2026-03-09 05:00+00' + i * interval '1 minute') FROM generate_series(0, 29) i) s;
+SELECT meter.rollup() > 0 AS rolled;
+CREATE TEMP TABLE dst_utc AS SELECT kind, model, observed, normal FROM meter.anomalies('dst', '2026-03-09', '2026-03-10');
+SELECT kind, model, observed, round(normal, 4) AS normal FROM dst_utc;
+SET TimeZone = 'America/New_York';
+SELECT (SELECT count(*) FROM dst_utc) AS findings,
+       (SELECT count(*) FROM (SELECT kind, model, observed, normal FROM meter.anomalies('dst', '2026-03-09', '2026-03-10')
+                              EXCEPT ALL TABLE dst_utc) d) AS differ;
+SET TimeZone = 'UTC';
