@@ -3,9 +3,11 @@
 # loads (30 days, one tenant, 2,000 users), against the seed-style peer
 # rebuilding its hourly aggregate table from its raw log, in one run.
 #  - meter.backfill of the 32 UTC days covering the data, BATCH_DAYS a
-#    transaction (default 1), each a rebuild of all three rollups: first over
-#    the rollups as they are (healthy: backfill writes only rows that
-#    differ), then after emptying them (every row written);
+#    transaction (default 1), each a rebuild of all three rollups: over the
+#    rollups as they are (healthy: backfill writes only rows that differ),
+#    twice (the first run is the cold one: the log's pages come from the
+#    disk or the OS cache; the second is the figure), then after emptying
+#    them (every row written);
 #  - the peer: DELETE its aggregates, then one INSERT ... SELECT ... GROUP BY
 #    hour, provider, model (one grain, no users, no percentiles);
 #  - then meter.verify over the range must find no difference.
@@ -32,6 +34,7 @@ fill() {
     printf "meter.backfill %s, %d day(s) a batch: %6.2f s (%.0f events/s), %.2fx the peer'"'"'s time\n", what, b, t, n / t, t / p }'
 }
 psql -X -q -d "$db" -c "VACUUM meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily" -c "CHECKPOINT"
+fill "over healthy rollups, first run (cold)"
 fill "over healthy rollups (rows rebuilt equal: none written)"
 psql -X -q -d "$db" -c "TRUNCATE meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily" -c "CHECKPOINT"
 fill "into empty rollups (every row written)"
