@@ -1,7 +1,12 @@
 // core_bench: the core's own cost per priced call, without PostgreSQL.
 // Usage: build/core_bench [catalog.json] — prints ns per call for three
 // provider shapes (parse excluded and included), then ns per limit
-// decision (a GCRA rate alone; a rate and two budgets decided together).
+// decision (a GCRA rate alone; a rate and two budgets decided together),
+// then events per second through the rollup aggregator for one day of
+// bench/summary.sh's shape (333,333 events, 2,000 subjects, 5 models on 3
+// endpoints, latencies of 200-6,000 ms): what one backfill batch costs
+// besides reading the log.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +17,7 @@
 
 #include "catalog.hpp"
 #include "limits.hpp"
+#include "rollup.hpp"
 
 using namespace pgm;
 
@@ -85,6 +91,52 @@ int main(int argc, char** argv) {
         b = std::chrono::steady_clock::now();
         std::printf("rate + two budgets, decided: %7.1f ns/decision (%lld passed)\n",
                     std::chrono::duration<double, std::nano>(b - a).count() / m, static_cast<long long>(passed));
+    }
+    {
+        const int n = 333333;
+        std::vector<std::string> subjects, models = {"claude-sonnet-4", "gemini-2.5-flash", "gemini-2.5-pro", "gpt-4",
+                                                     "gpt-4o-mini"};
+        std::vector<std::string> endpoints = {"chat", "summarize", "embed"};
+        for (int i = 1; i <= 2000; ++i)
+            subjects.push_back("user-" + std::to_string(i));
+        std::vector<rollup::Event> events(n);
+        uint64_t x = 88172645463325252ULL;  // xorshift: the same events every run
+        auto next = [&x] {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            return x;
+        };
+        auto text = [](const std::string& s) { return Text{s.data(), s.size()}; };
+        for (int i = 0; i < n; ++i) {
+            rollup::Event& e = events[static_cast<size_t>(i)];
+            e.tenant = Text{"app", 3};
+            e.subject = text(subjects[next() % subjects.size()]);
+            e.provider = Text{"p", 1};
+            e.model = text(models[next() % models.size()]);
+            e.endpoint = text(endpoints[next() % endpoints.size()]);
+            e.occurred_at = 1767225600000000LL + static_cast<int64_t>(i) * 259200LL;  // one day
+            e.success = next() % 50 != 0;
+            e.input_tokens = static_cast<int64_t>(50 + next() % 4000);
+            e.output_tokens = static_cast<int64_t>(10 + next() % 1200);
+            e.cost = static_cast<limits::i128>(next() % 100000) * 1000000;
+            e.potential_cost = e.cost;
+            e.has_latency = true;
+            e.latency = static_cast<double>(200 + next() % 5800);
+        }
+        double best = 1e18;
+        size_t rows = 0;
+        for (int rep = 0; rep < 5; ++rep) {
+            auto a = std::chrono::steady_clock::now();
+            rollup::Aggregator agg;
+            for (const rollup::Event& e : events)
+                agg.add(e);
+            rows = agg.rows().size();
+            auto b = std::chrono::steady_clock::now();
+            best = std::min(best, std::chrono::duration<double>(b - a).count());
+        }
+        std::printf("rollup aggregator, one day:  %7.0f k events/s, %.1f ns/event (%zu rows)\n", n / best / 1000,
+                    best * 1e9 / n, rows);
     }
     return 0;
 }

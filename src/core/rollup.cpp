@@ -83,14 +83,69 @@ void SketchBins::add_keyed(double v, int32_t key) {
         ++zeros_;
         return;
     }
+    add_bucket(key, 1);
+}
+
+void SketchBins::add_bucket(int32_t key, int64_t n) {
+    if (!dense_.empty()) {
+        int64_t i = static_cast<int64_t>(key) - base_, size = static_cast<int64_t>(dense_.size());
+        if (i >= 0 && i < size) {
+            if (dense_[static_cast<size_t>(i)] == 0) ++buckets_;
+            dense_[static_cast<size_t>(i)] += n;
+            return;
+        }
+        int64_t lo = std::min<int64_t>(key, base_), hi = std::max<int64_t>(key, base_ + size - 1);
+        if (hi - lo + 1 > dense_limit(buckets_ + 1)) {
+            to_sparse();  // an outlier far from the rest: sparse again
+        } else {
+            // widen with room for a few more keys on the side that grew
+            int64_t room = std::min<int64_t>(16, dense_limit(buckets_ + 1) - (hi - lo + 1));
+            if (i < 0) lo = std::max<int64_t>(lo - room, INT32_MIN);
+            else hi = std::min<int64_t>(hi + room, INT32_MAX);
+            std::vector<int64_t> wider(static_cast<size_t>(hi - lo + 1), 0);
+            std::copy(dense_.begin(), dense_.end(), wider.begin() + (base_ - lo));
+            dense_ = std::move(wider);
+            base_ = static_cast<int32_t>(lo);
+            dense_[static_cast<size_t>(key - lo)] = n;
+            ++buckets_;
+            return;
+        }
+    }
     auto it = std::lower_bound(keys_.begin(), keys_.end(), key);
     size_t i = static_cast<size_t>(it - keys_.begin());
     if (it != keys_.end() && *it == key) {
-        ++counts_[i];
+        counts_[i] += n;
         return;
     }
     keys_.insert(it, key);
-    counts_.insert(counts_.begin() + static_cast<std::ptrdiff_t>(i), 1);
+    counts_.insert(counts_.begin() + static_cast<std::ptrdiff_t>(i), n);
+    if (keys_.size() >= kDenseFrom) to_dense(keys_.front(), keys_.back());
+}
+
+bool SketchBins::to_dense(int64_t lo, int64_t hi) {
+    if (hi - lo + 1 > dense_limit(static_cast<int64_t>(keys_.size()))) return false;
+    dense_.assign(static_cast<size_t>(hi - lo + 1), 0);
+    base_ = static_cast<int32_t>(lo);
+    for (size_t i = 0; i < keys_.size(); ++i)
+        dense_[static_cast<size_t>(keys_[i] - lo)] = counts_[i];
+    buckets_ = static_cast<int64_t>(keys_.size());
+    keys_ = {};
+    counts_ = {};
+    return true;
+}
+
+void SketchBins::to_sparse() {
+    keys_.clear();
+    counts_.clear();
+    keys_.reserve(static_cast<size_t>(buckets_) + 1);
+    counts_.reserve(static_cast<size_t>(buckets_) + 1);
+    for (size_t i = 0; i < dense_.size(); ++i)
+        if (dense_[i] != 0) {
+            keys_.push_back(static_cast<int32_t>(base_ + static_cast<int64_t>(i)));
+            counts_.push_back(dense_[i]);
+        }
+    dense_ = {};
+    buckets_ = 0;
 }
 
 void SketchBins::merge(const SketchBins& o) {
@@ -104,6 +159,21 @@ void SketchBins::merge(const SketchBins& o) {
     count_ += o.count_;
     zeros_ += o.zeros_;
     sum_ += o.sum_;
+    if (!o.dense_.empty()) {
+        // dense into dense, or this made dense over both spans when it can
+        if (dense_.empty())
+            to_dense(std::min<int64_t>(keys_.empty() ? o.base_ : keys_.front(), o.base_),
+                     std::max<int64_t>(keys_.empty() ? o.base_ : keys_.back(),
+                                       o.base_ + static_cast<int64_t>(o.dense_.size()) - 1));
+        for (size_t i = 0; i < o.dense_.size(); ++i)
+            if (o.dense_[i] != 0) add_bucket(static_cast<int32_t>(o.base_ + static_cast<int64_t>(i)), o.dense_[i]);
+        return;
+    }
+    if (!dense_.empty()) {
+        for (size_t i = 0; i < o.keys_.size(); ++i)
+            add_bucket(o.keys_[i], o.counts_[i]);
+        return;
+    }
     int32_t n1 = static_cast<int32_t>(keys_.size()), n2 = static_cast<int32_t>(o.keys_.size());
     if (sketch::add_bins_in_place(keys_.data(), counts_.data(), n1, o.keys_.data(), o.counts_.data(), n2)) return;
     std::vector<int32_t> ko(static_cast<size_t>(n1 + n2));
@@ -114,6 +184,7 @@ void SketchBins::merge(const SketchBins& o) {
     co.resize(static_cast<size_t>(m));
     keys_ = std::move(ko);
     counts_ = std::move(co);
+    if (keys_.size() >= kDenseFrom) to_dense(keys_.front(), keys_.back());
 }
 
 sketch::View SketchBins::view() const {
@@ -123,9 +194,22 @@ sketch::View SketchBins::view() const {
     v.min = min_;
     v.max = max_;
     v.sum = sum_;
-    v.n = static_cast<int32_t>(keys_.size());
-    v.keys = keys_.data();
-    v.counts = counts_.data();
+    if (dense_.empty()) {
+        v.n = static_cast<int32_t>(keys_.size());
+        v.keys = keys_.data();
+        v.counts = counts_.data();
+        return v;
+    }
+    view_keys_.clear();
+    view_counts_.clear();
+    for (size_t i = 0; i < dense_.size(); ++i)
+        if (dense_[i] != 0) {
+            view_keys_.push_back(static_cast<int32_t>(base_ + static_cast<int64_t>(i)));
+            view_counts_.push_back(dense_[i]);
+        }
+    v.n = static_cast<int32_t>(view_keys_.size());
+    v.keys = view_keys_.data();
+    v.counts = view_counts_.data();
     return v;
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 #include "core_only.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -60,10 +61,29 @@ class SketchBins {
     sketch::View view() const;
 
   private:
+    // Buckets are kept sparse (keys_ ascending, counts_) until a sketch has
+    // kDenseFrom of them; from then on, while they are dense enough (a span
+    // of keys at most max(kDenseSpan, 8 per bucket)), as one count per key
+    // of the span (dense_[key - base_], 0 for none): adding a value is an
+    // index instead of a binary search and, for a new bucket, an insert.
+    // One day's subject-day groups (~170 buckets each) spent an eighth of a
+    // backfill in those searches.
+    static constexpr size_t kDenseFrom = 24;
+    static constexpr int64_t kDenseSpan = 512;
+    void add_bucket(int32_t key, int64_t n);
+    bool to_dense(int64_t lo, int64_t hi);  // false (nothing changed) when too sparse
+    void to_sparse();
+    static int64_t dense_limit(int64_t buckets) { return std::max(kDenseSpan, 8 * buckets); }
+
     int64_t count_ = 0, zeros_ = 0;
     double min_ = 0, max_ = 0, sum_ = 0;
-    std::vector<int32_t> keys_;  // ascending
+    std::vector<int32_t> keys_;  // the sparse form: ascending
     std::vector<int64_t> counts_;
+    int32_t base_ = 0;            // the dense form: the key of dense_[0]
+    std::vector<int64_t> dense_;  // empty in the sparse form
+    int64_t buckets_ = 0;         // buckets > 0 in dense_
+    mutable std::vector<int32_t> view_keys_;  // view() of the dense form
+    mutable std::vector<int64_t> view_counts_;
 };
 
 // Measures are the figures of one rollup row.

@@ -183,6 +183,66 @@ TEST(Rollup, SketchesMatchTheOnesBuiltValueByValue) {
     EXPECT_THROW(built.add(-1), Error);
 }
 
+// Buckets change form as a sketch grows (sparse, then one count per key of
+// their span, sparse again when an outlier makes the span too wide); every
+// form, and merges between forms, must hold the buckets a plain map of
+// key_for counts.
+TEST(Rollup, SketchBucketsAreExactInEveryForm) {
+    std::mt19937_64 rng(11);
+    auto expect_buckets = [](const SketchBins& s, const std::map<int32_t, int64_t>& want, const char* what) {
+        SCOPED_TRACE(what);
+        sketch::View v = s.view();
+        ASSERT_EQ(v.n, static_cast<int32_t>(want.size()));
+        int32_t i = 0;
+        for (const auto& [k, c] : want) {
+            EXPECT_EQ(v.keys[i], k);
+            EXPECT_EQ(v.counts[i], c);
+            ++i;
+        }
+    };
+    SketchBins few, many, wide, merged_into_few, merged_into_many;
+    std::map<int32_t, int64_t> want_few, want_many, want_wide;
+    for (int i = 0; i < 10; ++i) {  // fewer buckets than the dense form needs
+        double v = 100 + static_cast<double>(rng() % 50);
+        few.add(v);
+        ++want_few[sketch::key_for(v)];
+    }
+    expect_buckets(few, want_few, "sparse");
+    for (int i = 0; i < 20000; ++i) {  // ~170 buckets: dense, widened both ways
+        double v = i < 10000 ? 1000 + static_cast<double>(rng() % 5000) : 200 + static_cast<double>(rng() % 5800);
+        many.add(v);
+        ++want_many[sketch::key_for(v)];
+    }
+    expect_buckets(many, want_many, "dense");
+    wide = many;
+    std::map<int32_t, int64_t> want_wider = want_many;
+    for (double v : {1e-6, 3e12, 0.5, 7e15}) {  // outliers: too wide a span, sparse again
+        wide.add(v);
+        ++want_wider[sketch::key_for(v)];
+    }
+    wide.add(0);  // a zero counts apart
+    expect_buckets(wide, want_wider, "dense, then sparse");
+    EXPECT_EQ(wide.view().zeros, 1);
+    EXPECT_EQ(wide.view().count, 20005);
+    merged_into_few = few;
+    merged_into_few.merge(many);  // dense into sparse
+    std::map<int32_t, int64_t> want_both = want_many;
+    for (const auto& [k, c] : want_few) want_both[k] += c;
+    expect_buckets(merged_into_few, want_both, "dense into sparse");
+    merged_into_many = many;
+    merged_into_many.merge(few);  // sparse into dense
+    expect_buckets(merged_into_many, want_both, "sparse into dense");
+    merged_into_many.merge(wide);  // sparse (wide) into dense: sparse again
+    for (const auto& [k, c] : want_wider) want_both[k] += c;
+    expect_buckets(merged_into_many, want_both, "wide into dense");
+    SketchBins twice = many;
+    twice.merge(many);  // dense into dense
+    std::map<int32_t, int64_t> want_twice = want_many;
+    for (auto& [k, c] : want_twice) c *= 2;
+    expect_buckets(twice, want_twice, "dense into dense");
+    EXPECT_EQ(sketch::quantile(twice.view(), 0.95), sketch::quantile(many.view(), 0.95));
+}
+
 TEST(Rollup, BucketsAreUtcHoursAndDaysFlooredBeforeTheEpoch) {
     EXPECT_EQ(bucket_of(0, Grain::Hour), 0);
     EXPECT_EQ(bucket_of(-1, Grain::Hour), -kHourUs);
