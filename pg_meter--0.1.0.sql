@@ -2622,6 +2622,10 @@ CREATE FUNCTION meter.runway(tenant text, burn_window interval DEFAULT interval 
                    drift numeric)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
+    -- the burn window and the days left are counted in UTC days (24 hours):
+    -- in a session's calendar '7 days' across a change of daylight saving
+    -- time are 167 or 169 hours, while burn_per_day divides by 7
+    SET TimeZone = 'UTC'
 AS $$
 #variable_conflict use_column
 DECLARE

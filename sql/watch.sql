@@ -194,3 +194,18 @@ SELECT (SELECT count(*) FROM dst_utc) AS findings,
        (SELECT count(*) FROM (SELECT kind, model, observed, normal FROM meter.anomalies('dst', '2026-03-09', '2026-03-10')
                               EXCEPT ALL TABLE dst_utc) d) AS differ;
 SET TimeZone = 'UTC';
+-- runway's burn window likewise: 7 days before 2026-03-09 12:00 UTC are
+-- 168 hours in a New York session too (they began at 13:00 UTC, an hour
+-- late, and left out the 12:30 event); its burn equals the raw events'
+SELECT meter.record_balance('dst', 'wp', 100, '2026-03-09 06:00+00') > 0 AS kept;
+CREATE TEMP TABLE runway_utc AS
+    SELECT provider, burn_per_day, days_left, runs_out_at FROM meter.runway('dst', at => '2026-03-09 12:00+00');
+SELECT r.burn_per_day = round((SELECT sum(cost) FROM meter.events WHERE tenant = 'dst'
+                                  AND occurred_at >= '2026-03-02 12:00+00' AND occurred_at < '2026-03-09 12:00+00') / 7, 12)
+       AS burn_exact
+  FROM runway_utc r;
+SET TimeZone = 'America/New_York';
+SELECT (SELECT count(*) FROM (SELECT provider, burn_per_day, days_left, runs_out_at
+                                FROM meter.runway('dst', at => '2026-03-09 12:00+00')
+                              EXCEPT ALL TABLE runway_utc) d) AS differ;
+SET TimeZone = 'UTC';
