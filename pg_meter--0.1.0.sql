@@ -1705,8 +1705,10 @@ REVOKE ALL ON FUNCTION meter.set_retention(interval, text) FROM PUBLIC;
 -- apply_retention drops whole partitions older than the longest retention
 -- and deletes older events of tenants kept shorter; an event is never
 -- removed before the rollups hold it (a partition with events not rolled
--- up yet waits for the next run). Returns what it did.
-CREATE FUNCTION meter.apply_retention(OUT dropped text[], OUT deleted bigint, OUT waiting text[])
+-- up yet waits for the next run). Resolved alerts are history of the same
+-- kind and go after the same time (open ones stay). Returns what it did.
+CREATE FUNCTION meter.apply_retention(OUT dropped text[], OUT deleted bigint, OUT waiting text[],
+                                      OUT alerts_deleted bigint)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1742,8 +1744,12 @@ BEGIN
        AND e.occurred_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = e.tenant), v_global)
        AND (e.txid < pg_snapshot_xmin(v_w)::text::bigint OR NOT meter._unrolled(e.txid, v_w));
     GET DIAGNOSTICS deleted = ROW_COUNT;
+    DELETE FROM meter.alerts a
+     WHERE a.resolved_at < v_now - v_shortest
+       AND a.resolved_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = a.tenant), v_global);
+    GET DIAGNOSTICS alerts_deleted = ROW_COUNT;
 END $$;
-COMMENT ON FUNCTION meter.apply_retention() IS 'Drops the partitions of meter.events older than the longest retention and deletes older events of tenants kept shorter, never before the rollups hold them.';
+COMMENT ON FUNCTION meter.apply_retention() IS 'Drops the partitions of meter.events older than the longest retention and deletes older events of tenants kept shorter, never before the rollups hold them; deletes alerts resolved longer ago than their tenant''s retention.';
 REVOKE ALL ON FUNCTION meter.apply_retention() FROM PUBLIC;
 
 -- expire: state that only grows. pg_cron's run log (cron.job_run_details)
@@ -1829,8 +1835,8 @@ BEGIN
                 SELECT string_agg(partition || ' ' || status, ', ') INTO v_result FROM meter.create_partitions();
             WHEN 'retention' THEN
                 v_ret := meter.apply_retention();
-                v_result := format('dropped %s, deleted %s events, waiting %s', v_ret.dropped, v_ret.deleted,
-                                   v_ret.waiting);
+                v_result := format('dropped %s, deleted %s events, waiting %s, deleted %s resolved alerts',
+                                   v_ret.dropped, v_ret.deleted, v_ret.waiting, v_ret.alerts_deleted);
             WHEN 'price_unpriced' THEN
                 -- a bounded run: at most 31 days of unpriced events; the
                 -- next run takes the rest

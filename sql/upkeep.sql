@@ -116,6 +116,19 @@ SELECT meter.set_retention(NULL, tenant => 'keeper');
 SELECT 'meter.events_2025_03' = ANY (dropped) AS dropped FROM meter.apply_retention();
 SELECT count(*) AS raw_left FROM meter.events WHERE tenant = 'up' AND occurred_at < '2025-04-01';
 SELECT requests FROM meter.totals('up', '2025-03-01', '2025-04-01');
+-- resolved alerts go after their tenant's retention, open ones stay
+SELECT meter.set_alert('up', 'quota_hit') AS up_rule \gset
+SELECT meter.set_alert('keeper', 'quota_hit') AS keeper_rule \gset
+SELECT meter.set_retention('400 days', tenant => 'keeper');
+INSERT INTO meter.alerts (rule_id, tenant, kind, key, message, fired_at, last_seen_at, resolved_at)
+VALUES (:up_rule, 'up', 'quota_hit', 'old', 'resolved long ago', now() - interval '200 days', now() - interval '200 days', now() - interval '199 days'),
+       (:up_rule, 'up', 'quota_hit', 'recent', 'resolved lately', now() - interval '3 days', now() - interval '3 days', now() - interval '2 days'),
+       (:up_rule, 'up', 'quota_hit', 'open', 'still open', now() - interval '300 days', now(), NULL),
+       (:keeper_rule, 'keeper', 'quota_hit', 'old', 'kept 400 days', now() - interval '200 days', now() - interval '200 days', now() - interval '199 days');
+SELECT alerts_deleted FROM meter.apply_retention();
+SELECT tenant, key FROM meter.alerts WHERE tenant IN ('up', 'keeper') ORDER BY tenant, key;
+SELECT meter.set_retention(NULL, tenant => 'keeper');
+SELECT meter.drop_alert(:up_rule) AND meter.drop_alert(:keeper_rule) AS dropped_rules;
 
 -- jobs: one outcome each, errors kept; an unknown job is refused
 CALL meter.run_job('rollup', for_ => '0 seconds');
