@@ -129,6 +129,9 @@ SELECT alerts_deleted FROM meter.apply_retention();
 SELECT tenant, key FROM meter.alerts WHERE tenant IN ('up', 'keeper') ORDER BY tenant, key;
 SELECT meter.set_retention(NULL, tenant => 'keeper');
 SELECT meter.drop_alert(:up_rule) AND meter.drop_alert(:keeper_rule) AS dropped_rules;
+-- (watch.sql numbers rules and alerts from 1)
+ALTER TABLE meter.alert_rules ALTER COLUMN rule_id RESTART WITH 1;
+ALTER TABLE meter.alerts ALTER COLUMN alert_id RESTART WITH 1;
 
 -- jobs: one outcome each, errors kept; an unknown job is refused
 CALL meter.run_job('rollup', for_ => '0 seconds');
