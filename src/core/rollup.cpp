@@ -135,15 +135,16 @@ bool SketchBins::to_dense(int64_t lo, int64_t hi) {
 }
 
 void SketchBins::to_sparse() {
-    keys_.clear();
-    counts_.clear();
-    keys_.reserve(static_cast<size_t>(buckets_) + 1);
-    counts_.reserve(static_cast<size_t>(buckets_) + 1);
-    for (size_t i = 0; i < dense_.size(); ++i)
-        if (dense_[i] != 0) {
-            keys_.push_back(static_cast<int32_t>(base_ + static_cast<int64_t>(i)));
-            counts_.push_back(dense_[i]);
-        }
+    std::vector<int32_t> keys;
+    std::vector<int64_t> counts;
+    keys.reserve(static_cast<size_t>(buckets_) + 1);
+    counts.reserve(static_cast<size_t>(buckets_) + 1);
+    each_bucket([&](int32_t k, int64_t c) {
+        keys.push_back(k);
+        counts.push_back(c);
+    });
+    keys_ = std::move(keys);
+    counts_ = std::move(counts);
     dense_ = {};
     buckets_ = 0;
 }
@@ -159,19 +160,13 @@ void SketchBins::merge(const SketchBins& o) {
     count_ += o.count_;
     zeros_ += o.zeros_;
     sum_ += o.sum_;
-    if (!o.dense_.empty()) {
-        // dense into dense, or this made dense over both spans when it can
+    if (!o.dense_.empty() || !dense_.empty()) {
+        // a dense one into this: this made dense over both spans when it can
         if (dense_.empty())
             to_dense(std::min<int64_t>(keys_.empty() ? o.base_ : keys_.front(), o.base_),
                      std::max<int64_t>(keys_.empty() ? o.base_ : keys_.back(),
                                        o.base_ + static_cast<int64_t>(o.dense_.size()) - 1));
-        for (size_t i = 0; i < o.dense_.size(); ++i)
-            if (o.dense_[i] != 0) add_bucket(static_cast<int32_t>(o.base_ + static_cast<int64_t>(i)), o.dense_[i]);
-        return;
-    }
-    if (!dense_.empty()) {
-        for (size_t i = 0; i < o.keys_.size(); ++i)
-            add_bucket(o.keys_[i], o.counts_[i]);
+        o.each_bucket([this](int32_t k, int64_t c) { add_bucket(k, c); });
         return;
     }
     int32_t n1 = static_cast<int32_t>(keys_.size()), n2 = static_cast<int32_t>(o.keys_.size());
@@ -202,11 +197,10 @@ sketch::View SketchBins::view() const {
     }
     view_keys_.clear();
     view_counts_.clear();
-    for (size_t i = 0; i < dense_.size(); ++i)
-        if (dense_[i] != 0) {
-            view_keys_.push_back(static_cast<int32_t>(base_ + static_cast<int64_t>(i)));
-            view_counts_.push_back(dense_[i]);
-        }
+    each_bucket([this](int32_t k, int64_t c) {
+        view_keys_.push_back(k);
+        view_counts_.push_back(c);
+    });
     v.n = static_cast<int32_t>(view_keys_.size());
     v.keys = view_keys_.data();
     v.counts = view_counts_.data();

@@ -73,6 +73,17 @@ class SketchBins {
     void add_bucket(int32_t key, int64_t n);
     bool to_dense(int64_t lo, int64_t hi);  // false (nothing changed) when too sparse
     void to_sparse();
+    // each_bucket calls f(key, count) for every bucket, ascending, in either form
+    template <class F>
+    void each_bucket(F&& f) const {
+        if (dense_.empty()) {
+            for (size_t i = 0; i < keys_.size(); ++i)
+                f(keys_[i], counts_[i]);
+            return;
+        }
+        for (size_t i = 0; i < dense_.size(); ++i)
+            if (dense_[i] != 0) f(static_cast<int32_t>(base_ + static_cast<int64_t>(i)), dense_[i]);
+    }
     static int64_t dense_limit(int64_t buckets) { return std::max(kDenseSpan, 8 * buckets); }
 
     int64_t count_ = 0, zeros_ = 0;
