@@ -79,13 +79,20 @@ COMMIT;
 };
 }
 
+# a tenant on a default plan with a tenant-wide budget of 0.50 USD a day;
+# returns the budget's limit_id
+sub half_dollar_budget {
+    my ($tenant) = @_;
+    $node->safe_psql('postgres', qq{
+        SELECT meter.create_plan('$tenant', 'std', is_default => true);
+        SELECT meter.set_limit(tenant => '$tenant', meter => 'cost', per => 'day', max => 0.50,
+                               time_zone => '$tz', scope => 'tenant');
+    });
+    return $node->safe_psql('postgres', qq{SELECT limit_id FROM meter.limits WHERE tenant = '$tenant'});
+}
+
 # --- 1. never overshoot a cost budget, and spend all of it ----------------
-$node->safe_psql('postgres', qq{
-    SELECT meter.create_plan('b1', 'std', is_default => true);
-    SELECT meter.set_limit(tenant => 'b1', meter => 'cost', per => 'day', max => 0.50,
-                           time_zone => '$tz', scope => 'tenant');
-});
-my $b1 = $node->safe_psql('postgres', q{SELECT limit_id FROM meter.limits WHERE tenant = 'b1'});
+my $b1 = half_dollar_budget('b1');
 $node->pgbench('--no-vacuum --client=16 --jobs=4 --transactions=15', 0,
     [qr{number of transactions actually processed: 240/240}], [qr{^$}],
     'pgbench: 16 clients reserve 0.01 USD and record it, 240 times, against a budget of 0.50 USD',
@@ -108,12 +115,7 @@ is($node->safe_psql('postgres', q{SELECT d.allowed || ' ' || d.status FROM meter
    'false limited', 'a used-up budget refuses even a millionth of a dollar');
 
 # --- 2. plain records beside reservations count all the same ---------------
-$node->safe_psql('postgres', qq{
-    SELECT meter.create_plan('b2', 'std', is_default => true);
-    SELECT meter.set_limit(tenant => 'b2', meter => 'cost', per => 'day', max => 0.50,
-                           time_zone => '$tz', scope => 'tenant');
-});
-my $b2 = $node->safe_psql('postgres', q{SELECT limit_id FROM meter.limits WHERE tenant = 'b2'});
+my $b2 = half_dollar_budget('b2');
 $node->pgbench('--no-vacuum --client=12 --jobs=4 --transactions=25', 0,
     [qr{number of transactions actually processed: 300/300}], [qr{^$}],
     'pgbench: 12 clients, half the transactions reserve and record, half record without a reservation',
