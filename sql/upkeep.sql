@@ -20,8 +20,9 @@ SELECT 'up', CASE WHEN i % 9 = 0 THEN NULL ELSE 'user-' || i % 13 END, 'openai',
 SELECT meter.rollup() AS rolled;
 SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
 
--- verify sees what does not match: a changed count and cost, a lost row,
--- a row with no events behind it, a sketch that lost a value
+-- verify sees what does not match: a changed count and cost, a lost row
+-- (and with it the subject's day in meter.subject_months), a row with no
+-- events behind it, a sketch that lost a value, a day bit written by hand
 UPDATE meter.rollup_hourly SET requests = requests + 1, cost = cost + 0.5
  WHERE tenant = 'up' AND bucket = '2025-03-10 05:00+00' AND model = 'up-model' AND feature IS NULL;
 DELETE FROM meter.rollup_subject_daily WHERE tenant = 'up' AND bucket = '2025-03-11' AND subject = 'user-1';
@@ -30,6 +31,7 @@ INSERT INTO meter.rollup_daily (tenant, bucket, provider, model, endpoint, featu
 VALUES ('up', '2025-03-12', 'openai', 'ghost', '/chat', NULL, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, '2025-03-12', '2025-03-12');
 UPDATE meter.rollup_daily SET latency = meter.sketch_union(latency, '{"count":1,"zeros":0,"min":5,"max":5,"sum":5,"bins":[[162,1]]}')
  WHERE tenant = 'up' AND bucket = '2025-03-13' AND model = 'up-model' AND feature = 'bot';
+UPDATE meter.subject_months SET days = days | (1 << 19) WHERE tenant = 'up' AND month = '2025-03-01' AND subject = 'user-2';
 SELECT rollup, bucket, subject, model, feature, what, in_rollup, in_events FROM meter.verify('2025-03-01', '2025-04-01');
 -- a range is taken as the whole UTC days that cover it
 SELECT count(*) AS in_one_hour FROM meter.verify('2025-03-10 05:10+00', '2025-03-10 05:20+00');
@@ -65,6 +67,55 @@ SELECT requests FROM meter.rollup_subject_daily WHERE tenant = 'up' AND subject 
 SELECT meter.rollup() AS rolled_late;
 SELECT requests FROM meter.rollup_subject_daily WHERE tenant = 'up' AND subject = 'late';
 SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+
+-- meter.subject_months (the days each subject has usage, what
+-- meter.summary counts subjects from) follows rollup_subject_daily
+-- whoever writes it: the rollup, a rebuild, a row moved or deleted by
+-- hand, a TRUNCATE. Two subjects across the end of February, one of them
+-- on the last day of a 31-day month too.
+CREATE FUNCTION pg_temp.months_differ() RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM (
+    (SELECT tenant, month, subject, days FROM meter.subject_months
+     EXCEPT ALL
+     SELECT tenant, date_trunc('month', bucket), subject, bit_or(1 << (extract(day FROM bucket)::int - 1))
+       FROM meter.rollup_subject_daily WHERE subject IS NOT NULL GROUP BY 1, 2, 3)
+    UNION ALL
+    (SELECT tenant, date_trunc('month', bucket), subject, bit_or(1 << (extract(day FROM bucket)::int - 1))
+       FROM meter.rollup_subject_daily WHERE subject IS NOT NULL GROUP BY 1, 2, 3
+     EXCEPT ALL
+     SELECT tenant, month, subject, days FROM meter.subject_months)) d
+$$;
+INSERT INTO meter.events (tenant, subject, provider, model, usage, occurred_at)
+SELECT 'sm', s, 'openai', 'up-model', '{"input_tokens": 10, "output_tokens": 1}', t
+  FROM (VALUES ('ann', '2025-01-31 23:59+00'::timestamptz), ('ann', '2025-02-27 10:00+00'), ('bob', '2025-02-28 23:00+00'),
+               ('ann', '2025-03-01 00:00+00'), ('bob', '2025-03-31 12:00+00'), (NULL, '2025-03-02 00:00+00')) v(s, t);
+SELECT meter.rollup() AS rolled;
+SELECT month, subject, days::bit(31) AS days FROM meter.subject_months WHERE tenant = 'sm' ORDER BY 1, 2; -- day 1 rightmost
+SELECT pg_temp.months_differ() AS differ;
+-- unique subjects over whole days across the month ends, and cut ones
+SELECT count(*) AS ranges,
+       count(*) FILTER (WHERE m.unique_subjects <> (SELECT count(DISTINCT e.subject) FROM meter.events e
+                                                     WHERE e.tenant = 'sm' AND e.occurred_at >= c.since
+                                                       AND e.occurred_at < c.until)) AS differences,
+       sum(m.unique_subjects) AS counted
+  FROM (VALUES ('2025-01-01 00:00+00'::timestamptz, '2025-05-01 00:00+00'::timestamptz),
+               ('2025-02-01 00:00+00', '2025-03-01 00:00+00'), ('2025-02-28 00:00+00', '2025-03-02 00:00+00'),
+               ('2025-03-01 00:00+00', '2025-03-31 00:00+00'), ('2025-03-01 00:00+00', '2025-04-01 00:00+00'),
+               ('2025-01-31 23:59+00', '2025-02-28 00:00+00'), ('2025-02-27 10:01+00', '2025-03-31 12:00+00'),
+               ('2025-02-02 00:00+00', '2025-02-27 00:00+00')) c(since, until),
+       meter.summary('sm', c.since, c.until) m;
+-- by hand: a row moved to another day and another month, a row deleted
+UPDATE meter.rollup_subject_daily SET bucket = '2025-04-02' WHERE tenant = 'sm' AND subject = 'bob' AND bucket = '2025-03-31';
+DELETE FROM meter.rollup_subject_daily WHERE tenant = 'sm' AND subject = 'ann' AND bucket = '2025-02-27';
+SELECT month, subject, days::bit(31) AS days FROM meter.subject_months WHERE tenant = 'sm' ORDER BY 1, 2; -- day 1 rightmost
+SELECT pg_temp.months_differ() AS differ;
+-- a rebuild puts back what the events say
+CALL meter.backfill('2025-01-01', '2025-05-01');
+SELECT pg_temp.months_differ() AS differ, count(*) AS differences FROM meter.verify('2025-01-01', '2025-05-01');
+BEGIN;
+TRUNCATE meter.rollup_subject_daily;
+SELECT count(*) AS months_left FROM meter.subject_months;
+ROLLBACK;
 
 -- bad input
 SELECT pm_err($$CALL meter.backfill('2025-03-02', '2025-03-01')$$);

@@ -24,8 +24,8 @@ $node->safe_psql('src', q{SELECT meter.load_prices(jsonb_set('} . $catalog . q{'
 $node->safe_psql('src', q{SELECT meter.set_price('replicate', 'flux-schnell', '{"per_image": 0.003}')});
 # events in the default partition and in a month partition, some rolled up
 $node->safe_psql('src', q{SELECT meter.create_partition('2026-01-15+00')});
-$node->safe_psql('src', q{SELECT meter.record(tenant => 't', provider => 'openai', model => 'gpt-4o', usage => '{"input_tokens": 1000, "output_tokens": 10}', request_id => 'a', occurred_at => '2026-01-15 10:00+00')});
-$node->safe_psql('src', q{SELECT meter.record(tenant => 't', provider => 'replicate', model => 'flux-schnell', usage => '{"images": 2}', request_id => 'b', occurred_at => '2025-06-01 10:00+00')});
+$node->safe_psql('src', q{SELECT meter.record(tenant => 't', subject => 'amy', provider => 'openai', model => 'gpt-4o', usage => '{"input_tokens": 1000, "output_tokens": 10}', request_id => 'a', occurred_at => '2026-01-15 10:00+00')});
+$node->safe_psql('src', q{SELECT meter.record(tenant => 't', subject => 'bo', provider => 'replicate', model => 'flux-schnell', usage => '{"images": 2}', request_id => 'b', occurred_at => '2025-06-01 10:00+00')});
 $node->safe_psql('src', q{SELECT meter.rollup()});
 $node->safe_psql('src', q{SELECT meter.record(tenant => 't', endpoint => '/health', request_id => 'c', occurred_at => '2026-01-15 11:00+00')});
 
@@ -37,8 +37,13 @@ my $q = q{SELECT string_agg(x, ' ' ORDER BY x) FROM (
             UNION ALL SELECT count(*)::text FROM meter.catalog_loads
             UNION ALL SELECT string_agg(key || ':' || requests || ':' || cost, ',') FROM meter.totals('t', '2025-01-01+00', '2027-01-01+00', 'model')
             UNION ALL SELECT count(*)::text FROM meter.rollup_hourly
+            UNION ALL SELECT string_agg(subject || ':' || to_char(month AT TIME ZONE 'UTC', 'YYYY-MM') || ':' || days, ',' ORDER BY subject)
+                        FROM meter.subject_months
+            UNION ALL SELECT 'subjects:' || unique_subjects FROM meter.summary('t', '2025-01-01+00', '2027-01-01+00')
             UNION ALL SELECT count(request_key)::text FROM meter.events) s};
 my $before = $node->safe_psql('src', $q);
+# (meter.subject_months is not dumped: restoring rollup_subject_daily fills it)
+like($before, qr/amy:2026-01:16384,bo:2025-06:1 .*subjects:2/, 'the subjects\' days before the dump');
 
 my $dump = $node->basedir . '/src.dump';
 $node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('src'), '-f', $dump ], 'pg_dump of a database with pg_meter');
