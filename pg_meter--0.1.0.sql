@@ -768,7 +768,7 @@ AS $$
          WHERE k.subject IS NOT NULL AND k.tenant IS NOT NULL AND isfinite(k.bucket)
     ), cur AS MATERIALIZED (
         SELECT k.tenant, k.month, k.subject,
-               (SELECT bit_or(1 << (extract(day FROM r.bucket)::integer - 1))
+               (SELECT bit_or(1 << (date_part('day', r.bucket)::integer - 1))
                   FROM meter.rollup_subject_daily r
                  WHERE r.tenant = k.tenant AND r.subject = k.subject
                    AND r.bucket >= k.month AND r.bucket < k.month + interval '1 month') AS days
@@ -783,20 +783,47 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION meter._subject_months_fix(text[], timestamptz[], text[]) FROM PUBLIC;
 
--- _day_bits: the bits of subject_months.days (as bigint) for the days of
--- [d1, d2) in the month that starts at p_month (all three UTC midnights);
--- 0 when none is in it. Days are counted in seconds, so that it holds in
--- any time zone, and bits past the month's last day are never set in days.
--- (No SET clause and only immutable parts: it is inlined, not called, for
--- every row it filters.)
-CREATE FUNCTION meter._day_bits(p_month timestamptz, d1 timestamptz, d2 timestamptz) RETURNS bigint
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN least(31, floor(extract(epoch FROM d2 - p_month) / 86400))
-                     > greatest(0, floor(extract(epoch FROM d1 - p_month) / 86400))
-           THEN ((1::bigint << (least(31, floor(extract(epoch FROM d2 - p_month) / 86400))
-                                - greatest(0, floor(extract(epoch FROM d1 - p_month) / 86400)))::integer) - 1)
-                << greatest(0, floor(extract(epoch FROM d1 - p_month) / 86400))::integer
-           ELSE 0 END;
+-- _span_months: the UTC months of the whole days [d1, d2) (UTC midnights)
+-- and, for each, the bits of subject_months.days that are days of the span.
+-- A function in FROM, so that a month's bits are worked out once and not for
+-- every subject's row they filter.
+CREATE FUNCTION meter._span_months(d1 timestamptz, d2 timestamptz) RETURNS TABLE (month timestamptz, bits bigint)
+    LANGUAGE sql STABLE
+    ROWS 2
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+    SELECT o.month, ((1::bigint << (b.hi - b.lo)) - 1) << b.lo
+      FROM generate_series(date_trunc('month', d1), d2 - interval '1 day', interval '1 month') AS o(month),
+           -- day numbers from 0; bits past the month's last day are never set in days
+           LATERAL (SELECT greatest(0, (extract(epoch FROM d1 - o.month) / 86400)::integer) AS lo,
+                           least(31, (extract(epoch FROM d2 - o.month) / 86400)::integer) AS hi) b
+     WHERE b.hi > b.lo
+$$;
+
+-- _subject_months_diff: the (tenant, month, subject) keys whose day bits for
+-- the whole days [d1, d2) differ between subject_months (have) and the rows
+-- of rollup_subject_daily (want); what meter.verify reports and a rebuild
+-- sets right.
+CREATE FUNCTION meter._subject_months_diff(d1 timestamptz, d2 timestamptz)
+    RETURNS TABLE (tenant text, month timestamptz, subject text, have bigint, want bigint)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+    SELECT coalesce(h.tenant, w.tenant), coalesce(h.month, w.month), coalesce(h.subject, w.subject),
+           coalesce(h.days, 0), coalesce(w.days, 0)
+      FROM (SELECT m.tenant, m.month, m.subject, m.days & o.bits AS days
+              FROM meter._span_months(d1, d2) o JOIN meter.subject_months m ON m.month = o.month
+             WHERE (m.days & o.bits) <> 0) h
+      FULL JOIN (SELECT r.tenant, date_trunc('month', r.bucket) AS month, r.subject,
+                        bit_or(1::bigint << (date_part('day', r.bucket)::integer - 1)) AS days
+                   FROM meter.rollup_subject_daily r
+                  WHERE r.bucket >= d1 AND r.bucket < d2 AND r.subject IS NOT NULL
+                  GROUP BY 1, 2, 3) w
+        ON w.tenant = h.tenant AND w.month = h.month AND w.subject = h.subject
+     WHERE coalesce(h.days, 0) <> coalesce(w.days, 0)
+$$;
 
 -- _subject_months_sync: the triggers. Inserted and deleted rows come as
 -- transition tables (one call a statement: a day's rebuild inserts 2,000
@@ -1345,8 +1372,6 @@ AS $$
 DECLARE
     v_rows meter._rollup_row[];
     v_events bigint;
-    v_months timestamptz[];
-    v_bits bigint[];
 BEGIN
     IF p_from <> date_trunc('day', p_from) OR p_to <> date_trunc('day', p_to) THEN
         RAISE EXCEPTION 'a rebuild covers whole UTC days' USING ERRCODE = 'invalid_parameter_value';
@@ -1358,21 +1383,8 @@ BEGIN
     -- subject_months follows rollup_subject_daily by its triggers; what
     -- they missed (a restore with --disable-triggers, a row written by hand)
     -- is set right here, as meter.verify reports it
-    SELECT array_agg(o.month), array_agg(meter._day_bits(o.month, p_from, p_to)) INTO v_months, v_bits
-      FROM generate_series(date_trunc('month', p_from), p_to - interval '1 day', interval '1 month') AS o(month);
     PERFORM meter._subject_months_fix(array_agg(d.tenant), array_agg(d.month), array_agg(d.subject))
-       FROM (SELECT m.tenant, m.month, m.subject, m.days & o.bits AS days
-               FROM unnest(v_months, v_bits) AS o(month, bits) JOIN meter.subject_months m ON m.month = o.month
-              WHERE (m.days & o.bits) <> 0) h
-       FULL JOIN (SELECT r.tenant, date_trunc('month', r.bucket) AS month, r.subject,
-                         bit_or(1::bigint << (date_part('day', r.bucket)::integer - 1)) AS days
-                    FROM meter.rollup_subject_daily r
-                   WHERE r.bucket >= p_from AND r.bucket < p_to AND r.subject IS NOT NULL GROUP BY 1, 2, 3) w
-         ON w.tenant = h.tenant AND w.month = h.month AND w.subject = h.subject
-      CROSS JOIN LATERAL (SELECT coalesce(h.tenant, w.tenant) AS tenant, coalesce(h.month, w.month) AS month,
-                                 coalesce(h.subject, w.subject) AS subject) d
-     WHERE coalesce(h.days, 0) <> coalesce(w.days, 0)
-    HAVING count(*) > 0;
+       FROM meter._subject_months_diff(p_from, p_to) d HAVING count(*) > 0;
     SELECT coalesce(sum(requests), 0) INTO v_events FROM unnest(v_rows) WHERE g = 1;
     RETURN v_events;
 END $$;
@@ -1571,20 +1583,13 @@ BEGIN
          WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND NOT meter._sketch_same(v.a, v.b)
      ) d
     UNION ALL
-    -- subject_months: the days of the span on which each subject has events
-    -- (the numbers of the days of the month, '3,4,17')
-    SELECT 'subject_months', coalesce(h.tenant, e.tenant), coalesce(h.month, e.month), coalesce(h.subject, e.subject),
-           NULL, NULL, NULL, NULL, 'days',
-           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i WHERE (h.days & (1::bigint << (i - 1))) <> 0), ','),
-           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i WHERE (e.days & (1::bigint << (i - 1))) <> 0), ',')
-      FROM (SELECT m.tenant, m.month, m.subject, m.days & meter._day_bits(m.month, v_span.d1, v_span.d2) AS days
-              FROM meter.subject_months m
-             WHERE m.month >= date_trunc('month', v_span.d1) AND m.month < v_span.d2) h
-      FULL JOIN (SELECT w.tenant, date_trunc('month', w.bucket) AS month, w.subject,
-                        bit_or(1::bigint << (extract(day FROM w.bucket)::integer - 1)) AS days
-                   FROM want w WHERE w.g = 2 AND w.subject IS NOT NULL GROUP BY 1, 2, 3) e
-        ON e.tenant = h.tenant AND e.month = h.month AND e.subject = h.subject
-     WHERE coalesce(h.days, 0) <> coalesce(e.days, 0)
+    -- subject_months against the subject-day rows (checked against the
+    -- events above): the days of the month in the span with a bit (have)
+    -- and with a row (want), as day numbers, '3,4,17'
+    SELECT 'subject_months', d.tenant, d.month, d.subject, NULL, NULL, NULL, NULL, 'days',
+           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i WHERE (d.have & (1::bigint << (i - 1))) <> 0), ','),
+           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i WHERE (d.want & (1::bigint << (i - 1))) <> 0), ',')
+      FROM meter._subject_months_diff(v_span.d1, v_span.d2) d
      ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
 END $$;
 COMMENT ON FUNCTION meter.verify(timestamptz, timestamptz) IS
@@ -2574,22 +2579,15 @@ DECLARE
     ds timestamptz := date_trunc('day', since);
     du timestamptz := date_trunc('day', until);
     v_whole timestamptz := CASE WHEN since = ds THEN ds ELSE ds + interval '1 day' END;  -- the first whole day
-    v_months timestamptz[];
-    v_bits bigint[];
     v_from bigint;
     v_count bigint;
 BEGIN
     PERFORM meter._check_range(since, until);
     PERFORM meter._check_watermark();
     v_from := meter._tail_from();  -- as in meter._usage: a constant bound for the txid index
-    -- the months of the whole days [v_whole, du) and their days' bits, worked
-    -- out once (not for every subject's row)
-    SELECT coalesce(array_agg(o.month), '{}'), coalesce(array_agg(meter._day_bits(o.month, v_whole, du)), '{}')
-      INTO v_months, v_bits
-      FROM generate_series(date_trunc('month', v_whole), du - interval '1 day', interval '1 month') AS o(month);
     SELECT count(*) INTO v_count FROM (
         SELECT x.subject FROM (
-            SELECT m.subject FROM unnest(v_months, v_bits) AS o(month, bits)  -- whole days
+            SELECT m.subject FROM meter._span_months(v_whole, du) o  -- whole days
               JOIN meter.subject_months m ON m.tenant = p_tenant AND m.month = o.month
              WHERE (m.days & o.bits) <> 0
             UNION ALL

@@ -21,8 +21,8 @@ SELECT meter.rollup() AS rolled;
 SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
 
 -- verify sees what does not match: a changed count and cost, a lost row
--- (and with it the subject's day in meter.subject_months), a row with no
--- events behind it, a sketch that lost a value, a day bit written by hand
+-- (meter.subject_months follows it: the row is the difference), a row with
+-- no events behind it, a sketch that lost a value, a day bit written by hand
 UPDATE meter.rollup_hourly SET requests = requests + 1, cost = cost + 0.5
  WHERE tenant = 'up' AND bucket = '2025-03-10 05:00+00' AND model = 'up-model' AND feature IS NULL;
 DELETE FROM meter.rollup_subject_daily WHERE tenant = 'up' AND bucket = '2025-03-11' AND subject = 'user-1';

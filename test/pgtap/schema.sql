@@ -1,6 +1,6 @@
 -- Schema, privileges and dump registration of pg_meter's catalog.
 BEGIN;
-SELECT plan(46);
+SELECT plan(45);
 
 SELECT has_schema('meter');
 SELECT has_table('meter', 'catalog_loads', 'catalog loads are recorded');
@@ -36,17 +36,11 @@ SELECT ok((SELECT aggcombinefn <> 0 FROM pg_aggregate WHERE aggfnoid = 'meter.sk
           'the sketch aggregate can run in parallel (it has a combine function)');
 SELECT volatility_is('meter', 'cost', ARRAY['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text'], 'stable');
 
--- every function pins its search_path, is C, or has an SQL-standard body
--- (RETURN or BEGIN ATOMIC: its names are resolved once, when it is created,
--- so a hostile schema at call time changes nothing; meter._day_bits is one,
--- so that it can be inlined)
+-- every function pins its search_path or is C (hostile-schema safe)
 SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = 'meter' AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
               AND NOT coalesce(p.proconfig::text LIKE '%search_path=pg_catalog%', false)
-              AND p.prosqlbody IS NULL
-              AND p.prokind = 'f'), 0::bigint, 'every SQL and PL/pgSQL function sets search_path or was resolved when created');
-SELECT ok((SELECT p.prosqlbody IS NOT NULL AND p.proconfig IS NULL FROM pg_proc p WHERE p.oid = 'meter._day_bits'::regproc),
-          'meter._day_bits has an SQL-standard body and no SET clause (inlined where it filters)');
+              AND p.prokind = 'f'), 0::bigint, 'every SQL and PL/pgSQL function sets search_path');
 
 -- user data is dumped by pg_dump
 SELECT is((SELECT count(*) FROM pg_extension e, unnest(e.extconfig) AS c(oid) WHERE e.extname = 'pg_meter'),
