@@ -973,6 +973,38 @@ CREATE AGGREGATE meter._rollup(tenant text, subject text, provider text, model t
     FINALFUNC = meter._rollup_final
 );
 
+-- _measures: one group's figures from its events (the core's Measures, as
+-- the rollup's aggregator sums them): what the reads sum the log with, one
+-- transition per event instead of twelve aggregates. Events with a NULL
+-- latency or ttft are not in that sketch: a read that needs no sketch
+-- passes NULL for both.
+CREATE TYPE meter._measures AS (
+    requests           bigint,
+    errors             bigint,
+    cache_hits         bigint,
+    unpriced           bigint,
+    input_tokens       numeric,
+    output_tokens      numeric,
+    cache_read_tokens  numeric,
+    cache_write_tokens numeric,
+    cost               numeric,
+    potential_cost     numeric,
+    latency            meter.sketch,
+    ttft               meter.sketch
+);
+CREATE FUNCTION meter._measures_add(internal, boolean, boolean, boolean, bigint, bigint, bigint, bigint, numeric,
+                                    numeric, integer, integer)
+    RETURNS internal LANGUAGE c CALLED ON NULL INPUT AS 'MODULE_PATHNAME', 'meter_measures_add';
+CREATE FUNCTION meter._measures_final(internal) RETURNS meter._measures
+    LANGUAGE c AS 'MODULE_PATHNAME', 'meter_measures_final';
+CREATE AGGREGATE meter._measures(success boolean, cached boolean, priced boolean, input_tokens bigint,
+                                 output_tokens bigint, cache_read_tokens bigint, cache_write_tokens bigint,
+                                 cost numeric, potential_cost numeric, latency_ms integer, ttft_ms integer) (
+    SFUNC = meter._measures_add,
+    STYPE = internal,
+    FINALFUNC = meter._measures_final
+);
+
 -- _lock_rollups takes the rollups for this transaction: rollup(), the
 -- rebuilds of backfill() and reprice(), and retention take it, so that one
 -- changes them at a time. Read events in a later statement than this one:
@@ -1100,6 +1132,7 @@ DECLARE
     v_part text;
     v_r text[] := '{}';           -- the key columns (k1, k2) over rollup rows
     v_e text[] := '{}';           -- ... and over events
+    v_c text[] := '{}';           -- ... and over the events of one range inside a bucket (%1$s: its start)
     v_text text := 'parts.k1::text';  -- a group's key as text, made once a group
     v_order text := 'parts.k1';   -- groups in the order of their keys (one key as its type)
     v_only text := '';            -- the subject filter, when one is given
@@ -1108,6 +1141,7 @@ DECLARE
     v_coarse text := 'rollup_daily';  -- read for whole days inside the span
     r_key text;
     e_key text;
+    c_key text;
     b1 timestamptz;
     b2 timestamptz;
     h1 timestamptz;
@@ -1143,6 +1177,12 @@ BEGIN
         END CASE;
         v_r := v_r || format('%s AS k%s', r_key, cardinality(v_r) + 1);
         v_e := v_e || format('%s AS k%s', e_key, cardinality(v_e) + 1);
+        -- the events before the span and after it each lie inside one bucket
+        -- of the grain (see the span below), so their hour and day are their
+        -- range's start's: one group the planner knows of, not a sort by the
+        -- time of every event (2 of the cut hour's 6.6 ms)
+        c_key := CASE WHEN v_part IN ('hour', 'day') THEN format('date_trunc(%L, %%1$s)', v_part) ELSE e_key END;
+        v_c := v_c || format('%s AS k%s', c_key, cardinality(v_c) + 1);
     END LOOP;
     IF cardinality(v_parts) = 2 THEN
         -- rows and events are grouped by the two keys as they are; each group's
@@ -1169,7 +1209,10 @@ BEGIN
     -- days [d1, d2) come from the daily rollup and the other hours from the
     -- hourly one; events in the span not rolled up yet come from the log
     -- (the tail); events outside it, from the log directly. So every event
-    -- in [since, until) counts once.
+    -- in [since, until) counts once. The span starts at b1 or at the bucket
+    -- after it, and ends at b2 or the bucket after it (at h1 when the range
+    -- lies inside one bucket), so the events before it lie in since's
+    -- bucket and those after it in until's.
     b1 := date_trunc(v_grain, since);
     b2 := date_trunc(v_grain, until);
     h1 := CASE WHEN b1 = since THEN b1 ELSE b1 + ('1 ' || v_grain)::interval END;
@@ -1213,26 +1256,29 @@ BEGIN
              WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))%7$s
              GROUP BY %9$s
             UNION ALL
-            SELECT %2$s, %6$s
+            SELECT %15$s, (x.m).* FROM (
+            SELECT %2$s, %6$s AS m
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
                AND e.txid >= $6
                AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))%8$s
-             GROUP BY %9$s
+             GROUP BY %9$s) x
             UNION ALL
             -- the events before the span and after it, each one range (as an
             -- OR of the two, the planner read a whole month's partition for a
             -- cut day: a bitmap of one range in eight million rows is costed
             -- like a scan, an index scan in time order is not)
-            SELECT %2$s, %6$s
+            SELECT %15$s, (x.m).* FROM (
+            SELECT %13$s, %6$s AS m
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= $2 AND e.occurred_at < least($3, $5)%8$s
-             GROUP BY %9$s
+             GROUP BY %9$s) x
             UNION ALL
-            SELECT %2$s, %6$s
+            SELECT %15$s, (x.m).* FROM (
+            SELECT %14$s, %6$s AS m
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5%8$s
-             GROUP BY %9$s
+             GROUP BY %9$s) x
         )
         SELECT %10$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
@@ -1246,14 +1292,14 @@ BEGIN
     'sum(r.potential_cost) AS potential_cost, '
     || CASE WHEN p_sketches THEN 'meter.merge(r.latency) AS latency, meter.merge(r.ttft) AS ttft'
             ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END,
-    'count(*), count(*) FILTER (WHERE NOT e.success), count(*) FILTER (WHERE e.cached), count(*) FILTER (WHERE NOT e.priced), '
-    'sum(e.input_tokens), sum(e.output_tokens), sum(e.cache_read_tokens), sum(e.cache_write_tokens), '
-    'coalesce(sum(e.cost), 0), coalesce(sum(e.potential_cost), 0), '
-    || CASE WHEN p_sketches THEN 'meter.sketch(e.latency_ms), meter.sketch(e.ttft_ms)'
-            ELSE 'NULL::meter.sketch, NULL::meter.sketch' END,
+    'meter._measures(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, '
+    'e.cache_write_tokens, e.cost, e.potential_cost, '
+    || CASE WHEN p_sketches THEN 'e.latency_ms, e.ttft_ms)' ELSE 'NULL, NULL)' END,
     format(v_only, 'r'), format(v_only, 'e'),
     CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END, v_text,
-    CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order)
+    CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order,
+    format(array_to_string(v_c, ', '), '$2'), format(array_to_string(v_c, ', '), 'greatest($4, $2)'),
+    CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END)
     USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject;
 END $$;
 

@@ -33,7 +33,12 @@ CREATE FUNCTION pg_temp.exact(t text) RETURNS TABLE (ranges int, differences big
       ('2026-01-15 10:00:40+00', '2026-01-16 00:00+00', 'subject'),
       -- whole days from the daily rollup, the hours around them from the hourly one
       ('2026-01-14 05:30+00', '2026-01-16 03:10+00', NULL),
-      ('2026-01-14 23:59+00', '2026-01-16 00:01+00', 'model'))
+      ('2026-01-14 23:59+00', '2026-01-16 00:01+00', 'model'),
+      -- hours and days of the events before the span and after it
+      ('2026-01-15 10:00:30+00', '2026-01-15 14:35+00', 'hour'),
+      ('2026-01-15 11:17+00', '2026-01-15 11:43+00', 'hour'),
+      ('2026-01-15 10:00:30+00', '2026-01-15 14:35+00', 'day'),
+      ('2026-01-14 23:59+00', '2026-01-16 00:01+00', 'day'))
   SELECT count(*)::int, sum(d)::bigint FROM cases, LATERAL (
       SELECT count(*) AS d FROM (
         (SELECT key, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost, potential_cost FROM meter.totals(t, since, until, by)

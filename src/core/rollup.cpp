@@ -228,6 +228,24 @@ void Measures::add(const Event& e, int32_t latency_key, int32_t ttft_key) {
     if (e.has_ttft) ttft.add_keyed(e.ttft, ttft_key);
 }
 
+void Measures::value_keys(const Event& e, int32_t* latency_key, int32_t* ttft_key) {
+    *latency_key = *ttft_key = 0;
+    if (e.has_latency) {
+        sketch::check_value(e.latency);
+        if (e.latency != 0) *latency_key = sketch::key_for(e.latency);
+    }
+    if (e.has_ttft) {
+        sketch::check_value(e.ttft);
+        if (e.ttft != 0) *ttft_key = sketch::key_for(e.ttft);
+    }
+}
+
+void Measures::add(const Event& e) {
+    int32_t lk, tk;
+    value_keys(e, &lk, &tk);
+    add(e, lk, tk);
+}
+
 void Measures::merge(const Measures& o) {
     if (o.requests == 0) return;
     if (requests == 0) {
@@ -326,15 +344,8 @@ void Aggregator::add(const Event& e) {
     uint32_t dim = dim_id(e.tenant, e.provider, e.model, e.endpoint, e.feature);
     uint32_t subject = subject_id(e.subject);
     // each value's checks and logarithm once, for both groups it joins
-    int32_t lk = 0, tk = 0;
-    if (e.has_latency) {
-        sketch::check_value(e.latency);
-        if (e.latency != 0) lk = sketch::key_for(e.latency);
-    }
-    if (e.has_ttft) {
-        sketch::check_value(e.ttft);
-        if (e.ttft != 0) tk = sketch::key_for(e.ttft);
-    }
+    int32_t lk, tk;
+    Measures::value_keys(e, &lk, &tk);
     hours_.at(HourKey{dim, bucket_of(e.occurred_at, Grain::Hour)}).add(e, lk, tk);
     subject_days_.at(DayKey{tenant_dim(dim), subject, bucket_of(e.occurred_at, Grain::Day)}).add(e, lk, tk);
     ++events_;

@@ -104,7 +104,13 @@ struct Measures {
     i128 cost = 0, potential_cost = 0;  // at kMoneyScale
     SketchBins latency, ttft;
     Micros first_at = 0, last_at = 0;
+    // add adds an event whose latency and ttft keys are value_keys' (an
+    // event joins two groups and its logarithms are taken once)
     void add(const Event& e, int32_t latency_key, int32_t ttft_key);
+    void add(const Event& e);  // one group's event: the keys worked out here
+    // value_keys checks an event's latency and ttft (Code::InvalidValue for
+    // a negative, NaN or infinite one) and returns their sketch keys
+    static void value_keys(const Event& e, int32_t* latency_key, int32_t* ttft_key);
     void merge(const Measures& o);
 };
 

@@ -10,6 +10,9 @@
 //    (src/core/rollup.hpp), owned by the aggregate's memory context, and
 //    its result an array of meter._rollup_row that meter.rollup(),
 //    meter._rebuild() and meter.verify() unnest.
+// 3. meter._measures(...), the aggregate of one group's figures (the core's
+//    Measures): what the reads sum events with (the cut hours and days, the
+//    tail), one transition per event where twelve aggregates took twelve.
 #include <new>
 #include <vector>
 
@@ -43,6 +46,26 @@ bool visible(Datum txid, Datum snapshot) {
 }
 
 void delete_aggregator(void* arg) { delete static_cast<rollup::Aggregator*>(arg); }
+void delete_measures(void* arg) { delete static_cast<rollup::Measures*>(arg); }
+
+// owned_state returns the C++ state of a transition call, made the first
+// time and deleted when the aggregate's memory context is (its vectors are
+// not palloc'd).
+template <class T>
+T* owned_state(FunctionCallInfo fcinfo, const char* fn, void (*del)(void*)) {
+    MemoryContext cxt;
+    if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "%s called in non-aggregate context", fn);
+    if (!PG_ARGISNULL(0)) return reinterpret_cast<T*>(PG_GETARG_POINTER(0));
+    MemoryContextCallback* cb =
+        static_cast<MemoryContextCallback*>(MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback)));
+    T* st = nullptr;
+    PmFailure* f = pm_run([&] { st = new T(); });
+    if (f) pm_raise(f);
+    cb->func = del;
+    cb->arg = st;
+    MemoryContextRegisterResetCallback(cxt, cb);
+    return st;
+}
 
 rollup::Text text_arg(FunctionCallInfo fcinfo, int i) {
     if (PG_ARGISNULL(i)) return rollup::Text{};
@@ -68,6 +91,12 @@ enum Col {
     kG, kTenant, kBucket, kSubject, kProvider, kModel, kEndpoint, kFeature, kRequests, kErrors, kCacheHits,
     kUnpriced, kInputTokens, kOutputTokens, kCacheReadTokens, kCacheWriteTokens, kCost, kPotentialCost, kLatency,
     kTtft, kFirstAt, kLastAt, kNumCols
+};
+
+// The columns of meter._measures, in order.
+enum MCol {
+    kMRequests, kMErrors, kMCacheHits, kMUnpriced, kMInputTokens, kMOutputTokens, kMCacheReadTokens,
+    kMCacheWriteTokens, kMCost, kMPotentialCost, kMLatency, kMTtft, kMNumCols
 };
 
 Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
@@ -128,6 +157,8 @@ Datum row_datum(const rollup::Row& r, TupleDesc desc) {
 
 extern "C" {
 
+PG_FUNCTION_INFO_V1(meter_measures_add);
+PG_FUNCTION_INFO_V1(meter_measures_final);
 PG_FUNCTION_INFO_V1(meter_unrolled);
 PG_FUNCTION_INFO_V1(meter_rolls);
 PG_FUNCTION_INFO_V1(meter_rollup_add);
@@ -147,18 +178,7 @@ Datum meter_rolls(PG_FUNCTION_ARGS) {
 // input, output, cache read, cache write tokens, cost, potential cost,
 // latency_ms, ttft_ms).
 Datum meter_rollup_add(PG_FUNCTION_ARGS) {
-    MemoryContext cxt;
-    if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "meter._rollup_add called in non-aggregate context");
-    rollup::Aggregator* agg = PG_ARGISNULL(0) ? nullptr : reinterpret_cast<rollup::Aggregator*>(PG_GETARG_POINTER(0));
-    if (!agg) {
-        MemoryContextCallback* cb =
-            static_cast<MemoryContextCallback*>(MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback)));
-        PmFailure* f = pm_run([&] { agg = new rollup::Aggregator(); });
-        if (f) pm_raise(f);
-        cb->func = delete_aggregator;
-        cb->arg = agg;
-        MemoryContextRegisterResetCallback(cxt, cb);
-    }
+    rollup::Aggregator* agg = owned_state<rollup::Aggregator>(fcinfo, "meter._rollup_add", delete_aggregator);
     if (PG_ARGISNULL(7)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("occurred_at is null")));
     rollup::Event e;
     e.tenant = text_arg(fcinfo, 1);
@@ -209,5 +229,58 @@ Datum meter_rollup_final(PG_FUNCTION_ARGS) {
     char typalign;
     get_typlenbyvalalign(row_type, &typlen, &typbyval, &typalign);
     PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, row_type, typlen, typbyval, typalign));
+}
+
+// meter_measures_add is the transition of meter._measures (argument 0 is
+// the state, then success, cached, priced, input, output, cache read and
+// cache write tokens, cost, potential cost, latency_ms, ttft_ms). NULL
+// latencies are not in the sketches: pass NULL for a read without them.
+Datum meter_measures_add(PG_FUNCTION_ARGS) {
+    rollup::Measures* m = owned_state<rollup::Measures>(fcinfo, "meter._measures_add", delete_measures);
+    rollup::Event e;
+    e.success = PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
+    e.cached = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+    e.priced = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+    e.input_tokens = int_arg(fcinfo, 4);
+    e.output_tokens = int_arg(fcinfo, 5);
+    e.cache_read_tokens = int_arg(fcinfo, 6);
+    e.cache_write_tokens = int_arg(fcinfo, 7);
+    e.cost = money_arg(fcinfo, 8, "cost");
+    e.potential_cost = money_arg(fcinfo, 9, "potential_cost");
+    e.has_latency = !PG_ARGISNULL(10);
+    if (e.has_latency) e.latency = PG_GETARG_INT32(10);
+    e.has_ttft = !PG_ARGISNULL(11);
+    if (e.has_ttft) e.ttft = PG_GETARG_INT32(11);
+    PmFailure* f = pm_run([&] { m->add(e); });
+    if (f) pm_raise(f);
+    PG_RETURN_POINTER(m);
+}
+
+// meter_measures_final returns the group's figures as meter._measures
+// (sums are numeric; an empty sketch is NULL).
+Datum meter_measures_final(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+    const rollup::Measures& m = *reinterpret_cast<rollup::Measures*>(PG_GETARG_POINTER(0));
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE || desc->natts != kMNumCols)
+        elog(ERROR, "meter._measures_final: its result is not meter._measures");
+    Datum values[kMNumCols];
+    bool nulls[kMNumCols] = {};
+    values[kMRequests] = Int64GetDatum(m.requests);
+    values[kMErrors] = Int64GetDatum(m.errors);
+    values[kMCacheHits] = Int64GetDatum(m.cache_hits);
+    values[kMUnpriced] = Int64GetDatum(m.unpriced);
+    PmFailure* f = pm_run([&] {
+        set_number(values, kMInputTokens, m.input_tokens, 0);
+        set_number(values, kMOutputTokens, m.output_tokens, 0);
+        set_number(values, kMCacheReadTokens, m.cache_read_tokens, 0);
+        set_number(values, kMCacheWriteTokens, m.cache_write_tokens, 0);
+        set_number(values, kMCost, m.cost, rollup::kMoneyScale);
+        set_number(values, kMPotentialCost, m.potential_cost, rollup::kMoneyScale);
+        set_sketch(values, nulls, kMLatency, m.latency);
+        set_sketch(values, nulls, kMTtft, m.ttft);
+    });
+    if (f) pm_raise(f);
+    PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 }

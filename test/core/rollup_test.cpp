@@ -303,3 +303,50 @@ TEST(Rollup, AnEventWithoutATenantIsRefused) {
     Event e;
     EXPECT_THROW(agg.add(e), Error);
 }
+
+TEST(Rollup, OneGroupsMeasuresEqualTheAggregatorsGroup) {
+    // the events of one tenant, model and day, added to one Measures (what
+    // meter._measures does for a group of a read) and through the aggregator
+    std::vector<Owned> evs = random_events(3000, 11);
+    Aggregator agg;
+    Measures one;
+    int64_t n = 0, errors = 0;
+    Micros day = bucket_of(0, Grain::Day);
+    for (auto& o : evs) {
+        if (o.tenant != "acme" || o.model != "claude" || o.feature_null || bucket_of(o.e.occurred_at, Grain::Day) != day) continue;
+        agg.add(o.e);
+        one.add(o.e);
+        ++n;
+        errors += o.e.success ? 0 : 1;
+    }
+    ASSERT_GT(n, 50);
+    const Measures* daily = nullptr;
+    for (const Row& r : agg.rows())
+        if (r.grain == Grain::Day) daily = r.m;
+    ASSERT_NE(daily, nullptr);
+    EXPECT_EQ(one.requests, n);
+    EXPECT_EQ(one.errors, errors);
+    EXPECT_EQ(one.requests, daily->requests);
+    EXPECT_EQ(one.errors, daily->errors);
+    EXPECT_EQ(one.cache_hits, daily->cache_hits);
+    EXPECT_EQ(one.unpriced, daily->unpriced);
+    EXPECT_TRUE(one.input_tokens == daily->input_tokens);
+    EXPECT_TRUE(one.output_tokens == daily->output_tokens);
+    EXPECT_TRUE(one.cache_read_tokens == daily->cache_read_tokens);
+    EXPECT_TRUE(one.cost == daily->cost);
+    EXPECT_TRUE(one.potential_cost == daily->potential_cost);
+    sketch::View a = one.latency.view(), b = daily->latency.view();
+    ASSERT_EQ(a.n, b.n);
+    EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(a.zeros, b.zeros);
+    for (int32_t i = 0; i < a.n; ++i) {
+        EXPECT_EQ(a.keys[i], b.keys[i]);
+        EXPECT_EQ(a.counts[i], b.counts[i]);
+    }
+    EXPECT_EQ(one.ttft.view().count, daily->ttft.view().count);
+    Event bad = evs[0].e;
+    bad.has_latency = true;
+    bad.latency = -1;
+    EXPECT_THROW(one.add(bad), Error);
+    EXPECT_EQ(one.requests, n);  // a refused event adds nothing
+}
