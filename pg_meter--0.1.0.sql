@@ -1004,6 +1004,18 @@ CREATE AGGREGATE meter._measures(success boolean, cached boolean, priced boolean
     STYPE = internal,
     FINALFUNC = meter._measures_final
 );
+-- _measures_less: the same, negated (every sum and sketch count): what a
+-- read takes away from a rollup row for the row's events outside its range
+-- (meter.merge of a sketch and its values' negated sketch leaves the rest).
+CREATE FUNCTION meter._measures_less_final(internal) RETURNS meter._measures
+    LANGUAGE c AS 'MODULE_PATHNAME', 'meter_measures_less_final';
+CREATE AGGREGATE meter._measures_less(success boolean, cached boolean, priced boolean, input_tokens bigint,
+                                      output_tokens bigint, cache_read_tokens bigint, cache_write_tokens bigint,
+                                      cost numeric, potential_cost numeric, latency_ms integer, ttft_ms integer) (
+    SFUNC = meter._measures_add,
+    STYPE = internal,
+    FINALFUNC = meter._measures_less_final
+);
 
 -- _lock_rollups takes the rollups for this transaction: rollup(), the
 -- rebuilds of backfill() and reprice(), and retention take it, so that one
@@ -1148,6 +1160,10 @@ DECLARE
     h2 timestamptz;
     d1 timestamptz;
     d2 timestamptz;
+    n1 timestamptz := since;      -- [n1, since) and [until, n2): rolled events taken away from
+    n2 timestamptz := until;      -- the rows of the cut buckets read whole (empty unless so)
+    v_args text;                  -- the arguments of meter._measures over events
+    v_less text := '';            -- the branches that take them away
     v_from bigint;
 BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
@@ -1232,6 +1248,23 @@ BEGIN
             INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval;
     END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
+    -- a cut bucket to read from the log (neither end of the range at its
+    -- edge, rows not all inside it) whose part outside the range is the
+    -- shorter one: its rows, less their events in that part (rolled ones:
+    -- the rows hold exactly those; the ones not rolled up yet inside the
+    -- range are the tail's). Sums and sketch buckets are counts, so this is
+    -- exact, and the log is read for at most half a bucket. (Not for a
+    -- range inside one bucket: the two parts would meet.)
+    IF b1 < b2 THEN
+        IF h1 > since AND since - b1 < h1 - since THEN
+            n1 := b1;
+            h1 := b1;
+        END IF;
+        IF h2 < until AND h2 + ('1 ' || v_grain)::interval - until < until - h2 THEN
+            n2 := h2 + ('1 ' || v_grain)::interval;
+            h2 := n2;
+        END IF;
+    END IF;
     d1 := date_trunc('day', h1);
     IF d1 < h1 THEN d1 := d1 + interval '1 day'; END IF;
     d2 := date_trunc('day', h2);
@@ -1244,8 +1277,28 @@ BEGIN
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
     v_from := meter._tail_from();
+    v_args := '(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, '
+              'e.cache_write_tokens, e.cost, e.potential_cost, '
+              || CASE WHEN p_sketches THEN 'e.latency_ms, e.ttft_ms)' ELSE 'NULL, NULL)' END;
+    IF n1 < since THEN
+        v_less := v_less || format(' UNION ALL SELECT %s, (x.m).* FROM (SELECT %s, meter._measures_less%s AS m '
+                                   'FROM meter.events e WHERE e.tenant = $1 AND e.occurred_at >= $10 AND e.occurred_at < $2 '
+                                   'AND %s%s GROUP BY %s) x',
+                                   '%1$s', format(array_to_string(v_c, ', '), '$10'), v_args, '%2$s', '%3$s', '%4$s');
+    END IF;
+    IF n2 > until THEN
+        v_less := v_less || format(' UNION ALL SELECT %s, (x.m).* FROM (SELECT %s, meter._measures_less%s AS m '
+                                   'FROM meter.events e WHERE e.tenant = $1 AND e.occurred_at >= $5 AND e.occurred_at < $11 '
+                                   'AND %s%s GROUP BY %s) x',
+                                   '%1$s', format(array_to_string(v_c, ', '), '$5'), v_args, '%2$s', '%3$s', '%4$s');
+    END IF;
+    -- (rolled: below the watermark's xmin, or visible in it)
+    v_less := format(v_less, CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END,
+                     '(e.txid < pg_snapshot_xmin((SELECT w FROM wm))::text::bigint OR NOT meter._unrolled(e.txid, (SELECT w FROM wm)))',
+                     format(v_only, 'e'), CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END);
     RETURN QUERY EXECUTE format($q$
-        WITH parts AS (
+        WITH wm AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w),
+        parts AS (
             SELECT %1$s, %5$s
               FROM meter.%3$I r
              WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8%7$s
@@ -1278,12 +1331,14 @@ BEGIN
             SELECT %14$s, %6$s AS m
               FROM meter.events e
              WHERE e.tenant = $1 AND e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5%8$s
-             GROUP BY %9$s) x
+             GROUP BY %9$s) x%16$s
         )
         SELECT %10$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
                sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
-          FROM parts GROUP BY %11$s ORDER BY %12$s
+          FROM parts GROUP BY %11$s
+        HAVING sum(requests) > 0  -- a group whose row's events all lie outside the range
+         ORDER BY %12$s
     $q$, array_to_string(v_r, ', '), array_to_string(v_e, ', '), v_coarse, v_fine,
     -- the same figures from rollup rows (r) and from events (e)
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
@@ -1292,15 +1347,13 @@ BEGIN
     'sum(r.potential_cost) AS potential_cost, '
     || CASE WHEN p_sketches THEN 'meter.merge(r.latency) AS latency, meter.merge(r.ttft) AS ttft'
             ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END,
-    'meter._measures(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, '
-    'e.cache_write_tokens, e.cost, e.potential_cost, '
-    || CASE WHEN p_sketches THEN 'e.latency_ms, e.ttft_ms)' ELSE 'NULL, NULL)' END,
+    'meter._measures' || v_args,
     format(v_only, 'r'), format(v_only, 'e'),
     CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END, v_text,
     CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order,
     format(array_to_string(v_c, ', '), '$2'), format(array_to_string(v_c, ', '), 'greatest($4, $2)'),
-    CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END)
-    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject;
+    CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END, v_less)
+    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject, n1, n2;
 END $$;
 
 CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)

@@ -38,7 +38,13 @@ CREATE FUNCTION pg_temp.exact(t text) RETURNS TABLE (ranges int, differences big
       ('2026-01-15 10:00:30+00', '2026-01-15 14:35+00', 'hour'),
       ('2026-01-15 11:17+00', '2026-01-15 11:43+00', 'hour'),
       ('2026-01-15 10:00:30+00', '2026-01-15 14:35+00', 'day'),
-      ('2026-01-14 23:59+00', '2026-01-16 00:01+00', 'day'))
+      ('2026-01-14 23:59+00', '2026-01-16 00:01+00', 'day'),
+      -- a cut bucket whose part outside the range is the shorter: its rows
+      -- less the rolled events of that part (hours, and subjects' days)
+      ('2026-01-15 10:05+00', '2026-01-15 13:50+00', 'model'),
+      ('2026-01-15 10:10+00', '2026-01-15 11:55+00', 'hour'),
+      ('2026-01-14 03:00+00', '2026-01-15 13:00+00', 'subject'),
+      ('2026-01-15 10:25+00', '2026-01-15 10:50+00', NULL))
   SELECT count(*)::int, sum(d)::bigint FROM cases, LATERAL (
       SELECT count(*) AS d FROM (
         (SELECT key, requests, errors, cache_hits, unpriced, input_tokens, output_tokens, cost, potential_cost FROM meter.totals(t, since, until, by)
@@ -78,7 +84,41 @@ SELECT q, abs(t.p - e.p) <= 0.01 * e.p AS within_1_percent
                   FROM meter.totals('r', '2026-01-15 00:00+00', '2026-01-16 00:00+00')) t,
        LATERAL (SELECT percentile_disc(q) WITHIN GROUP (ORDER BY latency_ms) AS p FROM meter.events WHERE tenant = 'r') e
  ORDER BY q;
+-- ... and over a range whose cut hours are read as their rows less the
+-- events outside the range (negated sketches merged)
+SELECT q, abs(t.p - e.p) <= 0.01 * e.p AS cut_within_1_percent
+  FROM (VALUES (0.5), (0.95), (0.99)) AS v(q),
+       LATERAL (SELECT CASE q WHEN 0.5 THEN p50_ms WHEN 0.95 THEN p95_ms ELSE p99_ms END AS p
+                  FROM meter.totals('r', '2026-01-15 10:05+00', '2026-01-15 13:50+00')) t,
+       LATERAL (SELECT percentile_disc(q) WITHIN GROUP (ORDER BY latency_ms) AS p FROM meter.events
+                 WHERE tenant = 'r' AND occurred_at >= '2026-01-15 10:05+00' AND occurred_at < '2026-01-15 13:50+00') e
+ ORDER BY q;
+-- a group whose rolled events of a cut hour all lie outside the range is
+-- not a group of it (its row less those events is nothing)
+SELECT count(meter.record(tenant => 'rz', provider => 'openai', model => m, usage => '{"input_tokens": 3, "output_tokens": 1}',
+                          latency_ms => 100, occurred_at => t))
+  FROM (VALUES ('gpt-4o-mini', '2026-01-15 13:02+00'::timestamptz), ('gpt-4o-mini', '2026-01-15 13:40+00'),
+               ('gpt-4o', '2026-01-15 13:03+00')) AS v(m, t);
+SELECT meter.rollup() > 0 AS rolled_rz;
+SELECT key, requests, p50_ms FROM meter.totals('rz', '2026-01-15 13:05+00', '2026-01-15 14:10+00', 'model');
 SELECT key, requests, errors, cache_hits, unpriced, cost, potential_cost FROM meter.totals('r', '2026-01-15 00:00+00', '2026-01-16 00:00+00', 'model');
 -- bad input
 SELECT pm_err($$SELECT * FROM meter.totals('r', '2026-01-16+00', '2026-01-15+00')$$);
 SELECT pm_err($$SELECT * FROM meter.totals('r', '2026-01-15+00', '2026-01-16+00', 'weekday')$$);
+-- the negated figures a read takes away: a set's sketch merged with the
+-- negated sketch of a third of its values holds the other two thirds
+-- (bucket counts), and with the negation of all of them nothing (NULL)
+WITH v AS (SELECT g, g % 3 = 0 AS away FROM generate_series(1, 600) g),
+     parts AS (SELECT meter._measures(true, false, true, 1, 0, 0, 0, 0.5, 0.5, g, NULL) AS m FROM v
+               UNION ALL
+               SELECT meter._measures_less(true, false, true, 1, 0, 0, 0, 0.5, 0.5, g, NULL) FROM v WHERE away),
+     less AS (SELECT sum((m).requests) AS requests, sum((m).cost) AS cost, meter.merge((m).latency) AS s FROM parts)
+SELECT l.requests, l.cost, meter.sketch_count(l.s) AS in_sketch,
+       bool_and(abs(meter.percentile(l.s, q) - r.p) <= 0.01 * r.p) AS rest_within_1_percent
+  FROM less l, (VALUES (0.01), (0.5), (0.95), (1.0)) AS qs(q),
+       LATERAL (SELECT percentile_disc(q) WITHIN GROUP (ORDER BY g) AS p FROM generate_series(1, 600) g WHERE g % 3 <> 0) r
+ GROUP BY 1, 2, 3;
+SELECT meter.merge(s) IS NULL AS nothing_left
+  FROM (SELECT (meter._measures(true, false, true, 1, 0, 0, 0, 0, 0, g, NULL)).latency AS s FROM generate_series(1, 50) g
+        UNION ALL
+        SELECT (meter._measures_less(true, false, true, 1, 0, 0, 0, 0, 0, g, NULL)).latency FROM generate_series(1, 50) g) x;

@@ -13,6 +13,7 @@
 // 3. meter._measures(...), the aggregate of one group's figures (the core's
 //    Measures): what the reads sum events with (the cut hours and days, the
 //    tail), one transition per event where twelve aggregates took twelve.
+#include <limits>
 #include <new>
 #include <vector>
 
@@ -86,6 +87,26 @@ rollup::i128 money_arg(FunctionCallInfo fcinfo, int i, const char* what) {
     return v;
 }
 
+// figures_args reads an event's figures from the arguments from first on:
+// success, cached, priced, input, output, cache read and cache write
+// tokens, cost, potential cost, latency_ms, ttft_ms (meter._rollup and
+// meter._measures take them in this order).
+void figures_args(FunctionCallInfo fcinfo, int first, rollup::Event* e) {
+    e->success = PG_ARGISNULL(first) || PG_GETARG_BOOL(first);
+    e->cached = !PG_ARGISNULL(first + 1) && PG_GETARG_BOOL(first + 1);
+    e->priced = !PG_ARGISNULL(first + 2) && PG_GETARG_BOOL(first + 2);
+    e->input_tokens = int_arg(fcinfo, first + 3);
+    e->output_tokens = int_arg(fcinfo, first + 4);
+    e->cache_read_tokens = int_arg(fcinfo, first + 5);
+    e->cache_write_tokens = int_arg(fcinfo, first + 6);
+    e->cost = money_arg(fcinfo, first + 7, "cost");
+    e->potential_cost = money_arg(fcinfo, first + 8, "potential_cost");
+    e->has_latency = !PG_ARGISNULL(first + 9);
+    if (e->has_latency) e->latency = PG_GETARG_INT32(first + 9);
+    e->has_ttft = !PG_ARGISNULL(first + 10);
+    if (e->has_ttft) e->ttft = PG_GETARG_INT32(first + 10);
+}
+
 // The columns of meter._rollup_row, in order.
 enum Col {
     kG, kTenant, kBucket, kSubject, kProvider, kModel, kEndpoint, kFeature, kRequests, kErrors, kCacheHits,
@@ -118,6 +139,26 @@ void set_sketch(Datum* values, bool* nulls, int col, const rollup::SketchBins& s
         sketch::View v = s.view();
         values[col] = pm_pg_call([&] { return sketch_datum(v); });
     }
+}
+
+// set_negated_sketch sets the negation of a sketch: every count negated,
+// so that meter.merge of it and a sketch holding its values takes them
+// away exactly (the buckets are counts). Its min and max are +/-infinity:
+// a merge keeps the other sketches' bounds, which still bound what is left.
+void set_negated_sketch(Datum* values, bool* nulls, int col, const rollup::SketchBins& s) {
+    nulls[col] = s.empty();
+    if (s.empty()) return;
+    sketch::View v = s.view();
+    std::vector<int64_t> counts(v.counts, v.counts + v.n);
+    for (int64_t& c : counts)
+        c = -c;
+    v.counts = counts.data();
+    v.count = -v.count;
+    v.zeros = -v.zeros;
+    v.sum = -v.sum;
+    v.min = std::numeric_limits<double>::infinity();
+    v.max = -std::numeric_limits<double>::infinity();
+    values[col] = pm_pg_call([&] { return sketch_datum(v); });
 }
 
 // row_datum forms one meter._rollup_row (inside pm_run: PostgreSQL calls
@@ -159,6 +200,7 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(meter_measures_add);
 PG_FUNCTION_INFO_V1(meter_measures_final);
+PG_FUNCTION_INFO_V1(meter_measures_less_final);
 PG_FUNCTION_INFO_V1(meter_unrolled);
 PG_FUNCTION_INFO_V1(meter_rolls);
 PG_FUNCTION_INFO_V1(meter_rollup_add);
@@ -188,19 +230,7 @@ Datum meter_rollup_add(PG_FUNCTION_ARGS) {
     e.endpoint = text_arg(fcinfo, 5);
     e.feature = text_arg(fcinfo, 6);
     e.occurred_at = to_micros(PG_GETARG_TIMESTAMPTZ(7));
-    e.success = PG_ARGISNULL(8) || PG_GETARG_BOOL(8);
-    e.cached = !PG_ARGISNULL(9) && PG_GETARG_BOOL(9);
-    e.priced = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
-    e.input_tokens = int_arg(fcinfo, 11);
-    e.output_tokens = int_arg(fcinfo, 12);
-    e.cache_read_tokens = int_arg(fcinfo, 13);
-    e.cache_write_tokens = int_arg(fcinfo, 14);
-    e.cost = money_arg(fcinfo, 15, "cost");
-    e.potential_cost = money_arg(fcinfo, 16, "potential_cost");
-    e.has_latency = !PG_ARGISNULL(17);
-    if (e.has_latency) e.latency = PG_GETARG_INT32(17);
-    e.has_ttft = !PG_ARGISNULL(18);
-    if (e.has_ttft) e.ttft = PG_GETARG_INT32(18);
+    figures_args(fcinfo, 8, &e);
     PmFailure* f = pm_run([&] { agg->add(e); });
     if (f) pm_raise(f);
     PG_RETURN_POINTER(agg);
@@ -238,49 +268,56 @@ Datum meter_rollup_final(PG_FUNCTION_ARGS) {
 Datum meter_measures_add(PG_FUNCTION_ARGS) {
     rollup::Measures* m = owned_state<rollup::Measures>(fcinfo, "meter._measures_add", delete_measures);
     rollup::Event e;
-    e.success = PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
-    e.cached = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
-    e.priced = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
-    e.input_tokens = int_arg(fcinfo, 4);
-    e.output_tokens = int_arg(fcinfo, 5);
-    e.cache_read_tokens = int_arg(fcinfo, 6);
-    e.cache_write_tokens = int_arg(fcinfo, 7);
-    e.cost = money_arg(fcinfo, 8, "cost");
-    e.potential_cost = money_arg(fcinfo, 9, "potential_cost");
-    e.has_latency = !PG_ARGISNULL(10);
-    if (e.has_latency) e.latency = PG_GETARG_INT32(10);
-    e.has_ttft = !PG_ARGISNULL(11);
-    if (e.has_ttft) e.ttft = PG_GETARG_INT32(11);
+    figures_args(fcinfo, 1, &e);
     PmFailure* f = pm_run([&] { m->add(e); });
     if (f) pm_raise(f);
     PG_RETURN_POINTER(m);
 }
 
-// meter_measures_final returns the group's figures as meter._measures
-// (sums are numeric; an empty sketch is NULL).
-Datum meter_measures_final(PG_FUNCTION_ARGS) {
-    if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+// measures_datum forms the meter._measures of a group's figures, negated
+// when less (sums are numeric; an empty sketch is NULL).
+static Datum measures_datum(FunctionCallInfo fcinfo, bool less) {
     const rollup::Measures& m = *reinterpret_cast<rollup::Measures*>(PG_GETARG_POINTER(0));
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE || desc->natts != kMNumCols)
-        elog(ERROR, "meter._measures_final: its result is not meter._measures");
+        elog(ERROR, "meter._measures: its result is not meter._measures");
+    int64 sign = less ? -1 : 1;
     Datum values[kMNumCols];
     bool nulls[kMNumCols] = {};
-    values[kMRequests] = Int64GetDatum(m.requests);
-    values[kMErrors] = Int64GetDatum(m.errors);
-    values[kMCacheHits] = Int64GetDatum(m.cache_hits);
-    values[kMUnpriced] = Int64GetDatum(m.unpriced);
+    values[kMRequests] = Int64GetDatum(sign * m.requests);
+    values[kMErrors] = Int64GetDatum(sign * m.errors);
+    values[kMCacheHits] = Int64GetDatum(sign * m.cache_hits);
+    values[kMUnpriced] = Int64GetDatum(sign * m.unpriced);
     PmFailure* f = pm_run([&] {
-        set_number(values, kMInputTokens, m.input_tokens, 0);
-        set_number(values, kMOutputTokens, m.output_tokens, 0);
-        set_number(values, kMCacheReadTokens, m.cache_read_tokens, 0);
-        set_number(values, kMCacheWriteTokens, m.cache_write_tokens, 0);
-        set_number(values, kMCost, m.cost, rollup::kMoneyScale);
-        set_number(values, kMPotentialCost, m.potential_cost, rollup::kMoneyScale);
-        set_sketch(values, nulls, kMLatency, m.latency);
-        set_sketch(values, nulls, kMTtft, m.ttft);
+        set_number(values, kMInputTokens, sign * m.input_tokens, 0);
+        set_number(values, kMOutputTokens, sign * m.output_tokens, 0);
+        set_number(values, kMCacheReadTokens, sign * m.cache_read_tokens, 0);
+        set_number(values, kMCacheWriteTokens, sign * m.cache_write_tokens, 0);
+        set_number(values, kMCost, sign * m.cost, rollup::kMoneyScale);
+        set_number(values, kMPotentialCost, sign * m.potential_cost, rollup::kMoneyScale);
+        if (less) {
+            set_negated_sketch(values, nulls, kMLatency, m.latency);
+            set_negated_sketch(values, nulls, kMTtft, m.ttft);
+        } else {
+            set_sketch(values, nulls, kMLatency, m.latency);
+            set_sketch(values, nulls, kMTtft, m.ttft);
+        }
     });
     if (f) pm_raise(f);
-    PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+// meter_measures_final returns the group's figures as meter._measures.
+Datum meter_measures_final(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+    PG_RETURN_DATUM(measures_datum(fcinfo, false));
+}
+
+// meter_measures_less_final returns them negated (meter._measures_less):
+// what a read takes away from a rollup row for the row's events outside
+// its range.
+Datum meter_measures_less_final(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+    PG_RETURN_DATUM(measures_datum(fcinfo, true));
 }
 }

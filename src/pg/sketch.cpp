@@ -317,10 +317,21 @@ Datum meter_sketch_deserialize(PG_FUNCTION_ARGS) {
     PG_RETURN_POINTER(st);
 }
 
-// meter_sketch_final returns the aggregate's sketch.
+// meter_sketch_final returns the aggregate's sketch. meter._usage merges
+// a bucket's sketch with the negated sketch of some of its values (see
+// meter._measures_less): buckets whose counts cancel are dropped, and a
+// sketch left with no value is NULL, as the sketch of no value is.
 Datum meter_sketch_final(PG_FUNCTION_ARGS) {
     if (PG_ARGISNULL(0)) PG_RETURN_NULL();
     SkState* st = reinterpret_cast<SkState*>(PG_GETARG_POINTER(0));
+    if (st->head.count == 0) PG_RETURN_NULL();
+    int32 n = 0;
+    for (int32 i = 0; i < st->n; ++i)
+        if (st->counts[i] != 0) {
+            st->keys[n] = st->keys[i];
+            st->counts[n++] = st->counts[i];
+        }
+    st->n = n;
     PG_RETURN_POINTER(build(view_of(st)));
 }
 
