@@ -1162,8 +1162,11 @@ DECLARE
     d2 timestamptz;
     n1 timestamptz := since;      -- [n1, since) and [until, n2): rolled events taken away from
     n2 timestamptz := until;      -- the rows of the cut buckets read whole (empty unless so)
-    v_args text;                  -- the arguments of meter._measures over events
-    v_less text := '';            -- the branches that take them away
+    v_group text;                 -- GROUP BY of the parts
+    v_branch text;                -- a part from the log (a format: see below)
+    v_events text;                -- the parts from the log
+    v_rolled text := ' AND (e.txid < pg_snapshot_xmin((SELECT w FROM wm))::text::bigint'
+                     ' OR NOT meter._unrolled(e.txid, (SELECT w FROM wm)))';
     v_from bigint;
 BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
@@ -1277,82 +1280,67 @@ BEGIN
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
     v_from := meter._tail_from();
-    v_args := '(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, '
-              'e.cache_write_tokens, e.cost, e.potential_cost, '
-              || CASE WHEN p_sketches THEN 'e.latency_ms, e.ttft_ms)' ELSE 'NULL, NULL)' END;
+    -- the events' parts: each a range of the log (the tenant's events of
+    -- [%3$s, %4$s), of the subject when one is given, and %5$s) grouped by
+    -- %1$s, the keys, and summed by %2$s
+    v_group := CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END;
+    v_branch := ' UNION ALL SELECT ' || CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END
+             || ', (x.m).* FROM (SELECT %1$s, %2$s(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens, '
+             || 'e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost, '
+             || CASE WHEN p_sketches THEN 'e.latency_ms, e.ttft_ms' ELSE 'NULL, NULL' END
+             || ') AS m FROM meter.events e WHERE e.tenant = $1 AND e.occurred_at >= %3$s AND e.occurred_at < %4$s%5$s'
+             || format(v_only, 'e') || ' GROUP BY ' || v_group || ') x';
+    v_events :=
+        -- the tail: events in the span that the watermark does not cover
+        format(v_branch, array_to_string(v_e, ', '), 'meter._measures', 'greatest($2, $3)', 'least($5, $4)',
+               ' AND e.txid >= $6 AND meter._unrolled(e.txid, (SELECT w FROM wm))')
+        -- the events before the span and after it, each one range (as an
+        -- OR of the two, the planner read a whole month's partition for a
+        -- cut day: a bitmap of one range in eight million rows is costed
+        -- like a scan, an index scan in time order is not)
+        || format(v_branch, format(array_to_string(v_c, ', '), '$2'), 'meter._measures', '$2', 'least($3, $5)', '')
+        || format(v_branch, format(array_to_string(v_c, ', '), 'greatest($4, $2)'), 'meter._measures',
+                  'greatest($4, $2)', '$5', '');
+    -- the rolled events of [n1, since) and [until, n2), negated (rolled:
+    -- below the watermark's xmin, or visible in it)
     IF n1 < since THEN
-        v_less := v_less || format(' UNION ALL SELECT %s, (x.m).* FROM (SELECT %s, meter._measures_less%s AS m '
-                                   'FROM meter.events e WHERE e.tenant = $1 AND e.occurred_at >= $10 AND e.occurred_at < $2 '
-                                   'AND %s%s GROUP BY %s) x',
-                                   '%1$s', format(array_to_string(v_c, ', '), '$10'), v_args, '%2$s', '%3$s', '%4$s');
+        v_events := v_events || format(v_branch, format(array_to_string(v_c, ', '), '$10'), 'meter._measures_less',
+                                       '$10', '$2', v_rolled);
     END IF;
     IF n2 > until THEN
-        v_less := v_less || format(' UNION ALL SELECT %s, (x.m).* FROM (SELECT %s, meter._measures_less%s AS m '
-                                   'FROM meter.events e WHERE e.tenant = $1 AND e.occurred_at >= $5 AND e.occurred_at < $11 '
-                                   'AND %s%s GROUP BY %s) x',
-                                   '%1$s', format(array_to_string(v_c, ', '), '$5'), v_args, '%2$s', '%3$s', '%4$s');
+        v_events := v_events || format(v_branch, format(array_to_string(v_c, ', '), '$5'), 'meter._measures_less',
+                                       '$5', '$11', v_rolled);
     END IF;
-    -- (rolled: below the watermark's xmin, or visible in it)
-    v_less := format(v_less, CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END,
-                     '(e.txid < pg_snapshot_xmin((SELECT w FROM wm))::text::bigint OR NOT meter._unrolled(e.txid, (SELECT w FROM wm)))',
-                     format(v_only, 'e'), CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END);
     RETURN QUERY EXECUTE format($q$
         WITH wm AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w),
         parts AS (
-            SELECT %1$s, %5$s
+            SELECT %1$s, %4$s
+              FROM meter.%2$I r
+             WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8%5$s
+             GROUP BY %6$s
+            UNION ALL
+            SELECT %1$s, %4$s
               FROM meter.%3$I r
-             WHERE r.tenant = $1 AND r.bucket >= $7 AND r.bucket < $8%7$s
-             GROUP BY %9$s
-            UNION ALL
-            SELECT %1$s, %5$s
-              FROM meter.%4$I r
-             WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))%7$s
-             GROUP BY %9$s
-            UNION ALL
-            SELECT %15$s, (x.m).* FROM (
-            SELECT %2$s, %6$s AS m
-              FROM meter.events e
-             WHERE e.tenant = $1 AND e.occurred_at >= greatest($2, $3) AND e.occurred_at < least($5, $4)
-               AND e.txid >= $6
-               AND meter._unrolled(e.txid, coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot))%8$s
-             GROUP BY %9$s) x
-            UNION ALL
-            -- the events before the span and after it, each one range (as an
-            -- OR of the two, the planner read a whole month's partition for a
-            -- cut day: a bitmap of one range in eight million rows is costed
-            -- like a scan, an index scan in time order is not)
-            SELECT %15$s, (x.m).* FROM (
-            SELECT %13$s, %6$s AS m
-              FROM meter.events e
-             WHERE e.tenant = $1 AND e.occurred_at >= $2 AND e.occurred_at < least($3, $5)%8$s
-             GROUP BY %9$s) x
-            UNION ALL
-            SELECT %15$s, (x.m).* FROM (
-            SELECT %14$s, %6$s AS m
-              FROM meter.events e
-             WHERE e.tenant = $1 AND e.occurred_at >= greatest($4, $2) AND e.occurred_at < $5%8$s
-             GROUP BY %9$s) x%16$s
+             WHERE r.tenant = $1 AND ((r.bucket >= $3 AND r.bucket < $7) OR (r.bucket >= $8 AND r.bucket < $4))%5$s
+             GROUP BY %6$s
+            %7$s
         )
-        SELECT %10$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
+        SELECT %8$s, sum(requests)::bigint, sum(errors)::bigint, sum(cache_hits)::bigint, sum(unpriced)::bigint,
                sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
                sum(cost), sum(potential_cost), meter.merge(latency), meter.merge(ttft)
-          FROM parts GROUP BY %11$s
+          FROM parts GROUP BY %9$s
         HAVING sum(requests) > 0  -- a group whose row's events all lie outside the range
-         ORDER BY %12$s
-    $q$, array_to_string(v_r, ', '), array_to_string(v_e, ', '), v_coarse, v_fine,
-    -- the same figures from rollup rows (r) and from events (e)
+         ORDER BY %10$s
+    $q$, array_to_string(v_r, ', '), v_coarse, v_fine,
+    -- the same figures from rollup rows (r) as the events' parts sum
     'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
     'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, '
     'sum(r.cache_read_tokens) AS cache_read_tokens, sum(r.cache_write_tokens) AS cache_write_tokens, sum(r.cost) AS cost, '
     'sum(r.potential_cost) AS potential_cost, '
     || CASE WHEN p_sketches THEN 'meter.merge(r.latency) AS latency, meter.merge(r.ttft) AS ttft'
             ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END,
-    'meter._measures' || v_args,
-    format(v_only, 'r'), format(v_only, 'e'),
-    CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END, v_text,
-    CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order,
-    format(array_to_string(v_c, ', '), '$2'), format(array_to_string(v_c, ', '), 'greatest($4, $2)'),
-    CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END, v_less)
+    format(v_only, 'r'), v_group, v_events, v_text,
+    CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order)
     USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject, n1, n2;
 END $$;
 
