@@ -1000,6 +1000,7 @@ CREATE FUNCTION meter._measures_final(internal) RETURNS meter._measures
 CREATE AGGREGATE meter._measures(success boolean, cached boolean, priced boolean, input_tokens bigint,
                                  output_tokens bigint, cache_read_tokens bigint, cache_write_tokens bigint,
                                  cost numeric, potential_cost numeric, latency_ms integer, ttft_ms integer) (
+    SSPACE = 1024,  -- the figures and two sketches of a few dozen buckets (C++ memory the executor does not count)
     SFUNC = meter._measures_add,
     STYPE = internal,
     FINALFUNC = meter._measures_final
@@ -1012,6 +1013,7 @@ CREATE FUNCTION meter._measures_less_final(internal) RETURNS meter._measures
 CREATE AGGREGATE meter._measures_less(success boolean, cached boolean, priced boolean, input_tokens bigint,
                                       output_tokens bigint, cache_read_tokens bigint, cache_write_tokens bigint,
                                       cost numeric, potential_cost numeric, latency_ms integer, ttft_ms integer) (
+    SSPACE = 1024,
     SFUNC = meter._measures_add,
     STYPE = internal,
     FINALFUNC = meter._measures_less_final

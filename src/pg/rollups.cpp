@@ -12,7 +12,7 @@
 //    meter._rebuild() and meter.verify() unnest.
 // 3. meter._measures(...), the aggregate of one group's figures (the core's
 //    Measures): what the reads sum events with (the cut hours and days, the
-//    tail), one transition per event where twelve aggregates took twelve.
+//    tail), one transition call per event instead of twelve aggregates'.
 #include <limits>
 #include <new>
 #include <vector>
@@ -46,14 +46,16 @@ bool visible(Datum txid, Datum snapshot) {
     return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, txid, snapshot));
 }
 
-void delete_aggregator(void* arg) { delete static_cast<rollup::Aggregator*>(arg); }
-void delete_measures(void* arg) { delete static_cast<rollup::Measures*>(arg); }
+template <class T>
+void delete_owned(void* arg) {
+    delete static_cast<T*>(arg);
+}
 
 // owned_state returns the C++ state of a transition call, made the first
 // time and deleted when the aggregate's memory context is (its vectors are
 // not palloc'd).
 template <class T>
-T* owned_state(FunctionCallInfo fcinfo, const char* fn, void (*del)(void*)) {
+T* owned_state(FunctionCallInfo fcinfo, const char* fn) {
     MemoryContext cxt;
     if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "%s called in non-aggregate context", fn);
     if (!PG_ARGISNULL(0)) return reinterpret_cast<T*>(PG_GETARG_POINTER(0));
@@ -62,7 +64,7 @@ T* owned_state(FunctionCallInfo fcinfo, const char* fn, void (*del)(void*)) {
     T* st = nullptr;
     PmFailure* f = pm_run([&] { st = new T(); });
     if (f) pm_raise(f);
-    cb->func = del;
+    cb->func = delete_owned<T>;
     cb->arg = st;
     MemoryContextRegisterResetCallback(cxt, cb);
     return st;
@@ -220,7 +222,7 @@ Datum meter_rolls(PG_FUNCTION_ARGS) {
 // input, output, cache read, cache write tokens, cost, potential cost,
 // latency_ms, ttft_ms).
 Datum meter_rollup_add(PG_FUNCTION_ARGS) {
-    rollup::Aggregator* agg = owned_state<rollup::Aggregator>(fcinfo, "meter._rollup_add", delete_aggregator);
+    rollup::Aggregator* agg = owned_state<rollup::Aggregator>(fcinfo, "meter._rollup_add");
     if (PG_ARGISNULL(7)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("occurred_at is null")));
     rollup::Event e;
     e.tenant = text_arg(fcinfo, 1);
@@ -266,7 +268,7 @@ Datum meter_rollup_final(PG_FUNCTION_ARGS) {
 // cache write tokens, cost, potential cost, latency_ms, ttft_ms). NULL
 // latencies are not in the sketches: pass NULL for a read without them.
 Datum meter_measures_add(PG_FUNCTION_ARGS) {
-    rollup::Measures* m = owned_state<rollup::Measures>(fcinfo, "meter._measures_add", delete_measures);
+    rollup::Measures* m = owned_state<rollup::Measures>(fcinfo, "meter._measures_add");
     rollup::Event e;
     figures_args(fcinfo, 1, &e);
     PmFailure* f = pm_run([&] { m->add(e); });
