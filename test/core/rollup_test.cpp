@@ -137,6 +137,20 @@ void expect_same(const std::map<RefKey, Ref>& want, const std::map<RefKey, Ref>&
     }
 }
 
+// expect_same_sketch: two views hold the same values' sketch (counts,
+// bounds and every bucket)
+void expect_same_sketch(const sketch::View& a, const sketch::View& b) {
+    EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(a.zeros, b.zeros);
+    EXPECT_EQ(a.min, b.min);
+    EXPECT_EQ(a.max, b.max);
+    ASSERT_EQ(a.n, b.n);
+    for (int32_t i = 0; i < a.n; ++i) {
+        EXPECT_EQ(a.keys[i], b.keys[i]);
+        EXPECT_EQ(a.counts[i], b.counts[i]);
+    }
+}
+
 }  // namespace
 
 TEST(Rollup, EveryGrainEqualsAPlainGroupByOfTheEvents) {
@@ -170,15 +184,7 @@ TEST(Rollup, SketchesMatchTheOnesBuiltValueByValue) {
     }
     half1.merge(half2);
     sketch::View a = built.view(), b = half1.view();
-    EXPECT_EQ(a.count, b.count);
-    EXPECT_EQ(a.zeros, b.zeros);
-    EXPECT_EQ(a.min, b.min);
-    EXPECT_EQ(a.max, b.max);
-    ASSERT_EQ(a.n, b.n);
-    for (int32_t i = 0; i < a.n; ++i) {
-        EXPECT_EQ(a.keys[i], b.keys[i]);
-        EXPECT_EQ(a.counts[i], b.counts[i]);
-    }
+    expect_same_sketch(a, b);
     EXPECT_NEAR(sketch::quantile(a, 0.5), sketch::quantile(b, 0.5), 1e-9);
     EXPECT_THROW(built.add(-1), Error);
 }
@@ -335,15 +341,14 @@ TEST(Rollup, OneGroupsMeasuresEqualTheAggregatorsGroup) {
     EXPECT_TRUE(one.cache_read_tokens == daily->cache_read_tokens);
     EXPECT_TRUE(one.cost == daily->cost);
     EXPECT_TRUE(one.potential_cost == daily->potential_cost);
-    sketch::View a = one.latency.view(), b = daily->latency.view();
-    ASSERT_EQ(a.n, b.n);
-    EXPECT_EQ(a.count, b.count);
-    EXPECT_EQ(a.zeros, b.zeros);
-    for (int32_t i = 0; i < a.n; ++i) {
-        EXPECT_EQ(a.keys[i], b.keys[i]);
-        EXPECT_EQ(a.counts[i], b.counts[i]);
+    {
+        SCOPED_TRACE("latency");
+        expect_same_sketch(one.latency.view(), daily->latency.view());
     }
-    EXPECT_EQ(one.ttft.view().count, daily->ttft.view().count);
+    {
+        SCOPED_TRACE("ttft");
+        expect_same_sketch(one.ttft.view(), daily->ttft.view());
+    }
     Event bad = evs[0].e;
     bad.has_latency = true;
     bad.latency = -1;
