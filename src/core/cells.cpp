@@ -172,11 +172,16 @@ int ReservationTable::expire(Micros now, Reservation* out, int max) {
 }
 
 Reservation* ReservationTable::claim(Micros now, Micros ttl) {
+    if (header_->full_until > now) return nullptr;
+    Micros frees_at = kMaxTime;
     for (uint32_t i = 0; i < capacity_; ++i) {
         uint32_t at = (header_->cursor + i) % capacity_;
         Reservation* r = slots_ + at;
         // an expired budget's hold is given back by expire, not forgotten
-        if (r->id != 0 && (r->expires_at > now || r->budget)) continue;
+        if (r->id != 0 && (r->expires_at > now || r->budget)) {
+            if (!r->budget) frees_at = std::min(frees_at, r->expires_at);
+            continue;
+        }
         header_->cursor = (at + 1) % capacity_;
         uint64_t id;
         do {  // the slot in the low part, scrambled; never 0 (free)
@@ -189,6 +194,7 @@ Reservation* ReservationTable::claim(Micros now, Micros ttl) {
         r->budget = false;
         return r;
     }
+    header_->full_until = frees_at;
     return nullptr;
 }
 

@@ -183,7 +183,12 @@ public:
     // settled, released or expired).
     Reservation* find(uint64_t id, Micros now);
     // free ends a reservation.
-    static void free(Reservation* r) { r->id = 0; r->nholds = 0; r->budget = false; }
+    void free(Reservation* r) {
+        r->id = 0;
+        r->nholds = 0;
+        r->budget = false;
+        header_->full_until = 0;
+    }
     uint32_t capacity() const { return capacity_; }
 
 private:
@@ -192,6 +197,10 @@ private:
         uint64_t salt;  // below 2^63: ids stay positive as bigint
         uint32_t cursor;
         Micros next_expiry;  // no reservation holding a budget expires before
+        // full_until: after a claim found every slot live, no slot frees by
+        // itself before this time (0: unknown); a free resets it, so that a
+        // full table answers at once instead of scanning every slot again
+        Micros full_until;
     };
     Header* header_;
     Reservation* slots_;

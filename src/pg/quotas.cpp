@@ -1106,7 +1106,7 @@ bool end_reservation(uint64_t id, bool all, int64_t input, int64_t output) {
     Reservation* r = rt.find(id, now);
     if (r) {
         copy = *r;
-        ReservationTable::free(r);
+        rt.free(r);
     }
     LWLockRelease(&g_res_lock->lock);
     if (!r) return false;

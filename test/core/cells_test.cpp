@@ -117,7 +117,7 @@ TEST(Reservations, IdsAreUniqueAndAnEndedIdNeverFindsANewerOne) {
     EXPECT_EQ(rt.claim(0, kMin), nullptr);  // both slots live
     uint64_t old = a->id;
     EXPECT_EQ(rt.find(old, 0), a);
-    ReservationTable::free(a);
+    rt.free(a);
     EXPECT_EQ(rt.find(old, 0), nullptr);
     Reservation* c = rt.claim(0, kMin);
     ASSERT_EQ(c, a);  // the slot again, under a new id
@@ -125,6 +125,26 @@ TEST(Reservations, IdsAreUniqueAndAnEndedIdNeverFindsANewerOne) {
     EXPECT_EQ(rt.find(old, 0), nullptr);
     EXPECT_EQ(rt.find(0, 0), nullptr);
     EXPECT_EQ(rt.find(c->id ^ 1, 0), nullptr);  // a neighbouring id is nobody's
+}
+
+TEST(Reservations, AFullTableAnswersUntilItsFirstExpiryOrAFree) {
+    // a full table remembers when its first slot frees by itself, and a
+    // free (a release, a settlement, an expired budget) ends that at once
+    std::vector<unsigned char> mem(ReservationTable::bytes(3), 0);
+    ReservationTable rt(mem.data(), 3);
+    Reservation* a = rt.claim(0, 30);
+    Reservation* b = rt.claim(0, 20);
+    Reservation* c = rt.claim(0, 40);
+    ASSERT_TRUE(a && b && c);
+    EXPECT_EQ(rt.claim(5, 10), nullptr);
+    EXPECT_EQ(rt.claim(19, 10), nullptr);
+    Reservation* d = rt.claim(20, 100);  // b's slot, at b's expiry
+    EXPECT_EQ(d, b);
+    EXPECT_EQ(rt.claim(21, 10), nullptr);  // full again: a frees at 30
+    rt.free(c);
+    EXPECT_EQ(rt.claim(21, 10), c);
+    EXPECT_EQ(rt.claim(29, 10), nullptr);
+    EXPECT_EQ(rt.claim(30, 10), a);
 }
 
 TEST(Reservations, AnIdFromBeforeARestartFindsNothingAfterIt) {
