@@ -85,7 +85,47 @@ SELECT request_id, tableoid::regclass, count(*) FROM meter.events WHERE request_
 -- every partition needs the request index: one without it is refused clearly
 CREATE TABLE meter.events_2027_05 PARTITION OF meter.events FOR VALUES FROM ('2027-05-01+00') TO ('2027-06-01+00');
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', request_id => 'no-index', occurred_at => '2027-05-02+00')$$);
+-- nor does an index that leaves some keys out
+CREATE INDEX events_2027_05_some ON meter.events_2027_05 USING hash (request_key) WHERE tenant = 'coach';
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', request_id => 'no-index', occurred_at => '2027-05-02+00')$$);
+-- a btree on every key serves as well as the hash index of create_partition
+CREATE INDEX events_2027_05_request ON meter.events_2027_05 (request_key) WHERE request_key IS NOT NULL;
+SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'btree-1', occurred_at => '2027-05-02+00');
+SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'btree-1', occurred_at => :t);
+SELECT pg_get_indexdef('meter.events_2027_03_request'::regclass) ~ 'USING hash' AS hash_index;
+-- the request indexes a statement keeps open from row to row are closed
+-- when it ends: the same transaction may then drop a partition, after an
+-- INSERT of many rows and after a COPY
+BEGIN;
+INSERT INTO meter.events (tenant, endpoint, request_id, occurred_at)
+SELECT 'coach', '/x', 'open-' || i, '2027-05-03+00' FROM generate_series(1, 3) i;
+COPY meter.events (tenant, endpoint, request_id, occurred_at) FROM STDIN;
+coach	/x	open-4	2027-05-03 00:00:00+00
+coach	/x	open-1	2027-05-03 00:00:00+00
+\.
+SELECT count(*) AS open_events FROM meter.events WHERE request_id LIKE 'open-%';
 DROP TABLE meter.events_2027_05;
+COMMIT;
+-- a statement refused inside a savepoint after its first row was claimed
+-- (the second row's usage cannot be read) rolls back alone; the statements
+-- after it are still deduplicated against every partition
+DO $$
+BEGIN
+    FOR i IN 1..3 LOOP
+        BEGIN
+            INSERT INTO meter.events (tenant, provider, model, endpoint, usage, request_id, occurred_at)
+            VALUES ('coach', 'openai', 'gpt-4o', '/x', '{"prompt_tokens": 1, "completion_tokens": 1}', 'sp-' || i, '2026-01-15+00'),
+                   ('coach', 'openai', 'gpt-4o', '/x', CASE WHEN i = 2 THEN '{"prompt_tokens": "x"}' ELSE '{"prompt_tokens": 2, "completion_tokens": 1}' END::jsonb,
+                    'sp-' || i || 'b', '2026-01-15+00');
+        EXCEPTION WHEN others THEN
+            RAISE NOTICE 'statement %: %', i, SQLERRM;
+        END;
+    END LOOP;
+END $$;
+INSERT INTO meter.events (tenant, endpoint, request_id, occurred_at)
+VALUES ('coach', '/x', 'sp-1', '2027-03-04+00'), ('coach', '/x', 'sp-2', '2027-03-04+00'), ('coach', '/x', 'sp-3b', '2026-01-16+00');
+SELECT request_id, tableoid::regclass FROM meter.events WHERE request_id LIKE 'sp-%' ORDER BY 1;
+DELETE FROM meter.events WHERE request_id LIKE 'sp-%';
 
 -- a column of the user's (or a trigger, a policy, a check) makes meter.record
 -- go through the INSERT, so that the user's default applies; priced the same

@@ -16,12 +16,15 @@ extern "C" {
 #include "catalog/partition.h"
 #include "catalog/pg_index.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "tcop/utility.h"
 #include "miscadmin.h"
 #include "partitioning/partdesc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "nodes/primnodes.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -47,7 +50,7 @@ const char* const kAttNames[NAtts] = {"tenant", "request_id", "event_id", "cost"
 // Part is what a probe needs of one partition, cached per backend.
 struct Part {
     Oid relid;
-    Oid index;  // the partial btree on request_key
+    Oid index;  // the hash (or btree) index on request_key
     AttrNumber att[NAtts];
 };
 constexpr int kMaxCached = 256;
@@ -63,6 +66,16 @@ void relcache_changed(Datum, Oid relid) {
     // (rebuilding costs a few catalog lookups)
     g_nparts = 0;
     if (relid == InvalidOid || relid == g_events) g_events = InvalidOid;
+}
+
+// covers_every_key says whether an index holds every row with a request
+// key: no predicate, or only "request_key IS NOT NULL".
+bool covers_every_key(Relation ix, AttrNumber key) {
+    List* pred = RelationGetIndexPredicate(ix);
+    if (pred == NIL) return true;
+    if (list_length(pred) != 1 || !IsA(linitial(pred), NullTest)) return false;
+    NullTest* t = static_cast<NullTest*>(linitial(pred));
+    return t->nulltesttype == IS_NOT_NULL && IsA(t->arg, Var) && reinterpret_cast<Var*>(t->arg)->varattno == key;
 }
 
 const Part* part_of(Relation rel) {
@@ -88,7 +101,9 @@ const Part* part_of(Relation rel) {
     foreach (lc, indexes) {
         Relation ix = index_open(lfirst_oid(lc), AccessShareLock);
         Form_pg_index f = ix->rd_index;
-        bool fits = f->indnatts == 1 && f->indkey.values[0] == key && ix->rd_rel->relam == BTREE_AM_OID && f->indisvalid;
+        bool fits = f->indnatts == 1 && f->indkey.values[0] == key &&
+                    (ix->rd_rel->relam == HASH_AM_OID || ix->rd_rel->relam == BTREE_AM_OID) && f->indisvalid &&
+                    covers_every_key(ix, key);
         index_close(ix, AccessShareLock);
         if (fits) {
             p.index = lfirst_oid(lc);
@@ -99,9 +114,9 @@ const Part* part_of(Relation rel) {
     if (!OidIsValid(p.index))
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("partition \"%s\" of meter.events has no index on request_key", RelationGetRelationName(rel)),
-                        errdetail("Request ids are deduplicated across partitions through that index."),
+                        errdetail("Request ids are deduplicated across partitions through that index, which must hold every row with a request_key."),
                         errhint("Create partitions with meter.create_partition, or add the index: "
-                                "CREATE INDEX ON meter.%s (request_key) WHERE request_key IS NOT NULL.",
+                                "CREATE INDEX ON meter.%s USING hash (request_key) WHERE request_key IS NOT NULL.",
                                 quote_identifier(RelationGetRelationName(rel)))));
     int slot = g_nparts < kMaxCached ? g_nparts++ : static_cast<int>(relid % kMaxCached);
     g_parts[slot] = p;
@@ -126,17 +141,108 @@ Datum numeric_copy(TupleTableSlot* slot, AttrNumber att, MemoryContext cxt) {
     return c;
 }
 
+// Probe is one partition's request index, open for a statement's rows.
+struct Probe {
+    Relation heap;
+    Relation index;
+    IndexScanDesc scan;
+    Part part;
+};
+
+// ProbeSet keeps every partition's request index open, with its scan, from
+// one row of a statement to the next: a COPY of a million rows opens,
+// locks and starts a scan on each index once, not once a row. Everything in
+// it belongs to the top transaction's resource owner (a statement's or a
+// savepoint's would report it as leaked when it ends); it is closed when
+// the statement ends (ExecutorEnd, or the end of a utility statement such
+// as COPY), before a commit, and when a savepoint rolls back, and forgotten
+// on abort, whose resource owner releases what it held. No buffer stays
+// pinned between two probes.
+struct ProbeSet {
+    bool open;
+    Relation events;
+    PartitionDesc pd;  // the partitions it was opened for
+    MemoryContext cxt;
+    int n;
+    Probe* probes;
+    SnapshotData dirty;
+};
+ProbeSet g_ps;
+
+ExecutorEnd_hook_type g_prev_executor_end = nullptr;
+ProcessUtility_hook_type g_prev_utility = nullptr;
+
+// as_top runs f with the top transaction's resource owner current (scans
+// pin and release buffers under the current one).
+template <typename F>
+void as_top(F f) {
+    ResourceOwner saved = CurrentResourceOwner;
+    PG_TRY();
+    {
+        CurrentResourceOwner = TopTransactionResourceOwner;
+        f();
+    }
+    PG_FINALLY();
+    { CurrentResourceOwner = saved; }
+    PG_END_TRY();
+}
+
+void close_probes() {
+    if (!g_ps.open) return;
+    g_ps.open = false;  // first: an error below must not come back here
+    as_top([] {
+        for (int i = g_ps.n - 1; i >= 0; --i) {
+            Probe* p = &g_ps.probes[i];
+            if (p->scan) index_endscan(p->scan);
+            if (p->index) index_close(p->index, NoLock);
+            if (p->heap) table_close(p->heap, NoLock);
+        }
+        if (g_ps.events) table_close(g_ps.events, NoLock);
+    });
+    MemoryContextDelete(g_ps.cxt);
+}
+
+// forget_probes drops the set without closing it: the transaction's abort
+// releases what it held, and its memory goes with the transaction's.
+void forget_probes() { g_ps.open = false; }
+
+void open_probes() {
+    MemoryContext cxt = AllocSetContextCreate(TopTransactionContext, "pg_meter request probes", ALLOCSET_SMALL_SIZES);
+    g_ps.cxt = cxt;
+    g_ps.events = nullptr;
+    g_ps.n = 0;
+    g_ps.probes = nullptr;
+    g_ps.open = true;  // what is opened below is closed with it, also after an error
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    InitDirtySnapshot(g_ps.dirty);
+    g_ps.events = table_open(pm_events_oid(), AccessShareLock);
+    PartitionDesc pd = RelationGetPartitionDesc(g_ps.events, true);
+    g_ps.pd = pd;
+    int nparts = pd->nparts;
+    // the oids first: opening a partition may take in invalidations
+    Oid* oids = static_cast<Oid*>(palloc(sizeof(Oid) * static_cast<size_t>(nparts > 0 ? nparts : 1)));
+    memcpy(oids, pd->oids, sizeof(Oid) * static_cast<size_t>(nparts));
+    g_ps.probes = static_cast<Probe*>(palloc0(sizeof(Probe) * static_cast<size_t>(nparts > 0 ? nparts : 1)));
+    for (int i = 0; i < nparts; ++i) {
+        Probe* p = &g_ps.probes[g_ps.n];
+        p->heap = table_open(oids[i], AccessShareLock);
+        ++g_ps.n;
+        p->part = *part_of(p->heap);
+        p->index = index_open(p->part.index, AccessShareLock);
+        p->scan = index_beginscan(p->heap, p->index, &g_ps.dirty, 1, 0);
+    }
+    MemoryContextSwitchTo(old);
+}
+
 // probe looks for (tenant, rid) in one partition. Returns true when found
 // (dup filled); sets *xwait when an insert or delete of it is in progress
 // in another transaction.
-bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len,
-           PmDuplicate* dup, TransactionId* xwait) {
-    Relation index = index_open(p->index, AccessShareLock);
-    SnapshotData dirty;
-    InitDirtySnapshot(dirty);
+bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len, PmDuplicate* dup,
+           TransactionId* xwait) {
     ScanKeyData sk;
     ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key));
-    IndexScanDesc scan = index_beginscan(heap, index, &dirty, 1, 0);
+    IndexScanDesc scan = pr->scan;
+    const Part* p = &pr->part;
     index_rescan(scan, &sk, 1, nullptr, 0);
     // the slot is made only when the index has the key: a new request (the
     // usual case) costs one descent per partition. The loop is
@@ -145,11 +251,11 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
     bool found = false;
     for (;;) {
         if (!scan->xs_heap_continue && index_getnext_tid(scan, ForwardScanDirection) == nullptr) break;
-        if (!slot) slot = table_slot_create(heap, nullptr);
+        if (!slot) slot = table_slot_create(pr->heap, nullptr);
         if (!index_fetch_heap(scan, slot)) continue;
         if (!same_text(slot, p->att[aTenant], tenant, tenant_len) || !same_text(slot, p->att[aRequestId], rid, rid_len))
             continue;  // another request with the same hash
-        TransactionId w = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+        TransactionId w = TransactionIdIsValid(g_ps.dirty.xmin) ? g_ps.dirty.xmin : g_ps.dirty.xmax;
         if (TransactionIdIsValid(w)) {
             *xwait = w;
             break;
@@ -161,15 +267,15 @@ bool probe(Relation heap, const Part* p, int64 key, const char* tenant, int tena
         dup->event_id = DatumGetInt64(slot_getattr(slot, p->att[aEventId], &isnull));
         dup->cost = numeric_copy(slot, p->att[aCost], dup->answer_cxt);
         dup->potential_cost = numeric_copy(slot, p->att[aPotential], dup->answer_cxt);
-        Datum pr = slot_getattr(slot, p->att[aPriced], &isnull);
-        dup->priced = !isnull && DatumGetBool(pr);
+        Datum pv = slot_getattr(slot, p->att[aPriced], &isnull);
+        dup->priced = !isnull && DatumGetBool(pv);
         Datum v = slot_getattr(slot, p->att[aVersion], &isnull);
         dup->price_version = isnull ? 0 : DatumGetInt64(v);
         break;
     }
     if (slot) ExecDropSingleTupleTableSlot(slot);
-    index_endscan(scan);
-    index_close(index, AccessShareLock);
+    // the same keys again: releases the index and heap pages the scan holds
+    index_rescan(scan, nullptr, 1, nullptr, 0);
     return found;
 }
 
@@ -192,10 +298,46 @@ void key_lock(const LOCKTAG* tag, bool take) {
 }
 
 void xact_ended(XactEvent event, void*) {
-    // the transaction's locks are gone with it
-    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
-        event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+    switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+    case XACT_EVENT_PARALLEL_PRE_COMMIT:
+    case XACT_EVENT_PRE_PREPARE:
+        close_probes();
+        break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+        forget_probes();
+        g_holding = false;  // the transaction's locks are gone with it
+        break;
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_PARALLEL_COMMIT:
+    case XACT_EVENT_PREPARE:
+        forget_probes();
         g_holding = false;
+        break;
+    }
+}
+
+void subxact_ended(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    // what a probe interrupted by the error held is given back now
+    if (event == SUBXACT_EVENT_ABORT_SUB) close_probes();
+}
+
+void executor_end(QueryDesc* qd) {
+    if (g_prev_executor_end)
+        g_prev_executor_end(qd);
+    else
+        standard_ExecutorEnd(qd);
+    close_probes();
+}
+
+void utility(PlannedStmt* pstmt, const char* query, bool read_only, ProcessUtilityContext context, ParamListInfo params,
+             QueryEnvironment* env, DestReceiver* dest, QueryCompletion* qc) {
+    if (g_prev_utility)
+        g_prev_utility(pstmt, query, read_only, context, params, env, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, query, read_only, context, params, env, dest, qc);
+    close_probes();  // a COPY's rows are in
 }
 
 }  // namespace
@@ -229,41 +371,57 @@ bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_l
     LOCKTAG tag;
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(key) >> 32),
                          static_cast<uint32>(key), kLockClass);
-    Relation events = table_open(pm_events_oid(), AccessShareLock);
-    for (;;) {
-        key_lock(&tag, true);
-        TransactionId xwait = InvalidTransactionId;
-        dup->found = false;
-        // the row's own partition first: a retry usually lands there
-        bool found = probe(leaf, part_of(leaf), key, tenant, tenant_len, rid, rid_len, dup, &xwait);
-        PartitionDesc pd = RelationGetPartitionDesc(events, true);
-        for (int i = 0; i < pd->nparts && !found && !TransactionIdIsValid(xwait); ++i) {
-            if (pd->oids[i] == RelationGetRelid(leaf)) continue;
-            Relation part = table_open(pd->oids[i], AccessShareLock);
-            found = probe(part, part_of(part), key, tenant, tenant_len, rid, rid_len, dup, &xwait);
-            table_close(part, NoLock);
+    bool fresh = false;
+    as_top([&] {
+        // partitions attached or detached concurrently: open them anew
+        if (g_ps.open && RelationGetPartitionDesc(g_ps.events, true) != g_ps.pd) close_probes();
+        if (!g_ps.open) open_probes();
+        Oid leaf_id = RelationGetRelid(leaf);
+        int own = -1;
+        for (int i = 0; i < g_ps.n && own < 0; ++i)
+            if (RelationGetRelid(g_ps.probes[i].heap) == leaf_id) own = i;
+        if (own < 0) elog(ERROR, "relation \"%s\" is not a partition of meter.events", RelationGetRelationName(leaf));
+        // what a scan allocates as it goes (the btree's killed items) must
+        // live as long as the scan
+        MemoryContext old = MemoryContextSwitchTo(g_ps.cxt);
+        for (;;) {
+            key_lock(&tag, true);
+            TransactionId xwait = InvalidTransactionId;
+            dup->found = false;
+            // the row's own partition first: a retry usually lands there
+            bool found = probe(&g_ps.probes[own], key, tenant, tenant_len, rid, rid_len, dup, &xwait);
+            for (int i = 0; i < g_ps.n && !found && !TransactionIdIsValid(xwait); ++i)
+                if (i != own) found = probe(&g_ps.probes[i], key, tenant, tenant_len, rid, rid_len, dup, &xwait);
+            if (TransactionIdIsValid(xwait)) {
+                // never wait while holding the key: the other transaction may
+                // need it for another row
+                key_lock(&tag, false);
+                XactLockTableWait(xwait, nullptr, nullptr, XLTW_None);
+                continue;
+            }
+            if (found) {
+                key_lock(&tag, false);
+                fresh = false;
+            } else {
+                g_held = tag;
+                g_holding = true;
+                fresh = true;
+            }
+            break;
         }
-        if (TransactionIdIsValid(xwait)) {
-            // never wait while holding the key: the other transaction may
-            // need it for another row
-            key_lock(&tag, false);
-            XactLockTableWait(xwait, nullptr, nullptr, XLTW_None);
-            continue;
-        }
-        table_close(events, NoLock);
-        if (found) {
-            key_lock(&tag, false);
-            return false;
-        }
-        g_held = tag;
-        g_holding = true;
-        return true;
-    }
+        MemoryContextSwitchTo(old);
+    });
+    return fresh;
 }
 
 void pm_request_ids_register() {
     CacheRegisterRelcacheCallback(relcache_changed, (Datum)0);
     RegisterXactCallback(xact_ended, nullptr);
+    RegisterSubXactCallback(subxact_ended, nullptr);
+    g_prev_executor_end = ExecutorEnd_hook;
+    ExecutorEnd_hook = executor_end;
+    g_prev_utility = ProcessUtility_hook;
+    ProcessUtility_hook = utility;
 }
 
 }  // namespace pgm::pg

@@ -2,7 +2,8 @@
 // partition of meter.events its first event landed in.
 //
 // Each event with a request id carries request_key, a 64-bit hash of
-// (tenant, request_id), and every partition has a partial btree index on it.
+// (tenant, request_id), and every partition has a partial hash index on it
+// (a btree serves too).
 // PostgreSQL has no unique index across partitions, so uniqueness is
 // enforced here, with one lock per key held only while it matters:
 //
@@ -22,8 +23,10 @@
 // transaction: two retries in flight never both count, in any partition,
 // and an aborted first attempt lets the retry count. A backend holds at
 // most two of these locks at a time, so a COPY of millions of rows does
-// not fill the lock table. Everything here is PostgreSQL calls only (it
-// may ereport and owns no C++ object).
+// not fill the lock table. The indexes probed stay open, with their scans,
+// from one row of a statement to the next (request_ids.cpp, ProbeSet).
+// Everything here is PostgreSQL calls only (it may ereport and owns no C++
+// object).
 #pragma once
 
 extern "C" {
