@@ -60,6 +60,21 @@ awk -v b="$bare" -v t="$track" -v r="$rec" -v th="$track_hot" -v rh="$rec_hot" '
 echo "== bulk: $rows events"
 psql -X -q -d "$db" -c "TRUNCATE meter.events, peer.api_usage_logs" >/dev/null
 psql -X -q -d "$db" -v rows="$rows" -At -f bench/bulk_events.sql > "$work/events.tsv"
+# the same rows by INSERT ... SELECT (the other bulk way in), generated as
+# the peer's are, into an empty log; then emptied again for the COPY
+t5=$(date +%s.%N)
+psql -X -q -d "$db" -v rows="$rows" <<'SQL' >/dev/null
+INSERT INTO meter.events (tenant, subject, session, endpoint, provider, model, usage, cached, latency_ms, success, request_id, occurred_at)
+SELECT 'app', 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat',
+       (ARRAY['anthropic','google','google','openai','openai'])[1 + i % 5],
+       (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[1 + i % 5],
+       jsonb_build_object('input_tokens', 50 + i % 3950, 'output_tokens', 10 + i % 1190),
+       i % 10 = 0, 200 + i % 5800, i % 10 <> 9, 'b' || i,
+       now() - (i % (30 * 86400)) * interval '1 second'
+  FROM generate_series(1, :rows) AS i;
+SQL
+t6=$(date +%s.%N)
+psql -X -q -d "$db" -c "TRUNCATE meter.events" >/dev/null
 t0=$(date +%s.%N)
 psql -X -q -d "$db" -c "\\copy meter.events (tenant, subject, session, endpoint, provider, model, usage, cached, latency_ms, success, request_id, occurred_at) FROM '$work/events.tsv'"
 t1=$(date +%s.%N)
@@ -73,16 +88,18 @@ SELECT 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat', (ARRAY['anthropic',
   FROM generate_series(1, :rows) AS i;
 SQL
 t2=$(date +%s.%N)
-# what autovacuum does in the background (BRIN ranges summarized, statistics)
+# what autovacuum does in the background (statistics, the visibility map)
 psql -X -q -d "$db" -c "VACUUM ANALYZE meter.events" -c "VACUUM ANALYZE peer.api_usage_logs"
 t3=$(date +%s.%N)
 rolled=$(psql -X -q -At -d "$db" -c "SELECT meter.rollup()")
 t4=$(date +%s.%N)
-awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v e="$t4" -v n="$rows" -v r="$rolled" 'BEGIN {
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v e="$t4" -v f="$t5" -v g="$t6" -v n="$rows" -v r="$rolled" 'BEGIN {
   printf "COPY into meter.events (priced, deduplicated): %6.1f s\n", b - a
+  printf "INSERT ... SELECT into meter.events (same):    %6.1f s\n", g - f
   printf "peer INSERT ... SELECT into its indexed log:   %6.1f s\n", c - b
   printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, e - d, r / (e - d)
-  printf "ratio meter / peer, ingest alone: %.2f; priced and rolled up: %.2f\n", (b - a) / (c - b), (b - a + e - d) / (c - b) }'
+  printf "ratio meter / peer, COPY: ingest alone %.2f, priced and rolled up %.2f\n", (b - a) / (c - b), (b - a + e - d) / (c - b)
+  printf "ratio meter / peer, INSERT ... SELECT: ingest alone %.2f, priced and rolled up %.2f\n", (g - f) / (c - b), (g - f + e - d) / (c - b) }'
 psql -X -q -At -d "$db" -c "SELECT 'disk bytes per event: ' || round((sum(pg_total_relation_size(c.oid)))::numeric / $rows, 1)
                                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'meter.events'::regclass"
 
