@@ -106,6 +106,20 @@ coach	/x	open-1	2027-05-03 00:00:00+00
 SELECT count(*) AS open_events FROM meter.events WHERE request_id LIKE 'open-%';
 DROP TABLE meter.events_2027_05;
 COMMIT;
+-- a PL/pgSQL expression calls meter.record outside any executor: what it
+-- keeps open is closed before the next utility statement, so DDL on the
+-- partitions runs in the same transaction
+DO $$
+DECLARE
+    r meter.recorded;
+BEGIN
+    r := meter.record(tenant => 'coach', endpoint => '/x', request_id => 'expr-1', occurred_at => '2026-01-15+00');
+    PERFORM meter.create_partition('2027-07-01+00');
+    DROP TABLE meter.events_2027_07;
+    r := meter.record(tenant => 'coach', endpoint => '/x', request_id => 'expr-1', occurred_at => '2027-03-05+00');
+    RAISE NOTICE 'retry counted again: %', NOT r.duplicate;
+END $$;
+DELETE FROM meter.events WHERE request_id = 'expr-1';
 -- a statement refused inside a savepoint after its first row was claimed
 -- (the second row's usage cannot be read) rolls back alone; the statements
 -- after it are still deduplicated against every partition

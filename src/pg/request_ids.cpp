@@ -51,6 +51,7 @@ const char* const kAttNames[NAtts] = {"tenant", "request_id", "event_id", "cost"
 struct Part {
     Oid relid;
     Oid index;  // the hash (or btree) index on request_key
+    StrategyNumber strategy;  // its equality strategy
     AttrNumber att[NAtts];
 };
 constexpr int kMaxCached = 256;
@@ -101,9 +102,20 @@ const Part* part_of(Relation rel) {
     foreach (lc, indexes) {
         Relation ix = index_open(lfirst_oid(lc), AccessShareLock);
         Form_pg_index f = ix->rd_index;
-        bool fits = f->indnatts == 1 && f->indkey.values[0] == key &&
-                    (ix->rd_rel->relam == HASH_AM_OID || ix->rd_rel->relam == BTREE_AM_OID) && f->indisvalid &&
-                    covers_every_key(ix, key);
+        bool fits = false;
+        PG_TRY();
+        {
+            fits = f->indnatts == 1 && f->indkey.values[0] == key &&
+                   (ix->rd_rel->relam == HASH_AM_OID || ix->rd_rel->relam == BTREE_AM_OID) && f->indisvalid &&
+                   covers_every_key(ix, key);
+        }
+        PG_CATCH();
+        {
+            index_close(ix, AccessShareLock);  // the probes' resource owner outlives the statement
+            PG_RE_THROW();
+        }
+        PG_END_TRY();
+        if (fits) p.strategy = ix->rd_rel->relam == HASH_AM_OID ? HTEqualStrategyNumber : BTEqualStrategyNumber;
         index_close(ix, AccessShareLock);
         if (fits) {
             p.index = lfirst_oid(lc);
@@ -128,7 +140,9 @@ bool same_text(TupleTableSlot* slot, AttrNumber att, const char* s, int len) {
     Datum d = slot_getattr(slot, att, &isnull);
     if (isnull) return false;
     text* t = DatumGetTextPP(d);
-    return static_cast<int>(VARSIZE_ANY_EXHDR(t)) == len && memcmp(VARDATA_ANY(t), s, static_cast<size_t>(len)) == 0;
+    bool same = static_cast<int>(VARSIZE_ANY_EXHDR(t)) == len && memcmp(VARDATA_ANY(t), s, static_cast<size_t>(len)) == 0;
+    if (reinterpret_cast<Pointer>(t) != DatumGetPointer(d)) pfree(t);  // detoasted: not kept for the statement
+    return same;
 }
 
 Datum numeric_copy(TupleTableSlot* slot, AttrNumber att, MemoryContext cxt) {
@@ -146,6 +160,7 @@ struct Probe {
     Relation heap;
     Relation index;
     IndexScanDesc scan;
+    TupleTableSlot* slot;  // for the rows the index points to
     Part part;
 };
 
@@ -155,19 +170,25 @@ struct Probe {
 // it belongs to the top transaction's resource owner (a statement's or a
 // savepoint's would report it as leaked when it ends); it is closed when
 // the statement ends (ExecutorEnd, or the end of a utility statement such
-// as COPY), before a commit, and when a savepoint rolls back, and forgotten
-// on abort, whose resource owner releases what it held. No buffer stays
-// pinned between two probes.
+// as COPY), before any utility statement, before a commit, and when a
+// savepoint rolls back, and forgotten on abort, whose resource owner
+// releases what it held. No buffer stays pinned between two probes.
 struct ProbeSet {
     bool open;
     Relation events;
     PartitionDesc pd;  // the partitions it was opened for
     MemoryContext cxt;
     int n;
+    int cap;
     Probe* probes;
     SnapshotData dirty;
 };
 ProbeSet g_ps;
+// g_busy counts the claims and openings under way: a statement that ends
+// inside one (a function run while an index predicate is read) asks for
+// the set to be closed when they are done, not under their feet
+int g_busy = 0;
+bool g_close_asked = false;
 
 ExecutorEnd_hook_type g_prev_executor_end = nullptr;
 ProcessUtility_hook_type g_prev_utility = nullptr;
@@ -187,12 +208,15 @@ void as_top(F f) {
     PG_END_TRY();
 }
 
-void close_probes() {
+// close_now closes the set (from a claim too); close_probes waits for the
+// claims under way.
+void close_now() {
     if (!g_ps.open) return;
     g_ps.open = false;  // first: an error below must not come back here
     as_top([] {
         for (int i = g_ps.n - 1; i >= 0; --i) {
             Probe* p = &g_ps.probes[i];
+            if (p->slot) ExecDropSingleTupleTableSlot(p->slot);
             if (p->scan) index_endscan(p->scan);
             if (p->index) index_close(p->index, NoLock);
             if (p->heap) table_close(p->heap, NoLock);
@@ -202,9 +226,33 @@ void close_probes() {
     MemoryContextDelete(g_ps.cxt);
 }
 
+void close_probes() {
+    if (g_busy > 0) {
+        g_close_asked = true;
+        return;
+    }
+    close_now();
+}
+
 // forget_probes drops the set without closing it: the transaction's abort
 // releases what it held, and its memory goes with the transaction's.
-void forget_probes() { g_ps.open = false; }
+void forget_probes() {
+    g_ps.open = false;
+    g_close_asked = false;
+    g_busy = 0;
+}
+
+// open_probe opens one partition's probe at the end of the set (in its
+// memory context).
+void open_probe(Oid relid) {
+    Probe* p = &g_ps.probes[g_ps.n];
+    p->heap = table_open(relid, AccessShareLock);
+    ++g_ps.n;  // counted as soon as it holds anything, for close_now
+    p->part = *part_of(p->heap);
+    p->index = index_open(p->part.index, AccessShareLock);
+    p->scan = index_beginscan(p->heap, p->index, &g_ps.dirty, 1, 0);
+    p->slot = table_slot_create(p->heap, nullptr);
+}
 
 void open_probes() {
     MemoryContext cxt = AllocSetContextCreate(TopTransactionContext, "pg_meter request probes", ALLOCSET_SMALL_SIZES);
@@ -220,17 +268,13 @@ void open_probes() {
     g_ps.pd = pd;
     int nparts = pd->nparts;
     // the oids first: opening a partition may take in invalidations
-    Oid* oids = static_cast<Oid*>(palloc(sizeof(Oid) * static_cast<size_t>(nparts > 0 ? nparts : 1)));
+    Oid* oids = static_cast<Oid*>(palloc(sizeof(Oid) * static_cast<size_t>(nparts + 1)));
     memcpy(oids, pd->oids, sizeof(Oid) * static_cast<size_t>(nparts));
-    g_ps.probes = static_cast<Probe*>(palloc0(sizeof(Probe) * static_cast<size_t>(nparts > 0 ? nparts : 1)));
-    for (int i = 0; i < nparts; ++i) {
-        Probe* p = &g_ps.probes[g_ps.n];
-        p->heap = table_open(oids[i], AccessShareLock);
-        ++g_ps.n;
-        p->part = *part_of(p->heap);
-        p->index = index_open(p->part.index, AccessShareLock);
-        p->scan = index_beginscan(p->heap, p->index, &g_ps.dirty, 1, 0);
-    }
+    // one more: a row's partition the descriptor leaves out (one pending
+    // detach, which a repeatable-read transaction still writes to)
+    g_ps.cap = nparts + 1;
+    g_ps.probes = static_cast<Probe*>(palloc0(sizeof(Probe) * static_cast<size_t>(g_ps.cap)));
+    for (int i = 0; i < nparts; ++i) open_probe(oids[i]);
     MemoryContextSwitchTo(old);
 }
 
@@ -240,18 +284,16 @@ void open_probes() {
 bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len, PmDuplicate* dup,
            TransactionId* xwait) {
     ScanKeyData sk;
-    ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key));
+    ScanKeyInit(&sk, 1, pr->part.strategy, F_INT8EQ, Int64GetDatum(key));
     IndexScanDesc scan = pr->scan;
     const Part* p = &pr->part;
     index_rescan(scan, &sk, 1, nullptr, 0);
-    // the slot is made only when the index has the key: a new request (the
-    // usual case) costs one descent per partition. The loop is
-    // index_getnext_slot's, HOT chains included.
-    TupleTableSlot* slot = nullptr;
+    // a new request (the usual case) costs one descent per partition. The
+    // loop is index_getnext_slot's, HOT chains included.
+    TupleTableSlot* slot = pr->slot;
     bool found = false;
     for (;;) {
         if (!scan->xs_heap_continue && index_getnext_tid(scan, ForwardScanDirection) == nullptr) break;
-        if (!slot) slot = table_slot_create(pr->heap, nullptr);
         if (!index_fetch_heap(scan, slot)) continue;
         if (!same_text(slot, p->att[aTenant], tenant, tenant_len) || !same_text(slot, p->att[aRequestId], rid, rid_len))
             continue;  // another request with the same hash
@@ -273,7 +315,7 @@ bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char*
         dup->price_version = isnull ? 0 : DatumGetInt64(v);
         break;
     }
-    if (slot) ExecDropSingleTupleTableSlot(slot);
+    ExecClearTuple(slot);
     // the same keys again: releases the index and heap pages the scan holds
     index_rescan(scan, nullptr, 1, nullptr, 0);
     return found;
@@ -333,6 +375,10 @@ void executor_end(QueryDesc* qd) {
 
 void utility(PlannedStmt* pstmt, const char* query, bool read_only, ProcessUtilityContext context, ParamListInfo params,
              QueryEnvironment* env, DestReceiver* dest, QueryCompletion* qc) {
+    // before too: a set left open by a call outside any executor (a
+    // PL/pgSQL expression, a fast-path call) would keep DDL on the
+    // partitions from running ("being used by active queries")
+    close_probes();
     if (g_prev_utility)
         g_prev_utility(pstmt, query, read_only, context, params, env, dest, qc);
     else
@@ -365,6 +411,62 @@ void pm_release_claim() {
     if (LockHeldByMe(&g_held, ExclusiveLock)) key_lock(&g_held, false);
 }
 
+namespace {
+
+// own_probe returns the probe of the row's partition, opening the set, or
+// adding the partition to it, as needed. The top transaction's resource
+// owner is current.
+Probe* own_probe(Relation leaf) {
+    // partitions attached or detached concurrently: open them anew
+    AcceptInvalidationMessages();
+    if (g_ps.open && RelationGetPartitionDesc(g_ps.events, true) != g_ps.pd) close_now();
+    if (!g_ps.open) open_probes();
+    Oid leaf_id = RelationGetRelid(leaf);
+    for (int i = 0; i < g_ps.n; ++i)
+        if (RelationGetRelid(g_ps.probes[i].heap) == leaf_id) return &g_ps.probes[i];
+    if (g_ps.n == g_ps.cap) {  // the one extra place is taken by another
+        close_now();
+        open_probes();
+    }
+    MemoryContext old = MemoryContextSwitchTo(g_ps.cxt);
+    open_probe(leaf_id);
+    MemoryContextSwitchTo(old);
+    return &g_ps.probes[g_ps.n - 1];
+}
+
+bool claim(Relation leaf, const LOCKTAG& tag, int64 key, const char* tenant, int tenant_len, const char* rid,
+           int rid_len, PmDuplicate* dup) {
+    Probe* own = own_probe(leaf);
+    // what a scan allocates as it goes (the btree's killed items) must live
+    // as long as the scan
+    MemoryContextSwitchTo(g_ps.cxt);
+    for (;;) {
+        key_lock(&tag, true);
+        TransactionId xwait = InvalidTransactionId;
+        dup->found = false;
+        // the row's own partition first: a retry usually lands there
+        bool found = probe(own, key, tenant, tenant_len, rid, rid_len, dup, &xwait);
+        for (int i = 0; i < g_ps.n && !found && !TransactionIdIsValid(xwait); ++i)
+            if (&g_ps.probes[i] != own) found = probe(&g_ps.probes[i], key, tenant, tenant_len, rid, rid_len, dup, &xwait);
+        if (TransactionIdIsValid(xwait)) {
+            // never wait while holding the key: the other transaction may
+            // need it for another row
+            key_lock(&tag, false);
+            XactLockTableWait(xwait, nullptr, nullptr, XLTW_None);
+            continue;
+        }
+        if (found) {
+            key_lock(&tag, false);
+            return false;
+        }
+        g_held = tag;
+        g_holding = true;
+        return true;
+    }
+}
+
+}  // namespace
+
 bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len,
                       PmDuplicate* dup) {
     pm_release_claim();
@@ -372,45 +474,25 @@ bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_l
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(key) >> 32),
                          static_cast<uint32>(key), kLockClass);
     bool fresh = false;
-    as_top([&] {
-        // partitions attached or detached concurrently: open them anew
-        if (g_ps.open && RelationGetPartitionDesc(g_ps.events, true) != g_ps.pd) close_probes();
-        if (!g_ps.open) open_probes();
-        Oid leaf_id = RelationGetRelid(leaf);
-        int own = -1;
-        for (int i = 0; i < g_ps.n && own < 0; ++i)
-            if (RelationGetRelid(g_ps.probes[i].heap) == leaf_id) own = i;
-        if (own < 0) elog(ERROR, "relation \"%s\" is not a partition of meter.events", RelationGetRelationName(leaf));
-        // what a scan allocates as it goes (the btree's killed items) must
-        // live as long as the scan
-        MemoryContext old = MemoryContextSwitchTo(g_ps.cxt);
-        for (;;) {
-            key_lock(&tag, true);
-            TransactionId xwait = InvalidTransactionId;
-            dup->found = false;
-            // the row's own partition first: a retry usually lands there
-            bool found = probe(&g_ps.probes[own], key, tenant, tenant_len, rid, rid_len, dup, &xwait);
-            for (int i = 0; i < g_ps.n && !found && !TransactionIdIsValid(xwait); ++i)
-                if (i != own) found = probe(&g_ps.probes[i], key, tenant, tenant_len, rid, rid_len, dup, &xwait);
-            if (TransactionIdIsValid(xwait)) {
-                // never wait while holding the key: the other transaction may
-                // need it for another row
-                key_lock(&tag, false);
-                XactLockTableWait(xwait, nullptr, nullptr, XLTW_None);
-                continue;
-            }
-            if (found) {
-                key_lock(&tag, false);
-                fresh = false;
-            } else {
-                g_held = tag;
-                g_holding = true;
-                fresh = true;
-            }
-            break;
-        }
-        MemoryContextSwitchTo(old);
-    });
+    ResourceOwner saved = CurrentResourceOwner;
+    MemoryContext saved_cxt = CurrentMemoryContext;
+    ++g_busy;
+    PG_TRY();
+    {
+        CurrentResourceOwner = TopTransactionResourceOwner;
+        fresh = claim(leaf, tag, key, tenant, tenant_len, rid, rid_len, dup);
+    }
+    PG_FINALLY();
+    {
+        --g_busy;
+        CurrentResourceOwner = saved;
+        MemoryContextSwitchTo(saved_cxt);
+    }
+    PG_END_TRY();
+    if (g_close_asked && g_busy == 0) {
+        g_close_asked = false;
+        close_now();
+    }
     return fresh;
 }
 
