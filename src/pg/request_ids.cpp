@@ -184,9 +184,10 @@ struct ProbeSet {
     SnapshotData dirty;
 };
 ProbeSet g_ps;
-// g_busy counts the claims and openings under way: a statement that ends
-// inside one (a function run while an index predicate is read) asks for
-// the set to be closed when they are done, not under their feet
+// g_busy counts the claims (with their openings) and closings under way: a
+// statement that ends inside one (a function run while an index predicate
+// is read) asks for the set to be closed when they are done, not under
+// their feet
 int g_busy = 0;
 bool g_close_asked = false;
 
@@ -194,17 +195,25 @@ ExecutorEnd_hook_type g_prev_executor_end = nullptr;
 ProcessUtility_hook_type g_prev_utility = nullptr;
 
 // as_top runs f with the top transaction's resource owner current (scans
-// pin and release buffers under the current one).
+// pin and release buffers under the current one), counted in g_busy; the
+// caller's owner and memory context are back afterwards, also after an
+// error.
 template <typename F>
 void as_top(F f) {
     ResourceOwner saved = CurrentResourceOwner;
+    MemoryContext saved_cxt = CurrentMemoryContext;
+    ++g_busy;
     PG_TRY();
     {
         CurrentResourceOwner = TopTransactionResourceOwner;
         f();
     }
     PG_FINALLY();
-    { CurrentResourceOwner = saved; }
+    {
+        --g_busy;
+        CurrentResourceOwner = saved;
+        MemoryContextSwitchTo(saved_cxt);
+    }
     PG_END_TRY();
 }
 
@@ -224,6 +233,7 @@ void close_now() {
         if (g_ps.events) table_close(g_ps.events, NoLock);
     });
     MemoryContextDelete(g_ps.cxt);
+    g_close_asked = false;  // whatever asked for it is done
 }
 
 void close_probes() {
@@ -474,21 +484,7 @@ bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_l
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(key) >> 32),
                          static_cast<uint32>(key), kLockClass);
     bool fresh = false;
-    ResourceOwner saved = CurrentResourceOwner;
-    MemoryContext saved_cxt = CurrentMemoryContext;
-    ++g_busy;
-    PG_TRY();
-    {
-        CurrentResourceOwner = TopTransactionResourceOwner;
-        fresh = claim(leaf, tag, key, tenant, tenant_len, rid, rid_len, dup);
-    }
-    PG_FINALLY();
-    {
-        --g_busy;
-        CurrentResourceOwner = saved;
-        MemoryContextSwitchTo(saved_cxt);
-    }
-    PG_END_TRY();
+    as_top([&] { fresh = claim(leaf, tag, key, tenant, tenant_len, rid, rid_len, dup); });
     if (g_close_asked && g_busy == 0) {
         g_close_asked = false;
         close_now();
