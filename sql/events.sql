@@ -154,6 +154,33 @@ ALTER TABLE meter.events DROP COLUMN app_version;
 SELECT cost, duplicate FROM meter.record(tenant => 'cols', provider => 'openai', model => 'gpt-4o-mini',
     usage => '{"prompt_tokens": 1000, "completion_tokens": 200}', request_id => 'col-2', occurred_at => :t);
 SELECT count(*) AS cols_events FROM meter.events WHERE tenant = 'cols';
+-- the trigger prices a row in place when the executor hands it over as
+-- values (an INSERT or COPY into a partition of the parent's columns), and
+-- forms a new row otherwise: a partition made after a column was dropped
+-- from the parent (its columns are numbered apart: the row is converted),
+-- or another BEFORE INSERT trigger that reads the row after pg_meter's.
+-- Every way gives the same priced, keyed, normalized row.
+SELECT meter.create_partition('2027-06-10+00');
+INSERT INTO meter.events (tenant, provider, model, usage, request_id, occurred_at)
+VALUES ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-1', :t),
+       ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-2', '2027-06-10+00'),
+       ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-1', '2027-06-11+00')
+RETURNING request_id, tableoid::regclass, cost, input_tokens, output_tokens, usage, request_key IS NOT NULL AS keyed, price_version IS NOT NULL AS versioned;
+CREATE FUNCTION pg_temp.after_priced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.metadata := jsonb_build_object('seen_cost', NEW.cost);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER zz_after_priced BEFORE INSERT ON meter.events FOR EACH ROW EXECUTE FUNCTION pg_temp.after_priced();
+INSERT INTO meter.events (tenant, provider, model, usage, request_id, occurred_at)
+VALUES ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-3', :t),
+       ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-4', '2027-06-10+00'),
+       ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-2', :t)
+RETURNING request_id, tableoid::regclass, cost, metadata, input_tokens, request_key IS NOT NULL AS keyed;
+DROP TRIGGER zz_after_priced ON meter.events;
+SELECT count(*) AS shape_events, sum(cost) AS shape_cost FROM meter.events WHERE tenant = 'shape';
+DELETE FROM meter.events WHERE tenant = 'shape';
+DROP TABLE meter.events_2027_06;
 -- a deferred unique constraint needs the executor's after-trigger queue: the
 -- INSERT path, and the constraint holds at commit
 ALTER TABLE meter.events_default ADD CONSTRAINT events_default_id_deferred UNIQUE (event_id) DEFERRABLE INITIALLY DEFERRED;
