@@ -122,3 +122,16 @@ SELECT meter.merge(s) IS NULL AS nothing_left
   FROM (SELECT (meter._measures(true, false, true, 1, 0, 0, 0, 0, 0, g, NULL)).latency AS s FROM generate_series(1, 50) g
         UNION ALL
         SELECT (meter._measures_less(true, false, true, 1, 0, 0, 0, 0, 0, g, NULL)).latency FROM generate_series(1, 50) g) x;
+-- the snapshot tests answer each row by its own snapshots: a call site
+-- keeps the last snapshots and answer, and must drop them when a row
+-- brings others (snapshots typed in, or stored in a table with a short
+-- header), or another transaction
+CREATE TEMP TABLE snaps (n int, txid bigint, prev pg_snapshot, cur pg_snapshot);
+INSERT INTO snaps VALUES (1, 100, '90:95:', '100:105:'), (2, 100, '90:95:', '100:105:'), (3, 100, '100:105:', '100:105:'),
+                         (4, 102, '100:105:', '100:105:102'), (5, 102, '100:105:', '100:105:'), (6, 102, '90:95:', '100:105:'),
+                         (7, 96, '90:95:', '100:105:'), (8, 100, '90:95:', '100:105:');
+SELECT n, txid, meter._unrolled(txid, prev) AS unrolled_prev, meter._unrolled(txid, cur) AS unrolled_cur,
+       meter._rolls(txid, prev, cur) AS rolls
+  FROM snaps ORDER BY n;
+SELECT t, meter._unrolled(t, w::pg_snapshot) AS unrolled
+  FROM (VALUES (1, 100, '100:105:'), (2, 100, '90:95:'), (3, 102, '100:105:102'), (4, 102, '100:105:')) v(n, t, w) ORDER BY n;

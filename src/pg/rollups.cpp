@@ -4,7 +4,8 @@
 //    when its writing transaction is visible in the pass's snapshot and was
 //    not in the previous one (the watermark); the tail that reads add is
 //    what the watermark does not cover. These call pg_visible_in_snapshot
-//    on the bigint directly (no text conversions per event).
+//    on the bigint directly (no text conversions per event), with the
+//    snapshots unpacked once per call site and the last answer kept.
 // 2. meter._rollup(...), the aggregate that turns events into rollup rows
 //    at every grain in one pass: its state is the core's Aggregator
 //    (src/core/rollup.hpp), owned by the aggregate's memory context, and
@@ -13,6 +14,7 @@
 // 3. meter._measures(...), the aggregate of one group's figures (the core's
 //    Measures): what the reads sum events with (the cut hours and days, the
 //    tail), one transition call per event instead of twelve aggregates'.
+#include <cstring>
 #include <limits>
 #include <new>
 #include <vector>
@@ -44,6 +46,51 @@ namespace {
 // visible says whether transaction txid (a bigint xid8) is visible in snapshot.
 bool visible(Datum txid, Datum snapshot) {
     return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, txid, snapshot));
+}
+
+// SnapTest remembers, in a call site's fn_extra, the snapshots it was last
+// given (unpacked once: a stored watermark comes with a short header, and
+// pg_visible_in_snapshot copied it out for every event) and the answer for
+// the last transaction. A statement passes the same snapshots for every
+// event and a bulk load writes many events in one transaction, so most
+// events cost a comparison of a few bytes.
+struct SnapTest {
+    static constexpr int kMax = 2;
+    struct varlena* snap[kMax];  // unpacked copies, in fn_mcxt
+    Datum txid;
+    bool answer;
+    bool has_answer;
+};
+
+// same_snapshot says whether a (not external, not compressed) snapshot
+// argument has the bytes of an unpacked copy.
+bool same_snapshot(struct varlena* arg, struct varlena* copy) {
+    return copy != nullptr && VARSIZE_ANY_EXHDR(arg) == VARSIZE(copy) - VARHDRSZ &&
+           memcmp(VARDATA_ANY(arg), VARDATA(copy), VARSIZE(copy) - VARHDRSZ) == 0;
+}
+
+// snap_test returns the call site's SnapTest with the snapshots of
+// arguments 1..n in it (the cached answer forgotten when one differs), or
+// nullptr when an argument is stored out of line or compressed.
+SnapTest* snap_test(FunctionCallInfo fcinfo, int n) {
+    SnapTest* t = static_cast<SnapTest*>(fcinfo->flinfo->fn_extra);
+    if (t == nullptr) {
+        t = static_cast<SnapTest*>(MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SnapTest)));
+        fcinfo->flinfo->fn_extra = t;
+    }
+    for (int i = 0; i < n; ++i) {
+        struct varlena* arg = reinterpret_cast<struct varlena*>(DatumGetPointer(PG_GETARG_DATUM(i + 1)));
+        if (VARATT_IS_EXTERNAL(arg) || VARATT_IS_COMPRESSED(arg)) return nullptr;
+        if (same_snapshot(arg, t->snap[i])) continue;
+        Size len = VARSIZE_ANY_EXHDR(arg);
+        struct varlena* copy = static_cast<struct varlena*>(MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, len + VARHDRSZ));
+        SET_VARSIZE(copy, len + VARHDRSZ);
+        memcpy(VARDATA(copy), VARDATA_ANY(arg), len);
+        if (t->snap[i] != nullptr) pfree(t->snap[i]);
+        t->snap[i] = copy;
+        t->has_answer = false;
+    }
+    return t;
 }
 
 template <class T>
@@ -209,11 +256,29 @@ PG_FUNCTION_INFO_V1(meter_rollup_add);
 PG_FUNCTION_INFO_V1(meter_rollup_final);
 
 // meter_unrolled says whether transaction txid is not covered by watermark.
-Datum meter_unrolled(PG_FUNCTION_ARGS) { return BoolGetDatum(!visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1))); }
+Datum meter_unrolled(PG_FUNCTION_ARGS) {
+    Datum txid = PG_GETARG_DATUM(0);
+    SnapTest* t = snap_test(fcinfo, 1);
+    if (t == nullptr) return BoolGetDatum(!visible(txid, PG_GETARG_DATUM(1)));
+    if (!t->has_answer || t->txid != txid) {
+        t->answer = !visible(txid, PointerGetDatum(t->snap[0]));
+        t->txid = txid;
+        t->has_answer = true;
+    }
+    return BoolGetDatum(t->answer);
+}
 
 // meter_rolls says whether transaction txid is visible in cur but not in prev.
 Datum meter_rolls(PG_FUNCTION_ARGS) {
-    return BoolGetDatum(!visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)) && visible(PG_GETARG_DATUM(0), PG_GETARG_DATUM(2)));
+    Datum txid = PG_GETARG_DATUM(0);
+    SnapTest* t = snap_test(fcinfo, 2);
+    if (t == nullptr) return BoolGetDatum(!visible(txid, PG_GETARG_DATUM(1)) && visible(txid, PG_GETARG_DATUM(2)));
+    if (!t->has_answer || t->txid != txid) {
+        t->answer = !visible(txid, PointerGetDatum(t->snap[0])) && visible(txid, PointerGetDatum(t->snap[1]));
+        t->txid = txid;
+        t->has_answer = true;
+    }
+    return BoolGetDatum(t->answer);
 }
 
 // meter_rollup_add is the transition of meter._rollup (argument 0 is the
