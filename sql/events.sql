@@ -164,7 +164,12 @@ SELECT meter.create_partition('2027-06-10+00');
 INSERT INTO meter.events (tenant, provider, model, usage, request_id, occurred_at)
 VALUES ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-1', :t),
        ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-2', '2027-06-10+00'),
-       ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-1', '2027-06-11+00')
+       ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', 'sh-1', '2027-06-11+00'),
+       -- already normalized: kept as given; the same names with a fraction
+       -- or an exponent, or one meter more: normalized
+       ('shape', 'openai', 'gpt-4o-mini', '{"output_tokens": 200, "input_tokens": 1000}', 'sh-5', :t),
+       ('shape', 'openai', 'gpt-4o-mini', '{"input_tokens": 1000.0, "output_tokens": 2e2}', 'sh-6', :t),
+       ('shape', 'openai', 'gpt-4o-mini', '{"input_tokens": 1000, "output_tokens": 200, "prompt_tokens_details": {"cached_tokens": 0}}', 'sh-7', :t)
 RETURNING request_id, tableoid::regclass, cost, input_tokens, output_tokens, usage, request_key IS NOT NULL AS keyed, price_version IS NOT NULL AS versioned;
 CREATE FUNCTION pg_temp.after_priced() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -239,10 +239,35 @@ void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool
     if (f) pm_raise(f);
 }
 
+// same_usage says whether a usage object as given is already its
+// normalized form: the same keys, each with the same whole number (jsonb
+// keeps keys in one order, but pricing lists them in its own).
+bool same_usage(const JFlat& raw, const PmUsage* u) {
+    if (raw.n != 2 + 2 * u->n || raw.toks[0].kind != ObjBegin || raw.toks[raw.n - 1].kind != ObjEnd) return false;
+    for (int j = 0; j < u->n; ++j) {
+        const JTok& k = raw.toks[1 + 2 * j];
+        const JTok& v = raw.toks[2 + 2 * j];
+        if (k.kind != Key || v.kind != Number || v.text != nullptr) return false;
+    }
+    for (int i = 0; i < u->n; ++i) {
+        const PmUsage::Meter& m = u->meters[i];
+        if (!m.whole) return false;
+        bool found = false;
+        for (int j = 0; j < u->n && !found; ++j) {
+            const JTok& k = raw.toks[1 + 2 * j];
+            found = k.len == m.key_len && memcmp(k.text, m.key, static_cast<size_t>(k.len)) == 0;
+            if (found && raw.toks[2 + 2 * j].ival != m.ival) return false;
+        }
+        if (!found) return false;
+    }
+    return true;
+}
+
 // priced_columns fills what the trigger and the direct path compute: the
-// outcome of pricing, the token columns and the request key.
-int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, bool usage_null, int* cols,
-                   Datum* vals, bool* nulls) {
+// outcome of pricing, the token columns and the request key. The row's
+// usage is replaced by the normalized one unless it is that already.
+int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, const JFlat& usage, bool usage_null,
+                   int* cols, Datum* vals, bool* nulls) {
     int n = 0;
     auto set = [&](Col c, Datum v, bool isnull) {
         cols[n] = m->att[c];
@@ -261,7 +286,9 @@ int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, b
     set(cCacheRead, Int64GetDatum(o->tokens.cache_read), false);
     set(cCacheWrite, Int64GetDatum(o->tokens.cache_write), false);
     // the usage is stored normalized; kept raw when it could not be read
-    if (o->has_usage || usage_null) set(cUsage, o->has_usage ? usage_datum(&o->usage) : Datum(0), !o->has_usage);
+    bool normal = !usage_null && o->has_usage && same_usage(usage, &o->usage);
+    if (!normal && (o->has_usage || usage_null))
+        set(cUsage, o->has_usage ? usage_datum(&o->usage) : Datum(0), !o->has_usage);
     return n;
 }
 
@@ -464,7 +491,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     int cols[NCols];
     Datum pv[NCols];
     bool pn[NCols];
-    int n = priced_columns(m, &g_out, has_key, key, n_usage, cols, pv, pn);
+    int n = priced_columns(m, &g_out, has_key, key, usage, n_usage, cols, pv, pn);
     for (int i = 0; i < n; ++i) {
         vals[cols[i] - 1] = pv[i];
         nulls[cols[i] - 1] = pn[i];
@@ -722,7 +749,7 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     int cols[NCols];
     Datum vals[NCols];
     bool nulls[NCols];
-    int n = priced_columns(m, &g_out, !n_rid, key, n_usage, cols, vals, nulls);
+    int n = priced_columns(m, &g_out, !n_rid, key, usage, n_usage, cols, vals, nulls);
     for (int i = 0; i < n; ++i) {
         dv[cols[i] - 1] = vals[i];
         dn[cols[i] - 1] = nulls[i];
