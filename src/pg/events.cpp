@@ -720,7 +720,12 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     // client can skip pricing or idempotency, or hide a row from rollups.
     bool n_txid;
     col(cTxid, &n_txid);
-    if (!n_txid && pg_class_ownercheck(pm_events_oid(), GetUserId())) return PointerGetDatum(tup);
+    if (!n_txid && pg_class_ownercheck(pm_events_oid(), GetUserId())) {
+        // kept as it came; the executor's copy freed as below (a restore
+        // COPYs millions of rows in one statement)
+        if (in_place) heap_freetuple(tup);
+        return PointerGetDatum(tup);
+    }
     check_not_rolled_here();
     int64 txid = static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId()));
 
