@@ -93,6 +93,27 @@ SnapTest* snap_test(FunctionCallInfo fcinfo, int n) {
     return t;
 }
 
+// snap_answer answers test(txid, snapshots) for arguments 0..n: from the
+// call site's SnapTest when the snapshots can be kept, else from the
+// arguments as they are.
+template <class Test>
+bool snap_answer(FunctionCallInfo fcinfo, int n, Test test) {
+    Datum txid = PG_GETARG_DATUM(0);
+    SnapTest* t = snap_test(fcinfo, n);
+    Datum s[SnapTest::kMax];
+    if (t == nullptr) {
+        for (int i = 0; i < n; ++i) s[i] = PG_GETARG_DATUM(i + 1);
+        return test(txid, s);
+    }
+    if (!t->has_answer || t->txid != txid) {
+        for (int i = 0; i < n; ++i) s[i] = PointerGetDatum(t->snap[i]);
+        t->answer = test(txid, s);
+        t->txid = txid;
+        t->has_answer = true;
+    }
+    return t->answer;
+}
+
 template <class T>
 void delete_owned(void* arg) {
     delete static_cast<T*>(arg);
@@ -257,28 +278,13 @@ PG_FUNCTION_INFO_V1(meter_rollup_final);
 
 // meter_unrolled says whether transaction txid is not covered by watermark.
 Datum meter_unrolled(PG_FUNCTION_ARGS) {
-    Datum txid = PG_GETARG_DATUM(0);
-    SnapTest* t = snap_test(fcinfo, 1);
-    if (t == nullptr) return BoolGetDatum(!visible(txid, PG_GETARG_DATUM(1)));
-    if (!t->has_answer || t->txid != txid) {
-        t->answer = !visible(txid, PointerGetDatum(t->snap[0]));
-        t->txid = txid;
-        t->has_answer = true;
-    }
-    return BoolGetDatum(t->answer);
+    return BoolGetDatum(snap_answer(fcinfo, 1, [](Datum txid, const Datum* s) { return !visible(txid, s[0]); }));
 }
 
 // meter_rolls says whether transaction txid is visible in cur but not in prev.
 Datum meter_rolls(PG_FUNCTION_ARGS) {
-    Datum txid = PG_GETARG_DATUM(0);
-    SnapTest* t = snap_test(fcinfo, 2);
-    if (t == nullptr) return BoolGetDatum(!visible(txid, PG_GETARG_DATUM(1)) && visible(txid, PG_GETARG_DATUM(2)));
-    if (!t->has_answer || t->txid != txid) {
-        t->answer = !visible(txid, PointerGetDatum(t->snap[0])) && visible(txid, PointerGetDatum(t->snap[1]));
-        t->txid = txid;
-        t->has_answer = true;
-    }
-    return BoolGetDatum(t->answer);
+    return BoolGetDatum(
+        snap_answer(fcinfo, 2, [](Datum txid, const Datum* s) { return !visible(txid, s[0]) && visible(txid, s[1]); }));
 }
 
 // meter_rollup_add is the transition of meter._rollup (argument 0 is the
