@@ -32,7 +32,10 @@
 
 extern "C" {
 #include "postgres.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -45,6 +48,9 @@ extern "C" {
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -326,7 +332,7 @@ int64 col_int8(HeapTuple t, TupleDesc d, int col) {
     return isnull ? 0 : DatumGetInt64(v);
 }
 
-SPIPlanPtr g_limits_plan = nullptr, g_subject_plan = nullptr;
+SPIPlanPtr g_limits_plan = nullptr;
 
 SPIPlanPtr keep_plan(SPIPlanPtr* slot, const char* sql, int nargs) {
     if (!*slot) {
@@ -376,29 +382,89 @@ LimitRow* load_limits(Text tenant, int* n) {
     return rows;
 }
 
-// load_subject reads one subject, or the tenant's default plan for a
-// subject never seen (PostgreSQL calls only).
-SubjectRow load_subject(Text tenant, Text subject) {
-    MemoryContext upper = CurrentMemoryContext;
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    SPIPlanPtr p = keep_plan(&g_subject_plan, "SELECT * FROM meter._quota_subject($1, $2)", 2);
-    Datum args[2] = {PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n))),
-                     PointerGetDatum(cstring_to_text_with_len(subject.p, static_cast<int>(subject.n)))};
-    if (SPI_execute_plan(p, args, nullptr, true, 1) != SPI_OK_SELECT) elog(ERROR, "could not read meter.subjects");
-    SubjectRow r{};
-    if (SPI_processed == 1) {
-        MemoryContext old = MemoryContextSwitchTo(upper);
-        HeapTuple t = SPI_tuptable->vals[0];
-        TupleDesc d = SPI_tuptable->tupdesc;
-        bool isnull;
-        r.found = true;
-        r.plan = col_text(t, d, 1);
-        r.team = col_text(t, d, 2);
-        r.blocked = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
-        r.reason = col_text(t, d, 4);
-        MemoryContextSwitchTo(old);
+// find_rows calls f on each row of rel whose leading columns atts equal
+// the texts keys, as the calling statement's snapshot sees them, until f
+// returns true (then so does find_rows). Through the primary key when it
+// starts with those columns, else by a sequential scan: a subject is read
+// without planning a query (meter.check reads each new subject this way).
+template <typename F>
+bool find_rows(Relation rel, int nkeys, const AttrNumber* atts, const Datum* keys, F f) {
+    Oid pk = RelationGetPrimaryKeyIndex(rel);
+    bool by_index = false;
+    if (OidIsValid(pk)) {
+        Relation ix = index_open(pk, AccessShareLock);
+        by_index = ix->rd_index->indnkeyatts >= nkeys;
+        for (int i = 0; by_index && i < nkeys; ++i) by_index = ix->rd_index->indkey.values[i] == atts[i];
+        index_close(ix, NoLock);
     }
-    SPI_finish();
+    TupleDesc desc = RelationGetDescr(rel);
+    ScanKeyData sk[2];
+    Assert(nkeys <= 2);
+    for (int i = 0; i < nkeys; ++i)
+        ScanKeyEntryInitialize(&sk[i], 0, atts[i], BTEqualStrategyNumber, InvalidOid,
+                               TupleDescAttr(desc, atts[i] - 1)->attcollation, F_TEXTEQ, keys[i]);
+    Snapshot snap = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+    SysScanDesc scan = systable_beginscan(rel, pk, by_index, snap, nkeys, sk);
+    bool done = false;
+    HeapTuple t;
+    while (!done && HeapTupleIsValid(t = systable_getnext(scan))) done = f(t, desc);
+    systable_endscan(scan);
+    return done;
+}
+
+// column reads a column of a row of rel by name (PostgreSQL calls only).
+Datum column(Relation rel, HeapTuple t, TupleDesc desc, const char* name, bool* isnull) {
+    AttrNumber a = get_attnum(RelationGetRelid(rel), name);
+    if (a == InvalidAttrNumber) elog(ERROR, "%s has no column \"%s\"", RelationGetRelationName(rel), name);
+    return heap_getattr(t, a, desc, isnull);
+}
+
+char* column_text(Relation rel, HeapTuple t, TupleDesc desc, const char* name) {
+    bool isnull;
+    Datum v = column(rel, t, desc, name, &isnull);
+    return isnull ? nullptr : text_to_cstring(DatumGetTextPP(v));
+}
+
+Relation open_table(const char* name) {
+    Oid relid = get_relname_relid(name, get_namespace_oid("meter", false));
+    if (!OidIsValid(relid))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("meter.%s does not exist", name),
+                        errhint("Run CREATE EXTENSION pg_meter.")));
+    return table_open(relid, AccessShareLock);
+}
+
+// load_subject reads one subject, or the tenant's default plan for a
+// subject never seen (PostgreSQL calls only): what meter._quota_subject
+// answers in SQL, read from the tables directly, whoever the caller is
+// (that function is SECURITY DEFINER).
+SubjectRow load_subject(Text tenant, Text subject) {
+    SubjectRow r{};
+    Datum keys[2] = {PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n))),
+                     PointerGetDatum(cstring_to_text_with_len(subject.p, static_cast<int>(subject.n)))};
+    Relation subjects = open_table("subjects");
+    AttrNumber atts[2] = {get_attnum(RelationGetRelid(subjects), "tenant"),
+                          get_attnum(RelationGetRelid(subjects), "subject")};
+    r.found = find_rows(subjects, 2, atts, keys, [&](HeapTuple t, TupleDesc d) {
+        bool isnull;
+        r.plan = column_text(subjects, t, d, "plan");
+        r.team = column_text(subjects, t, d, "team");
+        (void)column(subjects, t, d, "blocked_at", &isnull);
+        r.blocked = !isnull;
+        r.reason = column_text(subjects, t, d, "blocked_reason");
+        return true;
+    });
+    table_close(subjects, NoLock);
+    if (r.found) return r;
+    Relation plans = open_table("plans");
+    AttrNumber tenant_att = get_attnum(RelationGetRelid(plans), "tenant");
+    r.found = find_rows(plans, 1, &tenant_att, keys, [&](HeapTuple t, TupleDesc d) {
+        bool isnull;
+        Datum is_default = column(plans, t, d, "is_default", &isnull);
+        if (isnull || !DatumGetBool(is_default)) return false;
+        r.plan = column_text(plans, t, d, "plan");
+        return true;
+    });
+    table_close(plans, NoLock);
     return r;
 }
 
