@@ -186,6 +186,27 @@ DROP TRIGGER zz_after_priced ON meter.events;
 SELECT count(*) AS shape_events, sum(cost) AS shape_cost FROM meter.events WHERE tenant = 'shape';
 DELETE FROM meter.events WHERE tenant = 'shape';
 DROP TABLE meter.events_2027_06;
+-- a statement that drops the other trigger after its first row still runs
+-- it (the executor's copy of the trigger list) for the later rows: each of
+-- them sees the priced row (before, pg_meter's trigger went by the
+-- relcache, priced the second row in place and freed the tuple the dropped
+-- trigger then read and the executor freed again: the server crashed)
+CREATE TRIGGER zz_after_priced BEFORE INSERT ON meter.events FOR EACH ROW EXECUTE FUNCTION pg_temp.after_priced();
+CREATE FUNCTION pg_temp.drop_after_priced(i int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    IF i = 2 THEN DROP TRIGGER zz_after_priced ON meter.events; END IF;
+    RETURN 'shape';
+END $$;
+BEGIN;
+INSERT INTO meter.events (tenant, provider, model, usage, occurred_at)
+SELECT pg_temp.drop_after_priced(i), 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', :t
+  FROM generate_series(1, 3) i
+RETURNING tenant, cost, metadata, input_tokens, txid IS NOT NULL AS has_txid;
+INSERT INTO meter.events (tenant, provider, model, usage, occurred_at)
+VALUES ('shape', 'openai', 'gpt-4o-mini', '{"prompt_tokens": 1000, "completion_tokens": 200}', :t)
+RETURNING cost, metadata;
+ROLLBACK;
+DROP TRIGGER zz_after_priced ON meter.events;  -- back with the rollback
 -- a deferred unique constraint needs the executor's after-trigger queue: the
 -- INSERT path, and the constraint holds at commit
 ALTER TABLE meter.events_default ADD CONSTRAINT events_default_id_deferred UNIQUE (event_id) DEFERRABLE INITIALLY DEFERRED;

@@ -9,6 +9,7 @@
 // same work itself and inserts into the partition directly when nothing
 // but pg_meter acts on the table; otherwise it runs one kept INSERT plan
 // and answers what the trigger did.
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -614,13 +615,42 @@ void relcache_changed(Datum, Oid) {
     g_result.fn = InvalidOid;
 }
 
+// TriggersSeen is the most BEFORE INSERT row triggers the relcache has
+// shown for a partition in the current transaction.
+struct TriggersSeen {
+    Oid relid;
+    LocalTransactionId lxid;
+    int most;
+};
+TriggersSeen g_seen[16];
+
 // only_before_insert_row says that pg_meter's trigger is the only BEFORE
-// INSERT row trigger of a partition (no other one reads the tuple after it).
+// INSERT row trigger of a partition (no other one reads the tuple after it),
+// and has been all along this transaction. The executor runs the triggers
+// of its own copy of the list, made when the statement first routed a row
+// to the partition; the relcache shows the list as it is now. A statement
+// that drops another trigger after its first row (DROP TRIGGER in a
+// function it calls) would still run that trigger after pg_meter's, on the
+// tuple the in-place path has freed; once the relcache has shown two in
+// the transaction, rows take the other path, which every later trigger
+// reads safely. Past 16 partitions in one transaction, so do the others.
 bool only_before_insert_row(Relation rel) {
     TriggerDesc* t = rel->trigdesc;
     int n = 0;
     for (int i = 0; t && i < t->numtriggers; ++i)
         if (TRIGGER_TYPE_MATCHES(t->triggers[i].tgtype, TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_INSERT)) ++n;
+    Oid relid = RelationGetRelid(rel);
+    LocalTransactionId lxid = MyProc->lxid;
+    TriggersSeen* unused = nullptr;
+    for (TriggersSeen& s : g_seen) {
+        if (s.lxid == lxid && s.relid == relid) {
+            s.most = std::max(s.most, n);
+            return s.most == 1;
+        }
+        if (s.lxid != lxid && !unused) unused = &s;
+    }
+    if (!unused) return false;
+    *unused = TriggersSeen{relid, lxid, n};
     return n == 1;
 }
 
