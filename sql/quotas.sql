@@ -72,6 +72,14 @@ SELECT meter.create_plan('acme', 'guest', is_default => true);
 SELECT meter.set_limit(tenant => 'acme', plan => 'guest', meter => 'requests', per => '1 day', max => 1) AS guest_rpd;
 SELECT pm_d(meter.reserve('acme', 'zoe')) FROM generate_series(1, 2);
 SELECT pm_d(meter.reserve('acme', 'yan'));  -- a bucket of its own
+-- what check reads of a subject, as the admin reads see it: its own row
+-- (blocked and why), the default plan for one never assigned or none (a
+-- guest), no row for a tenant without a default plan or no tenant
+SELECT 'mallory' AS who, * FROM meter._quota_subject('acme', 'mallory')
+UNION ALL SELECT 'zoe', * FROM meter._quota_subject('acme', 'zoe')
+UNION ALL SELECT 'guest', * FROM meter._quota_subject('acme', NULL)
+UNION ALL SELECT 'other tenant', * FROM meter._quota_subject('nobody-here', 'zoe')
+UNION ALL SELECT 'no tenant', * FROM meter._quota_subject(NULL, 'zoe');
 
 -- token limits: the estimate is taken at reserve and corrected at commit
 -- (a window of 1000 hours drains one token an hour: the figures stay put)

@@ -439,25 +439,27 @@ Relation open_table(const char* name) {
 // (that function is SECURITY DEFINER).
 SubjectRow load_subject(Text tenant, Text subject) {
     SubjectRow r{};
-    Datum keys[2] = {PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n))),
-                     PointerGetDatum(cstring_to_text_with_len(subject.p, static_cast<int>(subject.n)))};
-    Relation subjects = open_table("subjects");
-    AttrNumber atts[2] = {get_attnum(RelationGetRelid(subjects), "tenant"),
-                          get_attnum(RelationGetRelid(subjects), "subject")};
-    r.found = find_rows(subjects, 2, atts, keys, [&](HeapTuple t, TupleDesc d) {
-        bool isnull;
-        r.plan = column_text(subjects, t, d, "plan");
-        r.team = column_text(subjects, t, d, "team");
-        (void)column(subjects, t, d, "blocked_at", &isnull);
-        r.blocked = !isnull;
-        r.reason = column_text(subjects, t, d, "blocked_reason");
-        return true;
-    });
-    table_close(subjects, NoLock);
-    if (r.found) return r;
+    Datum tenant_d = PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n)));
+    if (!subject.is_null()) {
+        Datum keys[2] = {tenant_d, PointerGetDatum(cstring_to_text_with_len(subject.p, static_cast<int>(subject.n)))};
+        Relation subjects = open_table("subjects");
+        AttrNumber atts[2] = {get_attnum(RelationGetRelid(subjects), "tenant"),
+                              get_attnum(RelationGetRelid(subjects), "subject")};
+        r.found = find_rows(subjects, 2, atts, keys, [&](HeapTuple t, TupleDesc d) {
+            bool isnull;
+            r.plan = column_text(subjects, t, d, "plan");
+            r.team = column_text(subjects, t, d, "team");
+            (void)column(subjects, t, d, "blocked_at", &isnull);
+            r.blocked = !isnull;
+            r.reason = column_text(subjects, t, d, "blocked_reason");
+            return true;
+        });
+        table_close(subjects, NoLock);
+        if (r.found) return r;
+    }
     Relation plans = open_table("plans");
     AttrNumber tenant_att = get_attnum(RelationGetRelid(plans), "tenant");
-    r.found = find_rows(plans, 1, &tenant_att, keys, [&](HeapTuple t, TupleDesc d) {
+    r.found = find_rows(plans, 1, &tenant_att, &tenant_d, [&](HeapTuple t, TupleDesc d) {
         bool isnull;
         Datum is_default = column(plans, t, d, "is_default", &isnull);
         if (isnull || !DatumGetBool(is_default)) return false;
@@ -1610,6 +1612,7 @@ PG_FUNCTION_INFO_V1(meter_check);
 PG_FUNCTION_INFO_V1(meter_reserve);
 PG_FUNCTION_INFO_V1(meter_release);
 PG_FUNCTION_INFO_V1(meter_quota_status);
+PG_FUNCTION_INFO_V1(meter_quota_subject);
 PG_FUNCTION_INFO_V1(meter_quota_refusals);
 PG_FUNCTION_INFO_V1(meter_budget_key);
 PG_FUNCTION_INFO_V1(meter_count_repriced);
@@ -1626,6 +1629,35 @@ Datum meter_reserve(PG_FUNCTION_ARGS) { return pgm::pg::check_or_reserve(fcinfo,
 // meter.quota_status(tenant, subject, endpoint, session): every limit that
 // applies, with its live state, taking nothing.
 Datum meter_quota_status(PG_FUNCTION_ARGS) { return pgm::pg::quota_status(fcinfo); }
+
+// meter._quota_subject(tenant, subject): a subject's plan, team and block
+// as meter.check reads them (load_subject), for the SQL readers; no row for
+// a subject neither assigned nor held by a default plan, or no tenant.
+Datum meter_quota_subject(PG_FUNCTION_ARGS) {
+    using namespace pgm::pg;
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo* rsi = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    if (PG_ARGISNULL(0)) return (Datum)0;
+    text* tenant = PG_GETARG_TEXT_PP(0);
+    text* subject = PG_ARGISNULL(1) ? nullptr : PG_GETARG_TEXT_PP(1);
+    // no subject (a guest): the default plan, as for a subject never assigned
+    SubjectRow r = load_subject(pgm::Text{VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant)},
+                                subject ? pgm::Text{VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject)} : pgm::Text{});
+    if (!r.found) return (Datum)0;
+    auto opt = [](const char* p, bool* isnull) {
+        *isnull = p == nullptr;
+        return p ? CStringGetTextDatum(p) : Datum(0);
+    };
+    Datum v[4];
+    bool n[4];
+    v[0] = opt(r.plan, &n[0]);
+    v[1] = opt(r.team, &n[1]);
+    v[2] = BoolGetDatum(r.blocked);
+    n[2] = false;
+    v[3] = opt(r.reason, &n[3]);
+    tuplestore_putvalues(rsi->setResult, rsi->setDesc, v, n);
+    return (Datum)0;
+}
 
 // meter._quota_refusals(): this database's refusal tally, one row per limit
 // that refused since the server started (tenant, limit_id, refusals,
