@@ -434,9 +434,9 @@ Relation open_table(const char* name) {
 }
 
 // load_subject reads one subject, or the tenant's default plan for a
-// subject never seen (PostgreSQL calls only): what meter._quota_subject
-// answers in SQL, read from the tables directly, whoever the caller is
-// (that function is SECURITY DEFINER).
+// subject never seen or none (PostgreSQL calls only), from the tables
+// directly whoever the caller is: meter.check's subjects and
+// meter._quota_subject's answer to the SQL readers.
 SubjectRow load_subject(Text tenant, Text subject) {
     SubjectRow r{};
     Datum tenant_d = PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n)));
