@@ -231,6 +231,29 @@ void set_negated_sketch(Datum* values, bool* nulls, int col, const rollup::Sketc
     values[col] = pm_pg_call([&] { return sketch_datum(v); });
 }
 
+// set_measures sets a group's figures into the columns from first on, in
+// meter._measures' order (meter._rollup_row holds them in the same order
+// from requests), negated when less (inside pm_run: PostgreSQL calls
+// through pm_pg_call).
+void set_measures(Datum* values, bool* nulls, int first, const rollup::Measures& m, bool less) {
+    int64 sign = less ? -1 : 1;
+    values[first + kMRequests] = Int64GetDatum(sign * m.requests);
+    values[first + kMErrors] = Int64GetDatum(sign * m.errors);
+    values[first + kMCacheHits] = Int64GetDatum(sign * m.cache_hits);
+    values[first + kMUnpriced] = Int64GetDatum(sign * m.unpriced);
+    set_number(values, first + kMInputTokens, sign * m.input_tokens, 0);
+    set_number(values, first + kMOutputTokens, sign * m.output_tokens, 0);
+    set_number(values, first + kMCacheReadTokens, sign * m.cache_read_tokens, 0);
+    set_number(values, first + kMCacheWriteTokens, sign * m.cache_write_tokens, 0);
+    set_number(values, first + kMCost, sign * m.cost, rollup::kMoneyScale);
+    set_number(values, first + kMPotentialCost, sign * m.potential_cost, rollup::kMoneyScale);
+    auto sketch = less ? set_negated_sketch : set_sketch;
+    sketch(values, nulls, first + kMLatency, m.latency);
+    sketch(values, nulls, first + kMTtft, m.ttft);
+}
+static_assert(kRequests + kMTtft == kTtft && kRequests + kMNumCols == kFirstAt,
+              "meter._rollup_row holds meter._measures' columns in order from requests");
+
 // row_datum forms one meter._rollup_row (inside pm_run: PostgreSQL calls
 // through pm_pg_call).
 Datum row_datum(const rollup::Row& r, TupleDesc desc) {
@@ -247,18 +270,7 @@ Datum row_datum(const rollup::Row& r, TupleDesc desc) {
         set_text(values, nulls, kFeature, r.dims->feature);
     });
     values[kBucket] = TimestampTzGetDatum(from_micros(r.bucket));
-    values[kRequests] = Int64GetDatum(m.requests);
-    values[kErrors] = Int64GetDatum(m.errors);
-    values[kCacheHits] = Int64GetDatum(m.cache_hits);
-    values[kUnpriced] = Int64GetDatum(m.unpriced);
-    set_number(values, kInputTokens, m.input_tokens, 0);
-    set_number(values, kOutputTokens, m.output_tokens, 0);
-    set_number(values, kCacheReadTokens, m.cache_read_tokens, 0);
-    set_number(values, kCacheWriteTokens, m.cache_write_tokens, 0);
-    set_number(values, kCost, m.cost, rollup::kMoneyScale);
-    set_number(values, kPotentialCost, m.potential_cost, rollup::kMoneyScale);
-    set_sketch(values, nulls, kLatency, m.latency);
-    set_sketch(values, nulls, kTtft, m.ttft);
+    set_measures(values, nulls, kRequests, m, false);
     values[kFirstAt] = TimestampTzGetDatum(from_micros(m.first_at));
     values[kLastAt] = TimestampTzGetDatum(from_micros(m.last_at));
     return pm_pg_call([&] { return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)); });
@@ -354,28 +366,9 @@ static Datum measures_datum(FunctionCallInfo fcinfo, bool less) {
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE || desc->natts != kMNumCols)
         elog(ERROR, "meter._measures: its result is not meter._measures");
-    int64 sign = less ? -1 : 1;
     Datum values[kMNumCols];
     bool nulls[kMNumCols] = {};
-    values[kMRequests] = Int64GetDatum(sign * m.requests);
-    values[kMErrors] = Int64GetDatum(sign * m.errors);
-    values[kMCacheHits] = Int64GetDatum(sign * m.cache_hits);
-    values[kMUnpriced] = Int64GetDatum(sign * m.unpriced);
-    PmFailure* f = pm_run([&] {
-        set_number(values, kMInputTokens, sign * m.input_tokens, 0);
-        set_number(values, kMOutputTokens, sign * m.output_tokens, 0);
-        set_number(values, kMCacheReadTokens, sign * m.cache_read_tokens, 0);
-        set_number(values, kMCacheWriteTokens, sign * m.cache_write_tokens, 0);
-        set_number(values, kMCost, sign * m.cost, rollup::kMoneyScale);
-        set_number(values, kMPotentialCost, sign * m.potential_cost, rollup::kMoneyScale);
-        if (less) {
-            set_negated_sketch(values, nulls, kMLatency, m.latency);
-            set_negated_sketch(values, nulls, kMTtft, m.ttft);
-        } else {
-            set_sketch(values, nulls, kMLatency, m.latency);
-            set_sketch(values, nulls, kMTtft, m.ttft);
-        }
-    });
+    PmFailure* f = pm_run([&] { set_measures(values, nulls, 0, m, less); });
     if (f) pm_raise(f);
     return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
