@@ -738,27 +738,38 @@ COMMENT ON TABLE meter.rollup_hourly IS 'Hourly aggregates of meter.events per t
 COMMENT ON TABLE meter.rollup_daily IS 'Daily aggregates of meter.events per tenant, provider, model, endpoint and feature (UTC days), kept after raw events are dropped.';
 COMMENT ON TABLE meter.rollup_subject_daily IS 'Daily aggregates of meter.events per tenant and subject (UTC days; provider, model, endpoint and feature are NULL): what per-user reads sum.';
 
--- subject_months: on which UTC days of a month each subject has a row in
--- rollup_subject_daily (bit d - 1 of days for day d). meter.summary counts
--- a range's subjects from it: a row per subject and month instead of one
--- per subject and day, and a narrow one (2,000 subjects over 30 days: about
--- 4,000 rows of 40 bytes instead of 60,000 of 1 kB with their sketches).
+-- subject_months: per subject and UTC month, on which days it has a row in
+-- rollup_subject_daily (bit d - 1 of days for day d) and the sums of those
+-- rows' figures that subjects are ranked by. meter.summary counts a range's
+-- subjects from the bits: a row per subject and month instead of one per
+-- subject and day, and a narrow one (2,000 subjects over 30 days: about
+-- 4,000 rows of 80 bytes instead of 60,000 of 1 kB with their sketches).
+-- meter.top_subjects bounds each subject from the sums: every figure is
+-- zero or more, so a subject's amount over a range is at most the sum of
+-- its months that the range touches (and its events not rolled up yet).
 -- It is derived: triggers on rollup_subject_daily keep it equal to that
 -- table whoever writes it (the rollup job, backfill, reprice, a restore
 -- from pg_dump), so pg_dump leaves it out.
 CREATE TABLE meter.subject_months (
-    tenant  text NOT NULL,
-    month   timestamptz NOT NULL,  -- 00:00 UTC on the month's first day
-    subject text NOT NULL,
-    days    integer NOT NULL CHECK (days <> 0),
+    tenant         text NOT NULL,
+    month          timestamptz NOT NULL,  -- 00:00 UTC on the month's first day
+    subject        text NOT NULL,
+    days           integer NOT NULL CHECK (days <> 0),
+    requests       bigint NOT NULL,
+    errors         bigint NOT NULL,
+    input_tokens   numeric NOT NULL,
+    output_tokens  numeric NOT NULL,
+    cost           numeric NOT NULL,
+    potential_cost numeric NOT NULL,
     PRIMARY KEY (tenant, month, subject)
 );
-COMMENT ON TABLE meter.subject_months IS 'On which UTC days of each month a subject has usage (bit d - 1 of days for day d), kept equal to meter.rollup_subject_daily by its triggers; what meter.summary counts unique subjects from.';
+COMMENT ON TABLE meter.subject_months IS 'Per subject and UTC month: on which days it has usage (bit d - 1 of days for day d) and the sums of its requests, errors, tokens, cost and potential cost; kept equal to meter.rollup_subject_daily by its triggers. meter.summary counts unique subjects from it; meter.top_subjects bounds subjects with it.';
 
 -- _subject_months_fix sets the subject_months rows of the (tenant, month,
 -- subject) keys of the given rows to what rollup_subject_daily holds now:
--- a set bit for every day with a row, no row for a month without one.
--- Recomputed rather than patched, so that it is right after any write.
+-- a set bit for every day with a row and the sums of those rows, no row
+-- for a month without one. Recomputed rather than patched, so that it is
+-- right after any write.
 CREATE FUNCTION meter._subject_months_fix(p_tenants text[], p_buckets timestamptz[], p_subjects text[])
     RETURNS void
     LANGUAGE sql
@@ -770,19 +781,30 @@ AS $$
           FROM unnest(p_tenants, p_buckets, p_subjects) AS k(tenant, bucket, subject)
          WHERE k.subject IS NOT NULL AND k.tenant IS NOT NULL AND isfinite(k.bucket)
     ), cur AS MATERIALIZED (
-        SELECT k.tenant, k.month, k.subject,
-               (SELECT bit_or(1 << (date_part('day', r.bucket)::integer - 1))
-                  FROM meter.rollup_subject_daily r
-                 WHERE r.tenant = k.tenant AND r.subject = k.subject
-                   AND r.bucket >= k.month AND r.bucket < k.month + interval '1 month') AS days
-          FROM k
+        SELECT k.tenant, k.month, k.subject, s.*
+          FROM k, LATERAL (
+              SELECT bit_or(1 << (date_part('day', r.bucket)::integer - 1)) AS days, sum(r.requests)::bigint AS requests,
+                     sum(r.errors)::bigint AS errors, sum(r.input_tokens) AS input_tokens,
+                     sum(r.output_tokens) AS output_tokens, sum(r.cost) AS cost, sum(r.potential_cost) AS potential_cost
+                FROM meter.rollup_subject_daily r
+               WHERE r.tenant = k.tenant AND r.subject = k.subject
+                 AND r.bucket >= k.month AND r.bucket < k.month + interval '1 month') s
     ), gone AS (
         DELETE FROM meter.subject_months m USING cur c
          WHERE c.days IS NULL AND m.tenant = c.tenant AND m.month = c.month AND m.subject = c.subject
     )
-    INSERT INTO meter.subject_months AS m (tenant, month, subject, days)
-    SELECT c.tenant, c.month, c.subject, c.days FROM cur c WHERE c.days IS NOT NULL
-    ON CONFLICT (tenant, month, subject) DO UPDATE SET days = EXCLUDED.days WHERE m.days <> EXCLUDED.days
+    INSERT INTO meter.subject_months AS m (tenant, month, subject, days, requests, errors, input_tokens, output_tokens,
+                                           cost, potential_cost)
+    SELECT c.tenant, c.month, c.subject, c.days, c.requests, c.errors, c.input_tokens, c.output_tokens, c.cost,
+           c.potential_cost
+      FROM cur c WHERE c.days IS NOT NULL
+    ON CONFLICT (tenant, month, subject) DO UPDATE
+       SET days = EXCLUDED.days, requests = EXCLUDED.requests, errors = EXCLUDED.errors,
+           input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, cost = EXCLUDED.cost,
+           potential_cost = EXCLUDED.potential_cost
+     WHERE (m.days, m.requests, m.errors, m.input_tokens, m.output_tokens, m.cost, m.potential_cost)
+           IS DISTINCT FROM (EXCLUDED.days, EXCLUDED.requests, EXCLUDED.errors, EXCLUDED.input_tokens,
+                             EXCLUDED.output_tokens, EXCLUDED.cost, EXCLUDED.potential_cost)
 $$;
 REVOKE ALL ON FUNCTION meter._subject_months_fix(text[], timestamptz[], text[]) FROM PUBLIC;
 
@@ -806,34 +828,52 @@ $$;
 
 -- _subject_months_diff: the (tenant, month, subject) keys whose day bits for
 -- the whole days [d1, d2) differ between subject_months (have) and the rows
--- of rollup_subject_daily (want); what meter.verify reports and a rebuild
--- sets right.
-CREATE FUNCTION meter._subject_months_diff(d1 timestamptz, d2 timestamptz)
-    RETURNS TABLE (tenant text, month timestamptz, subject text, have bigint, want bigint)
+-- of rollup_subject_daily (want), and with p_sums also those whose sums
+-- differ (sums are of whole months: every month the span touches is read
+-- whole; have_sums and want_sums are given only then); what meter.verify
+-- reports and a rebuild sets right.
+CREATE FUNCTION meter._subject_months_diff(d1 timestamptz, d2 timestamptz, p_sums boolean DEFAULT false)
+    RETURNS TABLE (tenant text, month timestamptz, subject text, have bigint, want bigint, have_sums text,
+                   want_sums text)
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
 AS $$
+    WITH o AS MATERIALIZED (
+        SELECT s.month, s.bits,
+               -- the rows read: the span's days, or its months whole
+               CASE WHEN p_sums THEN s.month ELSE greatest(s.month, d1) END AS r1,
+               CASE WHEN p_sums THEN s.month + interval '1 month' ELSE least(s.month + interval '1 month', d2) END AS r2
+          FROM meter._span_months(d1, d2) s
+    )
     SELECT coalesce(h.tenant, w.tenant), coalesce(h.month, w.month), coalesce(h.subject, w.subject),
-           coalesce(h.days, 0), coalesce(w.days, 0)
-      FROM (SELECT m.tenant, m.month, m.subject, m.days & o.bits AS days
-              FROM meter._span_months(d1, d2) o JOIN meter.subject_months m ON m.month = o.month
-             WHERE (m.days & o.bits) <> 0) h
-      FULL JOIN (SELECT r.tenant, date_trunc('month', r.bucket) AS month, r.subject,
-                        bit_or(1::bigint << (date_part('day', r.bucket)::integer - 1)) AS days
-                   FROM meter.rollup_subject_daily r
-                  WHERE r.bucket >= d1 AND r.bucket < d2 AND r.subject IS NOT NULL
-                  GROUP BY 1, 2, 3) w
+           coalesce(h.days, 0), coalesce(w.days, 0),
+           -- the sums only where they differ (as numbers: 0.50 = 0.5)
+           CASE WHEN h.sums IS DISTINCT FROM w.sums THEN h.sums::text END,
+           CASE WHEN h.sums IS DISTINCT FROM w.sums THEN w.sums::text END
+      FROM (SELECT m.tenant, m.month, m.subject, m.days & o.bits AS days,
+                   CASE WHEN p_sums THEN (m.requests, m.errors, m.input_tokens, m.output_tokens, m.cost,
+                                          m.potential_cost) END AS sums
+              FROM o JOIN meter.subject_months m ON m.month = o.month
+             WHERE p_sums OR (m.days & o.bits) <> 0) h
+      FULL JOIN (SELECT r.tenant, o.month, r.subject,
+                        bit_or(1::bigint << (date_part('day', r.bucket)::integer - 1)) & o.bits AS days,
+                        CASE WHEN p_sums THEN (sum(r.requests)::bigint, sum(r.errors)::bigint, sum(r.input_tokens),
+                                               sum(r.output_tokens), sum(r.cost), sum(r.potential_cost)) END AS sums
+                   FROM o JOIN meter.rollup_subject_daily r ON r.bucket >= o.r1 AND r.bucket < o.r2
+                  WHERE r.subject IS NOT NULL
+                  GROUP BY r.tenant, o.month, o.bits, r.subject) w
         ON w.tenant = h.tenant AND w.month = h.month AND w.subject = h.subject
-     WHERE coalesce(h.days, 0) <> coalesce(w.days, 0)
+     WHERE coalesce(h.days, 0) <> coalesce(w.days, 0) OR h.sums IS DISTINCT FROM w.sums
 $$;
 
--- _subject_months_sync: the triggers. Inserted and deleted rows come as
--- transition tables (one call a statement: a day's rebuild inserts 2,000
--- rows); an update that moves a row to another key, one row at a time
--- (the rollup's own updates keep the key, and the trigger's WHEN skips them).
--- An inserted row sets its day's bit; a deleted or moved one has its
--- subject's month worked out again (another row may hold the same day).
+-- _subject_months_sync: the triggers, one call a statement, with the rows
+-- as transition tables (a day's rebuild inserts 2,000 rows; a rollup pass
+-- updates the rows of the subjects it saw). An inserted row sets its day's
+-- bit and adds its figures; an updated row adds what it gained to its
+-- month; a deleted row, or an update that moves rows to other days or
+-- subjects, has its subject's month worked out again (another row may hold
+-- the same day).
 CREATE FUNCTION meter._subject_months_sync() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -842,19 +882,50 @@ AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM meter.subject_months;
-    ELSIF TG_LEVEL = 'ROW' THEN
-        PERFORM meter._subject_months_fix(ARRAY[OLD.tenant, NEW.tenant], ARRAY[OLD.bucket, NEW.bucket],
-                                          ARRAY[OLD.subject, NEW.subject]);
     ELSIF TG_OP = 'INSERT' THEN
         -- a new row is a day with a row: its bit is set, whatever else holds
-        INSERT INTO meter.subject_months AS m (tenant, month, subject, days)
-        SELECT n.tenant, n.month, n.subject, bit_or(n.bit)
-          FROM (SELECT n.tenant, n.subject,
-                       date_trunc('month', n.bucket) AS month, 1 << (date_part('day', n.bucket)::integer - 1) AS bit
+        INSERT INTO meter.subject_months AS m (tenant, month, subject, days, requests, errors, input_tokens,
+                                               output_tokens, cost, potential_cost)
+        SELECT n.tenant, n.month, n.subject, bit_or(n.bit), sum(n.requests), sum(n.errors), sum(n.input_tokens),
+               sum(n.output_tokens), sum(n.cost), sum(n.potential_cost)
+          FROM (SELECT n.*, date_trunc('month', n.bucket) AS month, 1 << (date_part('day', n.bucket)::integer - 1) AS bit
                   FROM new_rows n WHERE n.subject IS NOT NULL AND n.tenant IS NOT NULL AND isfinite(n.bucket)) n
          GROUP BY 1, 2, 3
-        ON CONFLICT (tenant, month, subject) DO UPDATE SET days = m.days | EXCLUDED.days
-         WHERE m.days & EXCLUDED.days <> EXCLUDED.days;
+        ON CONFLICT (tenant, month, subject) DO UPDATE
+           SET days = m.days | EXCLUDED.days, requests = m.requests + EXCLUDED.requests,
+               errors = m.errors + EXCLUDED.errors, input_tokens = m.input_tokens + EXCLUDED.input_tokens,
+               output_tokens = m.output_tokens + EXCLUDED.output_tokens, cost = m.cost + EXCLUDED.cost,
+               potential_cost = m.potential_cost + EXCLUDED.potential_cost;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- what each month gained: its new rows less its old ones
+        UPDATE meter.subject_months m
+           SET requests = m.requests + d.requests, errors = m.errors + d.errors,
+               input_tokens = m.input_tokens + d.input_tokens, output_tokens = m.output_tokens + d.output_tokens,
+               cost = m.cost + d.cost, potential_cost = m.potential_cost + d.potential_cost
+          FROM (SELECT x.tenant, date_trunc('month', x.bucket) AS month, x.subject, sum(x.requests) AS requests,
+                       sum(x.errors) AS errors, sum(x.input_tokens) AS input_tokens,
+                       sum(x.output_tokens) AS output_tokens, sum(x.cost) AS cost,
+                       sum(x.potential_cost) AS potential_cost
+                  FROM (SELECT n.tenant, n.bucket, n.subject, n.requests, n.errors, n.input_tokens, n.output_tokens,
+                               n.cost, n.potential_cost
+                          FROM new_rows n
+                        UNION ALL
+                        SELECT o.tenant, o.bucket, o.subject, -o.requests, -o.errors, -o.input_tokens,
+                               -o.output_tokens, -o.cost, -o.potential_cost
+                          FROM old_rows o) x
+                 WHERE x.subject IS NOT NULL AND x.tenant IS NOT NULL AND isfinite(x.bucket)
+                 GROUP BY 1, 2, 3) d
+         WHERE m.tenant = d.tenant AND m.month = d.month AND m.subject = d.subject
+           AND (d.requests, d.errors, d.input_tokens, d.output_tokens, d.cost, d.potential_cost)
+               IS DISTINCT FROM (0, 0, 0, 0, 0, 0);
+        -- days that lost or gained a row: their months worked out again
+        PERFORM meter._subject_months_fix(array_agg(k.tenant), array_agg(k.bucket), array_agg(k.subject))
+           FROM ((SELECT o.tenant, o.bucket, o.subject FROM old_rows o
+                  EXCEPT SELECT n.tenant, n.bucket, n.subject FROM new_rows n)
+                 UNION
+                 (SELECT n.tenant, n.bucket, n.subject FROM new_rows n
+                  EXCEPT SELECT o.tenant, o.bucket, o.subject FROM old_rows o)) k
+         HAVING count(*) > 0;
     ELSE
         PERFORM meter._subject_months_fix(array_agg(o.tenant), array_agg(o.bucket), array_agg(o.subject))
            FROM old_rows o WHERE o.subject IS NOT NULL HAVING count(*) > 0;
@@ -863,12 +934,11 @@ BEGIN
 END $$;
 CREATE TRIGGER subject_months_insert AFTER INSERT ON meter.rollup_subject_daily
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION meter._subject_months_sync();
+CREATE TRIGGER subject_months_update AFTER UPDATE ON meter.rollup_subject_daily
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION meter._subject_months_sync();
 CREATE TRIGGER subject_months_delete AFTER DELETE ON meter.rollup_subject_daily
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION meter._subject_months_sync();
-CREATE TRIGGER subject_months_move AFTER UPDATE ON meter.rollup_subject_daily FOR EACH ROW
-    WHEN (OLD.tenant IS DISTINCT FROM NEW.tenant OR OLD.bucket IS DISTINCT FROM NEW.bucket
-          OR OLD.subject IS DISTINCT FROM NEW.subject)
-    EXECUTE FUNCTION meter._subject_months_sync();
 CREATE TRIGGER subject_months_truncate AFTER TRUNCATE ON meter.rollup_subject_daily
     FOR EACH STATEMENT EXECUTE FUNCTION meter._subject_months_sync();
 
@@ -1125,14 +1195,14 @@ BEGIN
 END $$;
 
 -- _usage: what every read function stands on. A tenant's usage over
--- [since, until), one row per group (by as for meter.totals), of one
--- subject when p_subject is given; latency and ttft are the merged sketches
+-- [since, until), one row per group (by as for meter.totals), of the
+-- subjects in p_subjects when it is given; latency and ttft are the merged sketches
 -- (NULL when p_sketches is false, for reads that need no percentile). by
 -- may name two keys, 'day,model': the key is then a JSON array of the two
 -- keys' texts, '["2026-02-01 00:00:00+00", "gpt-4o"]' (one read of the
 -- same rollups; subject pairs with day only, its rollup being by day).
 CREATE FUNCTION meter._usage(p_tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL,
-                             p_subject text DEFAULT NULL, p_sketches boolean DEFAULT true)
+                             p_subjects text[] DEFAULT NULL, p_sketches boolean DEFAULT true)
     RETURNS TABLE (key text, requests bigint, errors bigint, cache_hits bigint, unpriced bigint,
                    input_tokens numeric, output_tokens numeric, cache_read_tokens numeric,
                    cache_write_tokens numeric, cost numeric, potential_cost numeric,
@@ -1214,7 +1284,7 @@ BEGIN
         v_text := 'jsonb_build_array(parts.k1::text, parts.k2::text)::text';
         v_order := '1';
     END IF;
-    IF p_subject IS NOT NULL THEN
+    IF p_subjects IS NOT NULL THEN
         IF 'hour' = ANY (v_parts) THEN
             RAISE EXCEPTION 'cannot group one subject''s usage by hour' USING ERRCODE = 'invalid_parameter_value',
                 DETAIL = 'Subjects are rolled up by day.';
@@ -1224,7 +1294,7 @@ BEGIN
         END IF;
         -- one subject: its rows are rolled up by day
         v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
-        v_only := ' AND %1$s.subject = $9';
+        v_only := ' AND %1$s.subject = ANY ($9)';
     END IF;
     PERFORM meter._check_watermark();
     -- [h1, h2) is the span read from the rollups: whole buckets inside the
@@ -1246,14 +1316,14 @@ BEGIN
     IF h1 > b1 THEN
         EXECUTE format('SELECT CASE WHEN coalesce(bool_and(r.first_at >= $2), true) THEN $3 ELSE $4 END
                           FROM meter.%I r WHERE r.tenant = $1 AND r.bucket = $3%s', v_fine,
-                       CASE WHEN p_subject IS NOT NULL THEN format(' AND r.subject = %L', p_subject) END)
-            INTO h1 USING v_tenant, since, b1, h1;
+                       CASE WHEN p_subjects IS NOT NULL THEN ' AND r.subject = ANY ($5)' END)
+            INTO h1 USING v_tenant, since, b1, h1, p_subjects;
     END IF;
     IF b2 < until THEN
         EXECUTE format('SELECT CASE WHEN coalesce(bool_and(r.last_at < $2), true) THEN $3 + $5 ELSE $4 END
                           FROM meter.%I r WHERE r.tenant = $1 AND r.bucket = $3%s', v_fine,
-                       CASE WHEN p_subject IS NOT NULL THEN format(' AND r.subject = %L', p_subject) END)
-            INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval;
+                       CASE WHEN p_subjects IS NOT NULL THEN ' AND r.subject = ANY ($6)' END)
+            INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval, p_subjects;
     END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
     -- a cut bucket to read from the log (neither end of the range at its
@@ -1346,7 +1416,7 @@ BEGIN
             ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END,
     format(v_only, 'r'), v_group, v_events, v_text,
     CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order)
-    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subject, n1, n2;
+    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subjects, n1, n2;
 END $$;
 
 CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)
@@ -1594,6 +1664,12 @@ BEGIN
         COMMIT;
         v_day := v_next;
     END LOOP;
+    -- the months' sums (meter.top_subjects' bounds): every rebuild keeps
+    -- them by the triggers; a month written by hand or restored without
+    -- triggers is set right here, once for all the range's months
+    PERFORM meter._lock_rollups();
+    PERFORM meter._subject_months_fix(array_agg(d.tenant), array_agg(d.month), array_agg(d.subject))
+       FROM meter._subject_months_diff(v_span.d1, v_span.d2, true) d HAVING count(*) > 0;
     UPDATE meter.jobs SET last_start = v_t0, last_finish = clock_timestamp(), last_ok = true, runs = runs + 1,
            progress = NULL,
            last_result = format('rebuilt %s days from %s: %s events', days, v_span.d1, events)
@@ -1677,11 +1753,20 @@ BEGIN
     UNION ALL
     -- subject_months against the subject-day rows (checked against the
     -- events above): the days of the month in the span with a bit (have)
-    -- and with a row (want), as day numbers, '3,4,17'
-    SELECT 'subject_months', d.tenant, d.month, d.subject, NULL, NULL, NULL, NULL, 'days',
-           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i WHERE (d.have & (1::bigint << (i - 1))) <> 0), ','),
-           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i WHERE (d.want & (1::bigint << (i - 1))) <> 0), ',')
-      FROM meter._subject_months_diff(v_span.d1, v_span.d2) d
+    -- and with a row (want), as day numbers, '3,4,17'; and the sums of
+    -- every month the span touches, (requests,errors,input_tokens,
+    -- output_tokens,cost,potential_cost)
+    SELECT 'subject_months', d.tenant, d.month, d.subject, NULL, NULL, NULL, NULL, v.what, v.a, v.b
+      FROM meter._subject_months_diff(v_span.d1, v_span.d2, true) d,
+           LATERAL (SELECT 'days' AS what,
+                           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i
+                                                  WHERE (d.have & (1::bigint << (i - 1))) <> 0), ',') AS a,
+                           array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i
+                                                  WHERE (d.want & (1::bigint << (i - 1))) <> 0), ',') AS b
+                     WHERE d.have <> d.want
+                    UNION ALL
+                    SELECT 'sums', coalesce(d.have_sums, 'missing'), coalesce(d.want_sums, 'no rows')
+                     WHERE d.have_sums IS NOT NULL OR d.want_sums IS NOT NULL) v
      ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
 END $$;
 COMMENT ON FUNCTION meter.verify(timestamptz, timestamptz) IS
@@ -2632,7 +2717,7 @@ BEGIN ATOMIC
                coalesce(jsonb_agg(jsonb_build_object('day', d.day, 'requests', u.requests, 'errors', u.errors,
                                                      'cost', trim_scale(u.cost)::text) ORDER BY d.day), '[]'::jsonb)
                    AS per_day
-          FROM meter._usage(p_tenant, since, until, 'day', p_subject) u,
+          FROM meter._usage(p_tenant, since, until, 'day', CASE WHEN p_subject IS NOT NULL THEN ARRAY[p_subject] END) u,
                -- the key is a UTC midnight as text (in the session's DateStyle)
                LATERAL (SELECT to_char(u.key::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day) d
     )
@@ -2768,6 +2853,46 @@ END $$;
 COMMENT ON FUNCTION meter.subject_usage(text, text, timestamptz, timestamptz) IS
     'One subject''s usage over [since, until) (the figures of meter.summary), with its plan, team, whether it is blocked and why, and every limit that applies to it now (used, remaining, reset; amounts as exact text).';
 
+-- _rank_value: the figure meter.top_subjects ranks by (by: cost,
+-- potential_cost, requests, errors, tokens, input_tokens, output_tokens).
+-- No SET: inlined into the queries that call it for each subject.
+CREATE FUNCTION meter._rank_value(p_by text, requests numeric, errors numeric, input_tokens numeric,
+                                  output_tokens numeric, cost numeric, potential_cost numeric) RETURNS numeric
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE p_by WHEN 'cost' THEN cost WHEN 'potential_cost' THEN potential_cost WHEN 'requests' THEN requests
+                     WHEN 'errors' THEN errors WHEN 'tokens' THEN input_tokens + output_tokens
+                     WHEN 'input_tokens' THEN input_tokens ELSE output_tokens END;
+
+-- _subject_bounds: for each subject of a tenant, an amount that its "by"
+-- figure over [since, until) cannot exceed: the sums of its months that
+-- the range touches (subject_months) and its events in the range not rolled
+-- up yet. Every figure of an event is zero or more, so no part of a month
+-- holds more than the month. Read from a row per subject and month.
+CREATE FUNCTION meter._subject_bounds(p_tenant text, since timestamptz, until timestamptz, p_by text)
+    RETURNS TABLE (subject text, bound numeric)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+    WITH wm AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w),
+    parts AS (
+        SELECT m.subject, m.requests, m.errors, m.input_tokens, m.output_tokens, m.cost, m.potential_cost
+          FROM meter.subject_months m
+         WHERE m.tenant = p_tenant AND m.month >= date_trunc('month', since) AND m.month < until
+        UNION ALL
+        -- the tail (as meter._usage reads it)
+        SELECT e.subject, 1, (NOT e.success)::integer, e.input_tokens, e.output_tokens, coalesce(e.cost, 0),
+               coalesce(e.potential_cost, 0)
+          FROM meter.events e
+         WHERE e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until AND e.subject IS NOT NULL
+           AND e.txid >= meter._tail_from() AND meter._unrolled(e.txid, (SELECT w FROM wm))
+    )
+    SELECT p.subject, meter._rank_value(p_by, sum(p.requests), sum(p.errors), sum(p.input_tokens),
+                                        sum(p.output_tokens), sum(p.cost), sum(p.potential_cost))
+      FROM parts p
+     GROUP BY p.subject
+$$;
+
 CREATE FUNCTION meter.top_subjects(tenant text, since timestamptz, until timestamptz, by text DEFAULT 'cost',
                                    n integer DEFAULT 10)
     RETURNS TABLE (rank integer, subject text, requests bigint, errors bigint, input_tokens numeric,
@@ -2778,6 +2903,21 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_by text := lower(top_subjects.by);
+    v_tenant text := top_subjects.tenant;
+    v_subjects text[];  -- every subject with usage in the months, by bound, largest first
+    v_bounds numeric[];
+    v_k integer;        -- the first v_k of them are read exactly
+    v_nth numeric;      -- the n-th largest exact amount among them
+    v_total numeric;
+    -- the subjects read exactly, largest amount first
+    r_subject text[];
+    r_requests bigint[];
+    r_errors bigint[];
+    r_input numeric[];
+    r_output numeric[];
+    r_cost numeric[];
+    r_potential numeric[];
+    r_v numeric[];
 BEGIN
     IF v_by IS NULL OR v_by NOT IN ('cost', 'potential_cost', 'requests', 'errors', 'tokens', 'input_tokens',
                                     'output_tokens') THEN
@@ -2787,24 +2927,52 @@ BEGIN
     IF top_subjects.n IS NULL OR top_subjects.n < 1 OR top_subjects.n > 10000 THEN
         RAISE EXCEPTION 'n must be from 1 to 10000' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM meter._check_range(since, until);
+    -- Only the subjects that can rank are read exactly (meter._usage, from
+    -- the subject-day rows and the log). Each subject has a bound; the
+    -- largest bounds are read first. When the n-th largest exact amount
+    -- among them is above every other subject's bound, no other can rank;
+    -- otherwise every subject whose bound reaches it is read, and then none
+    -- outside can (a bound below the n-th amount of a subset is below the
+    -- n-th amount of all). The first read is of twice n subjects (at least
+    -- n + 10): a subject's months hold about as much as its range, so the
+    -- top of the bounds is the top of the amounts, give or take a few.
+    SELECT array_agg(b.subject ORDER BY b.bound DESC, b.subject), array_agg(b.bound ORDER BY b.bound DESC, b.subject)
+      INTO v_subjects, v_bounds
+      FROM meter._subject_bounds(v_tenant, since, until, v_by) b;
+    IF v_subjects IS NULL THEN
+        RETURN;  -- no subject has usage in these months
+    END IF;
+    v_k := least(cardinality(v_subjects), greatest(2 * top_subjects.n, top_subjects.n + 10));
+    LOOP
+        SELECT array_agg(u.key ORDER BY u.v DESC, u.key), array_agg(u.requests ORDER BY u.v DESC, u.key),
+               array_agg(u.errors ORDER BY u.v DESC, u.key), array_agg(u.input_tokens ORDER BY u.v DESC, u.key),
+               array_agg(u.output_tokens ORDER BY u.v DESC, u.key), array_agg(u.cost ORDER BY u.v DESC, u.key),
+               array_agg(u.potential_cost ORDER BY u.v DESC, u.key), array_agg(u.v ORDER BY u.v DESC, u.key)
+          INTO r_subject, r_requests, r_errors, r_input, r_output, r_cost, r_potential, r_v
+          FROM (SELECT u.*, meter._rank_value(v_by, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost,
+                                              u.potential_cost) AS v
+                  FROM meter._usage(v_tenant, since, until, 'subject', v_subjects[1:v_k], false) u) u;
+        v_nth := r_v[top_subjects.n];  -- NULL when fewer than n have usage
+        EXIT WHEN v_k = cardinality(v_subjects) OR v_bounds[v_k + 1] < v_nth;
+        -- every subject whose bound reaches the n-th amount (all of them
+        -- when fewer than n had usage); more than v_k, as the next did
+        SELECT count(*) INTO v_k FROM unnest(v_bounds) b WHERE b >= coalesce(v_nth, 0);
+    END LOOP;
     -- share: of the tenant's whole amount, guests (no subject) included
+    SELECT meter._rank_value(v_by, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost, u.potential_cost)
+      INTO v_total
+      FROM meter._usage(v_tenant, since, until, NULL, NULL, false) u;
     RETURN QUERY
-    WITH s AS (
-        SELECT u.key AS subject, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost, u.potential_cost,
-               CASE v_by WHEN 'cost' THEN u.cost WHEN 'potential_cost' THEN u.potential_cost
-                         WHEN 'requests' THEN u.requests WHEN 'errors' THEN u.errors
-                         WHEN 'tokens' THEN u.input_tokens + u.output_tokens
-                         WHEN 'input_tokens' THEN u.input_tokens ELSE u.output_tokens END AS v
-          FROM meter._usage(top_subjects.tenant, top_subjects.since, top_subjects.until, 'subject', NULL, false) u
-    ), ranked AS (
-        SELECT s.*, sum(s.v) OVER () AS total FROM s
-    )
-    SELECT (row_number() OVER (ORDER BY r.v DESC, r.subject))::integer, r.subject, r.requests, r.errors,
-           r.input_tokens, r.output_tokens, r.cost, r.potential_cost, meter._rate(r.v, r.total)
-      FROM ranked r
-     WHERE r.subject IS NOT NULL
-     ORDER BY r.v DESC, r.subject
-     LIMIT top_subjects.n;
+    SELECT r.i::integer, r.subject, r.requests, r.errors, r.input_tokens, r.output_tokens, r.cost, r.potential_cost,
+           meter._rate(r.v, v_total)
+      FROM unnest(r_subject, r_requests, r_errors, r_input, r_output, r_cost, r_potential, r_v)
+               WITH ORDINALITY AS r(subject, requests, errors, input_tokens, output_tokens, cost, potential_cost, v, i)
+     WHERE r.i <= top_subjects.n
+     ORDER BY r.i;
 END $$;
 COMMENT ON FUNCTION meter.top_subjects(text, timestamptz, timestamptz, text, integer) IS
     'The n subjects of a tenant with the most cost (or potential_cost, requests, errors, tokens, input_tokens, output_tokens) over [since, until), with their share of the tenant''s whole amount.';

@@ -56,7 +56,7 @@ SELECT count(*) AS model_by_endpoint FROM meter.totals('dash', '2026-03-01', '20
 SELECT pm_err($$SELECT * FROM meter.totals('dash', '2026-03-01', '2026-03-04', 'subject,model')$$);
 SELECT pm_err($$SELECT * FROM meter.totals('dash', '2026-03-01', '2026-03-04', 'day,day')$$);
 SELECT pm_err($$SELECT * FROM meter.totals('dash', '2026-03-01', '2026-03-04', 'day,model,endpoint')$$);
-SELECT pm_err($$SELECT * FROM meter._usage('dash', '2026-03-01', '2026-03-04', 'model', 'u-1')$$);
+SELECT pm_err($$SELECT * FROM meter._usage('dash', '2026-03-01', '2026-03-04', 'model', '{u-1}')$$);
 
 -- quotas: a plan with a limit, a limit that refuses everything, a limit of
 -- the whole tenant, a blocked subject with a hostile reason; a balance

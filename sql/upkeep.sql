@@ -32,8 +32,9 @@ VALUES ('up', '2025-03-12', 'openai', 'ghost', '/chat', NULL, 1, 0, 0, 0, 0, 0, 
 UPDATE meter.rollup_daily SET latency = meter.sketch_union(latency, '{"count":1,"zeros":0,"min":5,"max":5,"sum":5,"bins":[[162,1]]}')
  WHERE tenant = 'up' AND bucket = '2025-03-13' AND model = 'up-model' AND feature = 'bot';
 UPDATE meter.subject_months SET days = days | (1 << 19) WHERE tenant = 'up' AND month = '2025-03-01' AND subject = 'user-2';
+UPDATE meter.subject_months SET cost = cost + 1 WHERE tenant = 'up' AND month = '2025-03-01' AND subject = 'user-3';
 SELECT rollup, bucket, subject, model, feature, what, in_rollup, in_events FROM meter.verify('2025-03-01', '2025-04-01');
--- a range is taken as the whole UTC days that cover it
+-- a range is taken as the whole UTC days that cover it (and the sums of their months)
 SELECT count(*) AS in_one_hour FROM meter.verify('2025-03-10 05:10+00', '2025-03-10 05:20+00');
 
 -- backfill repairs, and a second run changes nothing; rows that already
@@ -74,23 +75,32 @@ SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
 -- hand, a TRUNCATE. Two subjects across the end of February, one of them
 -- on the last day of a 31-day month too.
 CREATE FUNCTION pg_temp.months_differ() RETURNS bigint LANGUAGE sql AS $$
-  SELECT count(*) FROM (
-    (SELECT tenant, month, subject, days FROM meter.subject_months
-     EXCEPT ALL
-     SELECT tenant, date_trunc('month', bucket), subject, bit_or(1 << (extract(day FROM bucket)::int - 1))
-       FROM meter.rollup_subject_daily WHERE subject IS NOT NULL GROUP BY 1, 2, 3)
-    UNION ALL
-    (SELECT tenant, date_trunc('month', bucket), subject, bit_or(1 << (extract(day FROM bucket)::int - 1))
-       FROM meter.rollup_subject_daily WHERE subject IS NOT NULL GROUP BY 1, 2, 3
-     EXCEPT ALL
-     SELECT tenant, month, subject, days FROM meter.subject_months)) d
+  WITH want AS (
+    SELECT tenant, date_trunc('month', bucket) AS month, subject, bit_or(1 << (extract(day FROM bucket)::int - 1)) AS days,
+           sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(input_tokens) AS input_tokens,
+           sum(output_tokens) AS output_tokens, sum(cost) AS cost, sum(potential_cost) AS potential_cost
+      FROM meter.rollup_subject_daily WHERE subject IS NOT NULL GROUP BY 1, 2, 3
+  ), have AS (
+    SELECT tenant, month, subject, days, requests, errors, input_tokens, output_tokens, cost, potential_cost
+      FROM meter.subject_months
+  )
+  SELECT count(*) FROM ((SELECT * FROM have EXCEPT ALL SELECT * FROM want)
+                        UNION ALL (SELECT * FROM want EXCEPT ALL SELECT * FROM have)) d
 $$;
 INSERT INTO meter.events (tenant, subject, provider, model, usage, occurred_at)
 SELECT 'sm', s, 'openai', 'up-model', '{"input_tokens": 10, "output_tokens": 1}', t
   FROM (VALUES ('ann', '2025-01-31 23:59+00'::timestamptz), ('ann', '2025-02-27 10:00+00'), ('bob', '2025-02-28 23:00+00'),
                ('ann', '2025-03-01 00:00+00'), ('bob', '2025-03-31 12:00+00'), (NULL, '2025-03-02 00:00+00')) v(s, t);
 SELECT meter.rollup() AS rolled;
-SELECT month, subject, days::bit(31) AS days FROM meter.subject_months WHERE tenant = 'sm' ORDER BY 1, 2; -- day 1 rightmost
+SELECT month, subject, days::bit(31) AS days, requests, cost FROM meter.subject_months WHERE tenant = 'sm' ORDER BY 1, 2; -- day 1 rightmost
+SELECT pg_temp.months_differ() AS differ;
+-- a second pass updates rows (the sums follow) and adds a day to a month
+INSERT INTO meter.events (tenant, subject, provider, model, usage, success, occurred_at)
+VALUES ('sm', 'ann', 'openai', 'up-model', '{"input_tokens": 1000, "output_tokens": 7}', false, '2025-03-01 08:00+00'),
+       ('sm', 'bob', 'openai', 'up-model', '{"input_tokens": 20, "output_tokens": 2}', true, '2025-03-05 08:00+00');
+SELECT meter.rollup() AS rolled;
+SELECT month, subject, days::bit(31) AS days, requests, errors, input_tokens, cost FROM meter.subject_months
+ WHERE tenant = 'sm' AND month = '2025-03-01' ORDER BY 1, 2;
 SELECT pg_temp.months_differ() AS differ;
 -- unique subjects over whole days across the month ends, and cut ones
 SELECT count(*) AS ranges,

@@ -123,6 +123,77 @@ SELECT sum(share) + (SELECT meter._rate(count(*), (SELECT count(*) FROM meter.ev
                        FROM meter.events WHERE tenant = 'adm' AND subject IS NULL) AS whole
   FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', by => 'requests', n => 100);
 
+-- meter.top_subjects reads exactly only the subjects that can rank: those
+-- whose bound (the sums of their months, meter.subject_months, and their
+-- events not rolled up yet) reaches the n-th amount. Twelve decoys spend a
+-- lot on 2026-04-01 and little inside the ranges; 'quiet' spends only
+-- inside them, more than any decoy there, so its bound is the 13th: the
+-- first read (n + 10 subjects) misses it and a second must find it. Ties,
+-- guests and errors too. Every ranking equals one of the raw events.
+INSERT INTO meter.events (tenant, subject, provider, model, usage, success, occurred_at)
+SELECT 'rank', CASE WHEN i % 11 = 0 THEN NULL ELSE 'decoy-' || lpad((i % 12)::text, 2, '0') END, 'acme', 'a1',
+       jsonb_build_object('input_tokens', 100000 + i, 'output_tokens', 1000), i % 7 <> 0,
+       '2026-04-01 00:00+00'::timestamptz + i * interval '1 minute'
+  FROM generate_series(1, 600) i
+UNION ALL
+SELECT 'rank', 'decoy-' || lpad((i % 12)::text, 2, '0'), 'acme', 'a1',
+       jsonb_build_object('input_tokens', 10 + i % 12, 'output_tokens', 5), i % 5 <> 0,
+       '2026-04-10 03:00+00'::timestamptz + i * interval '9 minutes'
+  FROM generate_series(1, 480) i
+UNION ALL
+SELECT 'rank', CASE WHEN i % 2 = 0 THEN 'quiet' ELSE 'tie-' || (i % 3) END, 'acme', 'a1',
+       jsonb_build_object('input_tokens', 900, 'output_tokens', 300), i % 4 <> 1,
+       '2026-04-10 05:30+00'::timestamptz + i * interval '17 minutes'
+  FROM generate_series(1, 240) i;
+CREATE FUNCTION pg_temp.top_raw(t text, since timestamptz, until timestamptz, by text, n int)
+RETURNS TABLE (rank int, subject text, requests bigint, errors bigint, input_tokens numeric, output_tokens numeric,
+               cost numeric, potential_cost numeric, share numeric)
+LANGUAGE sql AS $$
+  WITH s AS (
+    SELECT e.subject, count(*) AS requests, count(*) FILTER (WHERE NOT e.success) AS errors,
+           sum(e.input_tokens) AS input_tokens, sum(e.output_tokens) AS output_tokens,
+           coalesce(sum(e.cost), 0) AS cost, coalesce(sum(e.potential_cost), 0) AS potential_cost
+      FROM meter.events e WHERE e.tenant = t AND e.occurred_at >= since AND e.occurred_at < until GROUP BY 1
+  ), v AS (
+    SELECT s.*, meter._rank_value(by, s.requests, s.errors, s.input_tokens, s.output_tokens, s.cost,
+                                  s.potential_cost) AS v FROM s
+  )
+  SELECT (row_number() OVER (ORDER BY v.v DESC, v.subject))::int, v.subject, v.requests, v.errors, v.input_tokens,
+         v.output_tokens, v.cost, v.potential_cost, meter._rate(v.v, (SELECT sum(w.v) FROM v w))
+    FROM v WHERE v.subject IS NOT NULL ORDER BY 1 LIMIT n
+$$;
+CREATE FUNCTION pg_temp.rank_differences() RETURNS TABLE (rankings bigint, differences bigint) LANGUAGE sql AS $$
+  SELECT count(*), sum(d) FROM
+    (VALUES ('2026-04-10 00:00+00'::timestamptz, '2026-04-12 00:00+00'::timestamptz),
+            ('2026-04-10 04:47+00', '2026-04-11 13:13+00'), ('2026-04-01 00:00+00', '2026-05-01 00:00+00'),
+            ('2026-04-10 06:00+00', '2026-04-10 09:00+00')) r(since, until),
+    unnest(ARRAY['cost', 'requests', 'errors', 'tokens', 'output_tokens']) b(by),
+    unnest(ARRAY[1, 3, 20]) k(n),
+    LATERAL (SELECT count(*) AS d FROM (
+      (SELECT * FROM meter.top_subjects('rank', r.since, r.until, b.by, k.n)
+       EXCEPT ALL SELECT * FROM pg_temp.top_raw('rank', r.since, r.until, b.by, k.n))
+      UNION ALL
+      (SELECT * FROM pg_temp.top_raw('rank', r.since, r.until, b.by, k.n)
+       EXCEPT ALL SELECT * FROM meter.top_subjects('rank', r.since, r.until, b.by, k.n))) x) y
+$$;
+SELECT * FROM pg_temp.rank_differences();  -- all from the log, not rolled up yet
+SELECT meter.rollup() > 0 AS rolled;
+-- the decoys' bounds are above quiet's, whose amount is the largest
+SELECT subject, bound FROM meter._subject_bounds('rank', '2026-04-10', '2026-04-12', 'cost') ORDER BY bound DESC, subject
+ LIMIT 14;
+SELECT rank, subject, requests, cost FROM meter.top_subjects('rank', '2026-04-10', '2026-04-12', n => 3);
+SELECT * FROM pg_temp.rank_differences();  -- from the rollups
+-- a late event inside the ranges and one after them: the tail
+INSERT INTO meter.events (tenant, subject, provider, model, usage, occurred_at)
+VALUES ('rank', 'late', 'acme', 'a1', '{"input_tokens": 5000000, "output_tokens": 1}', '2026-04-10 07:00+00'),
+       ('rank', 'decoy-03', 'acme', 'a1', '{"input_tokens": 9000000, "output_tokens": 1}', '2026-04-20 07:00+00');
+SELECT rank, subject, requests, cost FROM meter.top_subjects('rank', '2026-04-10', '2026-04-12', n => 3);
+SELECT * FROM pg_temp.rank_differences();  -- rollups and the tail
+SELECT meter.rollup() > 0 AS rolled;
+SELECT * FROM pg_temp.rank_differences();
+-- a tenant without subjects
+SELECT count(*) AS ranked FROM meter.top_subjects('nobody', '2026-04-10', '2026-04-12');
+
 -- one subject, with its plan and every limit that applies to it now
 SELECT meter.create_plan('adm', 'pro') IS NOT NULL AS plan;
 SELECT meter.assign_plan('adm', 'user-3', 'pro') IS NOT NULL AS assigned;
