@@ -2873,24 +2873,25 @@ CREATE FUNCTION meter._subject_bounds(p_tenant text, since timestamptz, until ti
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
+    -- the 2,000 subjects' 5,000 parts hashed: estimated at a few dozen,
+    -- they were sorted by subject in its collation first (7.3 to 3.8 ms)
+    SET enable_sort = off
 AS $$
     WITH wm AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w),
     parts AS (
-        SELECT m.subject, m.requests, m.errors, m.input_tokens, m.output_tokens, m.cost, m.potential_cost
+        SELECT m.subject, meter._rank_value(p_by, m.requests, m.errors, m.input_tokens, m.output_tokens, m.cost,
+                                            m.potential_cost) AS v
           FROM meter.subject_months m
          WHERE m.tenant = p_tenant AND m.month >= date_trunc('month', since) AND m.month < until
         UNION ALL
         -- the tail (as meter._usage reads it)
-        SELECT e.subject, 1, (NOT e.success)::integer, e.input_tokens, e.output_tokens, coalesce(e.cost, 0),
-               coalesce(e.potential_cost, 0)
+        SELECT e.subject, meter._rank_value(p_by, 1, (NOT e.success)::integer, e.input_tokens, e.output_tokens,
+                                            coalesce(e.cost, 0), coalesce(e.potential_cost, 0))
           FROM meter.events e
          WHERE e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until AND e.subject IS NOT NULL
            AND e.txid >= meter._tail_from() AND meter._unrolled(e.txid, (SELECT w FROM wm))
     )
-    SELECT p.subject, meter._rank_value(p_by, sum(p.requests), sum(p.errors), sum(p.input_tokens),
-                                        sum(p.output_tokens), sum(p.cost), sum(p.potential_cost))
-      FROM parts p
-     GROUP BY p.subject
+    SELECT p.subject, sum(p.v) FROM parts p GROUP BY p.subject
 $$;
 
 CREATE FUNCTION meter.top_subjects(tenant text, since timestamptz, until timestamptz, by text DEFAULT 'cost',
@@ -2940,7 +2941,9 @@ BEGIN
     -- n-th amount of all). The first read is of twice n subjects (at least
     -- n + 10): a subject's months hold about as much as its range, so the
     -- top of the bounds is the top of the amounts, give or take a few.
-    SELECT array_agg(b.subject ORDER BY b.bound DESC, b.subject), array_agg(b.bound ORDER BY b.bound DESC, b.subject)
+    -- (ties in any order, the same in both: they only order the reads)
+    SELECT array_agg(b.subject ORDER BY b.bound DESC, b.subject COLLATE "C"),
+           array_agg(b.bound ORDER BY b.bound DESC, b.subject COLLATE "C")
       INTO v_subjects, v_bounds
       FROM meter._subject_bounds(v_tenant, since, until, v_by) b;
     IF v_subjects IS NULL THEN
