@@ -839,13 +839,7 @@ CREATE FUNCTION meter._subject_months_diff(d1 timestamptz, d2 timestamptz, p_sum
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
 AS $$
-    WITH o AS MATERIALIZED (
-        SELECT s.month, s.bits,
-               -- the rows read: the span's days, or its months whole
-               CASE WHEN p_sums THEN s.month ELSE greatest(s.month, d1) END AS r1,
-               CASE WHEN p_sums THEN s.month + interval '1 month' ELSE least(s.month + interval '1 month', d2) END AS r2
-          FROM meter._span_months(d1, d2) s
-    )
+    WITH o AS MATERIALIZED (SELECT s.month, s.bits FROM meter._span_months(d1, d2) s)
     SELECT coalesce(h.tenant, w.tenant), coalesce(h.month, w.month), coalesce(h.subject, w.subject),
            coalesce(h.days, 0), coalesce(w.days, 0),
            -- the sums only where they differ (as numbers: 0.50 = 0.5)
@@ -856,13 +850,24 @@ AS $$
                                           m.potential_cost) END AS sums
               FROM o JOIN meter.subject_months m ON m.month = o.month
              WHERE p_sums OR (m.days & o.bits) <> 0) h
-      FULL JOIN (SELECT r.tenant, o.month, r.subject,
-                        bit_or(1::bigint << (date_part('day', r.bucket)::integer - 1)) & o.bits AS days,
-                        CASE WHEN p_sums THEN (sum(r.requests)::bigint, sum(r.errors)::bigint, sum(r.input_tokens),
-                                               sum(r.output_tokens), sum(r.cost), sum(r.potential_cost)) END AS sums
-                   FROM o JOIN meter.rollup_subject_daily r ON r.bucket >= o.r1 AND r.bucket < o.r2
-                  WHERE r.subject IS NOT NULL
-                  GROUP BY r.tenant, o.month, o.bits, r.subject) w
+      FULL JOIN (SELECT w.tenant, w.month, w.subject, w.days & o.bits AS days, w.sums
+                   -- the span's days' rows, or (for sums) its months' whole
+                   FROM (SELECT r.tenant, date_trunc('month', r.bucket) AS month, r.subject,
+                                bit_or(1::bigint << (date_part('day', r.bucket)::integer - 1)) AS days,
+                                -- (FILTER: not even summed without p_sums, a rebuild's every day)
+                                CASE WHEN p_sums THEN (sum(r.requests) FILTER (WHERE p_sums)::bigint,
+                                                       sum(r.errors) FILTER (WHERE p_sums)::bigint,
+                                                       sum(r.input_tokens) FILTER (WHERE p_sums),
+                                                       sum(r.output_tokens) FILTER (WHERE p_sums),
+                                                       sum(r.cost) FILTER (WHERE p_sums),
+                                                       sum(r.potential_cost) FILTER (WHERE p_sums)) END AS sums
+                           FROM meter.rollup_subject_daily r
+                          WHERE r.bucket >= CASE WHEN p_sums THEN date_trunc('month', d1) ELSE d1 END
+                            AND r.bucket < CASE WHEN p_sums THEN date_trunc('month', d2 - interval '1 day')
+                                                                 + interval '1 month' ELSE d2 END
+                            AND r.subject IS NOT NULL
+                          GROUP BY 1, 2, 3) w
+                   JOIN o ON o.month = w.month) w
         ON w.tenant = h.tenant AND w.month = h.month AND w.subject = h.subject
      WHERE coalesce(h.days, 0) <> coalesce(w.days, 0) OR h.sums IS DISTINCT FROM w.sums
 $$;
