@@ -2858,15 +2858,18 @@ END $$;
 COMMENT ON FUNCTION meter.subject_usage(text, text, timestamptz, timestamptz) IS
     'One subject''s usage over [since, until) (the figures of meter.summary), with its plan, team, whether it is blocked and why, and every limit that applies to it now (used, remaining, reset; amounts as exact text).';
 
--- _rank_value: the figure meter.top_subjects ranks by (by: cost,
--- potential_cost, requests, errors, tokens, input_tokens, output_tokens).
--- No SET: inlined into the queries that call it for each subject.
-CREATE FUNCTION meter._rank_value(p_by text, requests numeric, errors numeric, input_tokens numeric,
-                                  output_tokens numeric, cost numeric, potential_cost numeric) RETURNS numeric
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE p_by WHEN 'cost' THEN cost WHEN 'potential_cost' THEN potential_cost WHEN 'requests' THEN requests
-                     WHEN 'errors' THEN errors WHEN 'tokens' THEN input_tokens + output_tokens
-                     WHEN 'input_tokens' THEN input_tokens ELSE output_tokens END;
+-- _rank_expr: the figure meter.top_subjects ranks by (by: cost,
+-- potential_cost, requests, errors, tokens, input_tokens, output_tokens) as
+-- an SQL expression over the columns of p_alias, for the queries that
+-- compute it for every row: written into them, not a function per row
+CREATE FUNCTION meter._rank_expr(p_by text, p_alias text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN format(CASE p_by WHEN 'tokens' THEN '(%1$I.input_tokens + %1$I.output_tokens)'
+                            WHEN 'cost' THEN '%1$I.cost' WHEN 'potential_cost' THEN '%1$I.potential_cost'
+                            WHEN 'requests' THEN '%1$I.requests' WHEN 'errors' THEN '%1$I.errors'
+                            WHEN 'input_tokens' THEN '%1$I.input_tokens' WHEN 'output_tokens' THEN '%1$I.output_tokens'
+                  END, p_alias);
 
 -- _subject_bounds: for each subject of a tenant, an amount that its "by"
 -- figure over [since, until) cannot exceed: the sums of its months that
@@ -2875,29 +2878,33 @@ CREATE FUNCTION meter._rank_value(p_by text, requests numeric, errors numeric, i
 -- holds more than the month. Read from a row per subject and month.
 CREATE FUNCTION meter._subject_bounds(p_tenant text, since timestamptz, until timestamptz, p_by text)
     RETURNS TABLE (subject text, bound numeric)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
     -- the 2,000 subjects' 5,000 parts hashed: estimated at a few dozen,
     -- they were sorted by subject in its collation first (7.3 to 3.8 ms)
     SET enable_sort = off
 AS $$
-    WITH wm AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w),
-    parts AS (
-        SELECT m.subject, meter._rank_value(p_by, m.requests, m.errors, m.input_tokens, m.output_tokens, m.cost,
-                                            m.potential_cost) AS v
-          FROM meter.subject_months m
-         WHERE m.tenant = p_tenant AND m.month >= date_trunc('month', since) AND m.month < until
-        UNION ALL
-        -- the tail (as meter._usage reads it)
-        SELECT e.subject, meter._rank_value(p_by, 1, (NOT e.success)::integer, e.input_tokens, e.output_tokens,
-                                            coalesce(e.cost, 0), coalesce(e.potential_cost, 0))
-          FROM meter.events e
-         WHERE e.tenant = p_tenant AND e.occurred_at >= since AND e.occurred_at < until AND e.subject IS NOT NULL
-           AND e.txid >= meter._tail_from() AND meter._unrolled(e.txid, (SELECT w FROM wm))
-    )
-    SELECT p.subject, sum(p.v) FROM parts p GROUP BY p.subject
-$$;
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        WITH wm AS (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w),
+        parts AS (
+            SELECT m.subject, %s AS v
+              FROM meter.subject_months m
+             WHERE m.tenant = $1 AND m.month >= date_trunc('month', $2) AND m.month < $3
+            UNION ALL
+            -- the tail (as meter._usage reads it)
+            SELECT t.subject, %s
+              FROM (SELECT e.subject, 1 AS requests, (NOT e.success)::integer AS errors, e.input_tokens,
+                           e.output_tokens, coalesce(e.cost, 0) AS cost, coalesce(e.potential_cost, 0) AS potential_cost
+                      FROM meter.events e
+                     WHERE e.tenant = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3 AND e.subject IS NOT NULL
+                       AND e.txid >= meter._tail_from() AND meter._unrolled(e.txid, (SELECT w FROM wm))) t
+        )
+        SELECT p.subject, sum(p.v) FROM parts p GROUP BY p.subject
+    $q$, meter._rank_expr(p_by, 'm'), meter._rank_expr(p_by, 't'))
+    USING p_tenant, since, until;
+END $$;
 
 CREATE FUNCTION meter.top_subjects(tenant text, since timestamptz, until timestamptz, by text DEFAULT 'cost',
                                    n integer DEFAULT 10)
@@ -2956,14 +2963,15 @@ BEGIN
     END IF;
     v_k := least(cardinality(v_subjects), greatest(2 * top_subjects.n, top_subjects.n + 10));
     LOOP
-        SELECT array_agg(u.key ORDER BY u.v DESC, u.key), array_agg(u.requests ORDER BY u.v DESC, u.key),
-               array_agg(u.errors ORDER BY u.v DESC, u.key), array_agg(u.input_tokens ORDER BY u.v DESC, u.key),
-               array_agg(u.output_tokens ORDER BY u.v DESC, u.key), array_agg(u.cost ORDER BY u.v DESC, u.key),
-               array_agg(u.potential_cost ORDER BY u.v DESC, u.key), array_agg(u.v ORDER BY u.v DESC, u.key)
+        EXECUTE format(
+            'SELECT array_agg(u.key ORDER BY u.v DESC, u.key), array_agg(u.requests ORDER BY u.v DESC, u.key),
+                    array_agg(u.errors ORDER BY u.v DESC, u.key), array_agg(u.input_tokens ORDER BY u.v DESC, u.key),
+                    array_agg(u.output_tokens ORDER BY u.v DESC, u.key), array_agg(u.cost ORDER BY u.v DESC, u.key),
+                    array_agg(u.potential_cost ORDER BY u.v DESC, u.key), array_agg(u.v ORDER BY u.v DESC, u.key)
+               FROM (SELECT u.*, %s AS v FROM meter._usage($1, $2, $3, ''subject'', $4, false) u) u',
+            meter._rank_expr(v_by, 'u'))
           INTO r_subject, r_requests, r_errors, r_input, r_output, r_cost, r_potential, r_v
-          FROM (SELECT u.*, meter._rank_value(v_by, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost,
-                                              u.potential_cost) AS v
-                  FROM meter._usage(v_tenant, since, until, 'subject', v_subjects[1:v_k], false) u) u;
+          USING v_tenant, since, until, v_subjects[1:v_k];
         v_nth := r_v[top_subjects.n];  -- NULL when fewer than n have usage
         EXIT WHEN v_k = cardinality(v_subjects) OR v_bounds[v_k + 1] < v_nth;
         -- every subject whose bound reaches the n-th amount (all of them
@@ -2971,9 +2979,8 @@ BEGIN
         SELECT count(*) INTO v_k FROM unnest(v_bounds) b WHERE b >= coalesce(v_nth, 0);
     END LOOP;
     -- share: of the tenant's whole amount, guests (no subject) included
-    SELECT meter._rank_value(v_by, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost, u.potential_cost)
-      INTO v_total
-      FROM meter._usage(v_tenant, since, until, NULL, NULL, false) u;
+    EXECUTE format('SELECT %s FROM meter._usage($1, $2, $3, NULL, NULL, false) u', meter._rank_expr(v_by, 'u'))
+       INTO v_total USING v_tenant, since, until;
     RETURN QUERY
     SELECT r.i::integer, r.subject, r.requests, r.errors, r.input_tokens, r.output_tokens, r.cost, r.potential_cost,
            meter._rate(r.v, v_total)

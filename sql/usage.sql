@@ -155,8 +155,8 @@ LANGUAGE sql AS $$
            coalesce(sum(e.cost), 0) AS cost, coalesce(sum(e.potential_cost), 0) AS potential_cost
       FROM meter.events e WHERE e.tenant = t AND e.occurred_at >= since AND e.occurred_at < until GROUP BY 1
   ), v AS (
-    SELECT s.*, meter._rank_value(by, s.requests, s.errors, s.input_tokens, s.output_tokens, s.cost,
-                                  s.potential_cost) AS v FROM s
+    SELECT s.*, CASE by WHEN 'cost' THEN s.cost WHEN 'requests' THEN s.requests WHEN 'errors' THEN s.errors
+                        WHEN 'tokens' THEN s.input_tokens + s.output_tokens ELSE s.output_tokens END AS v FROM s
   )
   SELECT (row_number() OVER (ORDER BY v.v DESC, v.subject))::int, v.subject, v.requests, v.errors, v.input_tokens,
          v.output_tokens, v.cost, v.potential_cost, meter._rate(v.v, (SELECT sum(w.v) FROM v w))
