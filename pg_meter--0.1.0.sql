@@ -2976,7 +2976,8 @@ BEGIN
         EXIT WHEN v_k = cardinality(v_subjects) OR v_bounds[v_k + 1] < v_nth;
         -- every subject whose bound reaches the n-th amount (all of them
         -- when fewer than n had usage); more than v_k, as the next did
-        SELECT count(*) INTO v_k FROM unnest(v_bounds) b WHERE b >= coalesce(v_nth, 0);
+        -- (at least one more whatever the bounds hold: the loop ends)
+        SELECT greatest(count(*), v_k + 1) INTO v_k FROM unnest(v_bounds) b WHERE v_nth IS NULL OR b >= v_nth;
     END LOOP;
     -- share: of the tenant's whole amount, guests (no subject) included
     EXECUTE format('SELECT %s FROM meter._usage($1, $2, $3, NULL, NULL, false) u', meter._rank_expr(v_by, 'u'))

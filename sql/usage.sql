@@ -193,6 +193,12 @@ SELECT meter.rollup() > 0 AS rolled;
 SELECT * FROM pg_temp.rank_differences();
 -- a tenant without subjects
 SELECT count(*) AS ranked FROM meter.top_subjects('nobody', '2026-04-10', '2026-04-12');
+-- month sums written wrong by hand (negative) and a range without usage:
+-- every read finds none, and the reads still end
+BEGIN;
+UPDATE meter.subject_months SET cost = -1 WHERE tenant = 'rank' AND subject NOT LIKE 'decoy-%';
+SELECT count(*) AS ranked FROM meter.top_subjects('rank', '2026-04-25', '2026-04-26', n => 1);
+ROLLBACK;
 
 -- one subject, with its plan and every limit that applies to it now
 SELECT meter.create_plan('adm', 'pro') IS NOT NULL AS plan;
