@@ -1297,7 +1297,7 @@ BEGIN
             RAISE EXCEPTION 'cannot group one subject''s usage by "%"', _usage.by USING ERRCODE = 'invalid_parameter_value',
                 DETAIL = 'A subject''s days are rolled up per tenant and subject only.';
         END IF;
-        -- one subject: its rows are rolled up by day
+        -- the given subjects: their rows are rolled up by day
         v_grain := 'day'; v_fine := 'rollup_subject_daily'; v_coarse := NULL;
         v_only := ' AND %1$s.subject = ANY ($9)';
     END IF;
@@ -2861,7 +2861,8 @@ COMMENT ON FUNCTION meter.subject_usage(text, text, timestamptz, timestamptz) IS
 -- _rank_expr: the figure meter.top_subjects ranks by (by: cost,
 -- potential_cost, requests, errors, tokens, input_tokens, output_tokens) as
 -- an SQL expression over the columns of p_alias, for the queries that
--- compute it for every row: written into them, not a function per row
+-- compute it for every row: written into them, not a function per row.
+-- NULL for any other by: what top_subjects checks its argument with.
 CREATE FUNCTION meter._rank_expr(p_by text, p_alias text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -2932,8 +2933,7 @@ DECLARE
     r_potential numeric[];
     r_v numeric[];
 BEGIN
-    IF v_by IS NULL OR v_by NOT IN ('cost', 'potential_cost', 'requests', 'errors', 'tokens', 'input_tokens',
-                                    'output_tokens') THEN
+    IF meter._rank_expr(v_by, 'u') IS NULL THEN  -- (NULL for a figure it does not know)
         RAISE EXCEPTION 'cannot rank subjects by "%"', top_subjects.by USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Use cost, potential_cost, requests, errors, tokens, input_tokens or output_tokens.';
     END IF;
