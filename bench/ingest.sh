@@ -63,16 +63,7 @@ psql -X -q -d "$db" -v rows="$rows" -At -f bench/bulk_events.sql > "$work/events
 # the same rows by INSERT ... SELECT (the other bulk way in), generated as
 # the peer's are, into an empty log; then emptied again for the COPY
 t5=$(date +%s.%N)
-psql -X -q -d "$db" -v rows="$rows" <<'SQL' >/dev/null
-INSERT INTO meter.events (tenant, subject, session, endpoint, provider, model, usage, cached, latency_ms, success, request_id, occurred_at)
-SELECT 'app', 'user-' || (i % 2000), 'sess-' || (i % 5000), 'chat',
-       (ARRAY['anthropic','google','google','openai','openai'])[1 + i % 5],
-       (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[1 + i % 5],
-       jsonb_build_object('input_tokens', 50 + i % 3950, 'output_tokens', 10 + i % 1190),
-       i % 10 = 0, 200 + i % 5800, i % 10 <> 9, 'b' || i,
-       now() - (i % (30 * 86400)) * interval '1 second'
-  FROM generate_series(1, :rows) AS i;
-SQL
+psql -X -q -d "$db" -v rows="$rows" -f bench/bulk_insert_select.sql >/dev/null
 t6=$(date +%s.%N)
 psql -X -q -d "$db" -c "TRUNCATE meter.events" >/dev/null
 t0=$(date +%s.%N)
@@ -111,3 +102,19 @@ for k in 1 2 3 4 5; do
 done
 mm=$(printf '%s\n' "${m[@]}" | median); pm=$(printf '%s\n' "${p[@]}" | median)
 awk -v a="$mm" -v b="$pm" 'BEGIN { printf "meter.totals by model: %.1f ms; peer raw query: %.1f ms; ratio %.1fx\n", a, b, b / a }'
+
+# Every partition's request index is probed for each event with a request id
+# (src/pg/request_ids.hpp), so the number of partitions is part of the write
+# path's cost. The bench above has three (the default one and two months); the
+# partitions job (meter.create_partitions(3)) and the 90-day retention keep
+# about eight: three months back, this one, three ahead and the default.
+echo "== the same INSERT ... SELECT with the partitions the jobs keep (request-id probes per partition)"
+psql -X -q -d "$db" -c "SELECT count(meter.create_partition(now() - k * interval '1 month')) FROM generate_series(2, 3) k" \
+                    -c "SELECT count(*) FROM meter.create_partitions(3)" >/dev/null
+nparts=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'meter.events'::regclass")
+psql -X -q -d "$db" -c "TRUNCATE meter.events" >/dev/null
+t7=$(date +%s.%N)
+psql -X -q -d "$db" -v rows="$rows" -f bench/bulk_insert_select.sql >/dev/null
+t8=$(date +%s.%N)
+awk -v a="$t5" -v b="$t6" -v c="$t7" -v d="$t8" -v p="$nparts" -v q="$t1" -v r="$t2" 'BEGIN {
+  printf "INSERT ... SELECT with %d partitions: %.1f s (with 3: %.1f s), %.2fx the peer\n", p, d - c, b - a, (d - c) / (r - q) }'

@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "access/hash.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -161,6 +162,7 @@ struct Probe {
     Relation index;
     IndexScanDesc scan;
     TupleTableSlot* slot;  // for the rows the index points to
+    Buffer meta;           // a hash index's metapage, while its count of entries is 0 (see holds_no_key)
     Part part;
 };
 
@@ -172,7 +174,9 @@ struct Probe {
 // the statement ends (ExecutorEnd, or the end of a utility statement such
 // as COPY), before any utility statement, before a commit, and when a
 // savepoint rolls back, and forgotten on abort, whose resource owner
-// releases what it held. No buffer stays pinned between two probes.
+// releases what it held. Between two probes, the only buffers pinned are
+// the metapages of hash request indexes that held no entry when the set
+// opened (holds_no_key): no page of an index with entries, nor of a heap.
 struct ProbeSet {
     bool open;
     Relation events;
@@ -225,6 +229,7 @@ void close_now() {
     as_top([] {
         for (int i = g_ps.n - 1; i >= 0; --i) {
             Probe* p = &g_ps.probes[i];
+            if (BufferIsValid(p->meta)) ReleaseBuffer(p->meta);
             if (p->slot) ExecDropSingleTupleTableSlot(p->slot);
             if (p->scan) index_endscan(p->scan);
             if (p->index) index_close(p->index, NoLock);
@@ -262,6 +267,26 @@ void open_probe(Oid relid) {
     p->index = index_open(p->part.index, AccessShareLock);
     p->scan = index_beginscan(p->heap, p->index, &g_ps.dirty, 1, 0);
     p->slot = table_slot_create(p->heap, nullptr);
+    // a hash index counts its entries in its metapage: one with none (a
+    // partition ahead of the data, the default one) keeps the page pinned,
+    // and its rows skip the probe while the count stays 0. The backend's
+    // copy of the metapage (the hash AM's, kept with the index) answers for
+    // an index that had entries: it is probed without reading the page.
+    p->meta = InvalidBuffer;
+    if (p->part.strategy == HTEqualStrategyNumber) {
+        Buffer mb = InvalidBuffer;
+        bool had = _hash_getcachedmetap(p->index, &mb, false)->hashm_ntuples > 0;
+        if (BufferIsValid(mb)) ReleaseBuffer(mb);
+        if (had) return;
+        mb = ReadBuffer(p->index, HASH_METAPAGE);
+        LockBuffer(mb, BUFFER_LOCK_SHARE);
+        bool none = HashPageGetMeta(BufferGetPage(mb))->hashm_ntuples == 0;
+        LockBuffer(mb, BUFFER_LOCK_UNLOCK);
+        if (none)
+            p->meta = mb;
+        else
+            ReleaseBuffer(mb);
+    }
 }
 
 void open_probes() {
@@ -288,11 +313,31 @@ void open_probes() {
     MemoryContextSwitchTo(old);
 }
 
+// holds_no_key says whether a partition's request index still has no
+// entry, committed or not, of any key: its metapage counts every insertion
+// (pg_meter's, and any other writer's) under the page's lock, and VACUUM
+// never counts below the entries it leaves. Asked with the key locked, it
+// sees the entry of any earlier writer of the key, which keeps the lock
+// until its entry is in. Once the count is not 0, the page is let go and
+// the partition is probed as any other.
+bool holds_no_key(Probe* pr) {
+    if (!BufferIsValid(pr->meta)) return false;
+    LockBuffer(pr->meta, BUFFER_LOCK_SHARE);
+    bool none = HashPageGetMeta(BufferGetPage(pr->meta))->hashm_ntuples == 0;
+    LockBuffer(pr->meta, BUFFER_LOCK_UNLOCK);
+    if (!none) {
+        ReleaseBuffer(pr->meta);
+        pr->meta = InvalidBuffer;
+    }
+    return none;
+}
+
 // probe looks for (tenant, rid) in one partition. Returns true when found
 // (dup filled); sets *xwait when an insert or delete of it is in progress
 // in another transaction.
 bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len, PmDuplicate* dup,
            TransactionId* xwait) {
+    if (holds_no_key(pr)) return false;
     ScanKeyData sk;
     ScanKeyInit(&sk, 1, pr->part.strategy, F_INT8EQ, Int64GetDatum(key));
     IndexScanDesc scan = pr->scan;
