@@ -93,6 +93,18 @@ CREATE INDEX events_2027_05_request ON meter.events_2027_05 (request_key) WHERE 
 SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'btree-1', occurred_at => '2027-05-02+00');
 SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'btree-1', occurred_at => :t);
 SELECT pg_get_indexdef('meter.events_2027_03_request'::regclass) ~ 'USING hash' AS hash_index;
+-- a partition whose request index counts no entry is not probed, but any
+-- writer's entry counts: one moved there with pg_meter's trigger off (as a
+-- logical replica applies rows) is found by a retry all the same
+SELECT meter.create_partition('2027-09-01+00');
+SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'replica-1', occurred_at => :t);
+SET session_replication_role = replica;
+UPDATE meter.events SET occurred_at = '2027-09-02+00' WHERE request_id = 'replica-1';
+RESET session_replication_role;
+SELECT duplicate FROM meter.record(tenant => 'coach', endpoint => '/x', request_id => 'replica-1', occurred_at => :t);
+SELECT tableoid::regclass, count(*) FROM meter.events WHERE request_id = 'replica-1' GROUP BY 1;
+DELETE FROM meter.events WHERE request_id = 'replica-1';
+DROP TABLE meter.events_2027_09;
 -- the request indexes a statement keeps open from row to row are closed
 -- when it ends: the same transaction may then drop a partition, after an
 -- INSERT of many rows and after a COPY
