@@ -2031,31 +2031,40 @@ END $$;
 COMMENT ON FUNCTION meter.set_retention(interval, text) IS 'Keeps raw events for keep (at least a day): for one tenant, or for every tenant without its own (tenant NULL). keep NULL removes the setting.';
 REVOKE ALL ON FUNCTION meter.set_retention(interval, text) FROM PUBLIC;
 
--- apply_retention drops whole partitions older than the longest retention
--- and deletes older events of tenants kept shorter; an event is never
--- removed before the rollups hold it (a partition with events not rolled
--- up yet waits for the next run). Resolved alerts are history of the same
--- kind and go after the same time (open ones stay). Returns what it did.
-CREATE FUNCTION meter.apply_retention(OUT dropped text[], OUT deleted bigint, OUT waiting text[],
-                                      OUT alerts_deleted bigint)
+-- _retention_keeps: the global retention (90 days without a row) and the
+-- longest and shortest of all
+CREATE FUNCTION meter._retention_keeps(OUT global_keep interval, OUT longest interval, OUT shortest interval)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT g.keep, greatest(g.keep, max(r.keep)), least(g.keep, min(r.keep))
+      FROM (SELECT coalesce((SELECT keep FROM meter.retention WHERE tenant IS NULL), interval '90 days') AS keep) g
+      LEFT JOIN meter.retention r ON r.tenant IS NOT NULL
+     GROUP BY g.keep;
+END;
+
+-- _retention_drop drops the partitions older than the longest retention
+-- whose events are all rolled up (the others are named in waiting).
+-- meter.events is locked before each partition, as queries lock it and as
+-- DROP TABLE does: a partition locked first deadlocked with a writer that
+-- held meter.events and then probed every partition for its request id
+-- (test/isolation/specs/retention_writers.spec). The lock on meter.events
+-- (ACCESS EXCLUSIVE) lasts until the transaction ends.
+CREATE FUNCTION meter._retention_drop(OUT dropped text[], OUT waiting text[])
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_global interval := coalesce((SELECT keep FROM meter.retention WHERE tenant IS NULL), interval '90 days');
-    v_longest interval;
-    v_shortest interval;
-    v_now timestamptz := now();
+    v_longest interval := (meter._retention_keeps()).longest;
     v_w pg_snapshot;
     v_left bigint;
     p record;
 BEGIN
-    SELECT greatest(v_global, max(keep)), least(v_global, min(keep)) INTO v_longest, v_shortest
-      FROM meter.retention WHERE tenant IS NOT NULL;
     dropped := '{}';
     waiting := '{}';
-    FOR p IN SELECT * FROM meter._partitions() WHERE hi <= v_now - v_longest ORDER BY lo LOOP
+    FOR p IN SELECT * FROM meter._partitions() WHERE hi <= now() - v_longest ORDER BY lo LOOP
         -- no writer in it from here on; then read the watermark anew
+        LOCK TABLE ONLY meter.events IN ACCESS EXCLUSIVE MODE;
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', p.part);
         v_w := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
         EXECUTE format('SELECT count(*) FROM %s e WHERE e.txid >= $1 AND meter._unrolled(e.txid, $2)', p.part)
@@ -2067,16 +2076,53 @@ BEGIN
         dropped := dropped || p.part::text;  -- (named before it goes)
         EXECUTE format('DROP TABLE %s', p.part);
     END LOOP;
-    v_w := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
+END $$;
+
+-- _retention_delete deletes the rolled-up events of tenants kept shorter
+-- than the longest retention, and the alerts resolved longer ago than their
+-- tenant's retention (open ones stay)
+CREATE FUNCTION meter._retention_delete(OUT deleted bigint, OUT alerts_deleted bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k record := meter._retention_keeps();
+    v_now timestamptz := now();
+    v_w pg_snapshot := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
+BEGIN
     DELETE FROM meter.events e
-     WHERE e.occurred_at < v_now - v_shortest
-       AND e.occurred_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = e.tenant), v_global)
+     WHERE e.occurred_at < v_now - k.shortest
+       AND e.occurred_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = e.tenant), k.global_keep)
        AND (e.txid < pg_snapshot_xmin(v_w)::text::bigint OR NOT meter._unrolled(e.txid, v_w));
     GET DIAGNOSTICS deleted = ROW_COUNT;
     DELETE FROM meter.alerts a
-     WHERE a.resolved_at < v_now - v_shortest
-       AND a.resolved_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = a.tenant), v_global);
+     WHERE a.resolved_at < v_now - k.shortest
+       AND a.resolved_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = a.tenant), k.global_keep);
     GET DIAGNOSTICS alerts_deleted = ROW_COUNT;
+END $$;
+REVOKE ALL ON FUNCTION meter._retention_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION meter._retention_delete() FROM PUBLIC;
+
+-- apply_retention drops whole partitions older than the longest retention
+-- and deletes older events of tenants kept shorter; an event is never
+-- removed before the rollups hold it (a partition with events not rolled
+-- up yet waits for the next run). Resolved alerts are history of the same
+-- kind and go after the same time (open ones stay). Returns what it did.
+-- In one transaction: meter.events stays locked by a drop until the
+-- deletes are done too (the retention job commits between them).
+CREATE FUNCTION meter.apply_retention(OUT dropped text[], OUT deleted bigint, OUT waiting text[],
+                                      OUT alerts_deleted bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record := meter._retention_drop();
+    x record := meter._retention_delete();
+BEGIN
+    dropped := d.dropped;
+    waiting := d.waiting;
+    deleted := x.deleted;
+    alerts_deleted := x.alerts_deleted;
 END $$;
 COMMENT ON FUNCTION meter.apply_retention() IS 'Drops the partitions of meter.events older than the longest retention and deletes older events of tenants kept shorter, never before the rollups hold them; deletes alerts resolved longer ago than their tenant''s retention.';
 REVOKE ALL ON FUNCTION meter.apply_retention() FROM PUBLIC;
@@ -2110,6 +2156,50 @@ REVOKE ALL ON FUNCTION meter.expire(interval) FROM PUBLIC;
 
 -- Jobs -------------------------------------------------------------------------
 
+-- _job_step runs one step of a job (meter.run_job commits after each) and
+-- says what it did
+CREATE FUNCTION meter._job_step(step text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_days integer := 0;
+    v_day timestamptz;
+    v_rid bigint;
+    v_ret record;
+    v_result text;
+BEGIN
+    CASE step
+    WHEN 'partitions' THEN
+        SELECT string_agg(partition || ' ' || status, ', ') INTO v_result FROM meter.create_partitions();
+    WHEN 'retention_drop' THEN
+        v_ret := meter._retention_drop();
+        v_result := format('dropped %s, waiting %s', v_ret.dropped, v_ret.waiting);
+    WHEN 'retention_delete' THEN
+        v_ret := meter._retention_delete();
+        v_result := format('deleted %s events, deleted %s resolved alerts', v_ret.deleted, v_ret.alerts_deleted);
+    WHEN 'price_unpriced' THEN
+        -- a bounded run: at most 31 days of unpriced events; the next run
+        -- takes the rest
+        INSERT INTO meter.reprices (unpriced_only) VALUES (true) RETURNING reprice_id INTO v_rid;
+        FOR v_day IN SELECT * FROM meter._reprice_days(NULL, NULL, NULL, NULL, true) LIMIT 31 LOOP
+            PERFORM meter._reprice_day(v_day, '-infinity', 'infinity', NULL, NULL, true, v_rid);
+            v_days := v_days + 1;
+        END LOOP;
+        UPDATE meter.reprices SET finished_at = clock_timestamp() WHERE reprice_id = v_rid
+        RETURNING format('%s days, %s events priced, %s still unpriced', v_days, events, still_unpriced)
+        INTO v_result;
+        IF v_days = 0 THEN DELETE FROM meter.reprices WHERE reprice_id = v_rid; END IF;
+    WHEN 'expire' THEN
+        v_result := format('%s rows purged (run log, ended budget windows)', meter.expire());
+    WHEN 'alerts' THEN
+        v_ret := meter.evaluate_alerts();
+        v_result := format('%s fired, %s resolved, %s firing', v_ret.fired, v_ret.resolved, v_ret.firing);
+    END CASE;
+    RETURN v_result;
+END $$;
+REVOKE ALL ON FUNCTION meter._job_step(text) FROM PUBLIC;
+
 -- run_job runs one of pg_meter's jobs now, as pg_cron does: at most one
 -- run of a job at a time (a second leaves at once and is counted as
 -- skipped), and its outcome or error in meter.jobs. The rollup job runs a
@@ -2127,10 +2217,7 @@ DECLARE
     v_total bigint := 0;
     v_passes integer := 0;
     v_until timestamptz := clock_timestamp() + for_;
-    v_days integer := 0;
-    v_day timestamptz;
-    v_rid bigint;
-    v_ret record;
+    v_step text;
 BEGIN
     IF job IS NULL OR job NOT IN ('rollup', 'partitions', 'retention', 'price_unpriced', 'expire', 'alerts') THEN
         RAISE EXCEPTION 'pg_meter has no job "%"', job USING ERRCODE = 'invalid_parameter_value',
@@ -2158,37 +2245,21 @@ BEGIN
         END LOOP;
         v_result := format('%s passes, %s events', v_passes, v_total);
     ELSE
-        BEGIN
-            CASE job
-            WHEN 'partitions' THEN
-                SELECT string_agg(partition || ' ' || status, ', ') INTO v_result FROM meter.create_partitions();
-            WHEN 'retention' THEN
-                v_ret := meter.apply_retention();
-                v_result := format('dropped %s, deleted %s events, waiting %s, deleted %s resolved alerts',
-                                   v_ret.dropped, v_ret.deleted, v_ret.waiting, v_ret.alerts_deleted);
-            WHEN 'price_unpriced' THEN
-                -- a bounded run: at most 31 days of unpriced events; the
-                -- next run takes the rest
-                INSERT INTO meter.reprices (unpriced_only) VALUES (true) RETURNING reprice_id INTO v_rid;
-                FOR v_day IN SELECT * FROM meter._reprice_days(NULL, NULL, NULL, NULL, true) LIMIT 31 LOOP
-                    PERFORM meter._reprice_day(v_day, '-infinity', 'infinity', NULL, NULL, true, v_rid);
-                    v_days := v_days + 1;
-                END LOOP;
-                UPDATE meter.reprices SET finished_at = clock_timestamp() WHERE reprice_id = v_rid
-                RETURNING format('%s days, %s events priced, %s still unpriced', v_days, events, still_unpriced)
-                INTO v_result;
-                IF v_days = 0 THEN DELETE FROM meter.reprices WHERE reprice_id = v_rid; END IF;
-            WHEN 'expire' THEN
-                v_result := format('%s rows purged (run log, ended budget windows)', meter.expire());
-            WHEN 'alerts' THEN
-                v_ret := meter.evaluate_alerts();
-                v_result := format('%s fired, %s resolved, %s firing', v_ret.fired, v_ret.resolved, v_ret.firing);
-            END CASE;
-        EXCEPTION WHEN OTHERS THEN
-            v_ok := false;
-            v_err := SQLERRM;
-        END;
-        COMMIT;
+        -- one transaction a step; retention's drops commit before its
+        -- deletes start: a drop keeps meter.events locked (ACCESS
+        -- EXCLUSIVE) until its transaction ends, and the deletes of a
+        -- tenant kept shorter may take long
+        FOREACH v_step IN ARRAY CASE job WHEN 'retention' THEN ARRAY['retention_drop', 'retention_delete']
+                                         ELSE ARRAY[job] END LOOP
+            BEGIN
+                v_result := concat_ws(', ', v_result, meter._job_step(v_step));
+            EXCEPTION WHEN OTHERS THEN
+                v_ok := false;
+                v_err := SQLERRM;
+            END;
+            COMMIT;
+            EXIT WHEN NOT v_ok;
+        END LOOP;
     END IF;
     PERFORM meter._job_end(job, v_ok, v_result, v_err);
     COMMIT;

@@ -188,6 +188,10 @@ VALUES (:up_rule, 'up', 'quota_hit', 'old', 'resolved long ago', now() - interva
        (:keeper_rule, 'keeper', 'quota_hit', 'old', 'kept 400 days', now() - interval '200 days', now() - interval '200 days', now() - interval '199 days');
 SELECT alerts_deleted FROM meter.apply_retention();
 SELECT tenant, key FROM meter.alerts WHERE tenant IN ('up', 'keeper') ORDER BY tenant, key;
+-- the retention job drops, commits, then deletes; its outcome tells both
+CALL meter.run_job('retention');
+SELECT last_ok, last_result ~ '^dropped \{[^}]*\}, waiting \{[^}]*\}, deleted [0-9]+ events, deleted [0-9]+ resolved alerts$' AS reported
+  FROM meter.job_status WHERE job = 'retention';
 SELECT meter.set_retention(NULL, tenant => 'keeper');
 SELECT meter.drop_alert(:up_rule) AND meter.drop_alert(:keeper_rule) AS dropped_rules;
 -- (watch.sql numbers rules and alerts from 1)
