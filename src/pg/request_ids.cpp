@@ -257,6 +257,25 @@ void forget_probes() {
     g_busy = 0;
 }
 
+// holds_no_key says whether a partition's request index still has no
+// entry, committed or not, of any key: its metapage counts every insertion
+// (pg_meter's, and any other writer's) under the page's lock, and VACUUM
+// never counts below the entries it leaves. Asked with the key locked, it
+// sees the entry of any earlier writer of the key, which keeps the lock
+// until its entry is in. Once the count is not 0, the page is let go and
+// the partition is probed as any other.
+bool holds_no_key(Probe* pr) {
+    if (!BufferIsValid(pr->meta)) return false;
+    LockBuffer(pr->meta, BUFFER_LOCK_SHARE);
+    bool none = HashPageGetMeta(BufferGetPage(pr->meta))->hashm_ntuples == 0;
+    LockBuffer(pr->meta, BUFFER_LOCK_UNLOCK);
+    if (!none) {
+        ReleaseBuffer(pr->meta);
+        pr->meta = InvalidBuffer;
+    }
+    return none;
+}
+
 // open_probe opens one partition's probe at the end of the set (in its
 // memory context).
 void open_probe(Oid relid) {
@@ -278,14 +297,8 @@ void open_probe(Oid relid) {
         bool had = _hash_getcachedmetap(p->index, &mb, false)->hashm_ntuples > 0;
         if (BufferIsValid(mb)) ReleaseBuffer(mb);
         if (had) return;
-        mb = ReadBuffer(p->index, HASH_METAPAGE);
-        LockBuffer(mb, BUFFER_LOCK_SHARE);
-        bool none = HashPageGetMeta(BufferGetPage(mb))->hashm_ntuples == 0;
-        LockBuffer(mb, BUFFER_LOCK_UNLOCK);
-        if (none)
-            p->meta = mb;
-        else
-            ReleaseBuffer(mb);
+        p->meta = ReadBuffer(p->index, HASH_METAPAGE);
+        (void)holds_no_key(p);  // lets the page go when the index has entries
     }
 }
 
@@ -311,25 +324,6 @@ void open_probes() {
     g_ps.probes = static_cast<Probe*>(palloc0(sizeof(Probe) * static_cast<size_t>(g_ps.cap)));
     for (int i = 0; i < nparts; ++i) open_probe(oids[i]);
     MemoryContextSwitchTo(old);
-}
-
-// holds_no_key says whether a partition's request index still has no
-// entry, committed or not, of any key: its metapage counts every insertion
-// (pg_meter's, and any other writer's) under the page's lock, and VACUUM
-// never counts below the entries it leaves. Asked with the key locked, it
-// sees the entry of any earlier writer of the key, which keeps the lock
-// until its entry is in. Once the count is not 0, the page is let go and
-// the partition is probed as any other.
-bool holds_no_key(Probe* pr) {
-    if (!BufferIsValid(pr->meta)) return false;
-    LockBuffer(pr->meta, BUFFER_LOCK_SHARE);
-    bool none = HashPageGetMeta(BufferGetPage(pr->meta))->hashm_ntuples == 0;
-    LockBuffer(pr->meta, BUFFER_LOCK_UNLOCK);
-    if (!none) {
-        ReleaseBuffer(pr->meta);
-        pr->meta = InvalidBuffer;
-    }
-    return none;
 }
 
 // probe looks for (tenant, rid) in one partition. Returns true when found
