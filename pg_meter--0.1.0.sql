@@ -2192,6 +2192,9 @@ BEGIN
         IF v_days = 0 THEN DELETE FROM meter.reprices WHERE reprice_id = v_rid; END IF;
     WHEN 'expire' THEN
         v_result := format('%s rows purged (run log, ended budget windows)', meter.expire());
+    WHEN 'callers' THEN
+        v_ret := meter._callers_update();
+        v_result := format('%s caller hours summarized, %s due', v_ret.summarized, v_ret.still_due);
     WHEN 'alerts' THEN
         v_ret := meter.evaluate_alerts();
         v_result := format('%s fired, %s resolved, %s firing', v_ret.fired, v_ret.resolved, v_ret.firing);
@@ -2250,6 +2253,9 @@ BEGIN
         -- EXCLUSIVE) until its transaction ends, and the deletes of a
         -- tenant kept shorter may take long
         FOREACH v_step IN ARRAY CASE job WHEN 'retention' THEN ARRAY['retention_drop', 'retention_delete']
+                                         -- the hours just over summarized, so that the
+                                         -- anomalies the rules look for read them
+                                         WHEN 'alerts' THEN ARRAY['callers', 'alerts']
                                          ELSE ARRAY[job] END LOOP
             BEGIN
                 v_result := concat_ws(', ', v_result, meter._job_step(v_step));
@@ -3352,6 +3358,172 @@ BEGIN
      GROUP BY 1, 2, 3, 4, 5, 6;
 END $$;
 
+-- Callers by hour: what the polling storms are found from. Per tenant,
+-- UTC hour and endpoint, the hour's calls and cost (what the hour held when
+-- it was summarized), how many callers called it twice or more and their
+-- median rate; and each caller (a session, or a subject calling without
+-- one) with 15 calls or more in the hour. A storm of 30 calls or more at
+-- one every 10 s has 15 or more in some hour. The alerts job summarizes
+-- hours once they are over (meter._callers_update), from the events; it is
+-- told which by the due list, which a trigger on meter.rollup_hourly keeps
+-- (whatever changes an hour's rollup rows: the rollup, backfill, reprice, a
+-- restore). A reader uses an hour's summary only when its calls and cost
+-- per endpoint equal the hourly rollup's plus the tail's (meter._hourly),
+-- and groups the events of any other hour itself, the same way
+-- (meter._caller_hours): the hour in progress, hours not summarized yet,
+-- hours with late events. Derived from the events, so pg_dump leaves these
+-- out: a restore's rollup rows make every hour due again.
+-------------------------------------------------------------------------------
+CREATE TABLE meter.endpoint_hours (
+    tenant         text NOT NULL,
+    bucket         timestamptz NOT NULL,
+    endpoint       text,
+    requests       bigint NOT NULL,
+    cost           numeric NOT NULL,
+    callers        bigint NOT NULL,  -- callers with 2 calls or more in the hour
+    median_per_min double precision,  -- their median rate: (calls - 1) / minutes from first to last
+    CONSTRAINT endpoint_hours_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, endpoint)
+);
+CREATE TABLE meter.busy_callers (
+    tenant    text NOT NULL,
+    bucket    timestamptz NOT NULL,
+    endpoint  text,
+    session   text,
+    subject   text,
+    requests  bigint NOT NULL,
+    empty     bigint NOT NULL,  -- calls without tokens or cost
+    first_at  timestamptz NOT NULL,
+    last_at   timestamptz NOT NULL
+);
+CREATE INDEX busy_callers_hour ON meter.busy_callers (tenant, bucket);
+CREATE TABLE meter.caller_hours_due (
+    tenant  text NOT NULL,
+    bucket  timestamptz NOT NULL,
+    PRIMARY KEY (tenant, bucket)
+);
+COMMENT ON TABLE meter.endpoint_hours IS 'Per tenant, UTC hour and endpoint, as summarized by the alerts job: calls, cost, callers with two calls or more and their median rate (calls a minute). Derived from meter.events; meter.anomalies uses an hour only while it matches the rollups.';
+COMMENT ON TABLE meter.busy_callers IS 'Callers (a session, or a subject without one) with 15 calls or more to one endpoint in a UTC hour: the candidates for polling storms. Derived from meter.events by the alerts job.';
+COMMENT ON TABLE meter.caller_hours_due IS 'Tenant hours whose rollup rows changed since the alerts job last summarized their callers.';
+
+-- _callers_due: the triggers on rollup_hourly, one call a statement
+CREATE FUNCTION meter._callers_due() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO meter.caller_hours_due SELECT DISTINCT h.tenant, h.bucket FROM meter.endpoint_hours h
+        ON CONFLICT DO NOTHING;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO meter.caller_hours_due SELECT DISTINCT o.tenant, o.bucket FROM old_rows o ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO meter.caller_hours_due SELECT DISTINCT n.tenant, n.bucket FROM new_rows n ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER callers_due_insert AFTER INSERT ON meter.rollup_hourly
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION meter._callers_due();
+CREATE TRIGGER callers_due_update AFTER UPDATE ON meter.rollup_hourly
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION meter._callers_due();
+CREATE TRIGGER callers_due_delete AFTER DELETE ON meter.rollup_hourly
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION meter._callers_due();
+CREATE TRIGGER callers_due_truncate AFTER TRUNCATE ON meter.rollup_hourly
+    FOR EACH STATEMENT EXECUTE FUNCTION meter._callers_due();
+
+-- _caller_hours: the summary of tenant hours (pairs p_tenants[i],
+-- p_hours[i]) from their events, one read of the log per hour: a row per
+-- endpoint hour (session and subject NULL, callers set) and a row per busy
+-- caller (callers NULL). What meter._callers_update stores and what
+-- meter._anomalies reads for hours without a current summary.
+CREATE FUNCTION meter._caller_hours(p_tenants text[], p_hours timestamptz[])
+    RETURNS TABLE (tenant text, bucket timestamptz, endpoint text, session text, subject text, requests bigint,
+                   cost numeric, empty bigint, first_at timestamptz, last_at timestamptz, callers bigint,
+                   median_per_min double precision)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    -- callers hashed, not sorted: the planner cannot tell an hour's
+    -- events from the hours it is given and expects a third of a
+    -- partition (half a million groups, past work_mem), so it sorted an
+    -- hour's 14,000 events instead, by five keys (21 ms; hashed, 3)
+    SET work_mem = '16MB'
+    SET enable_sort = off
+    SET jit = off
+BEGIN ATOMIC
+    WITH p AS (
+        SELECT h.bucket, array_agg(DISTINCT h.tenant) AS tenants
+          FROM unnest(p_tenants, p_hours) AS h(tenant, bucket)
+         WHERE h.tenant IS NOT NULL AND h.bucket IS NOT NULL
+         GROUP BY h.bucket
+    ), c AS MATERIALIZED (  -- one group a caller; calls with neither session nor subject make one more
+        SELECT e.tenant COLLATE "C" AS tenant, p.bucket, e.endpoint COLLATE "C" AS endpoint,
+               e.session COLLATE "C" AS session, CASE WHEN e.session IS NULL THEN e.subject END COLLATE "C" AS who,
+               max(e.subject) AS subject, count(*) AS n, coalesce(sum(e.cost), 0) AS cost,
+               count(*) FILTER (WHERE coalesce(e.cost, 0) = 0 AND e.input_tokens = 0 AND e.output_tokens = 0) AS empty,
+               min(e.occurred_at) AS t1, max(e.occurred_at) AS t2
+          FROM p, meter.events e
+         WHERE e.tenant = ANY (p.tenants) AND e.occurred_at >= p.bucket AND e.occurred_at < p.bucket + interval '1 hour'
+         -- bytewise (any order of callers will do): in the database's
+         -- collation the sort of an hour's 14,000 events took 21 ms, 2 in "C"
+         GROUP BY 1, 2, 3, 4, 5
+    )
+    SELECT c.tenant, c.bucket, c.endpoint, NULL::text, NULL::text, sum(c.n)::bigint, sum(c.cost), NULL::bigint,
+           NULL::timestamptz, NULL::timestamptz,
+           count(*) FILTER (WHERE (c.session IS NOT NULL OR c.who IS NOT NULL) AND c.n >= 2),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY (c.n - 1) / greatest(date_part('epoch', c.t2 - c.t1) / 60, 1.0 / 60))
+               FILTER (WHERE (c.session IS NOT NULL OR c.who IS NOT NULL) AND c.n >= 2)
+      FROM c GROUP BY c.tenant, c.bucket, c.endpoint
+    UNION ALL
+    SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.n, c.cost, c.empty, c.t1, c.t2, NULL, NULL
+      FROM c WHERE (c.session IS NOT NULL OR c.who IS NOT NULL) AND c.n >= 15;
+END;
+
+-- _callers_update: the alerts job's step. Summarizes up to max_hours
+-- tenant hours that are due and over (the latest first); returns how many
+-- it summarized and how many stay due. The due rows are taken first, in
+-- their own statement: a rollup that changes an hour again meanwhile makes
+-- it due again (its insert waits for this transaction).
+CREATE FUNCTION meter._callers_update(max_hours integer DEFAULT 24, OUT summarized bigint, OUT still_due bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tenants text[];
+    v_hours timestamptz[];
+BEGIN
+    IF max_hours IS NULL OR max_hours < 1 THEN
+        RAISE EXCEPTION 'max_hours must be 1 or more, not %', coalesce(max_hours::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH taken AS (
+        DELETE FROM meter.caller_hours_due d
+         WHERE (d.tenant, d.bucket) IN (SELECT x.tenant, x.bucket FROM meter.caller_hours_due x
+                                          WHERE x.bucket + interval '1 hour' <= now()
+                                          ORDER BY x.bucket DESC, x.tenant LIMIT max_hours
+                                          FOR UPDATE SKIP LOCKED)
+        RETURNING d.tenant, d.bucket
+    )
+    SELECT array_agg(t.tenant), array_agg(t.bucket) INTO v_tenants, v_hours FROM taken t;
+    summarized := coalesce(cardinality(v_tenants), 0);
+    IF summarized > 0 THEN
+        DELETE FROM meter.endpoint_hours h USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
+         WHERE h.tenant = p.tenant AND h.bucket = p.bucket;
+        DELETE FROM meter.busy_callers b USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
+         WHERE b.tenant = p.tenant AND b.bucket = p.bucket;
+        WITH c AS MATERIALIZED (
+            SELECT * FROM meter._caller_hours(v_tenants, v_hours)
+        ), busy AS (
+            INSERT INTO meter.busy_callers (tenant, bucket, endpoint, session, subject, requests, empty, first_at, last_at)
+            SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.requests, c.empty, c.first_at, c.last_at
+              FROM c WHERE c.callers IS NULL
+        )
+        INSERT INTO meter.endpoint_hours (tenant, bucket, endpoint, requests, cost, callers, median_per_min)
+        SELECT c.tenant, c.bucket, c.endpoint, c.requests, c.cost, c.callers, c.median_per_min
+          FROM c WHERE c.callers IS NOT NULL;
+    END IF;
+    SELECT count(*) INTO still_due FROM meter.caller_hours_due d WHERE d.bucket + interval '1 hour' <= now();
+END $$;
+REVOKE ALL ON FUNCTION meter._callers_update(integer) FROM PUBLIC;
+
 -- _anomalies: the findings of meter.anomalies for a set of tenants (the
 -- alert job asks for all of its tenants at once). key names what a finding
 -- is about, so that an alert on it fires once while it lasts.
@@ -3375,10 +3547,6 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     -- storm query's generic plan took 46 ms where the call's own took 9
     -- (1,000 tenants, evaluate_alerts run again and again in one session)
     SET plan_cache_mode = force_custom_plan
-    -- the callers' groups of a day of events (6,000 for 2,000 users and three
-    -- endpoints, estimated 33,000) hashed in memory: with the default 4 MB the
-    -- planner sorted a day's 330,000 events on disk instead (3.2x the time)
-    SET work_mem = '16MB'
     -- the week before is 168 UTC hours: in a session zone, "- 7 days"
     -- across a change of daylight saving time is 167 or 169
     SET TimeZone = 'UTC'
@@ -3390,60 +3558,78 @@ DECLARE
                                                        THEN interval '1 hour' ELSE interval '0' END;
     d0 timestamptz := date_trunc('day', since, 'UTC');  -- the normal: the 7 whole days before
 BEGIN
-    -- polling storms: a session (or a subject without sessions) calling one
-    -- endpoint every 10 s or faster for a minute or more, at ten times the
-    -- median rate of the tenant's other callers of that endpoint
-    RETURN QUERY
-    WITH g AS (
-        SELECT e.tenant, e.endpoint, e.session, max(e.subject) AS subject, count(*) AS n,
-               min(e.occurred_at) AS t1, max(e.occurred_at) AS t2,
-               count(*) FILTER (WHERE coalesce(e.cost, 0) = 0 AND e.input_tokens = 0 AND e.output_tokens = 0) AS empty
-          FROM meter.events e
-         WHERE e.tenant = ANY (p_tenants) AND e.occurred_at >= since AND e.occurred_at < until
-           AND (e.session IS NOT NULL OR e.subject IS NOT NULL)
-         GROUP BY e.tenant, e.endpoint, e.session, CASE WHEN e.session IS NULL THEN e.subject END
-    ), r AS (
-        SELECT g.*, (g.n - 1) / greatest(extract(epoch FROM g.t2 - g.t1) / 60, 1.0 / 60) AS per_min
-          FROM g
-    ), m AS (
-        SELECT r.tenant, r.endpoint, percentile_cont(0.5) WITHIN GROUP (ORDER BY r.per_min) AS median,
-               count(*) AS callers
-          FROM r WHERE r.n >= 2 GROUP BY r.tenant, r.endpoint
-    )
-    SELECT r.tenant, 'polling_storm', r.subject, r.session, r.endpoint, NULL::text, r.t1, r.t2,
-           round(r.per_min, 2), round(m.median::numeric, 2), 'requests/min',
-           CASE WHEN m.callers > 1 AND m.median > 0 THEN round(r.per_min / m.median::numeric, 1) END,
-           format('%s %s called %s %s times in %s min (one every %s s, %s%% without tokens or cost)%s',
-                  CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
-                  coalesce(r.session, r.subject), coalesce(r.endpoint, '(no endpoint)'), r.n,
-                  round(extract(epoch FROM r.t2 - r.t1) / 60, 1),
-                  round(extract(epoch FROM r.t2 - r.t1) / greatest(r.n - 1, 1), 1),
-                  round(100.0 * r.empty / r.n), 
-                  CASE WHEN m.callers > 1 THEN format('; the median caller: %s a minute', round(m.median::numeric, 2))
-                       ELSE '' END),
-           format('Make the client back off or push instead of polling, and cap it: SELECT meter.set_limit(tenant => %L, meter => ''requests'', per => ''1 minute'', max => %s, scope => %L%s);',
-                  r.tenant, greatest(ceil(coalesce(m.median::numeric, 0) * 3), 6),
-                  CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
-                  CASE WHEN r.endpoint IS NOT NULL THEN format(', endpoint => %L', r.endpoint) ELSE '' END),
-           'polling_storm:' || coalesce(r.endpoint, '') || ':' || coalesce(r.session, 'subject ' || r.subject)
-      FROM r JOIN m ON m.tenant = r.tenant AND m.endpoint IS NOT DISTINCT FROM r.endpoint
-     WHERE r.n >= 30 AND r.t2 - r.t1 >= interval '1 minute' AND r.per_min >= 6
-       AND (m.callers = 1 OR r.per_min >= 10 * m.median);
-
-    -- cost and error spikes, and latency jumps: an hour against the tenant's
+    -- One statement, so that the range's hours (meter._hourly) and the
+    -- week's days are each read once for every kind; all of it hour by hour
+    -- over the whole UTC hours the range touches.
+    --
+    -- Polling storms: a caller (a session, or a subject without sessions)
+    -- calling one endpoint every 10 s or faster for a minute or more, 30
+    -- times or more, at ten times the normal rate of the endpoint's callers
+    -- (or its only caller). A storm has 15 calls or more in some hour: it is
+    -- a run of neighbouring hours in which the caller made 15 or more. The
+    -- normal is the median of the endpoint's hourly medians, each hour
+    -- weighted by its callers. Hours come from their summary
+    -- (meter.endpoint_hours, meter.busy_callers) when it holds what the log
+    -- holds, each endpoint's calls and cost, and from the events otherwise.
+    --
+    -- Cost and error spikes, and latency jumps: an hour against the tenant's
     -- week before (the 7 whole UTC days before the range's first day, from
     -- the daily rollup; hours without calls count as 0; at least a day of
-    -- history). One statement, so that the range's hours (meter._hourly) and
-    -- the week's days are each read once for every kind. A cost hour at three
-    -- times the mean is checked against the spread of the week's hours too
-    -- (read once, and only when an hour gets that far). Neighbouring hours
-    -- make one finding.
+    -- history). A cost hour at three times the mean is checked against the
+    -- spread of the week's hours too (read once, and only when an hour gets
+    -- that far). Neighbouring hours make one finding.
     RETURN QUERY
     WITH x AS MATERIALIZED (  -- the range's hours per model and endpoint
         SELECT u.tenant, u.bucket, u.model, u.endpoint, sum(u.requests) AS req, sum(u.errors) AS err,
                sum(u.cost) AS cost, meter.merge(u.latency) AS latency
           FROM meter._hourly(p_tenants, h1, h2) u
          GROUP BY 1, 2, 3, 4
+    ), cur AS MATERIALIZED (  -- per tenant hour: does its summary hold what the log holds?
+        SELECT coalesce(l.tenant, s.tenant) AS tenant, coalesce(l.bucket, s.bucket) AS bucket,
+               bool_and(l.req IS NOT NULL AND s.requests IS NOT NULL AND l.req = s.requests AND l.cost = s.cost) AS ok,
+               bool_or(l.req IS NOT NULL) AS logged
+          FROM (SELECT x.tenant, x.bucket, x.endpoint, sum(x.req) AS req, sum(x.cost) AS cost
+                  FROM x GROUP BY x.tenant, x.bucket, x.endpoint) l
+          FULL JOIN (SELECT s.* FROM meter.endpoint_hours s
+                      WHERE s.tenant = ANY (p_tenants) AND s.bucket >= h1 AND s.bucket < h2) s
+            ON s.tenant = l.tenant AND s.bucket = l.bucket AND s.endpoint IS NOT DISTINCT FROM l.endpoint
+         GROUP BY 1, 2
+    ), redo AS MATERIALIZED (  -- the other hours with calls, from the events
+        SELECT r.* FROM meter._caller_hours(ARRAY(SELECT c.tenant FROM cur c WHERE c.logged AND NOT c.ok ORDER BY 1),
+                                            ARRAY(SELECT c.bucket FROM cur c WHERE c.logged AND NOT c.ok ORDER BY c.tenant)) r
+    ), hn AS (  -- the endpoints' hours with callers
+        SELECT s.tenant, s.bucket, s.endpoint, s.callers, s.median_per_min AS m
+          FROM cur c JOIN meter.endpoint_hours s ON s.tenant = c.tenant AND s.bucket = c.bucket
+         WHERE c.ok AND s.callers > 0 AND s.tenant = ANY (p_tenants) AND s.bucket >= h1 AND s.bucket < h2
+        UNION ALL
+        SELECT r.tenant, r.bucket, r.endpoint, r.callers, r.median_per_min FROM redo r WHERE r.callers > 0
+    ), norm AS (  -- an endpoint's normal: its hours' medians, the median of them weighted by callers
+        SELECT w.tenant, w.endpoint, max(w.callers) AS callers,
+               (array_agg(w.m ORDER BY w.m) FILTER (WHERE 2 * w.cum >= w.total))[1] AS median
+          FROM (SELECT hn.*, sum(hn.callers) OVER (PARTITION BY hn.tenant, hn.endpoint ORDER BY hn.m, hn.bucket) AS cum,
+                       sum(hn.callers) OVER (PARTITION BY hn.tenant, hn.endpoint) AS total
+                  FROM hn) w
+         GROUP BY w.tenant, w.endpoint
+    ), busy AS (  -- callers' busy hours
+        SELECT b.tenant, b.bucket, b.endpoint, b.session, b.subject, b.requests, b.empty, b.first_at, b.last_at
+          FROM cur c JOIN meter.busy_callers b ON b.tenant = c.tenant AND b.bucket = c.bucket
+         WHERE c.ok AND b.tenant = ANY (p_tenants) AND b.bucket >= h1 AND b.bucket < h2
+        UNION ALL
+        SELECT r.tenant, r.bucket, r.endpoint, r.session, r.subject, r.requests, r.empty, r.first_at, r.last_at
+          FROM redo r WHERE r.callers IS NULL
+    ), st AS (  -- runs of neighbouring busy hours
+        SELECT b.tenant, b.endpoint, b.session, max(b.subject) AS subject, sum(b.requests) AS n, sum(b.empty) AS empty,
+               min(b.first_at) AS t1, max(b.last_at) AS t2
+          FROM (SELECT busy.*, CASE WHEN busy.session IS NULL THEN busy.subject END AS who,
+                       -- (bytewise: any order of callers will do)
+                       busy.bucket - (row_number() OVER (PARTITION BY busy.tenant COLLATE "C", busy.endpoint COLLATE "C",
+                                                                      busy.session COLLATE "C",
+                                                                      CASE WHEN busy.session IS NULL THEN busy.subject END COLLATE "C"
+                                                         ORDER BY busy.bucket)) * interval '1 hour' AS island
+                  FROM busy) b
+         GROUP BY b.tenant, b.endpoint, b.session, b.who, b.island
+    ), storm AS (
+        SELECT st.*, (st.n - 1) / greatest(extract(epoch FROM st.t2 - st.t1) / 60, 1.0 / 60) AS per_min FROM st
     ), week AS MATERIALIZED (  -- the week before per model
         SELECT d.tenant, d.model, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
                min(d.bucket) AS first_day, meter.merge(d.latency) AS latency
@@ -3545,7 +3731,27 @@ BEGIN
            format('Check the provider''s status for %s; route latency-sensitive calls to another model or provider until it recovers.',
                   ls.model),
            'latency_jump:' || ls.model
-      FROM ls;
+      FROM ls
+    UNION ALL
+    SELECT r.tenant, 'polling_storm', r.subject, r.session, r.endpoint, NULL::text, r.t1, r.t2,
+           round(r.per_min, 2), round(m.median::numeric, 2), 'requests/min',
+           CASE WHEN m.callers > 1 AND m.median > 0 THEN round(r.per_min / m.median::numeric, 1) END,
+           format('%s %s called %s %s times in %s min (one every %s s, %s%% without tokens or cost)%s',
+                  CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
+                  coalesce(r.session, r.subject), coalesce(r.endpoint, '(no endpoint)'), r.n,
+                  round(extract(epoch FROM r.t2 - r.t1) / 60, 1),
+                  round(extract(epoch FROM r.t2 - r.t1) / greatest(r.n - 1, 1), 1),
+                  round(100.0 * r.empty / r.n),
+                  CASE WHEN m.callers > 1 THEN format('; a normal caller: %s a minute', round(m.median::numeric, 2))
+                       ELSE '' END),
+           format('Make the client back off or push instead of polling, and cap it: SELECT meter.set_limit(tenant => %L, meter => ''requests'', per => ''1 minute'', max => %s, scope => %L%s);',
+                  r.tenant, greatest(ceil(coalesce(m.median::numeric, 0) * 3), 6),
+                  CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
+                  CASE WHEN r.endpoint IS NOT NULL THEN format(', endpoint => %L', r.endpoint) ELSE '' END),
+           'polling_storm:' || coalesce(r.endpoint, '') || ':' || coalesce(r.session, 'subject ' || r.subject)
+      FROM storm r JOIN norm m ON m.tenant = r.tenant AND m.endpoint IS NOT DISTINCT FROM r.endpoint
+     WHERE r.n >= 30 AND r.t2 - r.t1 >= interval '1 minute' AND r.per_min >= 6
+       AND (m.callers = 1 OR r.per_min >= 10 * m.median);
 END $$;
 
 CREATE FUNCTION meter.anomalies(tenant text, since timestamptz DEFAULT now() - interval '1 day',

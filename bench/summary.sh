@@ -5,7 +5,8 @@
 #    30 days (2,000 users, skewed; five models of three providers; three
 #    endpoints), priced at ingest (INSERT ... SELECT through the trigger),
 #    rolled up by meter.rollup(); then 1,000 fresh events that are not rolled
-#    up yet, so that reads must add the tail;
+#    up yet, so that reads must add the tail; the callers of every hour
+#    summarized as the alerts job does (meter.anomalies' polling storms);
 #  - the same rows in the peer's indexed log (peer.api_usage_logs);
 #  - median of REPS runs, each in a new session, of meter.totals over
 #    [now() - 30 days, now()) by model, provider, none, day and subject, of
@@ -66,14 +67,20 @@ h=$(date +%s.%N)
 # the visibility map, the index-only read of subject-day keys that counts
 # meter.summary's subjects visits every heap page (42 instead of 24 ms)
 psql -X -q -d "$db" -c "VACUUM ANALYZE meter.rollup_hourly, meter.rollup_daily, meter.rollup_subject_daily"
+# the callers of every hour summarized, as the alerts job does 24 hours a
+# run (meter._callers_update): the polling storms of meter.anomalies read them
+c0=$(date +%s.%N)
+while [[ $(psql -X -q -At -d "$db" -c "SELECT still_due FROM meter._callers_update(24)") != 0 ]]; do :; done
+c1=$(date +%s.%N)
 # fresh events, not rolled up: reads must add them
 psql -X -q -d "$db" -c "SELECT count(meter.record(tenant => 'app', subject => 'user-' || (i % 50), provider => 'openai', model => 'gpt-4o-mini',
                                usage => jsonb_build_object('input_tokens', 100 + i, 'output_tokens', 20), latency_ms => 300 + i % 700))
                           FROM generate_series(1, 1000) AS i" >/dev/null
-awk -v a="$s" -v b="$e" -v c="$f" -v g="$g" -v h="$h" -v n="$events" -v r="$rolled" 'BEGIN {
+awk -v a="$s" -v b="$e" -v c="$f" -v g="$g" -v h="$h" -v n="$events" -v r="$rolled" -v c0="$c0" -v c1="$c1" 'BEGIN {
   printf "meter.events load (priced):  %6.1f s (%.0f events/s)\n", b - a, n / (b - a)
   printf "peer log load:               %6.1f s\n", c - b
-  printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, h - g, r / (h - g) }'
+  printf "meter.rollup() of %d events: %.1f s (%.0f events/s)\n", r, h - g, r / (h - g)
+  printf "their callers by hour (meter._callers_update, 24 hours a call): %.1f s\n", c1 - c0 }'
 fi
 psql -X -q -At -d "$db" -c "SELECT 'rollup rows: ' || (SELECT count(*) FROM meter.rollup_hourly) || ' hourly, ' || (SELECT count(*) FROM meter.rollup_daily) || ' daily'"
 
@@ -119,6 +126,16 @@ for q in "SELECT * FROM meter.summary('app', now() - interval '30 days', now())"
   name=$(grep -oE 'meter\.[a-z_]+' <<<"$q" | head -1)$([[ $q == *date_trunc* ]] && echo ", whole days" || true)
   printf '%-34s cold %8.1f ms   warm %8.1f ms\n' "$name" "$cold" "$warm"
 done
+# meter.anomalies over the day ending with the last whole hour loaded, its
+# hours all summarized, then with that hour's summary gone (read from the
+# log, as the hour in progress is in a live system)
+hsetup="SELECT max(bucket) - interval '1 hour' AS h FROM meter.rollup_hourly \\gset"
+hq="SELECT * FROM meter.anomalies('app', :'h'::timestamptz - interval '23 hours', :'h'::timestamptz + interval '1 hour')"
+summed=$(warm_of "$hq" "$hsetup" | median)
+logged=$(warm_of "$hq" "$hsetup
+BEGIN;
+DELETE FROM meter.endpoint_hours WHERE tenant = 'app' AND bucket = :'h';" | median)
+printf 'meter.anomalies, 24 whole hours      warm %8.1f ms; its last hour from the log: %.1f ms\n' "$summed" "$logged"
 # the dashboard's parts alone, each call as meter._dashboard_document makes
 # it (the figures, top subjects and document it passes on read beforehand)
 echo "== meter.dashboard_html's parts, warm medians: 30 days ending now | 30 whole UTC days"

@@ -101,6 +101,44 @@ SELECT pm_err($$SELECT * FROM meter.anomalies(NULL, now() - interval '1 day', no
 SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-03-09', '2026-03-08')$$);
 SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-01-01', '2026-03-08')$$);
 
+-- the polling storms' hours summarized (the alerts job's step): the rollup
+-- made its hours due; the findings are the same from the summaries as from
+-- the events
+CREATE TEMP TABLE an_log AS SELECT * FROM meter.anomalies('an', '2026-03-08', '2026-03-09');
+SELECT count(*) > 0 AS hours_due FROM meter.caller_hours_due WHERE tenant = 'an' AND bucket = '2026-03-08 10:00+00';
+-- at most max_hours a call
+SELECT summarized, still_due > 0 AS more_due FROM meter._callers_update(1);
+SELECT still_due FROM meter._callers_update(100000);
+SELECT count(*) AS due_after FROM meter.caller_hours_due WHERE bucket + interval '1 hour' <= now();
+SELECT endpoint, requests, callers, round(median_per_min::numeric, 3) AS median_per_min FROM meter.endpoint_hours
+ WHERE tenant = 'an' AND bucket = '2026-03-08 10:00+00' ORDER BY endpoint;
+SELECT endpoint, session, subject, requests, empty, first_at, last_at FROM meter.busy_callers
+ WHERE tenant = 'an' AND bucket >= '2026-03-08' ORDER BY bucket, endpoint, session;
+SELECT count(*) AS differences
+  FROM ((SELECT * FROM meter.anomalies('an', '2026-03-08', '2026-03-09') EXCEPT ALL SELECT * FROM an_log)
+        UNION ALL (SELECT * FROM an_log EXCEPT ALL SELECT * FROM meter.anomalies('an', '2026-03-08', '2026-03-09'))) d;
+-- a summary that no longer holds what the log holds is not used: a late
+-- call of p1 (not rolled up yet), then a summary changed by hand
+BEGIN;
+SELECT (meter.record(tenant => 'an', subject => 'u1', session => 'p1', endpoint => '/api/chart-commands',
+                     latency_ms => 5, occurred_at => '2026-03-08 10:10:30')).duplicate;
+SELECT observed, what FROM meter.anomalies('an', '2026-03-08', '2026-03-09') WHERE kind = 'polling_storm';
+ROLLBACK;
+BEGIN;
+UPDATE meter.busy_callers SET requests = 5 WHERE tenant = 'an' AND session = 'p1';
+UPDATE meter.endpoint_hours SET requests = requests - 1 WHERE tenant = 'an' AND bucket = '2026-03-08 10:00+00'
+   AND endpoint = '/api/chart-commands';
+SELECT observed, what FROM meter.anomalies('an', '2026-03-08', '2026-03-09') WHERE kind = 'polling_storm';
+ROLLBACK;
+-- a storm found from its summary alone (the summary is what is read)
+BEGIN;
+UPDATE meter.busy_callers SET requests = requests + 100 WHERE tenant = 'an' AND session = 'p1';
+SELECT observed, what FROM meter.anomalies('an', '2026-03-08', '2026-03-09') WHERE kind = 'polling_storm';
+ROLLBACK;
+-- bad input to the step
+SELECT pm_err($$SELECT * FROM meter._callers_update(NULL)$$);
+SELECT pm_err($$SELECT * FROM meter._callers_update(0)$$);
+
 -- Alerts ---------------------------------------------------------------------
 SELECT meter.set_alert('an', 'daily_cost_above', 300) AS cost_rule,
        meter.set_alert('an', 'success_rate_below', 0.9) AS success_rule,
@@ -162,7 +200,7 @@ SELECT pm_err($$SELECT meter.set_alert('an', 'runway_below', 'NaN')$$);
 SELECT pm_err($$SELECT meter.evaluate_alerts(NULL)$$);
 -- the job
 CALL meter.run_job('alerts');
-SELECT job, last_ok, last_result ~ '^\d+ fired, \d+ resolved, \d+ firing$' AS result_shape FROM meter.jobs WHERE job = 'alerts';
+SELECT job, last_ok, last_result ~ '^\d+ caller hours summarized, \d+ due, \d+ fired, \d+ resolved, \d+ firing$' AS result_shape FROM meter.jobs WHERE job = 'alerts';
 -- hours are UTC hours in any session zone: at 16:59 UTC a session at
 -- +05:30 sees what a UTC one sees (its "hour" began at 16:30 UTC, and the
 -- success rate read one hour instead of two)
