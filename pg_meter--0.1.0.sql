@@ -3477,9 +3477,10 @@ BEGIN ATOMIC
       FROM c WHERE (c.session IS NOT NULL OR c.who IS NOT NULL) AND c.n >= 15;
 END;
 
--- _callers_update: the alerts job's step. Summarizes up to max_hours
--- tenant hours that are due and over (the latest first); returns how many
--- it summarized and how many stay due. The due rows are taken first, in
+-- _callers_update: the alerts job's step. Summarizes the due tenants of
+-- up to max_hours UTC hours that are over (the latest first; every
+-- tenant of an hour at once, in one read of its events); returns how many
+-- tenant hours it summarized and how many over ones stay due. The due rows are taken first, in
 -- their own statement: a rollup that changes an hour again meanwhile makes
 -- it due again (its insert waits for this transaction).
 CREATE FUNCTION meter._callers_update(max_hours integer DEFAULT 24, OUT summarized bigint, OUT still_due bigint)
@@ -3494,12 +3495,12 @@ BEGIN
         RAISE EXCEPTION 'max_hours must be 1 or more, not %', coalesce(max_hours::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    WITH taken AS (
-        DELETE FROM meter.caller_hours_due d
-         WHERE (d.tenant, d.bucket) IN (SELECT x.tenant, x.bucket FROM meter.caller_hours_due x
-                                          WHERE x.bucket + interval '1 hour' <= now()
-                                          ORDER BY x.bucket DESC, x.tenant LIMIT max_hours
-                                          FOR UPDATE SKIP LOCKED)
+    WITH hours AS (
+        SELECT DISTINCT x.bucket FROM meter.caller_hours_due x
+         WHERE x.bucket + interval '1 hour' <= now()
+         ORDER BY x.bucket DESC LIMIT max_hours
+    ), taken AS (
+        DELETE FROM meter.caller_hours_due d USING hours h WHERE d.bucket = h.bucket
         RETURNING d.tenant, d.bucket
     )
     SELECT array_agg(t.tenant), array_agg(t.bucket) INTO v_tenants, v_hours FROM taken t;

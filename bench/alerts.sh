@@ -5,7 +5,9 @@
 #    spread over the last 8 days (so the anomaly rule has its trailing
 #    week), priced at ingest and rolled up, then 2,000 fresh events not
 #    rolled up (the tail the job must add); a tenth of the tenants call an
-#    unpriced model, one tenant has a polling session;
+#    unpriced model, one tenant has a polling session; the callers of
+#    every hour summarized as the alerts job's first step does (timed,
+#    and one hour of every tenant again);
 #  - every tenant has all six rules: daily cost above 50 USD, success rate
 #    below 95 %, quota hit, anomaly, runway under 30 days (with a balance),
 #    unpriced model;
@@ -56,6 +58,18 @@ SELECT count(*) FROM (SELECT meter.set_alert(t, 'daily_cost_above', 50), meter.s
                         FROM (SELECT 't-' || i AS t FROM generate_series(0, $tenants - 1) i) x) s;
 VACUUM ANALYZE;
 SQL
+# the job's first step: the callers of every hour of the 8 days summarized
+# (24 hours a run, as the job does), then one hour's again, what the step
+# does once an hour in steady state (every tenant of the hour just over)
+c0=$(date +%s.%N)
+while [[ $(psql -X -q -At -d "$db" -c "SELECT still_due FROM meter._callers_update(24)") != 0 ]]; do :; done
+c1=$(date +%s.%N)
+step_q="INSERT INTO meter.caller_hours_due SELECT DISTINCT tenant, bucket FROM meter.rollup_hourly
+         WHERE bucket = date_trunc('hour', now(), 'UTC') - interval '1 hour'; SELECT * FROM meter._callers_update(24)"
+st=$(for ((k = 0; k < reps; k++)); do ms_of "$step_q"; done | median)
+awk -v a="$c0" -v b="$c1" -v t="$tenants" -v st="$st" 'BEGIN {
+  printf "callers by hour of the 8 days (meter._callers_update, 24 hours a call): %.1f s\n", b - a
+  printf "one hour of %d tenants summarized again (the step in steady state): %.1f ms (median)\n", t, st }'
 psql -X -q -d "$db" -c "SELECT 'first run: ' || fired || ' fired, ' || firing || ' firing' FROM meter.evaluate_alerts()" -At
 psql -X -q -At -d "$db" -c "SELECT kind || ': ' || count(*) FROM meter.active_alerts GROUP BY kind ORDER BY kind"
 q="SELECT * FROM meter.evaluate_alerts()"

@@ -106,7 +106,7 @@ SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-01-01', '2026-03-08')$
 -- the events
 CREATE TEMP TABLE an_log AS SELECT * FROM meter.anomalies('an', '2026-03-08', '2026-03-09');
 SELECT count(*) > 0 AS hours_due FROM meter.caller_hours_due WHERE tenant = 'an' AND bucket = '2026-03-08 10:00+00';
--- at most max_hours a call
+-- at most max_hours hours a call (every due tenant of each)
 SELECT summarized, still_due > 0 AS more_due FROM meter._callers_update(1);
 SELECT still_due FROM meter._callers_update(100000);
 SELECT count(*) AS due_after FROM meter.caller_hours_due WHERE bucket + interval '1 hour' <= now();
