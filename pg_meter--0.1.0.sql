@@ -3585,15 +3585,15 @@ BEGIN
                sum(u.cost) AS cost, meter.merge(u.latency) AS latency
           FROM meter._hourly(p_tenants, h1, h2) u
          GROUP BY 1, 2, 3, 4
+    ), sh AS MATERIALIZED (  -- the range's summarized endpoint hours
+        SELECT s.* FROM meter.endpoint_hours s WHERE s.tenant = ANY (p_tenants) AND s.bucket >= h1 AND s.bucket < h2
     ), cur AS MATERIALIZED (  -- per tenant hour: does its summary hold what the log holds?
         SELECT coalesce(l.tenant, s.tenant) AS tenant, coalesce(l.bucket, s.bucket) AS bucket,
                bool_and(l.req IS NOT NULL AND s.requests IS NOT NULL AND l.req = s.requests AND l.cost = s.cost) AS ok,
                bool_or(l.req IS NOT NULL) AS logged
           FROM (SELECT x.tenant, x.bucket, x.endpoint, sum(x.req) AS req, sum(x.cost) AS cost
                   FROM x GROUP BY x.tenant, x.bucket, x.endpoint) l
-          FULL JOIN (SELECT s.* FROM meter.endpoint_hours s
-                      WHERE s.tenant = ANY (p_tenants) AND s.bucket >= h1 AND s.bucket < h2) s
-            ON s.tenant = l.tenant AND s.bucket = l.bucket AND s.endpoint IS NOT DISTINCT FROM l.endpoint
+          FULL JOIN sh s ON s.tenant = l.tenant AND s.bucket = l.bucket AND s.endpoint IS NOT DISTINCT FROM l.endpoint
          GROUP BY 1, 2
     ), redo AS MATERIALIZED (  -- the other hours with calls, from the events
         SELECT r.* FROM meter._caller_hours(ARRAY(SELECT c.tenant FROM cur c WHERE c.logged AND NOT c.ok
@@ -3602,8 +3602,8 @@ BEGIN
                                                    ORDER BY c.tenant, c.bucket)) r
     ), hn AS (  -- the endpoints' hours with callers
         SELECT s.tenant, s.bucket, s.endpoint, s.callers, s.median_per_min AS m
-          FROM cur c JOIN meter.endpoint_hours s ON s.tenant = c.tenant AND s.bucket = c.bucket
-         WHERE c.ok AND s.callers > 0 AND s.tenant = ANY (p_tenants) AND s.bucket >= h1 AND s.bucket < h2
+          FROM cur c JOIN sh s ON s.tenant = c.tenant AND s.bucket = c.bucket
+         WHERE c.ok AND s.callers > 0
         UNION ALL
         SELECT r.tenant, r.bucket, r.endpoint, r.callers, r.median_per_min FROM redo r WHERE r.callers > 0
     ), norm AS (  -- an endpoint's normal: its hours' medians, the median of them weighted by callers
@@ -3623,13 +3623,12 @@ BEGIN
     ), st AS (  -- runs of neighbouring busy hours
         SELECT b.tenant, b.endpoint, b.session, max(b.subject) AS subject, sum(b.requests) AS n, sum(b.empty) AS empty,
                min(b.first_at) AS t1, max(b.last_at) AS t2
-          FROM (SELECT busy.*, CASE WHEN busy.session IS NULL THEN busy.subject END AS who,
+          FROM (SELECT b.*,
                        -- (bytewise: any order of callers will do)
-                       busy.bucket - (row_number() OVER (PARTITION BY busy.tenant COLLATE "C", busy.endpoint COLLATE "C",
-                                                                      busy.session COLLATE "C",
-                                                                      CASE WHEN busy.session IS NULL THEN busy.subject END COLLATE "C"
-                                                         ORDER BY busy.bucket)) * interval '1 hour' AS island
-                  FROM busy) b
+                       b.bucket - (row_number() OVER (PARTITION BY b.tenant COLLATE "C", b.endpoint COLLATE "C",
+                                                                   b.session COLLATE "C", b.who COLLATE "C"
+                                                      ORDER BY b.bucket)) * interval '1 hour' AS island
+                  FROM (SELECT busy.*, CASE WHEN busy.session IS NULL THEN busy.subject END AS who FROM busy) b) b
          GROUP BY b.tenant, b.endpoint, b.session, b.who, b.island
     ), storm AS (
         SELECT st.*, (st.n - 1) / greatest(extract(epoch FROM st.t2 - st.t1) / 60, 1.0 / 60) AS per_min FROM st

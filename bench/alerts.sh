@@ -62,7 +62,7 @@ SQL
 # (24 hours a run, as the job does), then one hour's again, what the step
 # does once an hour in steady state (every tenant of the hour just over)
 c0=$(date +%s.%N)
-while [[ $(psql -X -q -At -d "$db" -c "SELECT still_due FROM meter._callers_update(24)") != 0 ]]; do :; done
+callers_catch_up
 c1=$(date +%s.%N)
 step_q="INSERT INTO meter.caller_hours_due SELECT DISTINCT tenant, bucket FROM meter.rollup_hourly
          WHERE bucket = date_trunc('hour', now(), 'UTC') - interval '1 hour'; SELECT * FROM meter._callers_update(24)"

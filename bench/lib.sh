@@ -18,6 +18,12 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 # ms_of SQL: the milliseconds of SQL run once in a new session of $db
 ms_of() { psql -X -q -d "$db" -c '\timing on' -c "$1" | grep -oE 'Time: [0-9.]+' | tail -1 | awk '{print $2}'; }
 
+# callers_catch_up: the callers of every due hour summarized, 24 hours a
+# call, as the alerts job's first step does (meter._callers_update)
+callers_catch_up() {
+  while [[ $(psql -X -q -At -d "$db" -c "SELECT still_due FROM meter._callers_update(24)") != 0 ]]; do :; done
+}
+
 # gen_events FROM TO: rows FROM..TO of $events as a SELECT (psql variable t0:
 # when the load started): row i is a skewed user (cubed uniform, 2,000 of
 # them), one of three endpoints, one of five models of three providers, a

@@ -70,7 +70,7 @@ psql -X -q -d "$db" -c "VACUUM ANALYZE meter.rollup_hourly, meter.rollup_daily, 
 # the callers of every hour summarized, as the alerts job does 24 hours a
 # run (meter._callers_update): the polling storms of meter.anomalies read them
 c0=$(date +%s.%N)
-while [[ $(psql -X -q -At -d "$db" -c "SELECT still_due FROM meter._callers_update(24)") != 0 ]]; do :; done
+callers_catch_up
 c1=$(date +%s.%N)
 # fresh events, not rolled up: reads must add them
 psql -X -q -d "$db" -c "SELECT count(meter.record(tenant => 'app', subject => 'user-' || (i % 50), provider => 'openai', model => 'gpt-4o-mini',
