@@ -1038,9 +1038,17 @@ CREATE TYPE meter._rollup_row AS (
 );
 CREATE FUNCTION meter._rollup_add(internal, text, text, text, text, text, text, timestamptz, boolean, boolean,
                                   boolean, bigint, bigint, bigint, bigint, numeric, numeric, integer, integer)
-    RETURNS internal LANGUAGE c CALLED ON NULL INPUT AS 'MODULE_PATHNAME', 'meter_rollup_add';
+    RETURNS internal LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rollup_add';
 CREATE FUNCTION meter._rollup_final(internal) RETURNS meter._rollup_row[]
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'meter_rollup_final';
+    LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rollup_final';
+-- a large delta is aggregated by parallel workers, each into a partial
+-- state that it sends to the leader as bytes (bench/README.md, session 25)
+CREATE FUNCTION meter._rollup_serial(internal) RETURNS bytea
+    LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rollup_serial';
+CREATE FUNCTION meter._rollup_deserial(bytea, internal) RETURNS internal
+    LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rollup_deserial';
+CREATE FUNCTION meter._rollup_combine(internal, internal) RETURNS internal
+    LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_rollup_combine';
 CREATE AGGREGATE meter._rollup(tenant text, subject text, provider text, model text, endpoint text, feature text,
                                occurred_at timestamptz, success boolean, cached boolean, priced boolean,
                                input_tokens bigint, output_tokens bigint, cache_read_tokens bigint,
@@ -1048,7 +1056,11 @@ CREATE AGGREGATE meter._rollup(tenant text, subject text, provider text, model t
                                latency_ms integer, ttft_ms integer) (
     SFUNC = meter._rollup_add,
     STYPE = internal,
-    FINALFUNC = meter._rollup_final
+    FINALFUNC = meter._rollup_final,
+    COMBINEFUNC = meter._rollup_combine,
+    SERIALFUNC = meter._rollup_serial,
+    DESERIALFUNC = meter._rollup_deserial,
+    PARALLEL = SAFE
 );
 
 -- _measures: one group's figures from its events (the core's Measures, as
@@ -1120,58 +1132,66 @@ AS $$
 DECLARE
     v_events bigint;
     v_from bigint;
+    v_rows meter._rollup_row[];
+    v_snap pg_snapshot;
 BEGIN
     PERFORM meter._rollup_mark();
     -- one run at a time; a second waits and then finds what is left
     PERFORM meter._lock_rollups();
     v_from := meter._tail_from();
-    -- one statement, so the snapshot that reads the events is the watermark.
-    -- meter._rollup aggregates the delta at the three grains in one pass;
-    -- all merge into the stored rows the same way.
-    -- (the two snapshots are init-plan parameters, read once: a join with
-    -- them would leave the planner guessing the delta's size)
+    -- The delta, aggregated at the three grains in one pass by
+    -- meter._rollup, in a statement of its own that reads and writes
+    -- nothing else: a statement that writes gets no parallel workers, and
+    -- a large delta (a bulk load) is aggregated by two in 0.7 of the time
+    -- (bench/README.md, session 25). The snapshot that read the events is
+    -- the one pg_current_snapshot() returns in the same statement: it
+    -- becomes the watermark below. (The two snapshots of the filter are
+    -- init-plan parameters, read once: a join with them would leave the
+    -- planner guessing the delta's size.)
+    EXECUTE format($q$
+        SELECT meter._rollup(e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at,
+                             e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
+                             e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
+                             e.latency_ms, e.ttft_ms),
+               pg_current_snapshot()
+          FROM meter.events e
+         WHERE e.txid >= %1$s  -- the same bound as a constant, so the txid index serves it
+           AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot()))
+    $q$, v_from) INTO v_rows, v_snap;
+    -- all three grains merge into the stored rows the same way; nothing
+    -- else moves the watermark meanwhile (the lock above)
     EXECUTE format($q$
     WITH agg AS MATERIALIZED (
-        SELECT r.* FROM unnest((
-            SELECT meter._rollup(e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at,
-                                 e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
-                                 e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
-                                 e.latency_ms, e.ttft_ms)
-              FROM meter.events e
-             WHERE e.txid >= %1$s  -- the same bound as a constant, so the txid index serves it
-               AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot())))) r
+        SELECT r.* FROM unnest($1) r
     ), hourly AS (
         INSERT INTO meter.rollup_hourly AS r
-        SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
-               output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
-          FROM agg WHERE g = 1
-        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %2$s
+        SELECT %1$s FROM agg WHERE g = 1
+        ON CONFLICT ON CONSTRAINT rollup_hourly_key DO UPDATE SET %3$s
         RETURNING 1
     ), daily AS (
         INSERT INTO meter.rollup_daily AS r
-        SELECT tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens,
-               output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at
-          FROM agg WHERE g = 3
-        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %2$s
+        SELECT %1$s FROM agg WHERE g = 3
+        ON CONFLICT ON CONSTRAINT rollup_daily_key DO UPDATE SET %3$s
         RETURNING 1
     ), subject_daily AS (
-        INSERT INTO meter.rollup_subject_daily AS r (tenant, bucket, subject, provider, model, endpoint, feature, requests,
-               errors, cache_hits, unpriced, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost,
-               potential_cost, latency, ttft, first_at, last_at)
-        SELECT tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced,
-               input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft,
-               first_at, last_at
-          FROM agg WHERE g = 2
-        ON CONFLICT ON CONSTRAINT rollup_subject_daily_key DO UPDATE SET %2$s
+        INSERT INTO meter.rollup_subject_daily AS r (%2$s)
+        SELECT %2$s FROM agg WHERE g = 2
+        ON CONFLICT ON CONSTRAINT rollup_subject_daily_key DO UPDATE SET %3$s
         RETURNING 1
     ), moved AS (
-        UPDATE meter.rollup_state s SET watermark = pg_current_snapshot(), rolled_at = now(),
+        UPDATE meter.rollup_state s SET watermark = $2, rolled_at = now(),
                last_events = (SELECT coalesce(sum(requests), 0) FROM agg WHERE g = 1) + 0 * (SELECT count(*) FROM hourly)
                              + 0 * (SELECT count(*) FROM daily) + 0 * (SELECT count(*) FROM subject_daily)
          RETURNING s.last_events
     )
     SELECT last_events FROM moved
-    $q$, v_from,
+    $q$,
+    -- the columns of a rollup row, in the hourly and daily tables' order
+    'tenant, bucket, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens, '
+    'output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at',
+    -- and with the subject
+    'tenant, bucket, subject, provider, model, endpoint, feature, requests, errors, cache_hits, unpriced, input_tokens, '
+    'output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost, latency, ttft, first_at, last_at',
     -- how a batch's aggregates add to a stored row
     'requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, '
     'cache_hits = r.cache_hits + EXCLUDED.cache_hits, unpriced = r.unpriced + EXCLUDED.unpriced, '
@@ -1181,7 +1201,7 @@ BEGIN
     'cost = r.cost + EXCLUDED.cost, potential_cost = r.potential_cost + EXCLUDED.potential_cost, '
     'latency = meter.sketch_union(r.latency, EXCLUDED.latency), ttft = meter.sketch_union(r.ttft, EXCLUDED.ttft), '
     'first_at = least(r.first_at, EXCLUDED.first_at), last_at = greatest(r.last_at, EXCLUDED.last_at)')
-    INTO v_events;
+    INTO v_events USING v_rows, v_snap;
     RETURN v_events;
 END $$;
 COMMENT ON FUNCTION meter.rollup() IS 'Adds every event committed since the last run to the hourly and daily rollups, exactly once; returns how many. Harmless when there is nothing to do.';

@@ -135,3 +135,43 @@ SELECT n, txid, meter._unrolled(txid, prev) AS unrolled_prev, meter._unrolled(tx
   FROM snaps ORDER BY n;
 SELECT t, meter._unrolled(t, w::pg_snapshot) AS unrolled
   FROM (VALUES (1, 100, '100:105:'), (2, 100, '90:95:'), (3, 102, '100:105:102'), (4, 102, '100:105:')) v(n, t, w) ORDER BY n;
+-- a large delta is aggregated in parallel: the workers' partial states are
+-- serialized, sent to the leader and combined there. Made to happen here
+-- with a few thousand events (costs set to nothing), over two tenants,
+-- subjects and features with NULLs, three days: the rollup it writes must
+-- be the one verify computes without workers, sketches bucket for bucket.
+SELECT meter.rollup() >= 0 AS caught_up;
+SELECT count(meter.record(tenant => 'par' || (g % 2), subject => CASE WHEN g % 7 = 0 THEN NULL ELSE 'u' || (g % 40) END,
+                          provider => 'openai', model => (ARRAY['gpt-4o', 'gpt-4o-mini'])[1 + g % 2],
+                          endpoint => 'chat', feature => CASE WHEN g % 5 = 0 THEN NULL ELSE 'f' || (g % 3) END,
+                          usage => jsonb_build_object('input_tokens', g % 900, 'output_tokens', g % 70),
+                          latency_ms => CASE WHEN g % 11 = 0 THEN NULL ELSE g % 4000 END, ttft_ms => g % 300,
+                          success => g % 13 <> 0, occurred_at => '2026-02-01 00:00+00'::timestamptz + g * interval '47 s'))
+  FROM generate_series(1, 6000) g;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+CREATE FUNCTION pg_temp.plan_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || q; END $$;
+-- the plan of meter.rollup()'s aggregation: partial aggregates under a Gather
+SELECT bool_or(l ~ 'Finalize Aggregate') AND bool_or(l ~ 'Gather') AND bool_or(l ~ 'Partial Aggregate') AS parallel_plan
+  FROM pg_temp.plan_lines($$
+SELECT meter._rollup(e.tenant, e.subject, e.provider, e.model, e.endpoint, e.feature, e.occurred_at, e.success, e.cached,
+                     e.priced, e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cost,
+                     e.potential_cost, e.latency_ms, e.ttft_ms), pg_current_snapshot()
+  FROM meter.events e WHERE e.txid >= 0 AND meter._rolls(e.txid, (SELECT watermark FROM meter.rollup_state), (SELECT pg_current_snapshot()))$$) l;
+SELECT meter.rollup() AS rolled_in_parallel;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+SET max_parallel_workers_per_gather = 0;
+SELECT count(*) AS differences FROM meter.verify('2026-02-01', '2026-02-05');
+SELECT tenant, sum(requests) AS requests, sum(errors) AS errors, count(*) FILTER (WHERE subject IS NULL) AS null_subject_days
+  FROM meter.rollup_subject_daily WHERE tenant LIKE 'par%' GROUP BY tenant ORDER BY tenant;
+RESET max_parallel_workers_per_gather;
+-- gone again, events and rollup rows alike (later files count every rollup row)
+DELETE FROM meter.events WHERE tenant LIKE 'par%';
+DELETE FROM meter.rollup_hourly WHERE tenant LIKE 'par%';
+DELETE FROM meter.rollup_daily WHERE tenant LIKE 'par%';
+DELETE FROM meter.rollup_subject_daily WHERE tenant LIKE 'par%';

@@ -390,3 +390,165 @@ std::vector<Row> Aggregator::rows() {
 }
 
 }  // namespace pgm::rollup
+
+// Serialized states. Every number is written in the machine's own byte
+// order: a state only travels from a parallel worker to its leader.
+namespace pgm::rollup {
+
+void Bytes::put_string(const std::string& v) {
+    put<uint64_t>(v.size());
+    s_.append(v);
+}
+
+void Bytes::put_nstring(const NString& v) {
+    put<uint8_t>(v.null ? 1 : 0);
+    if (!v.null) put_string(v.s);
+}
+
+void BytesIn::need(size_t n) const {
+    if (static_cast<size_t>(end_ - p_) < n) throw Error(Code::Internal, "a serialized rollup state is truncated");
+}
+
+size_t BytesIn::count(size_t min_size) {
+    uint64_t n = get<uint64_t>();
+    if (min_size != 0 && n > static_cast<uint64_t>(end_ - p_) / min_size)
+        throw Error(Code::Internal, "a serialized rollup state is truncated");
+    return static_cast<size_t>(n);
+}
+
+std::string BytesIn::get_string() {
+    size_t n = count(1);
+    std::string v(p_, n);
+    p_ += n;
+    return v;
+}
+
+NString BytesIn::get_nstring() {
+    if (get<uint8_t>() != 0) return NString{};
+    return NString{false, get_string()};
+}
+
+void SketchBins::write(Bytes& out) const {
+    out.put(count_);
+    out.put(zeros_);
+    out.put(min_);
+    out.put(max_);
+    out.put(sum_);
+    out.put<uint64_t>(static_cast<uint64_t>(dense_.empty() ? keys_.size() : buckets_));
+    each_bucket([&](int32_t k, int64_t c) {
+        out.put(k);
+        out.put(c);
+    });
+}
+
+void SketchBins::read(BytesIn& in) {
+    *this = SketchBins{};
+    count_ = in.get<int64_t>();
+    zeros_ = in.get<int64_t>();
+    min_ = in.get<double>();
+    max_ = in.get<double>();
+    sum_ = in.get<double>();
+    size_t n = in.count(sizeof(int32_t) + sizeof(int64_t));
+    keys_.reserve(n);
+    counts_.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+        keys_.push_back(in.get<int32_t>());
+        counts_.push_back(in.get<int64_t>());
+        if (i > 0 && keys_[i] <= keys_[i - 1]) throw Error(Code::Internal, "a serialized sketch is out of order");
+    }
+    if (keys_.size() >= kDenseFrom) to_dense(keys_.front(), keys_.back());
+}
+
+void Measures::write(Bytes& out) const {
+    out.put(requests);
+    out.put(errors);
+    out.put(cache_hits);
+    out.put(unpriced);
+    for (const i128* v : {&input_tokens, &output_tokens, &cache_read_tokens, &cache_write_tokens, &cost, &potential_cost})
+        out.put(*v);
+    latency.write(out);
+    ttft.write(out);
+    out.put(first_at);
+    out.put(last_at);
+}
+
+void Measures::read(BytesIn& in) {
+    requests = in.get<int64_t>();
+    errors = in.get<int64_t>();
+    cache_hits = in.get<int64_t>();
+    unpriced = in.get<int64_t>();
+    for (i128* v : {&input_tokens, &output_tokens, &cache_read_tokens, &cache_write_tokens, &cost, &potential_cost})
+        *v = in.get<i128>();
+    latency.read(in);
+    ttft.read(in);
+    first_at = in.get<Micros>();
+    last_at = in.get<Micros>();
+}
+
+std::string Aggregator::serialize() const {
+    Bytes out;
+    out.put(events_);
+    out.put<uint64_t>(dims_.size());
+    for (const Dims& d : dims_) {
+        out.put_string(d.tenant);
+        for (const NString* s : {&d.provider, &d.model, &d.endpoint, &d.feature})
+            out.put_nstring(*s);
+    }
+    out.put<uint64_t>(subjects_.size());
+    for (const NString& s : subjects_)
+        out.put_nstring(s);
+    out.put<uint64_t>(hours_.size());
+    for (size_t i = 0; i < hours_.size(); ++i) {
+        out.put(hours_.keys[i].dim);
+        out.put(hours_.keys[i].hour);
+        hours_.measures[i].write(out);
+    }
+    out.put<uint64_t>(subject_days_.size());
+    for (size_t i = 0; i < subject_days_.size(); ++i) {
+        out.put(subject_days_.keys[i].dim);
+        out.put(subject_days_.keys[i].subject);
+        out.put(subject_days_.keys[i].day);
+        subject_days_.measures[i].write(out);
+    }
+    return out.take();
+}
+
+void Aggregator::deserialize(const char* p, size_t n) {
+    BytesIn in(p, n);
+    int64_t events = in.get<int64_t>();
+    // the other state's dimension and subject ids, as ids of this one
+    std::vector<uint32_t> dim_map(in.count(sizeof(uint64_t) + 4));
+    for (uint32_t& id : dim_map) {
+        std::string tenant = in.get_string();
+        NString d[4];
+        for (NString& s : d)
+            s = in.get_nstring();
+        id = dim_id(Text{tenant.data(), tenant.size()}, text_of(d[0]), text_of(d[1]), text_of(d[2]), text_of(d[3]));
+    }
+    std::vector<uint32_t> subject_map(in.count(1));
+    for (uint32_t& id : subject_map)
+        id = subject_id(text_of(in.get_nstring()));
+    auto dim = [&](uint32_t i) {
+        if (i >= dim_map.size()) throw Error(Code::Internal, "a serialized rollup state names no such dimensions");
+        return dim_map[i];
+    };
+    Measures m;
+    for (size_t i = 0, k = in.count(sizeof(uint32_t) + sizeof(int64_t)); i < k; ++i) {
+        uint32_t d = dim(in.get<uint32_t>());
+        int64_t hour = in.get<int64_t>();
+        m.read(in);
+        hours_.at(HourKey{d, hour}).merge(m);
+    }
+    for (size_t i = 0, k = in.count(2 * sizeof(uint32_t) + sizeof(int64_t)); i < k; ++i) {
+        uint32_t d = dim(in.get<uint32_t>());
+        uint32_t s = in.get<uint32_t>();
+        if (s >= subject_map.size()) throw Error(Code::Internal, "a serialized rollup state names no such subject");
+        int64_t day = in.get<int64_t>();
+        m.read(in);
+        subject_days_.at(DayKey{d, subject_map[s], day}).merge(m);
+    }
+    if (!in.done()) throw Error(Code::Internal, "a serialized rollup state has bytes left over");
+    events_ += events;
+}
+
+}  // namespace pgm::rollup

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,6 +49,9 @@ struct Event {
     double latency = 0, ttft = 0;
 };
 
+class Bytes;
+class BytesIn;
+
 // SketchBins is a sketch being built: the same numbers a meter.sketch holds.
 class SketchBins {
   public:
@@ -59,6 +63,10 @@ class SketchBins {
     void merge(const SketchBins& o);
     bool empty() const { return count_ == 0; }
     sketch::View view() const;
+    // write appends the sketch to out; read replaces this one with the
+    // next one of in (the partial states of a parallel aggregate)
+    void write(Bytes& out) const;
+    void read(BytesIn& in);
 
   private:
     // Buckets are kept sparse (keys_ ascending, counts_) until a sketch has
@@ -112,6 +120,8 @@ struct Measures {
     // a negative, NaN or infinite one) and returns their sketch keys
     static void value_keys(const Event& e, int32_t* latency_key, int32_t* ttft_key);
     void merge(const Measures& o);
+    void write(Bytes& out) const;
+    void read(BytesIn& in);
 };
 
 // NString is an owned nullable string.
@@ -204,6 +214,12 @@ class Aggregator {
     void add(const Event& e);
     // merge adds another aggregator's groups (for partial aggregates).
     void merge(const Aggregator& o);
+    // serialize returns the state as bytes; deserialize adds the state of
+    // such bytes to this one (as merge would add the aggregator they came
+    // from), throwing Code::Internal when they are not one. A parallel
+    // rollup's workers send their partial states to the leader so.
+    std::string serialize() const;
+    void deserialize(const char* p, size_t n);
 
     int64_t events() const { return events_; }
     // rows returns every row: hours, days (formed here) and subject days.
@@ -260,6 +276,44 @@ class Aggregator {
     Groups<DayKey> subject_days_;
     Groups<DayKey> days_;  // formed by rows()
     NString null_;
+};
+
+// Bytes collects a serialized state; BytesIn reads one back, bounds checked.
+class Bytes {
+  public:
+    template <class T>
+    void put(const T& v) {
+        s_.append(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+    void put_string(const std::string& v);
+    void put_nstring(const NString& v);
+    std::string take() { return std::move(s_); }
+
+  private:
+    std::string s_;
+};
+
+class BytesIn {
+  public:
+    BytesIn(const char* p, size_t n) : p_(p), end_(p + n) {}
+    template <class T>
+    T get() {
+        T v;
+        need(sizeof v);
+        std::memcpy(&v, p_, sizeof v);
+        p_ += sizeof v;
+        return v;
+    }
+    std::string get_string();
+    NString get_nstring();
+    // count reads an element count, each element at least min_size bytes
+    size_t count(size_t min_size);
+    bool done() const { return p_ == end_; }
+
+  private:
+    void need(size_t n) const;
+    const char* p_;
+    const char* end_;
 };
 
 // to_decimal writes v / 10^scale without trailing zeros ("-0.0375", "12").

@@ -287,6 +287,9 @@ PG_FUNCTION_INFO_V1(meter_unrolled);
 PG_FUNCTION_INFO_V1(meter_rolls);
 PG_FUNCTION_INFO_V1(meter_rollup_add);
 PG_FUNCTION_INFO_V1(meter_rollup_final);
+PG_FUNCTION_INFO_V1(meter_rollup_serial);
+PG_FUNCTION_INFO_V1(meter_rollup_deserial);
+PG_FUNCTION_INFO_V1(meter_rollup_combine);
 
 // meter_unrolled says whether transaction txid is not covered by watermark.
 Datum meter_unrolled(PG_FUNCTION_ARGS) {
@@ -344,6 +347,63 @@ Datum meter_rollup_final(PG_FUNCTION_ARGS) {
     char typalign;
     get_typlenbyvalalign(row_type, &typlen, &typbyval, &typalign);
     PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, row_type, typlen, typbyval, typalign));
+}
+
+// meter_rollup_serial returns a partial state as bytea: what a parallel
+// worker of meter.rollup() (or of a rebuild) sends to the leader.
+Datum meter_rollup_serial(PG_FUNCTION_ARGS) {
+    if (!AggCheckCallContext(fcinfo, nullptr)) elog(ERROR, "meter._rollup_serial called in non-aggregate context");
+    const rollup::Aggregator* agg = reinterpret_cast<rollup::Aggregator*>(PG_GETARG_POINTER(0));
+    std::string bytes;
+    PmFailure* f = pm_run([&] { bytes = agg->serialize(); });
+    if (f) pm_raise(f);
+    if (bytes.size() > MaxAllocSize - VARHDRSZ)
+        ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                        errmsg("a partial rollup of %zu bytes is too large to pass between processes", bytes.size()),
+                        errhint("Roll up more often, or SET max_parallel_workers_per_gather = 0 for this rollup.")));
+    bytea* out = static_cast<bytea*>(palloc(bytes.size() + VARHDRSZ));
+    SET_VARSIZE(out, bytes.size() + VARHDRSZ);
+    memcpy(VARDATA(out), bytes.data(), bytes.size());
+    PG_RETURN_BYTEA_P(out);
+}
+
+// A worker's partial state on its way into the leader's: meter_rollup_deserial
+// only points at the bytes (in the current memory context, which lives until
+// the combine step reads them), and meter_rollup_combine adds them to the
+// leader's state as it reads them, group by group, rather than building a
+// whole aggregator of them first and merging that (which took as long again).
+// PostgreSQL passes a deserialized state straight to the combine function.
+struct PartialBytes {
+    static constexpr uint64 kMagic = UINT64_C(0x70676d2d70617274);  // "pgm-part"
+    uint64 magic;
+    const char* p;
+    size_t n;
+};
+
+// meter_rollup_deserial wraps a worker's bytes for meter_rollup_combine.
+Datum meter_rollup_deserial(PG_FUNCTION_ARGS) {
+    if (!AggCheckCallContext(fcinfo, nullptr)) elog(ERROR, "meter._rollup_deserial called in non-aggregate context");
+    bytea* in = PG_GETARG_BYTEA_PP(0);
+    PartialBytes* b = static_cast<PartialBytes*>(palloc(sizeof(PartialBytes)));
+    b->magic = PartialBytes::kMagic;
+    b->p = VARDATA_ANY(in);
+    b->n = VARSIZE_ANY_EXHDR(in);
+    PG_RETURN_POINTER(b);
+}
+
+// meter_rollup_combine adds a worker's partial state to the leader's (made
+// in the aggregate's memory context when there is none yet).
+Datum meter_rollup_combine(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(1)) {
+        if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+        PG_RETURN_POINTER(PG_GETARG_POINTER(0));
+    }
+    const PartialBytes* b = reinterpret_cast<const PartialBytes*>(PG_GETARG_POINTER(1));
+    if (b->magic != PartialBytes::kMagic) elog(ERROR, "meter._rollup_combine: the second state was not deserialized");
+    rollup::Aggregator* agg = owned_state<rollup::Aggregator>(fcinfo, "meter._rollup_combine");
+    PmFailure* f = pm_run([&] { agg->deserialize(b->p, b->n); });
+    if (f) pm_raise(f);
+    PG_RETURN_POINTER(agg);
 }
 
 // meter_measures_add is the transition of meter._measures (argument 0 is

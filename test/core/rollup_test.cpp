@@ -174,6 +174,56 @@ TEST(Rollup, MergedPartialsEqualOnePass) {
     expect_same(collect(whole), collect(left));
 }
 
+// A parallel rollup's workers send their partial states to the leader as
+// bytes: the leader's sum of them must be the one pass, sketches included,
+// and bytes that are not a state must be refused, not read past their end.
+TEST(Rollup, SerializedPartialsEqualOnePass) {
+    auto evs = random_events(12000, 21);
+    Aggregator whole, parts[3];
+    for (size_t i = 0; i < evs.size(); ++i) {
+        whole.add(evs[i].e);
+        // contiguous runs, as a parallel scan hands out blocks, and a few strays
+        parts[i % 97 == 0 ? 2 : (i * 2 / evs.size())].add(evs[i].e);
+    }
+    Aggregator leader;
+    std::vector<std::string> bytes;
+    for (auto& p : parts) {
+        bytes.push_back(p.serialize());
+        leader.deserialize(bytes.back().data(), bytes.back().size());
+    }
+    EXPECT_EQ(leader.events(), whole.events());
+    expect_same(collect(whole), collect(leader));
+    // every group's sketches, bucket by bucket
+    std::map<RefKey, const Measures*> want;
+    for (const Row& r : whole.rows())
+        want[{static_cast<int>(r.grain), dims_of(r), r.bucket, r.subject->null ? "<null>" : r.subject->s}] = r.m;
+    size_t checked = 0;
+    for (const Row& r : leader.rows()) {
+        const Measures* w = want.at({static_cast<int>(r.grain), dims_of(r), r.bucket, r.subject->null ? "<null>" : r.subject->s});
+        expect_same_sketch(w->latency.view(), r.m->latency.view());
+        expect_same_sketch(w->ttft.view(), r.m->ttft.view());
+        EXPECT_TRUE(w->potential_cost == r.m->potential_cost);
+        EXPECT_EQ(w->cache_hits, r.m->cache_hits);
+        EXPECT_EQ(w->unpriced, r.m->unpriced);
+        ++checked;
+    }
+    EXPECT_EQ(checked, want.size());
+    // an empty state round-trips to nothing
+    Aggregator empty, none;
+    std::string e = empty.serialize();
+    none.deserialize(e.data(), e.size());
+    EXPECT_EQ(none.events(), 0);
+    EXPECT_TRUE(none.rows().empty());
+    // truncated or padded bytes are refused
+    for (size_t cut : {size_t{0}, size_t{5}, bytes[0].size() / 2, bytes[0].size() - 1}) {
+        Aggregator a;
+        EXPECT_THROW(a.deserialize(bytes[0].data(), cut), Error) << cut;
+    }
+    std::string padded = bytes[0] + "x";
+    Aggregator b;
+    EXPECT_THROW(b.deserialize(padded.data(), padded.size()), Error);
+}
+
 TEST(Rollup, SketchesMatchTheOnesBuiltValueByValue) {
     SketchBins built, half1, half2;
     std::mt19937_64 rng(9);
