@@ -371,8 +371,9 @@ Datum meter_rollup_serial(PG_FUNCTION_ARGS) {
 // only points at the bytes (in the current memory context, which lives until
 // the combine step reads them), and meter_rollup_combine adds them to the
 // leader's state as it reads them, group by group, rather than building a
-// whole aggregator of them first and merging that (which took as long again).
-// PostgreSQL passes a deserialized state straight to the combine function.
+// whole aggregator of them first and merging that (a second pass over every
+// group: 10-20 ms of a million events' 450-490 ms). PostgreSQL passes a
+// deserialized state straight to the combine function.
 struct PartialBytes {
     static constexpr uint64 kMagic = UINT64_C(0x70676d2d70617274);  // "pgm-part"
     uint64 magic;
