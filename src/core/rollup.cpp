@@ -351,24 +351,6 @@ void Aggregator::add(const Event& e) {
     ++events_;
 }
 
-void Aggregator::merge(const Aggregator& o) {
-    std::vector<uint32_t> dim_map(o.dims_.size()), subject_map(o.subjects_.size());
-    for (size_t i = 0; i < o.dims_.size(); ++i) {
-        const Dims& d = o.dims_[i];
-        dim_map[i] = dim_id(Text{d.tenant.data(), d.tenant.size()}, text_of(d.provider), text_of(d.model),
-                            text_of(d.endpoint), text_of(d.feature));
-    }
-    for (size_t i = 0; i < o.subjects_.size(); ++i)
-        subject_map[i] = subject_id(text_of(o.subjects_[i]));
-    for (size_t i = 0; i < o.hours_.size(); ++i)
-        hours_.at(HourKey{dim_map[o.hours_.keys[i].dim], o.hours_.keys[i].hour}).merge(o.hours_.measures[i]);
-    for (size_t i = 0; i < o.subject_days_.size(); ++i) {
-        const DayKey& k = o.subject_days_.keys[i];
-        subject_days_.at(DayKey{dim_map[k.dim], subject_map[k.subject], k.day}).merge(o.subject_days_.measures[i]);
-    }
-    events_ += o.events_;
-}
-
 std::vector<Row> Aggregator::rows() {
     days_ = Groups<DayKey>{};
     for (size_t i = 0; i < hours_.size(); ++i) {

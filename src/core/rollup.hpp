@@ -212,12 +212,11 @@ class Aggregator {
   public:
     Aggregator();
     void add(const Event& e);
-    // merge adds another aggregator's groups (for partial aggregates).
-    void merge(const Aggregator& o);
     // serialize returns the state as bytes; deserialize adds the state of
-    // such bytes to this one (as merge would add the aggregator they came
-    // from), throwing Code::Internal when they are not one. A parallel
-    // rollup's workers send their partial states to the leader so.
+    // such bytes to this one (the groups of the aggregator they came from,
+    // merged into this one's), throwing Code::Internal when they are not
+    // one. A parallel rollup's workers send their partial states to the
+    // leader so; it is the only way two aggregators' groups are merged.
     std::string serialize() const;
     void deserialize(const char* p, size_t n);
 
