@@ -1262,12 +1262,16 @@ DECLARE
     d2 timestamptz;
     n1 timestamptz := since;      -- [n1, since) and [until, n2): rolled events taken away from
     n2 timestamptz := until;      -- the rows of the cut buckets read whole (empty unless so)
+    lo timestamptz;               -- [lo, h1) and [h2, hi): whole hours of cut days from
+    hi timestamptz;               -- meter.subject_hours (empty unless so)
+    x timestamptz;
     v_group text;                 -- GROUP BY of the parts
     v_branch text;                -- a part from the log (a format: see below)
     v_events text;                -- the parts from the log
     v_rolled text := ' AND (e.txid < pg_snapshot_xmin((SELECT w FROM wm))::text::bigint'
                      ' OR NOT meter._unrolled(e.txid, (SELECT w FROM wm)))';
     v_from bigint;
+    v_figures text;
 BEGIN
     IF v_tenant IS NULL OR since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'tenant, since and until must be given' USING ERRCODE = 'invalid_parameter_value';
@@ -1351,23 +1355,44 @@ BEGIN
             INTO h2 USING v_tenant, until, b2, h2, ('1 ' || v_grain)::interval, p_subjects;
     END IF;
     IF h2 < h1 THEN h2 := h1; END IF;
+    -- Subjects by day: the whole hours of a cut day come from their
+    -- summaries (meter.subject_hours: the hour's rolled events by subject)
+    -- when every one of those hours has a current summary; the part of an
+    -- hour at the range's edge, from the log. (Not for a range inside one
+    -- day: it is read from the log as before.)
+    IF b1 < b2 AND v_fine = 'rollup_subject_daily' THEN
+        x := date_trunc('hour', since);
+        IF x < since THEN x := x + interval '1 hour'; END IF;
+        IF h1 > since AND x < h1 AND meter._subject_hours_ok(v_tenant, x, h1) THEN
+            lo := x;
+        END IF;
+        x := date_trunc('hour', until);
+        IF h2 < until AND h2 < x AND meter._subject_hours_ok(v_tenant, h2, x) THEN
+            hi := x;
+        END IF;
+    END IF;
     -- a cut bucket to read from the log (neither end of the range at its
-    -- edge, rows not all inside it) whose part outside the range is the
-    -- shorter one: its rows, less their events in that part (rolled ones:
-    -- the rows hold exactly those; the ones not rolled up yet inside the
-    -- range are the tail's). Sums and sketch buckets are counts, so this is
-    -- exact, and the log is read for at most half a bucket. (Not for a
-    -- range inside one bucket: the two parts would meet.)
+    -- edge, rows not all inside it, no hour summaries taken) whose part
+    -- outside the range is the shorter one: its rows, less their events in
+    -- that part (rolled ones: the rows hold exactly those; the ones not
+    -- rolled up yet inside the range are the tail's). Sums and sketch
+    -- buckets are counts, so this is exact, and the log is read for at most
+    -- half a bucket. (Not for a range inside one bucket: the two parts
+    -- would meet.)
     IF b1 < b2 THEN
-        IF h1 > since AND since - b1 < h1 - since THEN
+        IF lo IS NULL AND h1 > since AND since - b1 < h1 - since THEN
             n1 := b1;
             h1 := b1;
         END IF;
-        IF h2 < until AND h2 + ('1 ' || v_grain)::interval - until < until - h2 THEN
+        IF hi IS NULL AND h2 < until AND h2 + ('1 ' || v_grain)::interval - until < until - h2 THEN
             n2 := h2 + ('1 ' || v_grain)::interval;
             h2 := n2;
         END IF;
     END IF;
+    -- [lo, hi): what the rollups and the hour summaries hold, the range's
+    -- events outside it come from the log
+    lo := coalesce(lo, h1);
+    hi := coalesce(hi, h2);
     d1 := date_trunc('day', h1);
     IF d1 < h1 THEN d1 := d1 + interval '1 day'; END IF;
     d2 := date_trunc('day', h2);
@@ -1380,9 +1405,18 @@ BEGIN
     -- serves it; the query rereads the watermark in its own snapshot
     -- (watermarks only move forward, so this bound is never too high)
     v_from := meter._tail_from();
+    -- the same figures from stored rows (r: rollups, hour summaries) as the
+    -- events' parts sum
+    v_figures := 'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, '
+        'sum(r.unpriced) AS unpriced, sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, '
+        'sum(r.cache_read_tokens) AS cache_read_tokens, sum(r.cache_write_tokens) AS cache_write_tokens, '
+        'sum(r.cost) AS cost, sum(r.potential_cost) AS potential_cost, '
+        || CASE WHEN p_sketches THEN 'meter.merge(r.latency) AS latency, meter.merge(r.ttft) AS ttft'
+                ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END;
     -- the events' parts: each a range of the log (the tenant's events of
     -- [%3$s, %4$s), of the subject when one is given, and %5$s) grouped by
-    -- %1$s, the keys, and summed by %2$s
+    -- %1$s, the keys, and summed by %2$s. The span read from stored rows
+    -- is [lo, hi) ($12, $13): [h1, h2) of rollups and the hours around it.
     v_group := CASE cardinality(v_parts) WHEN 2 THEN '1, 2' ELSE '1' END;
     v_branch := ' UNION ALL SELECT ' || CASE cardinality(v_parts) WHEN 2 THEN 'x.k1, x.k2' ELSE 'x.k1' END
              || ', (x.m).* FROM (SELECT %1$s, %2$s(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens, '
@@ -1392,15 +1426,23 @@ BEGIN
              || format(v_only, 'e') || ' GROUP BY ' || v_group || ') x';
     v_events :=
         -- the tail: events in the span that the watermark does not cover
-        format(v_branch, array_to_string(v_e, ', '), 'meter._measures', 'greatest($2, $3)', 'least($5, $4)',
+        format(v_branch, array_to_string(v_e, ', '), 'meter._measures', 'greatest($2, $12)', 'least($5, $13)',
                ' AND e.txid >= $6 AND meter._unrolled(e.txid, (SELECT w FROM wm))')
         -- the events before the span and after it, each one range (as an
         -- OR of the two, the planner read a whole month's partition for a
         -- cut day: a bitmap of one range in eight million rows is costed
         -- like a scan, an index scan in time order is not)
-        || format(v_branch, format(array_to_string(v_c, ', '), '$2'), 'meter._measures', '$2', 'least($3, $5)', '')
-        || format(v_branch, format(array_to_string(v_c, ', '), 'greatest($4, $2)'), 'meter._measures',
-                  'greatest($4, $2)', '$5', '');
+        || format(v_branch, format(array_to_string(v_c, ', '), '$2'), 'meter._measures', '$2', 'least($12, $5)', '')
+        || format(v_branch, format(array_to_string(v_c, ', '), 'greatest($13, $2)'), 'meter._measures',
+                  'greatest($13, $2)', '$5', '');
+    -- the whole hours of the cut days, from their summaries
+    IF lo < h1 OR hi > h2 THEN
+        v_events := v_events || format(
+            ' UNION ALL SELECT %s, %s FROM meter.subject_hours r'
+            ' WHERE r.tenant = $1 AND ((r.bucket >= $12 AND r.bucket < $3) OR (r.bucket >= $4 AND r.bucket < $13))%s'
+            ' GROUP BY %s',
+            array_to_string(v_r, ', '), v_figures, format(v_only, 'r'), v_group);
+    END IF;
     -- the rolled events of [n1, since) and [until, n2), negated (rolled:
     -- below the watermark's xmin, or visible in it)
     IF n1 < since THEN
@@ -1431,17 +1473,9 @@ BEGIN
           FROM parts GROUP BY %9$s
         HAVING sum(requests) > 0  -- a group whose row's events all lie outside the range
          ORDER BY %10$s
-    $q$, array_to_string(v_r, ', '), v_coarse, v_fine,
-    -- the same figures from rollup rows (r) as the events' parts sum
-    'sum(r.requests) AS requests, sum(r.errors) AS errors, sum(r.cache_hits) AS cache_hits, sum(r.unpriced) AS unpriced, '
-    'sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens, '
-    'sum(r.cache_read_tokens) AS cache_read_tokens, sum(r.cache_write_tokens) AS cache_write_tokens, sum(r.cost) AS cost, '
-    'sum(r.potential_cost) AS potential_cost, '
-    || CASE WHEN p_sketches THEN 'meter.merge(r.latency) AS latency, meter.merge(r.ttft) AS ttft'
-            ELSE 'NULL::meter.sketch AS latency, NULL::meter.sketch AS ttft' END,
-    format(v_only, 'r'), v_group, v_events, v_text,
+    $q$, array_to_string(v_r, ', '), v_coarse, v_fine, v_figures, format(v_only, 'r'), v_group, v_events, v_text,
     CASE cardinality(v_parts) WHEN 2 THEN 'parts.k1, parts.k2' ELSE 'parts.k1' END, v_order)
-    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subjects, n1, n2;
+    USING v_tenant, since, h1, h2, until, v_from, d1, d2, p_subjects, n1, n2, lo, hi;
 END $$;
 
 CREATE FUNCTION meter.totals(tenant text, since timestamptz, until timestamptz, by text DEFAULT NULL)
@@ -2099,8 +2133,9 @@ BEGIN
 END $$;
 
 -- _retention_delete deletes the rolled-up events of tenants kept shorter
--- than the longest retention, and the alerts resolved longer ago than their
--- tenant's retention (open ones stay)
+-- than the longest retention, the alerts resolved longer ago than their
+-- tenant's retention (open ones stay), and the summaries of hours older
+-- than it (callers and subjects by hour: derived from those hours' events)
 CREATE FUNCTION meter._retention_delete(OUT deleted bigint, OUT alerts_deleted bigint)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -2109,6 +2144,7 @@ DECLARE
     k record := meter._retention_keeps();
     v_now timestamptz := now();
     v_w pg_snapshot := coalesce((SELECT watermark FROM meter.rollup_state), '1:1:');
+    v_summary text;
 BEGIN
     DELETE FROM meter.events e
      WHERE e.occurred_at < v_now - k.shortest
@@ -2119,6 +2155,12 @@ BEGIN
      WHERE a.resolved_at < v_now - k.shortest
        AND a.resolved_at < v_now - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = a.tenant), k.global_keep);
     GET DIAGNOSTICS alerts_deleted = ROW_COUNT;
+    -- the hours' summaries of callers and subjects go with the hours' events
+    FOREACH v_summary IN ARRAY ARRAY['subject_hours', 'endpoint_hours', 'busy_callers'] LOOP
+        EXECUTE format('DELETE FROM meter.%I h WHERE h.bucket + interval ''1 hour'' <= $1 - $2 AND h.bucket + interval ''1 hour'' '
+                       '<= $1 - coalesce((SELECT r.keep FROM meter.retention r WHERE r.tenant = h.tenant), $3)', v_summary)
+            USING v_now, k.shortest, k.global_keep;
+    END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION meter._retention_drop() FROM PUBLIC;
 REVOKE ALL ON FUNCTION meter._retention_delete() FROM PUBLIC;
@@ -3416,6 +3458,34 @@ CREATE TABLE meter.busy_callers (
     last_at   timestamptz NOT NULL
 );
 CREATE INDEX busy_callers_hour ON meter.busy_callers (tenant, bucket);
+-- Subjects by hour: per tenant, UTC hour and subject (NULL: guests), the
+-- figures of the hour's events that the rollups held when it was
+-- summarized (the rolled ones, at the watermark read with them), with
+-- their sketches: what a read of subjects (meter._usage by subject, of
+-- some subjects) takes for the whole hours of a day the range cuts, where
+-- it would read the log (the rollups hold subjects by day only; a
+-- subject-hour rollup written by every rollup would hold about a row per
+-- event). Summarized with the callers, from the same due list; a reader
+-- uses an hour only while it is not due again, and takes the events not
+-- rolled up from the log, as for every other part.
+CREATE TABLE meter.subject_hours (
+    tenant             text NOT NULL,
+    bucket             timestamptz NOT NULL,
+    subject            text,
+    requests           bigint NOT NULL,
+    errors             bigint NOT NULL,
+    cache_hits         bigint NOT NULL,
+    unpriced           bigint NOT NULL,
+    input_tokens       numeric NOT NULL,
+    output_tokens      numeric NOT NULL,
+    cache_read_tokens  numeric NOT NULL,
+    cache_write_tokens numeric NOT NULL,
+    cost               numeric NOT NULL,
+    potential_cost     numeric NOT NULL,
+    latency            meter.sketch,
+    ttft               meter.sketch,
+    CONSTRAINT subject_hours_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject)
+) WITH (toast_tuple_target = 8160);
 CREATE TABLE meter.caller_hours_due (
     tenant  text NOT NULL,
     bucket  timestamptz NOT NULL,
@@ -3423,7 +3493,27 @@ CREATE TABLE meter.caller_hours_due (
 );
 COMMENT ON TABLE meter.endpoint_hours IS 'Per tenant, UTC hour and endpoint, as summarized by the alerts job: calls, cost, callers with two calls or more and their median rate (calls a minute). Derived from meter.events; meter.anomalies uses an hour only while it matches the rollups.';
 COMMENT ON TABLE meter.busy_callers IS 'Callers (a session, or a subject without one) with 15 calls or more to one endpoint in a UTC hour: the candidates for polling storms. Derived from meter.events by the alerts job.';
-COMMENT ON TABLE meter.caller_hours_due IS 'Tenant hours whose rollup rows changed since the alerts job last summarized their callers.';
+COMMENT ON TABLE meter.subject_hours IS 'Per tenant, UTC hour and subject, the figures of the hour''s rolled-up events, as summarized by the alerts job: what reads of subjects take for the whole hours of a day their range cuts. Derived from meter.events; used for an hour only while it is not due again.';
+COMMENT ON TABLE meter.caller_hours_due IS 'Tenant hours whose rollup rows changed since the alerts job last summarized their callers and subjects.';
+
+-- _subject_hours_ok: whether every UTC hour of a tenant in [p_from, p_to)
+-- has a current summary of its subjects: not due (no rollup row of it
+-- changed since it was summarized, in the reader's snapshot), and
+-- summarized if the rollups hold any of its events (an hour they hold
+-- nothing of needs none). A rollup that changes an hour makes it due in
+-- the same transaction, so an hour that is not due holds in its summary
+-- exactly the rolled events that the rollups hold.
+CREATE FUNCTION meter._subject_hours_ok(p_tenant text, p_from timestamptz, p_to timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT NOT EXISTS (SELECT FROM meter.caller_hours_due d
+                        WHERE d.tenant = p_tenant AND d.bucket >= p_from AND d.bucket < p_to)
+       AND NOT EXISTS (SELECT FROM generate_series(p_from, p_to - interval '1 hour', interval '1 hour') AS h(bucket)
+                        WHERE EXISTS (SELECT FROM meter.rollup_hourly r WHERE r.tenant = p_tenant AND r.bucket = h.bucket)
+                              AND NOT EXISTS (SELECT FROM meter.subject_hours s
+                                               WHERE s.tenant = p_tenant AND s.bucket = h.bucket));
+END;
 
 -- _callers_due: the triggers on rollup_hourly, one call a statement
 CREATE FUNCTION meter._callers_due() RETURNS trigger
@@ -3499,10 +3589,13 @@ END;
 
 -- _callers_update: the alerts job's step. Summarizes the due tenants of
 -- up to max_hours UTC hours that are over (the latest first; every
--- tenant of an hour at once, in one read of its events); returns how many
--- tenant hours it summarized and how many over ones stay due. The due rows are taken first, in
--- their own statement: a rollup that changes an hour again meanwhile makes
--- it due again (its insert waits for this transaction).
+-- tenant of an hour at once, in one read of its events): their callers
+-- (meter.endpoint_hours, meter.busy_callers) and their subjects
+-- (meter.subject_hours); returns how many tenant hours it summarized and
+-- how many over ones stay due. The due rows are taken first, in their own
+-- statement: a rollup that changes an hour again meanwhile makes it due
+-- again (its insert waits for this transaction), so a reader never takes a
+-- summary that is not due for what the rollups held when it was made.
 CREATE FUNCTION meter._callers_update(max_hours integer DEFAULT 24, OUT summarized bigint, OUT still_due bigint)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -3540,6 +3633,26 @@ BEGIN
         INSERT INTO meter.endpoint_hours (tenant, bucket, endpoint, requests, cost, callers, median_per_min)
         SELECT c.tenant, c.bucket, c.endpoint, c.requests, c.cost, c.callers, c.median_per_min
           FROM c WHERE c.callers IS NOT NULL;
+        -- the subjects of the same hours: their rolled events, read in one
+        -- snapshot with the watermark that says which are rolled (what the
+        -- hour's rollup rows hold in that snapshot)
+        DELETE FROM meter.subject_hours h USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
+         WHERE h.tenant = p.tenant AND h.bucket = p.bucket;
+        INSERT INTO meter.subject_hours (tenant, bucket, subject, requests, errors, cache_hits, unpriced, input_tokens,
+                                         output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost,
+                                         latency, ttft)
+        SELECT p.tenant, p.bucket, x.subject, (x.m).*
+          FROM (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w) wm,
+               unnest(v_tenants, v_hours) AS p(tenant, bucket),
+               LATERAL (SELECT e.subject,
+                               meter._measures(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
+                                               e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
+                                               e.latency_ms, e.ttft_ms) AS m
+                          FROM meter.events e
+                         WHERE e.tenant = p.tenant AND e.occurred_at >= p.bucket
+                           AND e.occurred_at < p.bucket + interval '1 hour'
+                           AND (e.txid < pg_snapshot_xmin(wm.w)::text::bigint OR NOT meter._unrolled(e.txid, wm.w))
+                         GROUP BY e.subject) x;
     END IF;
     SELECT count(*) INTO still_due FROM meter.caller_hours_due d WHERE d.bucket + interval '1 hour' <= now();
 END $$;

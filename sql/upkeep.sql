@@ -188,6 +188,27 @@ VALUES (:up_rule, 'up', 'quota_hit', 'old', 'resolved long ago', now() - interva
        (:keeper_rule, 'keeper', 'quota_hit', 'old', 'kept 400 days', now() - interval '200 days', now() - interval '200 days', now() - interval '199 days');
 SELECT alerts_deleted FROM meter.apply_retention();
 SELECT tenant, key FROM meter.alerts WHERE tenant IN ('up', 'keeper') ORDER BY tenant, key;
+-- the hours' summaries of callers and subjects go with the hours' events:
+-- up's of 200 days ago (kept 90 days), not its recent one nor keeper's
+SELECT date_trunc('hour', now() - interval '200 days') AS old_hour, date_trunc('hour', now() - interval '2 days') AS new_hour \gset
+INSERT INTO meter.subject_hours (tenant, bucket, subject, requests, errors, cache_hits, unpriced, input_tokens,
+                                 output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost)
+SELECT t, b, 's', 1, 0, 0, 0, 0, 0, 0, 0, 0, 0
+  FROM (VALUES ('up', :'old_hour'::timestamptz), ('up', :'new_hour'), ('keeper', :'old_hour')) v(t, b);
+INSERT INTO meter.endpoint_hours (tenant, bucket, endpoint, requests, cost, callers)
+SELECT t, b, '/e', 1, 0, 0 FROM (VALUES ('up', :'old_hour'::timestamptz), ('up', :'new_hour'), ('keeper', :'old_hour')) v(t, b);
+INSERT INTO meter.busy_callers (tenant, bucket, endpoint, session, requests, empty, first_at, last_at)
+SELECT t, b, '/e', 'p', 15, 0, b, b FROM (VALUES ('up', :'old_hour'::timestamptz), ('up', :'new_hour'), ('keeper', :'old_hour')) v(t, b);
+SELECT alerts_deleted FROM meter.apply_retention();
+SELECT 'subject_hours' AS summary, tenant, bucket = :'new_hour' AS recent FROM meter.subject_hours WHERE tenant IN ('up', 'keeper')
+UNION ALL
+SELECT 'endpoint_hours', tenant, bucket = :'new_hour' FROM meter.endpoint_hours WHERE tenant IN ('up', 'keeper')
+UNION ALL
+SELECT 'busy_callers', tenant, bucket = :'new_hour' FROM meter.busy_callers WHERE tenant IN ('up', 'keeper')
+ ORDER BY 1, 2, 3;
+DELETE FROM meter.subject_hours WHERE tenant IN ('up', 'keeper');
+DELETE FROM meter.endpoint_hours WHERE tenant IN ('up', 'keeper');
+DELETE FROM meter.busy_callers WHERE tenant IN ('up', 'keeper');
 -- the retention job drops, commits, then deletes; its outcome tells both
 CALL meter.run_job('retention');
 SELECT last_ok, last_result ~ '^dropped \{[^}]*\}, waiting \{[^}]*\}, deleted [0-9]+ events, deleted [0-9]+ resolved alerts$' AS reported

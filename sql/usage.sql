@@ -200,6 +200,78 @@ UPDATE meter.subject_months SET cost = -1 WHERE tenant = 'rank' AND subject NOT 
 SELECT count(*) AS ranked FROM meter.top_subjects('rank', '2026-04-25', '2026-04-26', n => 1);
 ROLLBACK;
 
+-- Subjects over days a range cuts: the whole hours of a cut day come from
+-- their summaries (meter.subject_hours, made by the alerts job's step with
+-- the callers', from each hour's rolled events), the rest from the rollups
+-- and the log. Every figure still equals the raw events'.
+SELECT summarized > 0 AS summarized, still_due FROM meter._callers_update(100000);
+SELECT count(DISTINCT bucket) AS hours, count(*) FILTER (WHERE subject IS NULL) > 0 AS guests,
+       sum(requests) = (SELECT count(*) FROM meter.events WHERE tenant = 'adm') AS every_event
+  FROM meter.subject_hours WHERE tenant = 'adm';
+-- by subject, and by day and subject, over ranges cut at both ends
+CREATE FUNCTION pg_temp.subject_differences(t text, since timestamptz, until timestamptz) RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM (
+    (SELECT u.key, u.requests, u.errors, u.cache_hits, u.input_tokens, u.output_tokens, u.cost, u.potential_cost
+       FROM meter._usage(t, since, until, 'subject') u
+     UNION ALL
+     SELECT u.key, u.requests, u.errors, u.cache_hits, u.input_tokens, u.output_tokens, u.cost, u.potential_cost
+       FROM meter._usage(t, since, until, 'day,subject') u)
+    EXCEPT ALL
+    (SELECT subject, count(*), count(*) FILTER (WHERE NOT success), count(*) FILTER (WHERE cached),
+            sum(input_tokens), sum(output_tokens), coalesce(sum(cost), 0), coalesce(sum(potential_cost), 0)
+       FROM meter.events WHERE tenant = t AND occurred_at >= since AND occurred_at < until GROUP BY subject
+     UNION ALL
+     SELECT jsonb_build_array(date_trunc('day', occurred_at)::text, subject)::text, count(*),
+            count(*) FILTER (WHERE NOT success), count(*) FILTER (WHERE cached), sum(input_tokens),
+            sum(output_tokens), coalesce(sum(cost), 0), coalesce(sum(potential_cost), 0)
+       FROM meter.events WHERE tenant = t AND occurred_at >= since AND occurred_at < until
+      GROUP BY date_trunc('day', occurred_at), subject)) x
+$$;
+SELECT pg_temp.subject_differences('adm', '2026-02-01 09:41', '2026-02-03 17:25') AS subject_differences,
+       meter._subject_hours_ok('adm', '2026-02-01 10:00', '2026-02-02 00:00') AS start_summarized,
+       meter._subject_hours_ok('adm', '2026-02-03 00:00', '2026-02-03 17:00') AS end_summarized;
+SELECT * FROM pg_temp.differences('adm');
+SELECT pg_temp.top_differences('adm', '2026-02-01 10:10', '2026-02-03 02:00') AS top_differences;
+-- one subject's percentiles from the cut days' hour sketches: the same
+-- buckets as from the log (all summaries gone, in a transaction)
+CREATE TEMP TABLE p_hours AS
+SELECT p50_ms, p95_ms, p99_ms, ttft_p50_ms, ttft_p95_ms, ttft_p99_ms
+  FROM meter.subject_usage('adm', 'user-5', '2026-02-01 09:41', '2026-02-02 21:07');
+BEGIN;
+DELETE FROM meter.subject_hours;
+SELECT (SELECT p FROM p_hours p) = (SELECT p FROM (SELECT p50_ms, p95_ms, p99_ms, ttft_p50_ms, ttft_p95_ms, ttft_p99_ms
+                                                      FROM meter.subject_usage('adm', 'user-5', '2026-02-01 09:41',
+                                                                               '2026-02-02 21:07')) p) AS same_percentiles,
+       (SELECT p99_ms IS NOT NULL FROM p_hours) AS has_percentiles;
+ROLLBACK;
+-- the summaries are what is read: one changed by hand changes the read;
+-- with its hour due again, or its summary gone, the log is read
+BEGIN;
+UPDATE meter.subject_hours SET requests = requests + 100 WHERE tenant = 'adm' AND subject = 'user-5'
+   AND bucket = '2026-02-01 12:00+00';
+SELECT * FROM pg_temp.differences('adm');
+SAVEPOINT s;
+INSERT INTO meter.caller_hours_due VALUES ('adm', '2026-02-01 12:00+00');
+SELECT * FROM pg_temp.differences('adm');
+ROLLBACK TO s;
+DELETE FROM meter.subject_hours WHERE tenant = 'adm' AND bucket = '2026-02-01 12:00+00';
+SELECT meter._subject_hours_ok('adm', '2026-02-01 10:00', '2026-02-02 00:00') AS start_summarized;
+SELECT * FROM pg_temp.differences('adm');
+ROLLBACK;
+-- a late event in a summarized hour: from the log until rolled up, then
+-- the hour is due (the log again) until the job summarizes it anew
+SELECT (meter.record(tenant => 'adm', subject => 'user-5', provider => 'acme', model => 'a1',
+        usage => '{"input_tokens": 777, "output_tokens": 7}', latency_ms => 5, success => false,
+        occurred_at => '2026-02-01 15:30+00')).cost AS late_cost;
+SELECT * FROM pg_temp.differences('adm');
+SELECT meter.rollup() AS rolled;
+SELECT EXISTS (SELECT FROM meter.caller_hours_due WHERE tenant = 'adm' AND bucket = '2026-02-01 15:00+00') AS due;
+SELECT * FROM pg_temp.differences('adm');
+SELECT summarized, still_due FROM meter._callers_update(100000);
+SELECT * FROM pg_temp.differences('adm');
+SELECT pg_temp.subject_differences('adm', '2026-02-01 09:41', '2026-02-03 17:25') AS subject_differences,
+       meter._subject_hours_ok('adm', '2026-02-01 10:00', '2026-02-02 00:00') AS start_summarized;
+
 -- one subject, with its plan and every limit that applies to it now
 SELECT meter.create_plan('adm', 'pro') IS NOT NULL AS plan;
 SELECT meter.assign_plan('adm', 'user-3', 'pro') IS NOT NULL AS assigned;
