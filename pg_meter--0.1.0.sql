@@ -3486,6 +3486,10 @@ CREATE TABLE meter.subject_hours (
     ttft               meter.sketch,
     CONSTRAINT subject_hours_key UNIQUE NULLS NOT DISTINCT (tenant, bucket, subject)
 ) WITH (toast_tuple_target = 8160);
+-- some subjects' hours (meter.top_subjects' twenty, meter.subject_usage's
+-- one): through the key, "subject = ANY" scans every subject of the hours
+-- once per subject given (15 ms for twenty over 13 hours of 2,000 subjects)
+CREATE INDEX subject_hours_subject ON meter.subject_hours (tenant, subject, bucket);
 CREATE TABLE meter.caller_hours_due (
     tenant  text NOT NULL,
     bucket  timestamptz NOT NULL,
@@ -3587,6 +3591,42 @@ BEGIN ATOMIC
       FROM c WHERE c.caller AND c.n >= 15;
 END;
 
+-- _subject_hours_of: the subjects of tenant hours (pairs p_tenants[i],
+-- p_hours[i]) from their rolled events (those the watermark covers, read
+-- in one snapshot with it), one read of the log per hour for all of its
+-- tenants: what meter._callers_update stores in meter.subject_hours.
+CREATE FUNCTION meter._subject_hours_of(p_tenants text[], p_hours timestamptz[])
+    RETURNS SETOF meter.subject_hours
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    -- hashed, not sorted, as meter._caller_hours' callers
+    SET work_mem = '16MB'
+    SET enable_sort = off
+    SET jit = off
+-- (a string body, parsed at each call: a body parsed at creation would
+-- make ALTER TABLE refuse to change meter.events' column types before the
+-- trigger's check of them could say what is wrong)
+AS $$
+    WITH wm AS (
+        SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w
+    ), p AS (
+        SELECT h.bucket, array_agg(DISTINCT h.tenant) AS tenants
+          FROM unnest(p_tenants, p_hours) AS h(tenant, bucket)
+         WHERE h.tenant IS NOT NULL AND h.bucket IS NOT NULL
+         GROUP BY h.bucket
+    )
+    SELECT x.tenant, x.bucket, x.subject, (x.m).*
+      FROM (SELECT e.tenant, p.bucket, e.subject,
+                   meter._measures(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
+                                   e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
+                                   e.latency_ms, e.ttft_ms) AS m
+              FROM wm, p, meter.events e
+             WHERE e.tenant = ANY (p.tenants) AND e.occurred_at >= p.bucket
+               AND e.occurred_at < p.bucket + interval '1 hour'
+               AND (e.txid < pg_snapshot_xmin(wm.w)::text::bigint OR NOT meter._unrolled(e.txid, wm.w))
+             GROUP BY e.tenant, p.bucket, e.subject) x
+$$;
+
 -- _callers_update: the alerts job's step. Summarizes the due tenants of
 -- up to max_hours UTC hours that are over (the latest first; every
 -- tenant of an hour at once, in one read of its events): their callers
@@ -3641,18 +3681,7 @@ BEGIN
         INSERT INTO meter.subject_hours (tenant, bucket, subject, requests, errors, cache_hits, unpriced, input_tokens,
                                          output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost,
                                          latency, ttft)
-        SELECT p.tenant, p.bucket, x.subject, (x.m).*
-          FROM (SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w) wm,
-               unnest(v_tenants, v_hours) AS p(tenant, bucket),
-               LATERAL (SELECT e.subject,
-                               meter._measures(e.success, e.cached, e.priced, e.input_tokens, e.output_tokens,
-                                               e.cache_read_tokens, e.cache_write_tokens, e.cost, e.potential_cost,
-                                               e.latency_ms, e.ttft_ms) AS m
-                          FROM meter.events e
-                         WHERE e.tenant = p.tenant AND e.occurred_at >= p.bucket
-                           AND e.occurred_at < p.bucket + interval '1 hour'
-                           AND (e.txid < pg_snapshot_xmin(wm.w)::text::bigint OR NOT meter._unrolled(e.txid, wm.w))
-                         GROUP BY e.subject) x;
+        SELECT * FROM meter._subject_hours_of(v_tenants, v_hours);
     END IF;
     SELECT count(*) INTO still_due FROM meter.caller_hours_due d WHERE d.bucket + interval '1 hour' <= now();
 END $$;
