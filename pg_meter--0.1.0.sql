@@ -3623,7 +3623,7 @@ AS $$
               FROM wm, p, meter.events e
              WHERE e.tenant = ANY (p.tenants) AND e.occurred_at >= p.bucket
                AND e.occurred_at < p.bucket + interval '1 hour'
-               AND (e.txid < pg_snapshot_xmin(wm.w)::text::bigint OR NOT meter._unrolled(e.txid, wm.w))
+               AND NOT meter._unrolled(e.txid, wm.w)
              GROUP BY e.tenant, p.bucket, e.subject) x
 $$;
 
