@@ -1357,18 +1357,35 @@ BEGIN
     IF h2 < h1 THEN h2 := h1; END IF;
     -- Subjects by day: the whole hours of a cut day come from their
     -- summaries (meter.subject_hours: the hour's rolled events by subject)
-    -- when every one of those hours has a current summary; the part of an
-    -- hour at the range's edge, from the log. (Not for a range inside one
-    -- day: it is read from the log as before.)
+    -- when every one of those hours has a current summary. The hour the
+    -- range's edge cuts comes from the log, or, when its part outside the
+    -- range is the shorter one and it has a current summary too, from its
+    -- summary less the rolled events of that part ([n1, since) and
+    -- [until, n2), as for a cut bucket below): the log is read for at most
+    -- half an hour at each end. (Not for a range inside one day: it is read
+    -- from the log as before.)
     IF b1 < b2 AND v_fine = 'rollup_subject_daily' THEN
-        x := date_trunc('hour', since);
-        IF x < since THEN x := x + interval '1 hour'; END IF;
-        IF h1 > since AND x < h1 AND meter._subject_hours_ok(v_tenant, x, h1) THEN
-            lo := x;
+        IF h1 > since THEN
+            x := date_trunc('hour', since);
+            IF x < since AND since - x < x + interval '1 hour' - since AND meter._subject_hours_ok(v_tenant, x, h1) THEN
+                lo := x;
+                n1 := x;
+            ELSE
+                IF x < since THEN x := x + interval '1 hour'; END IF;
+                IF x < h1 AND meter._subject_hours_ok(v_tenant, x, h1) THEN
+                    lo := x;
+                END IF;
+            END IF;
         END IF;
-        x := date_trunc('hour', until);
-        IF h2 < until AND h2 < x AND meter._subject_hours_ok(v_tenant, h2, x) THEN
-            hi := x;
+        IF h2 < until THEN
+            x := date_trunc('hour', until);
+            IF x < until AND x + interval '1 hour' - until < until - x
+               AND meter._subject_hours_ok(v_tenant, h2, x + interval '1 hour') THEN
+                hi := x + interval '1 hour';
+                n2 := hi;
+            ELSIF h2 < x AND meter._subject_hours_ok(v_tenant, h2, x) THEN
+                hi := x;
+            END IF;
         END IF;
     END IF;
     -- a cut bucket to read from the log (neither end of the range at its

@@ -232,6 +232,10 @@ SELECT pg_temp.subject_differences('adm', '2026-02-01 09:41', '2026-02-03 17:25'
        meter._subject_hours_ok('adm', '2026-02-03 00:00', '2026-02-03 17:00') AS end_summarized;
 SELECT * FROM pg_temp.differences('adm');
 SELECT pg_temp.top_differences('adm', '2026-02-01 10:10', '2026-02-03 02:00') AS top_differences;
+-- an hour an edge cuts near its start (09:07) or its end (17:50): its
+-- summary less the rolled events of the part outside the range
+SELECT pg_temp.subject_differences('adm', '2026-02-01 09:07', '2026-02-03 17:50') AS subject_differences,
+       pg_temp.top_differences('adm', '2026-02-01 09:07', '2026-02-03 17:50') AS top_differences;
 -- one subject's percentiles from the cut days' hour sketches: the same
 -- buckets as from the log (all summaries gone, in a transaction)
 CREATE TEMP TABLE p_hours AS
@@ -258,17 +262,38 @@ DELETE FROM meter.subject_hours WHERE tenant = 'adm' AND bucket = '2026-02-01 12
 SELECT meter._subject_hours_ok('adm', '2026-02-01 10:00', '2026-02-02 00:00') AS start_summarized;
 SELECT * FROM pg_temp.differences('adm');
 ROLLBACK;
+-- the cut hours' own summaries are read too (user-5 has an event at 09:51
+-- and one at 17:23); with the hours due, the log is read
+CREATE FUNCTION pg_temp.user5_extra() RETURNS bigint LANGUAGE sql AS $$
+  SELECT u.requests - (SELECT count(*) FROM meter.events WHERE tenant = 'adm' AND subject = 'user-5'
+                          AND occurred_at >= '2026-02-01 09:07' AND occurred_at < '2026-02-03 17:50')
+    FROM meter.subject_usage('adm', 'user-5', '2026-02-01 09:07', '2026-02-03 17:50') u
+$$;
+BEGIN;
+UPDATE meter.subject_hours SET requests = requests + 100 WHERE tenant = 'adm' AND subject = 'user-5'
+   AND bucket IN ('2026-02-01 09:00+00', '2026-02-03 17:00+00');
+SELECT pg_temp.user5_extra() AS extra_read;
+INSERT INTO meter.caller_hours_due VALUES ('adm', '2026-02-01 09:00+00'), ('adm', '2026-02-03 17:00+00');
+SELECT pg_temp.user5_extra() AS extra_read;
+ROLLBACK;
 -- a late event in a summarized hour: from the log until rolled up, then
--- the hour is due (the log again) until the job summarizes it anew
+-- the hour is due (the log again) until the job summarizes it anew; and one
+-- in the part of a cut hour outside the range (09:03), never counted
 SELECT (meter.record(tenant => 'adm', subject => 'user-5', provider => 'acme', model => 'a1',
         usage => '{"input_tokens": 777, "output_tokens": 7}', latency_ms => 5, success => false,
         occurred_at => '2026-02-01 15:30+00')).cost AS late_cost;
+SELECT (meter.record(tenant => 'adm', subject => 'user-5', provider => 'acme', model => 'a1',
+        usage => '{"input_tokens": 55, "output_tokens": 5}', occurred_at => '2026-02-01 09:03+00')).cost AS outside_cost;
 SELECT * FROM pg_temp.differences('adm');
+SELECT pg_temp.subject_differences('adm', '2026-02-01 09:07', '2026-02-03 17:50') AS subject_differences;
 SELECT meter.rollup() AS rolled;
 SELECT EXISTS (SELECT FROM meter.caller_hours_due WHERE tenant = 'adm' AND bucket = '2026-02-01 15:00+00') AS due;
 SELECT * FROM pg_temp.differences('adm');
+SELECT pg_temp.subject_differences('adm', '2026-02-01 09:07', '2026-02-03 17:50') AS subject_differences;
 SELECT summarized, still_due FROM meter._callers_update(100000);
 SELECT * FROM pg_temp.differences('adm');
+SELECT pg_temp.subject_differences('adm', '2026-02-01 09:07', '2026-02-03 17:50') AS subject_differences,
+       pg_temp.user5_extra() AS extra_read;
 SELECT pg_temp.subject_differences('adm', '2026-02-01 09:41', '2026-02-03 17:25') AS subject_differences,
        meter._subject_hours_ok('adm', '2026-02-01 10:00', '2026-02-02 00:00') AS start_summarized;
 
