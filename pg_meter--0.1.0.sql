@@ -3032,13 +3032,13 @@ CREATE FUNCTION meter._rank_expr(p_by text, p_alias text) RETURNS text
 -- figure over [since, until) cannot exceed: the sums of its months that
 -- the range touches (subject_months) and its events in the range not rolled
 -- up yet. Every figure of an event is zero or more, so no part of a month
--- holds more than the month. Read from a row per subject and month. The
--- largest bounds first (ties by subject), the first p_limit of them when
--- it is given: a top-N sort of the few the ranking reads first, not a sort
--- of every subject.
+-- holds more than the month. Read from a row per subject and month. One
+-- row: the subjects and their bounds, largest first (ties by subject), the
+-- first p_limit of them when it is given: a top-N sort of the few the
+-- ranking reads first, not a sort of every subject.
 CREATE FUNCTION meter._subject_bounds(p_tenant text, since timestamptz, until timestamptz, p_by text,
                                       p_limit integer DEFAULT NULL)
-    RETURNS TABLE (subject text, bound numeric)
+    RETURNS TABLE (subjects text[], bounds numeric[])
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
@@ -3064,9 +3064,14 @@ BEGIN
                       FROM meter.events e
                      WHERE e.tenant = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3 AND e.subject IS NOT NULL
                        AND e.txid >= meter._tail_from() AND meter._unrolled(e.txid, (SELECT w FROM wm))) t
+        ),
+        b AS (
+            SELECT p.subject, sum(p.v) AS bound FROM parts p GROUP BY p.subject
+             ORDER BY bound DESC, p.subject COLLATE "C" LIMIT $4
         )
-        SELECT p.subject, sum(p.v) AS bound FROM parts p GROUP BY p.subject
-         ORDER BY bound DESC, p.subject COLLATE "C" LIMIT $4
+        SELECT array_agg(b.subject ORDER BY b.bound DESC, b.subject COLLATE "C"),
+               array_agg(b.bound ORDER BY b.bound DESC, b.subject COLLATE "C")
+          FROM b
     $q$, meter._rank_expr(p_by, 'm'), meter._rank_expr(p_by, 't'))
     USING p_tenant, since, until, p_limit;
 END $$;
@@ -3123,10 +3128,7 @@ BEGIN
     -- it does not rule them out.
     -- (ties in any order, the same in both: they only order the reads)
     v_k := greatest(2 * top_subjects.n, top_subjects.n + 10);
-    SELECT array_agg(b.subject ORDER BY b.bound DESC, b.subject COLLATE "C"),
-           array_agg(b.bound ORDER BY b.bound DESC, b.subject COLLATE "C")
-      INTO v_subjects, v_bounds
-      FROM meter._subject_bounds(v_tenant, since, until, v_by, v_k + 1) b;
+    SELECT b.subjects, b.bounds INTO v_subjects, v_bounds FROM meter._subject_bounds(v_tenant, since, until, v_by, v_k + 1) b;
     IF v_subjects IS NULL THEN
         RETURN;  -- no subject has usage in these months
     END IF;
@@ -3145,10 +3147,7 @@ BEGIN
         v_nth := r_v[top_subjects.n];  -- NULL when fewer than n have usage
         EXIT WHEN (v_all AND v_k = cardinality(v_subjects)) OR v_bounds[v_k + 1] < v_nth;
         IF NOT v_all THEN
-            SELECT array_agg(b.subject ORDER BY b.bound DESC, b.subject COLLATE "C"),
-                   array_agg(b.bound ORDER BY b.bound DESC, b.subject COLLATE "C")
-              INTO v_subjects, v_bounds
-              FROM meter._subject_bounds(v_tenant, since, until, v_by) b;
+            SELECT b.subjects, b.bounds INTO v_subjects, v_bounds FROM meter._subject_bounds(v_tenant, since, until, v_by) b;
             v_all := true;
         END IF;
         -- every subject whose bound reaches the n-th amount (all of them

@@ -179,8 +179,9 @@ $$;
 SELECT * FROM pg_temp.rank_differences();  -- all from the log, not rolled up yet
 SELECT meter.rollup() > 0 AS rolled;
 -- the decoys' bounds are above quiet's, whose amount is the largest
-SELECT subject, bound FROM meter._subject_bounds('rank', '2026-04-10', '2026-04-12', 'cost') ORDER BY bound DESC, subject
- LIMIT 14;
+SELECT u.subject, u.bound FROM meter._subject_bounds('rank', '2026-04-10', '2026-04-12', 'cost') b,
+       unnest(b.subjects, b.bounds) AS u(subject, bound)
+ ORDER BY u.bound DESC, u.subject LIMIT 14;
 SELECT rank, subject, requests, cost FROM meter.top_subjects('rank', '2026-04-10', '2026-04-12', n => 3);
 SELECT * FROM pg_temp.rank_differences();  -- from the rollups
 -- a late event inside the ranges and one after them: the tail
