@@ -1111,7 +1111,7 @@ Priced compute_cost(const Quote& q, Usage usage) {
         }
         leaf[i] = qty;
         Line line{pv.unit, qty, pv.base, unit.per, false, {}};
-        const Int256* scaled = &pv.scaled;
+        const ScaledPrice* scaled = &pv.scaled;
         for (auto& t : pv.tiers)
             if (compare(tier_tokens, Decimal::from_int(t.start)) > 0) {
                 line.unit_price = t.price;

@@ -79,14 +79,14 @@ struct Extractor {
 struct Tier {
     int64_t start;
     Decimal price;
-    Int256 scaled;  // Amount::scale_price(price, per)
+    ScaledPrice scaled;  // Amount::scale_price(price, per)
 };
 
 struct PriceValue {
     int unit;
     Decimal base;
     std::vector<Tier> tiers;  // sorted by start; empty when flat
-    Int256 scaled;            // Amount::scale_price(base, per)
+    ScaledPrice scaled;       // Amount::scale_price(base, per)
 };
 
 // PriceSet is one set of prices (one entry of a model's price list).

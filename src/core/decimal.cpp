@@ -157,27 +157,77 @@ int compare(const Decimal& a, const Decimal& b) {
     return x < y ? -1 : (x > y ? 1 : 0);
 }
 
-Int256 Amount::scale_price(const Decimal& price, int64_t per) {
+ScaledPrice Amount::scale_price(const Decimal& price, int64_t per) {
     if (per <= 0 || kAmountPer % per != 0)
         throw Error(Code::Internal, "meter divisor does not divide the common denominator");
+    ScaledPrice sp;
     // price * 10^(kAmountScale - price.scale) * kAmountPer / per: the price's
     // numerator over the common denominator 10^kAmountScale * kAmountPer
-    return Int256(price.mant) * pow10_256(kAmountScale - price.scale) * Int256(kAmountPer / per);
+    sp.num = Int256(price.mant) * pow10_256(kAmountScale - price.scale) * Int256(kAmountPer / per);
+    if (price.scale <= 12) {
+        Int256 p = Int256(price.mant) * pow10_256(12 - price.scale);  // picodollars per `per` units
+        if (p % per == 0) {
+            Int256 unit = p / per;
+            if (unit >= INT64_MIN && unit <= INT64_MAX) {
+                sp.pico = static_cast<int64_t>(unit);
+                sp.whole = true;
+            }
+        }
+    }
+    return sp;
 }
 
-void Amount::add_scaled(const Decimal& qty, const Int256& scaled) {
-    if (qty.is_zero() || scaled == 0) return;
-    // scaled carries 10^(kAmountScale - price.scale) >= 10^qty.scale, so
+static const Int256& pico_den() {
+    static const Int256 d = pow10_256(kAmountScale - 12) * Int256(kAmountPer);
+    return d;
+}
+
+Int128 from_native(__int128 v) {
+    bool neg = v < 0;
+    unsigned __int128 a = neg ? -static_cast<unsigned __int128>(v) : static_cast<unsigned __int128>(v);
+    Int128 r = (Int128(static_cast<uint64_t>(a >> 64)) << 64) | Int128(static_cast<uint64_t>(a));
+    return neg ? Int128(-r) : r;
+}
+
+void Amount::widen() {
+    if (wide_) return;
+    num_ = Int256(from_native(pico_)) * pico_den();
+    wide_ = true;
+}
+
+void Amount::add_scaled(const Decimal& qty, const ScaledPrice& price) {
+    if (qty.is_zero() || (price.whole && price.pico == 0)) return;
+    if (!wide_ && price.whole && qty.scale == 0 && qty.mant >= INT64_MIN && qty.mant <= INT64_MAX) {
+        // a whole quantity at a whole picodollar price: exact in 128 bits
+        __int128 term = static_cast<__int128>(static_cast<int64_t>(qty.mant)) * price.pico, sum;
+        if (!__builtin_add_overflow(pico_, term, &sum)) {
+            pico_ = sum;
+            return;
+        }
+    }
+    widen();
+    // num carries 10^(kAmountScale - price.scale) >= 10^qty.scale, so
     // dividing by 10^qty.scale is exact
     if (qty.scale == 0)
-        num_ += Int256(qty.mant) * scaled;
+        num_ += Int256(qty.mant) * price.num;
     else
-        num_ += Int256(qty.mant) * (scaled / pow10_256(qty.scale));
+        num_ += Int256(qty.mant) * (price.num / pow10_256(qty.scale));
 }
 
 void Amount::add(const Decimal& qty, const Decimal& price, int64_t per) { add_scaled(qty, scale_price(price, per)); }
 
-void Amount::add(const Amount& other) { num_ += other.num_; }
+void Amount::add(const Amount& other) {
+    __int128 sum;
+    if (!wide_ && !other.wide_ && !__builtin_add_overflow(pico_, other.pico_, &sum)) {
+        pico_ = sum;
+        return;
+    }
+    widen();
+    if (other.wide_)
+        num_ += other.num_;
+    else
+        num_ += Int256(from_native(other.pico_)) * pico_den();
+}
 
 Int256 round_half_even(const Int256& num, const Int256& den) {
     Int256 q = num / den;  // truncates toward zero
@@ -189,12 +239,13 @@ Int256 round_half_even(const Int256& num, const Int256& den) {
     return q;
 }
 
-static const Int256& pico_den() {
-    static const Int256 d = pow10_256(kAmountScale - 12) * Int256(kAmountPer);
-    return d;
-}
-
 Money Amount::to_money(bool* exact) const {
+    if (!wide_) {
+        if (exact) *exact = true;
+        Money m;
+        m.pico = from_native(pico_);
+        return m;
+    }
     Int256 q, r;
     boost::multiprecision::divide_qr(num_, pico_den(), q, r);
     if (exact) *exact = r == 0;
@@ -207,7 +258,7 @@ Money Amount::to_money(bool* exact) const {
     return m;
 }
 
-bool Amount::exact_in_pico() const { return num_ % pico_den() == 0; }
+bool Amount::exact_in_pico() const { return !wide_ || num_ % pico_den() == 0; }
 
 __int128 to_native(const Int128& v) {
     static const Int128 kMax = (Int128(1) << 127) - 1;

@@ -67,30 +67,50 @@ struct Money {
 };
 inline bool operator==(const Money& a, const Money& b) { return a.pico == b.pico; }
 
+// ScaledPrice is price / per made ready for Amount: over the common
+// denominator, and as a whole number of picodollars per unit when it is one
+// (a token price with at most 6 decimals per million is).
+struct ScaledPrice {
+    Int256 num = 0;         // price / per over the common denominator
+    int64_t pico = 0;       // price / per in picodollars, when `whole`
+    bool whole = false;
+};
+
 // Amount is an exact rational sum of quantity * price / per terms, kept as
 // numerator over a fixed denominator so that adding terms loses nothing; it
-// is rounded to Money once, at the end of a call.
+// is rounded to Money once, at the end of a call. While every term is a
+// whole quantity at a whole picodollar price (the usual token call) the sum
+// is kept in native 128-bit picodollars, exactly, and the 256-bit form is
+// built only for the first term that needs it or would overflow.
 class Amount {
   public:
     // scale_price lifts price / per to the common denominator once, so that
     // pricing a quantity costs one multiplication (catalogs keep it).
-    static Int256 scale_price(const Decimal& price, int64_t per);
+    static ScaledPrice scale_price(const Decimal& price, int64_t per);
     // add adds qty * price / per.
     void add(const Decimal& qty, const Decimal& price, int64_t per);
     // add_scaled adds qty * price / per for a price from scale_price.
-    void add_scaled(const Decimal& qty, const Int256& scaled_price);
+    void add_scaled(const Decimal& qty, const ScaledPrice& price);
     void add(const Amount& other);
     // to_money rounds half to even to picodollars; exact when the sum has
     // at most 12 decimals (every price per million with 6 decimals). When
     // exact is given it says whether nothing was lost.
     Money to_money(bool* exact = nullptr) const;
     bool exact_in_pico() const;  // true when to_money() loses nothing
-    bool is_zero() const { return num_ == 0; }
+    bool is_zero() const { return wide_ ? num_ == 0 : pico_ == 0; }
+    bool wide() const { return wide_; }  // the 256-bit form is in use (tests)
 
   private:
-    // value = num_ / (10^kAmountScale * kAmountPer)
+    void widen();
+    // !wide_: value = pico_ picodollars; wide_: value = num_ /
+    // (10^kAmountScale * kAmountPer)
+    __int128 pico_ = 0;
     Int256 num_ = 0;
+    bool wide_ = false;
 };
+
+// from_native converts the compiler's 128-bit integer to Int128.
+Int128 from_native(__int128 v);
 
 // kAmountPer is a common multiple of every meter's `per` (1, 1e3, 1e6, 1e9,
 // 3600); meters declare only divisors of it.

@@ -60,6 +60,72 @@ TEST(Amount, RoundsHalfToEvenOnlyWhenInexact) {
     EXPECT_EQ(round_half_even(Int256(-7), Int256(2)), Int256(-4));
 }
 
+TEST(Amount, WholePicodollarTermsStayNativeAndExact) {
+    // 0.15 USD per million tokens is 150,000 picodollars a token: the sum
+    // stays in 128 bits; a price per hour is not whole picodollars a second
+    // and moves the sum to the 256-bit form without losing the terms before
+    Amount a;
+    a.add(Decimal::from_int(1000), Decimal::parse("0.15"), 1000000);
+    a.add(Decimal::from_int(30), Decimal::parse("0.6"), 1000000);
+    EXPECT_FALSE(a.wide());
+    EXPECT_EQ(a.to_money().to_string(), "0.000168");
+    a.add(Decimal::from_int(1), Decimal::from_int(1), 3600);
+    EXPECT_TRUE(a.wide());
+    EXPECT_FALSE(a.exact_in_pico());
+    EXPECT_EQ(a.to_money().to_string(), "0.000445777778");  // 0.000168 + 0.000277777...
+    // a fractional quantity at a whole price takes the 256-bit form too
+    Amount f;
+    f.add(Decimal::parse("2.5"), Decimal::parse("0.15"), 1000000);
+    EXPECT_TRUE(f.wide());
+    EXPECT_EQ(f.to_money().to_string(), "0.000000375");
+    // sums of amounts: native with native, and native with wide
+    Amount n1, n2;
+    n1.add(Decimal::from_int(7), Decimal::parse("3"), 1000000);
+    n2.add(Decimal::from_int(9), Decimal::parse("15"), 1000000);
+    n1.add(n2);
+    EXPECT_FALSE(n1.wide());
+    EXPECT_EQ(n1.to_money().to_string(), "0.000156");
+    n1.add(a);
+    EXPECT_TRUE(n1.wide());
+    EXPECT_EQ(n1.to_money().to_string(), "0.000601777778");
+    Amount w;
+    w.add(a);
+    w.add(n2);
+    EXPECT_EQ(w.to_money().to_string(), "0.000580777778");
+}
+
+TEST(Amount, LargeNativeSumsWidenExactlyAndOverflowIsNotAWrap) {
+    // 10^30 picodollars (10^18 USD) in 128 bits, then a term that needs
+    // the 256-bit form: nothing of the first is lost on the way
+    Amount a;
+    a.add(Decimal::from_int(1000000000000LL), Decimal::parse("1000000"), 1);  // 1e12 units at 1e18 pico
+    EXPECT_FALSE(a.wide());
+    a.add(Decimal::from_int(1), Decimal::from_int(1), 3600);
+    EXPECT_TRUE(a.wide());
+    EXPECT_EQ(a.to_money().to_string(), "1000000000000000000.000277777778");
+    // terms of about 8e37 picodollars: two fit in 128 bits, the third does
+    // not, and no form holds the sum: an error, never a wrapped total
+    Decimal qty = Decimal::from_int(9000000000000000000LL);
+    Decimal price = Decimal::parse("9000000");  // 9e18 picodollars a unit
+    Amount big;
+    big.add(qty, price, 1);
+    big.add(qty, price, 1);
+    EXPECT_FALSE(big.wide());
+    EXPECT_EQ(big.to_money().pico, Int128(2) * Int128(9000000000000000000LL) * Int128(9000000000000000000LL));
+    bool refused = false;
+    try {
+        big.add(qty, price, 1);
+        big.to_money();
+    } catch (const Error& e) {
+        refused = e.code == Code::Overflow;
+    } catch (const std::overflow_error&) {
+        refused = true;  // Boost's checked integer refused the product
+    }
+    EXPECT_TRUE(refused);
+    Int128 t = Int128(1) << 120;
+    EXPECT_TRUE(from_native(to_native(-t)) == -t);
+}
+
 TEST(Amount, OverflowIsAnErrorNotAWrap) {
     Amount a;
     try {
