@@ -995,7 +995,8 @@ CREATE FUNCTION meter._rolls(txid bigint, prev pg_snapshot, cur pg_snapshot) RET
 -- txid index serves. Watermarks only move forward, so a bound read in an
 -- earlier snapshot is never too high. STABLE, so that the planner reads its
 -- value when it estimates "txid >= meter._tail_from()" in a query that is
--- not planned for one value (meter._tail_rows): the tail is small, and the
+-- not planned for one value (meter._tail_rows, and meter._usage's query,
+-- whose generic plan is kept for the session): the tail is small, and the
 -- estimate picks the txid index rather than a scan of the events.
 CREATE FUNCTION meter._tail_from() RETURNS bigint
     LANGUAGE sql STABLE PARALLEL SAFE
