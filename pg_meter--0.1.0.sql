@@ -520,7 +520,11 @@ CREATE FUNCTION meter.sketch_count(sketch meter.sketch) RETURNS bigint
 -- idempotent on (tenant, request_id), time-partitioned.
 -------------------------------------------------------------------------------
 
-CREATE SEQUENCE meter.event_id_seq AS bigint;
+-- CACHE: a backend takes 100 ids at a time, so most events take one from
+-- its own memory instead of locking the sequence's page (3 % of a COPY of
+-- 200,000 events, and the page all writing backends share; bench/README.md).
+-- Ids stay unique and grow within a session, with gaps between sessions.
+CREATE SEQUENCE meter.event_id_seq AS bigint CACHE 100;
 
 CREATE TABLE meter.events (
     event_id        bigint NOT NULL DEFAULT nextval('meter.event_id_seq'),
