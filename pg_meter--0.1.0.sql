@@ -3609,8 +3609,10 @@ CREATE TRIGGER callers_due_truncate AFTER TRUNCATE ON meter.rollup_hourly
 -- p_hours[i]) from their events, one read of the log per hour: a row per
 -- endpoint hour (session and subject NULL, callers set) and a row per busy
 -- caller (callers NULL). What meter._callers_update stores and what
--- meter._anomalies reads for hours without a current summary.
-CREATE FUNCTION meter._caller_hours(p_tenants text[], p_hours timestamptz[])
+-- meter._anomalies reads for hours without a current summary. Costs are
+-- summed only when p_cost says so (the summary keeps them; meter._anomalies
+-- needs none, and summing 14,000 numerics by caller was 2.6 ms of 12).
+CREATE FUNCTION meter._caller_hours(p_tenants text[], p_hours timestamptz[], p_cost boolean)
     RETURNS TABLE (tenant text, bucket timestamptz, endpoint text, session text, subject text, requests bigint,
                    cost numeric, empty bigint, first_at timestamptz, last_at timestamptz, callers bigint,
                    median_per_min double precision)
@@ -3633,15 +3635,17 @@ BEGIN ATOMIC
         SELECT e.tenant COLLATE "C" AS tenant, p.bucket, e.endpoint COLLATE "C" AS endpoint,
                e.session COLLATE "C" AS session, CASE WHEN e.session IS NULL THEN e.subject END COLLATE "C" AS who,
                bool_or(e.session IS NOT NULL OR e.subject IS NOT NULL) AS caller,
-               max(e.subject) AS subject, count(*) AS n, coalesce(sum(e.cost), 0) AS cost,
-               count(*) FILTER (WHERE coalesce(e.cost, 0) = 0 AND e.input_tokens = 0 AND e.output_tokens = 0) AS empty,
+               max(e.subject) AS subject, count(*) AS n, sum(e.cost) FILTER (WHERE p_cost) AS cost,
+               -- (tokens first: most calls have some, and their cost is not compared)
+               count(*) FILTER (WHERE e.input_tokens = 0 AND e.output_tokens = 0 AND coalesce(e.cost, 0) = 0) AS empty,
                min(e.occurred_at) AS t1, max(e.occurred_at) AS t2
           FROM p, meter.events e
          WHERE e.tenant = ANY (p.tenants) AND e.occurred_at >= p.bucket AND e.occurred_at < p.bucket + interval '1 hour'
          -- (keys bytewise: callers are only told apart, never ordered)
          GROUP BY 1, 2, 3, 4, 5
     )
-    SELECT c.tenant, c.bucket, c.endpoint, NULL::text, NULL::text, sum(c.n)::bigint, sum(c.cost), NULL::bigint,
+    SELECT c.tenant, c.bucket, c.endpoint, NULL::text, NULL::text, sum(c.n)::bigint,
+           CASE WHEN p_cost THEN coalesce(sum(c.cost), 0) END, NULL::bigint,
            NULL::timestamptz, NULL::timestamptz,
            count(*) FILTER (WHERE c.caller AND c.n >= 2),
            percentile_cont(0.5) WITHIN GROUP (ORDER BY (c.n - 1) / greatest(date_part('epoch', c.t2 - c.t1) / 60, 1.0 / 60))
@@ -3725,7 +3729,7 @@ BEGIN
         DELETE FROM meter.busy_callers b USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
          WHERE b.tenant = p.tenant AND b.bucket = p.bucket;
         WITH c AS MATERIALIZED (
-            SELECT * FROM meter._caller_hours(v_tenants, v_hours)
+            SELECT * FROM meter._caller_hours(v_tenants, v_hours, true)
         ), busy AS (
             INSERT INTO meter.busy_callers (tenant, bucket, endpoint, session, subject, requests, empty, first_at, last_at)
             SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.requests, c.empty, c.first_at, c.last_at
@@ -3766,10 +3770,14 @@ CREATE FUNCTION meter._anomalies(p_tenants text[], since timestamptz, until time
     -- runs in ~30 ms (bench/alerts.sh). These queries are short; compiling
     -- them never pays.
     SET jit = off
-    -- a plan for each call's tenants and hours: from a session's sixth
-    -- call on, PL/pgSQL would otherwise settle on a generic plan, and the
-    -- storm query's generic plan took 46 ms where the call's own took 9
-    -- (1,000 tenants, evaluate_alerts run again and again in one session)
+    -- the plan: for several tenants (the alerts job), one for each call's
+    -- tenants and hours: from a session's sixth call on, PL/pgSQL would
+    -- otherwise settle on a generic plan, and the storm query's generic plan
+    -- took 46 ms where the call's own took 9 (1,000 tenants, evaluate_alerts
+    -- run again and again in one session). For one tenant (meter.anomalies),
+    -- the body below makes it generic, kept for the session: planning this
+    -- statement was 2.5 ms of a warm 11.5 (a day of a tenant with ten million
+    -- events; bench/summary.sh), and its generic plan runs as fast
     SET plan_cache_mode = force_custom_plan
     -- the week before is 168 UTC hours: in a session zone, "- 7 days"
     -- across a change of daylight saving time is 167 or 169
@@ -3782,6 +3790,9 @@ DECLARE
                                                        THEN interval '1 hour' ELSE interval '0' END;
     d0 timestamptz := date_trunc('day', since, 'UTC');  -- the normal: the 7 whole days before
 BEGIN
+    IF cardinality(p_tenants) = 1 THEN  -- (undone when the function returns, with its SET)
+        PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+    END IF;
     -- One statement, so that the range's hours (meter._hourly) and the
     -- week's days are each read once for every kind; all of it hour by hour
     -- over the whole UTC hours the range touches.
@@ -3818,11 +3829,14 @@ BEGIN
                   FROM x GROUP BY x.tenant, x.bucket, x.endpoint) l
           FULL JOIN sh s ON s.tenant = l.tenant AND s.bucket = l.bucket AND s.endpoint IS NOT DISTINCT FROM l.endpoint
          GROUP BY 1, 2
-    ), redo AS MATERIALIZED (  -- the other hours with calls, from the events
-        SELECT r.* FROM meter._caller_hours(ARRAY(SELECT c.tenant FROM cur c WHERE c.logged AND NOT c.ok
-                                                   ORDER BY c.tenant, c.bucket),
-                                            ARRAY(SELECT c.bucket FROM cur c WHERE c.logged AND NOT c.ok
-                                                   ORDER BY c.tenant, c.bucket)) r
+    ), redo AS MATERIALIZED (  -- the other hours with calls, from the events (not called without any:
+                               -- planning its query is 0.8 ms)
+        SELECT r.*
+          FROM (SELECT array_agg(c.tenant ORDER BY c.tenant, c.bucket) AS tenants,
+                       array_agg(c.bucket ORDER BY c.tenant, c.bucket) AS hours
+                  FROM cur c WHERE c.logged AND NOT c.ok) o,
+               LATERAL meter._caller_hours(o.tenants, o.hours, false) r
+         WHERE o.tenants IS NOT NULL
     ), hn AS (  -- the endpoints' hours with callers
         SELECT s.tenant, s.bucket, s.endpoint, s.callers, s.median_per_min AS m
           FROM cur c JOIN sh s ON s.tenant = c.tenant AND s.bucket = c.bucket

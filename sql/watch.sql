@@ -97,6 +97,8 @@ SELECT kind, subject, session, endpoint, model, started_at, ended_at, observed, 
 -- the week before was normal; another tenant sees nothing of it
 SELECT count(*) AS normal_week FROM meter.anomalies('an', '2026-03-02', '2026-03-08');
 SELECT count(*) AS other_tenant FROM meter.anomalies('flat', '2026-03-08', '2026-03-09');
+-- one tenant's call plans generically, and leaves the session's setting as it was
+SELECT current_setting('plan_cache_mode') AS plan_cache_mode_after;
 SELECT pm_err($$SELECT * FROM meter.anomalies(NULL, now() - interval '1 day', now())$$);
 SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-03-09', '2026-03-08')$$);
 SELECT pm_err($$SELECT * FROM meter.anomalies('an', '2026-01-01', '2026-03-08')$$);
