@@ -3608,53 +3608,19 @@ CREATE TRIGGER callers_due_truncate AFTER TRUNCATE ON meter.rollup_hourly
 -- _caller_hours: the summary of tenant hours (pairs p_tenants[i],
 -- p_hours[i]) from their events, one read of the log per hour: a row per
 -- endpoint hour (session and subject NULL, callers set) and a row per busy
--- caller (callers NULL). What meter._callers_update stores and what
--- meter._anomalies reads for hours without a current summary. Costs are
--- summed only when p_cost says so (the summary keeps them; meter._anomalies
--- needs none, and summing 14,000 numerics by caller was 2.6 ms of 12).
+-- caller (callers NULL; cost NULL). What meter._callers_update stores and
+-- what meter._anomalies reads for hours without a current summary. The
+-- calls' cost is summed only when p_cost says so (the summary keeps it;
+-- meter._anomalies needs none). In C++ (src/core/callers.*, the glue in
+-- src/pg/callers.cpp): in SQL, grouping an hour of 14,000 events by caller
+-- took 13 ms; here 5.5-7 ms, most of it reading the events (bench/README.md).
 CREATE FUNCTION meter._caller_hours(p_tenants text[], p_hours timestamptz[], p_cost boolean)
     RETURNS TABLE (tenant text, bucket timestamptz, endpoint text, session text, subject text, requests bigint,
                    cost numeric, empty bigint, first_at timestamptz, last_at timestamptz, callers bigint,
                    median_per_min double precision)
-    LANGUAGE sql STABLE
+    LANGUAGE c STABLE
     SET search_path = pg_catalog, pg_temp
-    -- callers hashed, not sorted: the planner cannot tell an hour's
-    -- events from the hours it is given and expects a third of a
-    -- partition (half a million groups, past work_mem), so it sorted an
-    -- hour's 14,000 events instead, by five keys (21 ms; hashed, 3)
-    SET work_mem = '16MB'
-    SET enable_sort = off
-    SET jit = off
-BEGIN ATOMIC
-    WITH p AS (
-        SELECT h.bucket, array_agg(DISTINCT h.tenant) AS tenants
-          FROM unnest(p_tenants, p_hours) AS h(tenant, bucket)
-         WHERE h.tenant IS NOT NULL AND h.bucket IS NOT NULL
-         GROUP BY h.bucket
-    ), c AS MATERIALIZED (  -- one group a caller; calls with neither session nor subject make one more
-        SELECT e.tenant COLLATE "C" AS tenant, p.bucket, e.endpoint COLLATE "C" AS endpoint,
-               e.session COLLATE "C" AS session, CASE WHEN e.session IS NULL THEN e.subject END COLLATE "C" AS who,
-               bool_or(e.session IS NOT NULL OR e.subject IS NOT NULL) AS caller,
-               max(e.subject) AS subject, count(*) AS n, sum(e.cost) FILTER (WHERE p_cost) AS cost,
-               -- (tokens first: most calls have some, and their cost is not compared)
-               count(*) FILTER (WHERE e.input_tokens = 0 AND e.output_tokens = 0 AND coalesce(e.cost, 0) = 0) AS empty,
-               min(e.occurred_at) AS t1, max(e.occurred_at) AS t2
-          FROM p, meter.events e
-         WHERE e.tenant = ANY (p.tenants) AND e.occurred_at >= p.bucket AND e.occurred_at < p.bucket + interval '1 hour'
-         -- (keys bytewise: callers are only told apart, never ordered)
-         GROUP BY 1, 2, 3, 4, 5
-    )
-    SELECT c.tenant, c.bucket, c.endpoint, NULL::text, NULL::text, sum(c.n)::bigint,
-           CASE WHEN p_cost THEN coalesce(sum(c.cost), 0) END, NULL::bigint,
-           NULL::timestamptz, NULL::timestamptz,
-           count(*) FILTER (WHERE c.caller AND c.n >= 2),
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY (c.n - 1) / greatest(date_part('epoch', c.t2 - c.t1) / 60, 1.0 / 60))
-               FILTER (WHERE c.caller AND c.n >= 2)
-      FROM c GROUP BY c.tenant, c.bucket, c.endpoint
-    UNION ALL
-    SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.n, c.cost, c.empty, c.t1, c.t2, NULL, NULL
-      FROM c WHERE c.caller AND c.n >= 15;
-END;
+    AS 'MODULE_PATHNAME', 'meter_caller_hours';
 
 -- _subject_hours_of: the subjects of tenant hours (pairs p_tenants[i],
 -- p_hours[i]) from their rolled events (those the watermark covers, read

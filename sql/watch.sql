@@ -141,6 +141,56 @@ ROLLBACK;
 SELECT pm_err($$SELECT * FROM meter._callers_update(NULL)$$);
 SELECT pm_err($$SELECT * FROM meter._callers_update(0)$$);
 
+-- meter._caller_hours (C++, src/core/callers.*) states what this grouping
+-- in SQL states, hour by hour: callers are sessions, or subjects calling
+-- without one; calls with neither are counted but no caller; an endpoint's
+-- callers with two calls or more and their median rate; callers with 15
+-- calls or more. Tenant cw adds what an has not: two subjects in a session,
+-- guests, no endpoint, empty calls (no tokens; cost 0 or unpriced), a
+-- second tenant in the same hours
+SELECT count(*) FROM (SELECT meter.record(tenant => 'cw', subject => CASE WHEN i % 5 = 0 THEN NULL ELSE 'v' || (i % 3) END,
+        session => CASE WHEN i % 4 = 0 THEN NULL ELSE 'c' || (i % 6) END,
+        endpoint => CASE WHEN i % 7 = 0 THEN NULL ELSE '/e' || (i % 2) END,
+        provider => 'wp', model => CASE WHEN i % 11 = 0 THEN 'unknown-model' ELSE 'w1' END,
+        usage => jsonb_build_object('input_tokens', i % 3), occurred_at => timestamptz '2026-03-08 09:00' + i * interval '17 s')
+   FROM generate_series(1, 800) i) s;
+WITH pairs AS (
+    SELECT t.tenant, h.bucket FROM unnest(ARRAY['an', 'cw']) t(tenant),
+           generate_series(timestamptz '2026-03-08 08:00', '2026-03-08 16:00', interval '1 hour') h(bucket)
+), c AS (
+    SELECT e.tenant, p.bucket, e.endpoint, e.session, CASE WHEN e.session IS NULL THEN e.subject END AS who,
+           bool_or(e.session IS NOT NULL OR e.subject IS NOT NULL) AS caller, max(e.subject COLLATE "C") AS subject,
+           count(*) AS n, coalesce(sum(e.cost), 0) AS cost,
+           count(*) FILTER (WHERE coalesce(e.cost, 0) = 0 AND e.input_tokens = 0 AND e.output_tokens = 0) AS empty,
+           min(e.occurred_at) AS t1, max(e.occurred_at) AS t2
+      FROM pairs p JOIN meter.events e ON e.tenant = p.tenant AND e.occurred_at >= p.bucket
+                                      AND e.occurred_at < p.bucket + interval '1 hour'
+     GROUP BY 1, 2, 3, 4, 5
+), truth AS (
+    SELECT c.tenant, c.bucket, c.endpoint, NULL::text AS session, NULL::text AS subject, sum(c.n)::bigint AS requests,
+           sum(c.cost) AS cost, NULL::bigint AS empty, NULL::timestamptz AS first_at, NULL::timestamptz AS last_at,
+           count(*) FILTER (WHERE c.caller AND c.n >= 2) AS callers,
+           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY (c.n - 1) / greatest(date_part('epoch', c.t2 - c.t1) / 60, 1.0 / 60))
+                 FILTER (WHERE c.caller AND c.n >= 2)::numeric, 9) AS median
+      FROM c GROUP BY c.tenant, c.bucket, c.endpoint
+    UNION ALL
+    SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.n, NULL, c.empty, c.t1, c.t2, NULL, NULL
+      FROM c WHERE c.caller AND c.n >= 15
+), got AS (
+    SELECT r.tenant, r.bucket, r.endpoint, r.session, r.subject, r.requests, r.cost, r.empty, r.first_at, r.last_at,
+           r.callers, round(r.median_per_min::numeric, 9) AS median
+      FROM meter._caller_hours(ARRAY(SELECT tenant FROM pairs), ARRAY(SELECT bucket FROM pairs), true) r
+)
+SELECT (SELECT count(*) FROM truth) AS rows, (SELECT count(*) FROM truth WHERE callers IS NULL) AS busy,
+       (SELECT count(*) FROM truth WHERE median IS NOT NULL AND tenant = 'cw') AS cw_medians,
+       (SELECT count(*) FROM ((SELECT * FROM truth EXCEPT ALL SELECT * FROM got)
+                              UNION ALL (SELECT * FROM got EXCEPT ALL SELECT * FROM truth)) d) AS differences;
+-- without p_cost, no cost; NULL or empty arrays, no rows
+SELECT count(*) AS rows, count(cost) AS costs
+  FROM meter._caller_hours(ARRAY['cw'], ARRAY[timestamptz '2026-03-08 10:00'], false);
+SELECT (SELECT count(*) FROM meter._caller_hours(NULL, NULL, true)) AS of_null,
+       (SELECT count(*) FROM meter._caller_hours('{}', '{}', true)) AS of_none;
+
 -- Alerts ---------------------------------------------------------------------
 SELECT meter.set_alert('an', 'daily_cost_above', 300) AS cost_rule,
        meter.set_alert('an', 'success_rate_below', 0.9) AS success_rule,
