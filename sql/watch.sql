@@ -191,6 +191,47 @@ SELECT count(*) AS rows, count(cost) AS costs
 SELECT (SELECT count(*) FROM meter._caller_hours(NULL, NULL, true)) AS of_null,
        (SELECT count(*) FROM meter._caller_hours('{}', '{}', true)) AS of_none;
 
+-- meter._runs (C++, src/core/callers.*) states what islands in SQL state: a
+-- caller's busy hours that follow each other make one run, whatever order
+-- they come in. The busy hours of an and cw above, and some by hand: a gap,
+-- an hour without a subject, a NULL endpoint, a second endpoint
+CREATE TEMP TABLE busy_t AS
+SELECT r.tenant, r.bucket, r.endpoint, r.session, r.subject, r.requests, r.empty, r.first_at, r.last_at
+  FROM meter._caller_hours(ARRAY['an', 'cw', 'an', 'cw', 'an', 'cw', 'an', 'cw', 'an', 'cw'],
+                           ARRAY(SELECT h FROM generate_series(timestamptz '2026-03-08 08:00', '2026-03-08 12:00',
+                                                              interval '1 hour') h, generate_series(1, 2)), false) r
+ WHERE r.callers IS NULL
+UNION ALL
+SELECT 'cw', timestamptz '2026-03-08 00:00' + h * interval '1 hour', e, s, u, 15 + h, h % 3,
+       timestamptz '2026-03-08 00:00' + h * interval '1 hour' + interval '1 minute',
+       timestamptz '2026-03-08 00:00' + h * interval '1 hour' + interval '59 minutes'
+  FROM (VALUES (20, '/e1', 'c1', 'v9'), (21, '/e1', 'c1', NULL), (23, '/e1', 'c1', 'v0'), (21, NULL, 'c1', 'v1'),
+               (22, NULL, 'c1', 'v1'), (21, '/e2', NULL, 'c1'), (22, '/e2', NULL, 'c1')) v(h, e, s, u);
+WITH truth AS (
+    SELECT b.tenant, b.endpoint, b.session, max(b.subject COLLATE "C") AS subject, sum(b.requests)::bigint AS requests,
+           sum(b.empty)::bigint AS empty, min(b.first_at) AS first_at, max(b.last_at) AS last_at, count(*) AS hours
+      FROM (SELECT b.*, b.bucket - row_number() OVER (PARTITION BY b.tenant, b.endpoint, b.session, b.who
+                                                      ORDER BY b.bucket) * interval '1 hour' AS island
+              FROM (SELECT t.*, CASE WHEN t.session IS NULL THEN t.subject END AS who FROM busy_t t) b) b
+     GROUP BY b.tenant, b.endpoint, b.session, b.who, b.island
+), got AS (
+    SELECT r.* FROM unnest((SELECT meter._runs(b.tenant, b.endpoint, b.session, b.subject, b.bucket, b.requests,
+                                               b.empty, b.first_at, b.last_at ORDER BY md5(b::text))
+                              FROM busy_t b)) r
+)
+SELECT (SELECT count(*) FROM busy_t) AS busy_hours, (SELECT count(*) FROM truth) AS runs,
+       (SELECT count(*) FROM truth WHERE hours > 1) AS longer_runs,
+       (SELECT count(*) FROM ((SELECT tenant, endpoint, session, subject, requests, empty, first_at, last_at FROM truth
+                               EXCEPT ALL SELECT * FROM got)
+                              UNION ALL (SELECT * FROM got EXCEPT ALL
+                                         SELECT tenant, endpoint, session, subject, requests, empty, first_at, last_at
+                                           FROM truth)) d) AS differences;
+-- no busy hours, no runs; a busy hour must have its figures
+SELECT count(*) AS no_runs FROM unnest((SELECT meter._runs(b.tenant, b.endpoint, b.session, b.subject, b.bucket,
+                                                           b.requests, b.empty, b.first_at, b.last_at)
+                                          FROM busy_t b WHERE false));
+SELECT pm_err($$SELECT meter._runs('t', 'e', 's', NULL, NULL, 1, 0, now(), now())$$);
+
 -- Alerts ---------------------------------------------------------------------
 SELECT meter.set_alert('an', 'daily_cost_above', 300) AS cost_rule,
        meter.set_alert('an', 'success_rate_below', 0.9) AS success_rule,

@@ -1,33 +1,59 @@
-// callers.cpp: the hour's callers (callers.hpp).
+// callers.cpp: the hour's callers and their runs (callers.hpp).
 #include "callers.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string_view>
 
 namespace pgm::callers {
 
 namespace {
 
-// append adds a nullable text to a key so that no two different lists of
-// texts make the same key: a tag, the length, the bytes
-void append(std::string& key, Text t) {
-    if (t.null()) {
-        key.push_back('\0');
-        return;
-    }
-    key.push_back('\1');
-    uint64_t n = t.size;
-    key.append(reinterpret_cast<const char*>(&n), sizeof n);
-    key.append(t.data, t.size);
+std::optional<std::string> copy(Text t) {
+    if (t.is_null()) return std::nullopt;
+    return std::string(t.p, t.n);
 }
 
-std::optional<std::string> copy(Text t) {
-    if (t.null()) return std::nullopt;
-    return std::string(t.data, t.size);
+bool same(Text t, const std::string& s) { return s.size() == t.n && (t.n == 0 || std::memcmp(s.data(), t.p, t.n) == 0); }
+
+bool same(Text t, const std::optional<std::string>& s) {
+    if (t.is_null() || !s) return t.is_null() && !s;
+    return same(t, *s);
 }
+
+// keep_greatest keeps the greatest subject bytewise (NULL the least)
+void keep_greatest(std::optional<std::string>& kept, Text subject) {
+    if (subject.is_null()) return;
+    if (!kept || std::string_view(subject.p, subject.n) > std::string_view(*kept)) kept = copy(subject);
+}
+
+constexpr int64_t kHourUs = INT64_C(3600000000);
 
 }  // namespace
+
+uint32_t Registry::group(Text tenant, Text endpoint, bool& added) {
+    uint64_t h = hash_text(endpoint, hash_text(tenant, 0));
+    uint32_t id = group_index_.find_or_add(
+        h, [&](uint32_t i) { return same(tenant, groups_[i].tenant) && same(endpoint, groups_[i].endpoint); },
+        static_cast<uint32_t>(groups_.size()), added);
+    if (added) groups_.push_back(Group{tenant.is_null() ? std::string() : std::string(tenant.p, tenant.n), copy(endpoint)});
+    return id;
+}
+
+uint32_t Registry::caller(uint32_t group, Text session, Text subject, bool& added) {
+    Text who = session.is_null() ? subject : Text{};
+    uint64_t h = hash_text(who, hash_text(session, mix(group + UINT64_C(1))));
+    uint32_t id = caller_index_.find_or_add(
+        h,
+        [&](uint32_t i) {
+            const Caller& c = callers_[i];
+            return c.group == group && same(session, c.session) && same(who, c.who);
+        },
+        static_cast<uint32_t>(callers_.size()), added);
+    if (added) callers_.push_back(Caller{group, copy(session), copy(who)});
+    return id;
+}
 
 double rate_per_min(int64_t n, int64_t first_us, int64_t last_us) {
     // as (n - 1) / greatest(date_part('epoch', last - first) / 60, 1.0 / 60)
@@ -46,65 +72,87 @@ std::optional<double> median(std::vector<double> v) {
 }
 
 size_t Hour::add(Text tenant, Text endpoint, Text session, Text subject, bool empty, int64_t at_us) {
-    key_.clear();
-    append(key_, tenant);
-    append(key_, endpoint);
-    auto g = group_of_.find(key_);
-    size_t gi;
-    if (g == group_of_.end()) {
-        gi = groups_.size();
-        groups_.push_back(Group{std::string(tenant.view()), copy(endpoint), 0, {}});
-        group_of_.emplace(key_, gi);
-    } else {
-        gi = g->second;
+    bool added;
+    uint32_t g = reg_.group(tenant, endpoint, added);
+    if (added) {
+        requests_.push_back(0);
+        members_.emplace_back();
     }
-    groups_[gi].requests++;
-    Text who = session.null() ? subject : Text{};
-    key_.clear();
-    key_.append(reinterpret_cast<const char*>(&gi), sizeof gi);
-    append(key_, session);
-    append(key_, who);
-    auto c = caller_of_.find(key_);
-    Caller* cl;
-    if (c == caller_of_.end()) {
-        size_t ci = callers_.size();
-        callers_.push_back(Caller{gi, copy(session), copy(who), copy(subject), 0, 0, at_us, at_us});
-        caller_of_.emplace(key_, ci);
-        groups_[gi].callers.push_back(ci);
-        cl = &callers_[ci];
-    } else {
-        cl = &callers_[c->second];
-        if (!subject.null() && (!cl->subject || subject.view() > std::string_view(*cl->subject)))
-            cl->subject = std::string(subject.view());
-        cl->first_us = std::min(cl->first_us, at_us);
-        cl->last_us = std::max(cl->last_us, at_us);
+    requests_[g]++;
+    uint32_t c = reg_.caller(g, session, subject, added);
+    if (added) {
+        tallies_.push_back(Tally{0, 0, at_us, at_us, std::nullopt});
+        members_[g].push_back(c);
     }
-    cl->n++;
-    if (empty) cl->empty++;
-    return gi;
+    Tally& t = tallies_[c];
+    keep_greatest(t.subject, subject);
+    t.first_us = std::min(t.first_us, at_us);
+    t.last_us = std::max(t.last_us, at_us);
+    t.n++;
+    if (empty) t.empty++;
+    return g;
 }
 
 std::vector<EndpointHour> Hour::endpoints() const {
     std::vector<EndpointHour> out;
-    out.reserve(groups_.size());
+    out.reserve(reg_.groups());
     std::vector<double> rates;
-    for (const Group& g : groups_) {
+    for (uint32_t g = 0; g < reg_.groups(); ++g) {
         rates.clear();
-        for (size_t ci : g.callers) {
-            const Caller& c = callers_[ci];
-            if ((c.session || c.who) && c.n >= 2) rates.push_back(rate_per_min(c.n, c.first_us, c.last_us));
+        for (uint32_t c : members_[g]) {
+            const Tally& t = tallies_[c];
+            if (reg_.caller_at(c).someone() && t.n >= 2) rates.push_back(rate_per_min(t.n, t.first_us, t.last_us));
         }
-        out.push_back(EndpointHour{g.tenant, g.endpoint, g.requests, static_cast<int64_t>(rates.size()), median(rates)});
+        const Registry::Group& grp = reg_.group_at(g);
+        out.push_back(
+            EndpointHour{grp.tenant, grp.endpoint, requests_[g], static_cast<int64_t>(rates.size()), median(rates)});
     }
     return out;
 }
 
 std::vector<BusyCaller> Hour::busy(int64_t min_busy) const {
     std::vector<BusyCaller> out;
-    for (const Caller& c : callers_) {
-        if (!(c.session || c.who) || c.n < min_busy) continue;
-        const Group& g = groups_[c.group];
-        out.push_back(BusyCaller{g.tenant, g.endpoint, c.session, c.subject, c.n, c.empty, c.first_us, c.last_us});
+    for (uint32_t c = 0; c < reg_.callers(); ++c) {
+        const Registry::Caller& who = reg_.caller_at(c);
+        const Tally& t = tallies_[c];
+        if (!who.someone() || t.n < min_busy) continue;
+        const Registry::Group& g = reg_.group_at(who.group);
+        out.push_back(BusyCaller{g.tenant, g.endpoint, who.session, t.subject, t.n, t.empty, t.first_us, t.last_us});
+    }
+    return out;
+}
+
+void Runs::add(const BusyHour& b) {
+    bool added;
+    uint32_t g = reg_.group(b.tenant, b.endpoint, added);
+    uint32_t c = reg_.caller(g, b.session, b.subject, added);
+    if (added) hours_.emplace_back();
+    hours_[c].push_back(Hr{b.bucket_us, b.requests, b.empty, b.first_us, b.last_us, copy(b.subject)});
+}
+
+std::vector<Run> Runs::runs() const {
+    std::vector<Run> out;
+    std::vector<const Hr*> hs;
+    for (uint32_t c = 0; c < reg_.callers(); ++c) {
+        const Registry::Caller& who = reg_.caller_at(c);
+        const Registry::Group& g = reg_.group_at(who.group);
+        hs.clear();
+        for (const Hr& h : hours_[c]) hs.push_back(&h);
+        std::sort(hs.begin(), hs.end(), [](const Hr* a, const Hr* b) { return a->bucket_us < b->bucket_us; });
+        Run* run = nullptr;
+        int64_t last_bucket = 0;
+        for (const Hr* h : hs) {
+            if (!run || h->bucket_us > last_bucket + kHourUs) {
+                out.push_back(Run{g.tenant, g.endpoint, who.session, std::nullopt, 0, 0, h->first_us, h->last_us});
+                run = &out.back();
+            }
+            last_bucket = h->bucket_us;
+            run->requests += h->requests;
+            run->empty += h->empty;
+            run->first_us = std::min(run->first_us, h->first_us);
+            run->last_us = std::max(run->last_us, h->last_us);
+            if (h->subject) keep_greatest(run->subject, Text{h->subject->data(), h->subject->size()});
+        }
     }
     return out;
 }

@@ -1,4 +1,5 @@
-// hash.hpp: the core's one string hash. Keys of the rollup aggregator and
+// hash.hpp: the core's one string hash, and the one open-addressing index
+// over hashed keys. Keys of the rollup aggregator, of the hour's callers and
 // of the rate cells in shared memory are hashed the same way.
 #pragma once
 #include "core_only.hpp"
@@ -6,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace pgm {
 
@@ -43,5 +45,54 @@ inline uint64_t hash_text(Text t, uint64_t seed) {
     h = (h ^ w) * UINT64_C(0x94D049BB133111EB);
     return mix(h);
 }
+
+// FlatIndex maps hashed keys to dense ids with open addressing: one probe
+// into one array of (hash, id), where a node-based map costs a cache miss
+// per step. The keys themselves live with the caller, who tells equality.
+class FlatIndex {
+  public:
+    // find_or_add returns the id of the key with this hash for which eq(id)
+    // holds, giving it next_id when there is none (and setting added).
+    template <class Eq>
+    uint32_t find_or_add(uint64_t hash, Eq eq, uint32_t next_id, bool& added) {
+        if ((size_ + 1) * 2 > slots_.size()) grow();
+        size_t mask = slots_.size() - 1;
+        for (size_t i = hash & mask;; i = (i + 1) & mask) {
+            Slot& s = slots_[i];
+            if (s.id == kEmpty) {
+                s.hash = hash;
+                s.id = next_id;
+                ++size_;
+                added = true;
+                return next_id;
+            }
+            if (s.hash == hash && eq(s.id)) {
+                added = false;
+                return s.id;
+            }
+        }
+    }
+
+  private:
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    struct Slot {
+        uint64_t hash = 0;
+        uint32_t id = kEmpty;
+    };
+    void grow() {
+        std::vector<Slot> old = std::move(slots_);
+        slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+        size_t mask = slots_.size() - 1;
+        for (const Slot& s : old) {
+            if (s.id == kEmpty) continue;
+            size_t i = s.hash & mask;
+            while (slots_[i].id != kEmpty)
+                i = (i + 1) & mask;
+            slots_[i] = s;
+        }
+    }
+    std::vector<Slot> slots_;
+    size_t size_ = 0;
+};
 
 }  // namespace pgm

@@ -269,19 +269,6 @@ void Measures::merge(const Measures& o) {
     ttft.merge(o.ttft);
 }
 
-void FlatIndex::grow() {
-    std::vector<Slot> old = std::move(slots_);
-    slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
-    size_t mask = slots_.size() - 1;
-    for (const Slot& s : old) {
-        if (s.id == kEmpty) continue;
-        size_t i = s.hash & mask;
-        while (slots_[i].id != kEmpty)
-            i = (i + 1) & mask;
-        slots_[i] = s;
-    }
-}
-
 uint64_t Aggregator::hash_of(const HourKey& k) {
     return mix(static_cast<uint64_t>(k.hour) * UINT64_C(0x9E3779B97F4A7C15) ^ k.dim);
 }

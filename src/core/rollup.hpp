@@ -151,44 +151,6 @@ struct Row {
 // (an infinite time is its own bucket).
 Micros bucket_of(Micros t, Grain g);
 
-// FlatIndex maps hashed keys to dense ids with open addressing: one probe
-// into one array of (hash, id), where a node-based map costs a cache miss
-// per step. The keys themselves live with the caller, who tells equality.
-class FlatIndex {
-  public:
-    // find_or_add returns the id of the key with this hash for which eq(id)
-    // holds, giving it next_id when there is none (and setting added).
-    template <class Eq>
-    uint32_t find_or_add(uint64_t hash, Eq eq, uint32_t next_id, bool& added) {
-        if ((size_ + 1) * 2 > slots_.size()) grow();
-        size_t mask = slots_.size() - 1;
-        for (size_t i = hash & mask;; i = (i + 1) & mask) {
-            Slot& s = slots_[i];
-            if (s.id == kEmpty) {
-                s.hash = hash;
-                s.id = next_id;
-                ++size_;
-                added = true;
-                return next_id;
-            }
-            if (s.hash == hash && eq(s.id)) {
-                added = false;
-                return s.id;
-            }
-        }
-    }
-
-  private:
-    static constexpr uint32_t kEmpty = UINT32_MAX;
-    struct Slot {
-        uint64_t hash = 0;
-        uint32_t id = kEmpty;
-    };
-    void grow();
-    std::vector<Slot> slots_;
-    size_t size_ = 0;
-};
-
 // Chunked is a vector that grows by fixed chunks: adding a group never
 // moves the groups before it (a vector's regrowth copied every group, and
 // the fresh pages cost a fault each), and references stay valid.

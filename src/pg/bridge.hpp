@@ -21,6 +21,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "fmgr.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
 }
@@ -109,6 +110,33 @@ auto pm_pg_call(F f) -> decltype(f()) {
         if (edata) throw PgException(edata);
         return result;
     }
+}
+
+// pm_owned makes a T that cxt deletes when it is reset or deleted (also
+// after an error): a C++ object kept across PostgreSQL calls that may
+// raise, whose destructor no longjmp skips. Its own allocations are not
+// palloc'd.
+template <class T>
+T* pm_owned(MemoryContext cxt) {
+    MemoryContextCallback* cb =
+        static_cast<MemoryContextCallback*>(MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback)));
+    T* obj = nullptr;
+    PmFailure* f = pm_run([&] { obj = new T(); });
+    if (f) pm_raise(f);
+    cb->func = [](void* arg) { delete static_cast<T*>(arg); };
+    cb->arg = obj;
+    MemoryContextRegisterResetCallback(cxt, cb);
+    return obj;
+}
+
+// pm_agg_state is the C++ state of an aggregate's transition call: made by
+// the first call (pm_owned by the aggregate's context), argument 0 after.
+template <class T>
+T* pm_agg_state(FunctionCallInfo fcinfo, const char* fn) {
+    MemoryContext cxt;
+    if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "%s called in non-aggregate context", fn);
+    if (!PG_ARGISNULL(0)) return reinterpret_cast<T*>(PG_GETARG_POINTER(0));
+    return pm_owned<T>(cxt);
 }
 
 }  // namespace pgm::pg

@@ -1,5 +1,7 @@
-// callers.cpp: meter._caller_hours, the glue of the hour's callers
-// (src/core/callers.*). For each UTC hour asked for, one query reads the
+// callers.cpp: the glue of the hour's callers and their runs
+// (src/core/callers.*).
+//
+// meter._caller_hours: for each UTC hour asked for, one query reads the
 // hour's events of its tenants, with a plan kept for the session; a
 // DestReceiver hands each row to the core as it comes (nothing is copied
 // into a result set), and the hour's endpoints and busy callers are
@@ -7,14 +9,19 @@
 // (a hash aggregate of 4,300 callers, eight aggregates each) and its
 // planning 0.8 ms more a call (bench/README.md).
 //
-// The core's objects live in a Work that the call's memory context deletes
-// when it goes (also after an error), so that no PostgreSQL error jumps
-// over a C++ destructor; frames that may raise own only plain data.
+// meter._runs, an aggregate, joins each caller's busy hours that follow each
+// other; in SQL (a window over the busy hours sorted by caller and hour,
+// then a grouping) it took 3.5 ms of a day of 2,000 busy hours.
+//
+// The core's objects are pm_owned by the call's or the aggregate's memory
+// context, so that no PostgreSQL error jumps over a C++ destructor; frames
+// that may raise own only plain data.
 #include <new>
 #include <vector>
 
 #include "bridge.hpp"
 #include "callers.hpp"
+#include "datums.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -24,6 +31,7 @@ extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
 #include "tcop/dest.h"
+#include "access/htup_details.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -31,6 +39,7 @@ extern "C" {
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 }
 
 using namespace pgm;
@@ -53,9 +62,8 @@ struct Work {
     callers::Hour hour;
     std::vector<callers::EndpointHour> endpoints;
     std::vector<callers::BusyCaller> busy;
+    std::vector<callers::Run> runs;
 };
-
-void delete_work(void* arg) { delete static_cast<Work*>(arg); }
 
 // Receiver gets the rows of an hour (a DestReceiver first, as PostgreSQL's own)
 struct Receiver {
@@ -68,10 +76,8 @@ struct Receiver {
     MemoryContext cxt;
 };
 
-callers::Text text_of(TupleTableSlot* slot, int col) {
-    if (slot->tts_isnull[col]) return callers::Text{};
-    text* t = reinterpret_cast<text*>(pg_detoast_datum_packed(reinterpret_cast<struct varlena*>(DatumGetPointer(slot->tts_values[col]))));
-    return callers::Text{VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)};
+Text text_of(TupleTableSlot* slot, int col) {
+    return slot->tts_isnull[col] ? Text{} : text_value(slot->tts_values[col]);
 }
 
 bool receive(TupleTableSlot* slot, DestReceiver* self) {
@@ -81,7 +87,7 @@ bool receive(TupleTableSlot* slot, DestReceiver* self) {
     Datum* v = slot->tts_values;
     bool empty = DatumGetInt64(v[cInput]) == 0 && DatumGetInt64(v[cOutput]) == 0 &&
                  (null[cCost] || DatumGetBool(DirectFunctionCall2(numeric_eq, v[cCost], r->zero)));
-    callers::Text tenant = text_of(slot, cTenant), endpoint = text_of(slot, cEndpoint),
+    Text tenant = text_of(slot, cTenant), endpoint = text_of(slot, cEndpoint),
                   session = text_of(slot, cSession), subject = text_of(slot, cSubject);
     int64 at = DatumGetTimestampTz(v[cAt]);
     size_t group = 0;
@@ -170,13 +176,8 @@ Datum meter_caller_hours(PG_FUNCTION_ARGS) {
     qsort(pairs, static_cast<size_t>(n), sizeof(Pair), by_hour);
 
     MemoryContext call_cxt = CurrentMemoryContext;
-    Work* work = nullptr;
-    PmFailure* f = pm_run([&] { work = new Work(); });
-    if (f) pm_raise(f);
-    MemoryContextCallback* cb = static_cast<MemoryContextCallback*>(palloc(sizeof(MemoryContextCallback)));
-    cb->func = delete_work;
-    cb->arg = work;
-    MemoryContextRegisterResetCallback(call_cxt, cb);
+    Work* work = pm_owned<Work>(call_cxt);
+    PmFailure* f = nullptr;
 
     Receiver r;
     memset(&r, 0, sizeof r);
@@ -261,6 +262,62 @@ Datum meter_caller_hours(PG_FUNCTION_ARGS) {
     }
     SPI_finish();
     return (Datum)0;
+}
+
+PG_FUNCTION_INFO_V1(meter_runs_add);
+PG_FUNCTION_INFO_V1(meter_runs_final);
+
+// meter_runs_add is the transition of meter._runs(tenant, endpoint,
+// session, subject, bucket, requests, empty, first_at, last_at): a busy
+// hour of a caller (a row of meter.busy_callers).
+Datum meter_runs_add(PG_FUNCTION_ARGS) {
+    callers::Runs* runs = pm_agg_state<callers::Runs>(fcinfo, "meter._runs_add");
+    static const char* const kNeeded[] = {"bucket", "requests", "empty", "first_at", "last_at"};
+    for (int i = 5; i <= 9; ++i)
+        if (PG_ARGISNULL(i))
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("a busy hour's %s is null", kNeeded[i - 5])));
+    callers::BusyHour b;
+    b.tenant = text_arg(fcinfo, 1);
+    b.endpoint = text_arg(fcinfo, 2);
+    b.session = text_arg(fcinfo, 3);
+    b.subject = text_arg(fcinfo, 4);
+    b.bucket_us = PG_GETARG_TIMESTAMPTZ(5);
+    b.requests = PG_GETARG_INT64(6);
+    b.empty = PG_GETARG_INT64(7);
+    b.first_us = PG_GETARG_TIMESTAMPTZ(8);
+    b.last_us = PG_GETARG_TIMESTAMPTZ(9);
+    if (b.tenant.is_null()) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("a busy hour's tenant is null")));
+    PmFailure* f = pm_run([&] { runs->add(b); });
+    if (f) pm_raise(f);
+    PG_RETURN_POINTER(runs);
+}
+
+// meter_runs_final returns the runs as meter._run[]: per caller, its runs
+// by time (tenant, endpoint, session, subject, requests, empty, first_at,
+// last_at).
+Datum meter_runs_final(PG_FUNCTION_ARGS) {
+    const callers::Runs* runs = reinterpret_cast<const callers::Runs*>(PG_GETARG_POINTER(0));
+    Oid row_type;
+    TupleDesc desc = row_array_desc(fcinfo, 8, &row_type);
+    Work* work = pm_owned<Work>(CurrentMemoryContext);
+    PmFailure* f = pm_run([&] { work->runs = runs->runs(); });
+    if (f) pm_raise(f);
+    Datum* elems = static_cast<Datum*>(palloc(sizeof(Datum) * (work->runs.size() + 1)));
+    int n = 0;
+    for (const callers::Run& r : work->runs) {
+        Datum v[8];
+        bool nl[8] = {false, !r.endpoint, !r.session, !r.subject, false, false, false, false};
+        v[0] = text_datum(r.tenant);
+        v[1] = r.endpoint ? text_datum(*r.endpoint) : (Datum)0;
+        v[2] = r.session ? text_datum(*r.session) : (Datum)0;
+        v[3] = r.subject ? text_datum(*r.subject) : (Datum)0;
+        v[4] = Int64GetDatum(r.requests);
+        v[5] = Int64GetDatum(r.empty);
+        v[6] = TimestampTzGetDatum(r.first_us);
+        v[7] = TimestampTzGetDatum(r.last_us);
+        elems[n++] = HeapTupleGetDatum(heap_form_tuple(desc, v, nl));
+    }
+    return row_array(elems, n, row_type);
 }
 
 }  // extern "C"

@@ -8,13 +8,42 @@
 extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 }
 
 namespace pgm::pg {
+
+Text text_value(Datum d) {
+    text* t = DatumGetTextPP(d);
+    return Text{VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)};
+}
+
+Text text_arg(FunctionCallInfo fcinfo, int i) { return PG_ARGISNULL(i) ? Text{} : text_value(PG_GETARG_DATUM(i)); }
+
+TupleDesc row_array_desc(FunctionCallInfo fcinfo, int natts, Oid* row_type) {
+    *row_type = get_element_type(get_fn_expr_rettype(fcinfo->flinfo));
+    if (!OidIsValid(*row_type))
+        elog(ERROR, "%s: cannot tell its result type", get_func_name(fcinfo->flinfo->fn_oid));
+    TupleDesc desc = lookup_rowtype_tupdesc_copy(*row_type, -1);
+    if (desc->natts != natts)
+        elog(ERROR, "%s returns rows of %d columns, not %d", get_func_name(fcinfo->flinfo->fn_oid), desc->natts, natts);
+    return desc;
+}
+
+Datum row_array(Datum* rows, int n, Oid row_type) {
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+    get_typlenbyvalalign(row_type, &typlen, &typbyval, &typalign);
+    return PointerGetDatum(construct_array(rows, n, row_type, typlen, typbyval, typalign));
+}
+
 
 constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
 

@@ -1,5 +1,6 @@
-// datums.hpp: plain data from the core into PostgreSQL values, shared by
-// every glue file: times, money without text, normalized usage as jsonb.
+// datums.hpp: plain data between the core and PostgreSQL values, shared by
+// every glue file: texts read in place, times, money without text,
+// normalized usage as jsonb.
 // The *_out functions run inside pm_run (C++ only, may throw); the *_datum
 // functions run outside it (PostgreSQL calls only, may ereport).
 #pragma once
@@ -7,6 +8,7 @@
 #include <string_view>
 
 #include "catalog.hpp"
+#include "hash.hpp"
 #include "sketch.hpp"
 
 extern "C" {
@@ -17,6 +19,20 @@ extern "C" {
 }
 
 namespace pgm::pg {
+
+// text_value reads a text in place (detoasted when it must be; the bytes
+// live as long as the datum's memory).
+Text text_value(Datum d);
+
+// text_arg is argument i as a nullable text read in place.
+Text text_arg(FunctionCallInfo fcinfo, int i);
+
+// row_array_desc is the row type (row_type) and descriptor of a function
+// that returns an array of a composite type with natts columns.
+TupleDesc row_array_desc(FunctionCallInfo fcinfo, int natts, Oid* row_type);
+
+// row_array makes the array of n rows (composite datums) of row_type.
+Datum row_array(Datum* rows, int n, Oid row_type);
 
 // to_micros turns a timestamptz into the core's microseconds since 1970.
 Micros to_micros(TimestampTz t);

@@ -1359,12 +1359,6 @@ void register_callbacks() {
 // ---------------------------------------------------------------------------
 // Arguments and the answer.
 
-Text arg_text(FunctionCallInfo fcinfo, int i) {
-    if (PG_ARGISNULL(i)) return Text{};
-    text* t = PG_GETARG_TEXT_PP(i);
-    return Text{VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)};
-}
-
 void need_arg(FunctionCallInfo fcinfo, int i, const char* name, const char* fn) {
     if (PG_ARGISNULL(i))
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be NULL", name),
@@ -1464,10 +1458,10 @@ Request read_request(FunctionCallInfo fcinfo, const char* fn) {
     need_arg(fcinfo, 0, "tenant", fn);
     need_arg(fcinfo, 1, "subject", fn);
     Request q;
-    q.tenant = arg_text(fcinfo, 0);
-    q.subject = arg_text(fcinfo, 1);
-    q.endpoint = arg_text(fcinfo, 2);
-    q.session = arg_text(fcinfo, 3);
+    q.tenant = text_arg(fcinfo, 0);
+    q.subject = text_arg(fcinfo, 1);
+    q.endpoint = text_arg(fcinfo, 2);
+    q.session = text_arg(fcinfo, 3);
     return q;
 }
 
@@ -1695,10 +1689,10 @@ Datum meter_count_repriced(PG_FUNCTION_ARGS) {
                         errmsg("a change of cost must be a finite amount in picodollars")));
     if (delta == 0) PG_RETURN_BOOL(false);
     PmEvent e;  // (a NULL argument is a null Text)
-    e.tenant = arg_text(fcinfo, 0);
-    e.subject = arg_text(fcinfo, 1);
-    e.session = arg_text(fcinfo, 2);
-    e.endpoint = arg_text(fcinfo, 3);
+    e.tenant = text_arg(fcinfo, 0);
+    e.subject = text_arg(fcinfo, 1);
+    e.session = text_arg(fcinfo, 2);
+    e.endpoint = text_arg(fcinfo, 3);
     e.at = PG_GETARG_TIMESTAMPTZ(4);
     e.cost = delta;
     count_event(e, true);
@@ -1713,11 +1707,11 @@ Datum meter_budget_key(PG_FUNCTION_ARGS) {
         if (PG_ARGISNULL(i)) PG_RETURN_NULL();
     std::string ident;
     PmFailure* f = pm_run([&] {
-        ident = ident_text(arg_text(fcinfo, 0), arg_text(fcinfo, 1), arg_text(fcinfo, 2), arg_text(fcinfo, 3),
-                           arg_text(fcinfo, 4));
+        ident = ident_text(text_arg(fcinfo, 0), text_arg(fcinfo, 1), text_arg(fcinfo, 2), text_arg(fcinfo, 3),
+                           text_arg(fcinfo, 4));
     });
     if (f) pm_raise(f);
-    PG_RETURN_DATUM(uuid_datum(pgm::limits::key_of(0, 0, txt(ident), arg_text(fcinfo, 5))));
+    PG_RETURN_DATUM(uuid_datum(pgm::limits::key_of(0, 0, txt(ident), text_arg(fcinfo, 5))));
 }
 
 // meter._budget_window(calendar, time_zone, per, at): the window of a

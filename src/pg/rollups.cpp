@@ -114,36 +114,6 @@ bool snap_answer(FunctionCallInfo fcinfo, int n, Test test) {
     return t->answer;
 }
 
-template <class T>
-void delete_owned(void* arg) {
-    delete static_cast<T*>(arg);
-}
-
-// owned_state returns the C++ state of a transition call, made the first
-// time and deleted when the aggregate's memory context is (its vectors are
-// not palloc'd).
-template <class T>
-T* owned_state(FunctionCallInfo fcinfo, const char* fn) {
-    MemoryContext cxt;
-    if (!AggCheckCallContext(fcinfo, &cxt)) elog(ERROR, "%s called in non-aggregate context", fn);
-    if (!PG_ARGISNULL(0)) return reinterpret_cast<T*>(PG_GETARG_POINTER(0));
-    MemoryContextCallback* cb =
-        static_cast<MemoryContextCallback*>(MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback)));
-    T* st = nullptr;
-    PmFailure* f = pm_run([&] { st = new T(); });
-    if (f) pm_raise(f);
-    cb->func = delete_owned<T>;
-    cb->arg = st;
-    MemoryContextRegisterResetCallback(cxt, cb);
-    return st;
-}
-
-rollup::Text text_arg(FunctionCallInfo fcinfo, int i) {
-    if (PG_ARGISNULL(i)) return rollup::Text{};
-    struct varlena* v = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(i));
-    return rollup::Text{VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v)};
-}
-
 int64 int_arg(FunctionCallInfo fcinfo, int i) { return PG_ARGISNULL(i) ? 0 : PG_GETARG_INT64(i); }
 
 rollup::i128 money_arg(FunctionCallInfo fcinfo, int i, const char* what) {
@@ -308,7 +278,7 @@ Datum meter_rolls(PG_FUNCTION_ARGS) {
 // input, output, cache read, cache write tokens, cost, potential cost,
 // latency_ms, ttft_ms).
 Datum meter_rollup_add(PG_FUNCTION_ARGS) {
-    rollup::Aggregator* agg = owned_state<rollup::Aggregator>(fcinfo, "meter._rollup_add");
+    rollup::Aggregator* agg = pm_agg_state<rollup::Aggregator>(fcinfo, "meter._rollup_add");
     if (PG_ARGISNULL(7)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("occurred_at is null")));
     rollup::Event e;
     e.tenant = text_arg(fcinfo, 1);
@@ -327,10 +297,8 @@ Datum meter_rollup_add(PG_FUNCTION_ARGS) {
 // meter_rollup_final returns the rows of every grain as meter._rollup_row[].
 Datum meter_rollup_final(PG_FUNCTION_ARGS) {
     rollup::Aggregator* agg = reinterpret_cast<rollup::Aggregator*>(PG_GETARG_POINTER(0));
-    Oid row_type = get_element_type(get_fn_expr_rettype(fcinfo->flinfo));
-    if (!OidIsValid(row_type)) elog(ERROR, "meter._rollup_final: cannot tell its result type");
-    TupleDesc desc = lookup_rowtype_tupdesc_copy(row_type, -1);
-    if (desc->natts != kNumCols) elog(ERROR, "meter._rollup_row has %d columns, not %d", desc->natts, kNumCols);
+    Oid row_type;
+    TupleDesc desc = row_array_desc(fcinfo, kNumCols, &row_type);
     Datum* elems = nullptr;
     int n = 0;
     PmFailure* f = pm_run([&] {
@@ -342,11 +310,7 @@ Datum meter_rollup_final(PG_FUNCTION_ARGS) {
         }
     });
     if (f) pm_raise(f);
-    int16 typlen;
-    bool typbyval;
-    char typalign;
-    get_typlenbyvalalign(row_type, &typlen, &typbyval, &typalign);
-    PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, row_type, typlen, typbyval, typalign));
+    return row_array(elems, n, row_type);
 }
 
 // meter_rollup_serial returns a partial state as bytea: what a parallel
@@ -401,7 +365,7 @@ Datum meter_rollup_combine(PG_FUNCTION_ARGS) {
     }
     const PartialBytes* b = reinterpret_cast<const PartialBytes*>(PG_GETARG_POINTER(1));
     if (b->magic != PartialBytes::kMagic) elog(ERROR, "meter._rollup_combine: the second state was not deserialized");
-    rollup::Aggregator* agg = owned_state<rollup::Aggregator>(fcinfo, "meter._rollup_combine");
+    rollup::Aggregator* agg = pm_agg_state<rollup::Aggregator>(fcinfo, "meter._rollup_combine");
     PmFailure* f = pm_run([&] { agg->deserialize(b->p, b->n); });
     if (f) pm_raise(f);
     PG_RETURN_POINTER(agg);
@@ -412,7 +376,7 @@ Datum meter_rollup_combine(PG_FUNCTION_ARGS) {
 // cache write tokens, cost, potential cost, latency_ms, ttft_ms). NULL
 // latencies are not in the sketches: pass NULL for a read without them.
 Datum meter_measures_add(PG_FUNCTION_ARGS) {
-    rollup::Measures* m = owned_state<rollup::Measures>(fcinfo, "meter._measures_add");
+    rollup::Measures* m = pm_agg_state<rollup::Measures>(fcinfo, "meter._measures_add");
     rollup::Event e;
     figures_args(fcinfo, 1, &e);
     PmFailure* f = pm_run([&] { m->add(e); });

@@ -6,6 +6,7 @@
 #include "callers.hpp"
 
 using namespace pgm::callers;
+using pgm::Text;
 
 namespace {
 
@@ -95,4 +96,75 @@ TEST(Callers, RatesAndTheirMedian) {
     ASSERT_EQ(b.size(), 1u);
     EXPECT_EQ(*b[0].session, "fast");
     EXPECT_EQ(b[0].requests, 61);
+}
+
+namespace {
+
+constexpr int64_t kHour = 3600 * kSec;
+
+BusyHour busy_hour(const char* session, const char* subject, int64_t hour, int64_t n, int64_t empty = 0) {
+    BusyHour b;
+    b.tenant = t("app");
+    b.endpoint = t("poll");
+    b.session = session ? t(session) : kNull;
+    b.subject = subject ? t(subject) : kNull;
+    b.bucket_us = hour * kHour;
+    b.requests = n;
+    b.empty = empty;
+    b.first_us = hour * kHour + 10 * kSec;
+    b.last_us = hour * kHour + 50 * 60 * kSec;
+    return b;
+}
+
+}  // namespace
+
+TEST(Callers, RunsJoinNeighbouringHoursInAnyOrder) {
+    Runs r;
+    // s1: hours 3, 1, 2 (given out of order) then 5: two runs
+    r.add(busy_hour("s1", "bob", 3, 20, 20));
+    r.add(busy_hour("s1", "alice", 1, 15));
+    r.add(busy_hour("s1", nullptr, 5, 30, 1));
+    r.add(busy_hour("s1", "ann", 2, 16, 2));
+    // a subject without a session, and the same name as a session: apart
+    r.add(busy_hour(nullptr, "s1", 2, 17));
+    r.add(busy_hour(nullptr, "s1", 3, 18));
+    auto runs = r.runs();
+    ASSERT_EQ(runs.size(), 3u);
+    EXPECT_EQ(*runs[0].session, "s1");
+    EXPECT_EQ(runs[0].requests, 15 + 16 + 20);
+    EXPECT_EQ(runs[0].empty, 22);
+    EXPECT_EQ(runs[0].first_us, 1 * kHour + 10 * kSec);
+    EXPECT_EQ(runs[0].last_us, 3 * kHour + 50 * 60 * kSec);
+    EXPECT_EQ(*runs[0].subject, "bob");  // the greatest bytewise
+    EXPECT_EQ(runs[1].requests, 30);
+    EXPECT_FALSE(runs[1].subject.has_value());  // its one hour had none
+    EXPECT_EQ(runs[1].first_us, 5 * kHour + 10 * kSec);
+    EXPECT_FALSE(runs[2].session.has_value());
+    EXPECT_EQ(*runs[2].subject, "s1");
+    EXPECT_EQ(runs[2].requests, 35);
+    EXPECT_EQ(runs[2].tenant, "app");
+    EXPECT_EQ(*runs[2].endpoint, "poll");
+}
+
+TEST(Callers, RunsKeepEndpointsAndTenantsApart) {
+    Runs r;
+    BusyHour a = busy_hour("s", nullptr, 1, 15), b = busy_hour("s", nullptr, 2, 15), c = busy_hour("s", nullptr, 3, 15);
+    b.endpoint = kNull;   // NULL is not ''
+    c.endpoint = t("");
+    BusyHour d = busy_hour("s", nullptr, 2, 15);
+    d.tenant = t("other");
+    for (const BusyHour& x : {a, b, c, d}) r.add(x);
+    auto runs = r.runs();
+    ASSERT_EQ(runs.size(), 4u);
+    EXPECT_FALSE(runs[1].endpoint.has_value());
+    EXPECT_EQ(*runs[2].endpoint, "");
+    EXPECT_EQ(runs[3].tenant, "other");
+    // an hour given twice joins its run
+    Runs twice;
+    twice.add(a);
+    twice.add(a);
+    twice.add(busy_hour("s", nullptr, 2, 15));
+    ASSERT_EQ(twice.runs().size(), 1u);
+    EXPECT_EQ(twice.runs()[0].requests, 45);
+    EXPECT_TRUE(Runs().runs().empty());
 }
