@@ -781,6 +781,14 @@ static bool empty_name(std::string_view s) {
 }
 
 Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Micros at, std::string_view tier) const {
+    std::optional<Error> why;
+    std::optional<Quote> q = find_quote(provider_in, model_in, at, tier, why);
+    if (!q) throw std::move(*why);
+    return *q;
+}
+
+std::optional<Quote> Catalog::find_quote(std::string_view provider_in, std::string_view model_in, Micros at,
+                                         std::string_view tier, std::optional<Error>& why) const {
     check_name("provider", provider_in);
     check_name("model", model_in);
     static const std::string_view kTiers[] = {"standard", "batch", "flex", "priority"};
@@ -817,15 +825,17 @@ Quote Catalog::quote(std::string_view provider_in, std::string_view model_in, Mi
     }
     if (!r.model) {
         if (!r.provider_known && !r.provider_in.empty())
-            throw Error(Code::UnknownProvider, "unknown provider \"" + r.provider_in + "\"",
+            why.emplace(Code::UnknownProvider, "unknown provider \"" + r.provider_in + "\"",
                         "No catalog or custom price names this provider.",
                         "Load a catalog with meter.load_prices() or set a price with meter.set_price().");
-        throw Error(Code::NoPrice,
+        else
+            why.emplace(Code::NoPrice,
                     "no " + (tier_name == "standard" ? std::string() : std::string(tier_name) + " ") +
                         "price for model \"" + r.model_in + "\"" +
                         (r.provider_in.empty() ? "" : " of provider \"" + r.provider_in + "\""),
                     "No catalog or custom price matches this model at the given time.",
                     "Set one with meter.set_price(provider => ..., model => ..., prices => ...).");
+        return std::nullopt;
     }
     q.version = r.model->version;
     q.source = r.model->source;
@@ -981,10 +991,18 @@ Usage Catalog::normalize(std::string_view provider_in, const json::Value& usage,
 }
 
 Priced Catalog::price(const PriceRequest& req) const {
+    std::optional<Error> why;
+    std::optional<Priced> p = try_price(req, why);
+    if (!p) throw std::move(*why);
+    return std::move(*p);
+}
+
+std::optional<Priced> Catalog::try_price(const PriceRequest& req, std::optional<Error>& why) const {
     if (!req.usage) throw Error(Code::NotAnObject, "usage is missing");
-    Quote q = quote(req.provider, req.model, req.at, req.tier);
-    Usage u = read_usage(epoch_at(req.at), q.provider_def, req.provider, *req.usage, req.flavor);
-    return compute_cost(q, std::move(u));
+    std::optional<Quote> q = find_quote(req.provider, req.model, req.at, req.tier, why);
+    if (!q) return std::nullopt;
+    Usage u = read_usage(epoch_at(req.at), q->provider_def, req.provider, *req.usage, req.flavor);
+    return compute_cost(*q, std::move(u));
 }
 
 // ---- cost -------------------------------------------------------------------

@@ -187,11 +187,22 @@ class Catalog {
     static json::Value genai_document(const json::Value& providers);
 
     Priced price(const PriceRequest& req) const;
+    // try_price is price, except that a call with no price in force (an
+    // unknown provider, or no price for the model: UnknownProvider,
+    // NoPrice) is no error but an answer: nullopt, with why set to the
+    // error price would throw. Ingest records such calls unpriced, and a
+    // bulk load of a model the catalog does not know yet should not pay a
+    // thrown exception per event (2.6 us of a COPY's event, bench/README.md).
+    std::optional<Priced> try_price(const PriceRequest& req, std::optional<Error>& why) const;
     // normalize reads a usage object; flavor names the provider's API flavor
     // (empty: chosen by the object's shape).
     Usage normalize(std::string_view provider, const json::Value& usage, Micros at,
                     std::string_view flavor = {}) const;
     Quote quote(std::string_view provider, std::string_view model, Micros at, std::string_view tier) const;
+    // find_quote is quote, with no price in force answered as nullopt and
+    // why (as try_price)
+    std::optional<Quote> find_quote(std::string_view provider, std::string_view model, Micros at, std::string_view tier,
+                                    std::optional<Error>& why) const;
 
     size_t model_count() const { return models_.size(); }
     size_t provider_count() const { return providers_.size(); }

@@ -211,27 +211,27 @@ void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool
         json::Value u = n_usage ? json::Value::object() : pm_unflatten(usage);
         std::string_view pv = n_provider ? std::string_view() : std::string_view(provider.s, static_cast<size_t>(provider.len));
         std::string_view tv = n_tier ? std::string_view("standard") : std::string_view(tier.s, static_cast<size_t>(tier.len));
-        try {
-            PriceRequest r;
-            r.provider = pv;
-            r.model = std::string_view(model.s, static_cast<size_t>(model.len));
-            r.usage = &u;
-            r.at = at_us;
-            r.tier = tv;
-            Priced p = cat->price(r);
-            money_out(p.total, &o->potential);
+        PriceRequest r;
+        r.provider = pv;
+        r.model = std::string_view(model.s, static_cast<size_t>(model.len));
+        r.usage = &u;
+        r.at = at_us;
+        r.tier = tv;
+        std::optional<Error> why;
+        std::optional<Priced> p = cat->try_price(r, why);
+        if (p) {
+            money_out(p->total, &o->potential);
             o->cost = cached ? PmMoney{true, 0, 0, {0}} : o->potential;
-            o->cost_pico = cached ? 0 : to_native(p.total.pico);
-            o->version = p.quote.version;
-            o->tokens = token_counts(p.usage);
-            usage_out(p.usage, &o->usage);
+            o->cost_pico = cached ? 0 : to_native(p->total.pico);
+            o->version = p->quote.version;
+            o->tokens = token_counts(p->usage);
+            usage_out(p->usage, &o->usage);
             o->has_usage = true;
             o->has_cost = true;
             o->priced = true;
-        } catch (const Error& e) {
-            if (e.code != Code::NoPrice && e.code != Code::UnknownProvider) throw;
+        } else {
             // nothing lost: recorded unpriced, with why, to be priced later
-            put(o->reason, sizeof o->reason, std::string_view(e.message).substr(0, sizeof o->reason - 1));
+            put(o->reason, sizeof o->reason, std::string_view(why->message).substr(0, sizeof o->reason - 1));
             Usage nu = cat->normalize(pv, u, at_us);
             o->tokens = token_counts(nu);
             usage_out(nu, &o->usage);

@@ -118,6 +118,35 @@ TEST_F(CatalogTest, ModelDatesAreNormalized) {
     EXPECT_EQ(normalize_model_date("x-20230229"), "x-20230229");
 }
 
+TEST_F(CatalogTest, TryPriceAnswersNoPriceWithoutThrowing) {
+    json::Value ok = json::parse(R"({"prompt_tokens":10,"completion_tokens":5})");
+    auto attempt = [&](const char* provider, const char* model, std::optional<Error>& why) {
+        PriceRequest r;
+        r.provider = provider;
+        r.model = model;
+        r.usage = &ok;
+        r.at = at_utc("2026-01-15");
+        r.tier = "standard";
+        return c().try_price(r, why);
+    };
+    std::optional<Error> why;
+    std::optional<Priced> p = attempt("openai", "gpt-4o", why);
+    ASSERT_TRUE(p.has_value());
+    EXPECT_FALSE(why.has_value());
+    EXPECT_EQ(p->total.to_string(), cost(c(), "openai", "gpt-4o", R"({"prompt_tokens":10,"completion_tokens":5})"));
+    // the error price throws, as a value: the same code and message
+    EXPECT_FALSE(attempt("openai", "gpt-99", why).has_value());
+    ASSERT_TRUE(why.has_value());
+    EXPECT_EQ(why->code, Code::NoPrice);
+    EXPECT_EQ(why->message, "no price for model \"gpt-99\" of provider \"openai\"");
+    why.reset();
+    EXPECT_FALSE(attempt("nope", "gpt-4o", why).has_value());
+    ASSERT_TRUE(why.has_value());
+    EXPECT_EQ(why->code, Code::UnknownProvider);
+    // other bad input still throws
+    EXPECT_EQ(error_code([&] { attempt("openai", "", why); }), Code::InvalidValue);
+}
+
 TEST_F(CatalogTest, BadInputGetsItsOwnCode) {
     const char* ok = R"({"prompt_tokens":10,"completion_tokens":5})";
     EXPECT_EQ(error_code([&] { cost(c(), "nope", "gpt-4o", ok); }), Code::UnknownProvider);
