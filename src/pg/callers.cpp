@@ -62,7 +62,6 @@ struct Work {
     callers::Hour hour;
     std::vector<callers::EndpointHour> endpoints;
     std::vector<callers::BusyCaller> busy;
-    std::vector<callers::Run> runs;
 };
 
 // Receiver gets the rows of an hour (a DestReceiver first, as PostgreSQL's own)
@@ -299,12 +298,12 @@ Datum meter_runs_final(PG_FUNCTION_ARGS) {
     const callers::Runs* runs = reinterpret_cast<const callers::Runs*>(PG_GETARG_POINTER(0));
     Oid row_type;
     TupleDesc desc = row_array_desc(fcinfo, 8, &row_type);
-    Work* work = pm_owned<Work>(CurrentMemoryContext);
-    PmFailure* f = pm_run([&] { work->runs = runs->runs(); });
+    auto* out = pm_owned<std::vector<callers::Run>>(CurrentMemoryContext);
+    PmFailure* f = pm_run([&] { *out = runs->runs(); });
     if (f) pm_raise(f);
-    Datum* elems = static_cast<Datum*>(palloc(sizeof(Datum) * (work->runs.size() + 1)));
+    Datum* elems = static_cast<Datum*>(palloc(sizeof(Datum) * (out->size() + 1)));
     int n = 0;
-    for (const callers::Run& r : work->runs) {
+    for (const callers::Run& r : *out) {
         Datum v[8];
         bool nl[8] = {false, !r.endpoint, !r.session, !r.subject, false, false, false, false};
         v[0] = text_datum(r.tenant);
