@@ -17,6 +17,8 @@
 // context, so that no PostgreSQL error jumps over a C++ destructor; frames
 // that may raise own only plain data.
 #include <new>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "bridge.hpp"
@@ -146,6 +148,12 @@ int by_hour(const void* a, const void* b) {
 
 Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
 
+// opt_text is a nullable text column: its value, and its null flag set
+Datum opt_text(const std::optional<std::string>& s, bool* null) {
+    *null = !s;
+    return s ? text_datum(*s) : (Datum)0;
+}
+
 }  // namespace
 
 extern "C" {
@@ -228,10 +236,10 @@ Datum meter_caller_hours(PG_FUNCTION_ARGS) {
         for (size_t k = 0; k < work->endpoints.size(); ++k) {
             const callers::EndpointHour& e = work->endpoints[k];
             Datum v[12];
-            bool nl[12] = {false, false, !e.endpoint, true, true, false, !sum_cost, true, true, true, false, !e.median_per_min};
+            bool nl[12] = {false, false, false, true, true, false, !sum_cost, true, true, true, false, !e.median_per_min};
             v[0] = text_datum(e.tenant);
             v[1] = TimestampTzGetDatum(hour);
-            v[2] = e.endpoint ? text_datum(*e.endpoint) : (Datum)0;
+            v[2] = opt_text(e.endpoint, &nl[2]);
             v[3] = v[4] = (Datum)0;
             v[5] = Int64GetDatum(e.requests);
             v[6] = sum_cost ? r.cost[k] : (Datum)0;
@@ -242,12 +250,12 @@ Datum meter_caller_hours(PG_FUNCTION_ARGS) {
         }
         for (const callers::BusyCaller& b : work->busy) {
             Datum v[12];
-            bool nl[12] = {false, false, !b.endpoint, !b.session, !b.subject, false, true, false, false, false, true, true};
+            bool nl[12] = {false, false, false, false, false, false, true, false, false, false, true, true};
             v[0] = text_datum(b.tenant);
             v[1] = TimestampTzGetDatum(hour);
-            v[2] = b.endpoint ? text_datum(*b.endpoint) : (Datum)0;
-            v[3] = b.session ? text_datum(*b.session) : (Datum)0;
-            v[4] = b.subject ? text_datum(*b.subject) : (Datum)0;
+            v[2] = opt_text(b.endpoint, &nl[2]);
+            v[3] = opt_text(b.session, &nl[3]);
+            v[4] = opt_text(b.subject, &nl[4]);
             v[5] = Int64GetDatum(b.requests);
             v[6] = (Datum)0;
             v[7] = Int64GetDatum(b.empty);
@@ -305,11 +313,11 @@ Datum meter_runs_final(PG_FUNCTION_ARGS) {
     int n = 0;
     for (const callers::Run& r : *out) {
         Datum v[8];
-        bool nl[8] = {false, !r.endpoint, !r.session, !r.subject, false, false, false, false};
+        bool nl[8] = {false, false, false, false, false, false, false, false};
         v[0] = text_datum(r.tenant);
-        v[1] = r.endpoint ? text_datum(*r.endpoint) : (Datum)0;
-        v[2] = r.session ? text_datum(*r.session) : (Datum)0;
-        v[3] = r.subject ? text_datum(*r.subject) : (Datum)0;
+        v[1] = opt_text(r.endpoint, &nl[1]);
+        v[2] = opt_text(r.session, &nl[2]);
+        v[3] = opt_text(r.subject, &nl[3]);
         v[4] = Int64GetDatum(r.requests);
         v[5] = Int64GetDatum(r.empty);
         v[6] = TimestampTzGetDatum(r.first_us);
