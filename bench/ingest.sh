@@ -19,6 +19,26 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fresh_db "$db" peer
 psql -X -q -d "$db" -c "SELECT meter.create_partition(now()), meter.create_partition(now() - interval '1 month')" >/dev/null
+# the floor of the single-event figure: the row meter.record writes (priced,
+# with its request key and transaction id), inserted by a plain INSERT into
+# a copy of meter.events without pg_meter: the same columns, partitions and
+# indexes, no trigger, no pricing, no probe for an earlier request id
+psql -X -q -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE SCHEMA floor;
+CREATE TABLE floor.events (LIKE meter.events INCLUDING DEFAULTS) PARTITION BY RANGE (occurred_at);
+ALTER TABLE floor.events ALTER COLUMN txid SET DEFAULT txid_current();
+DO $$
+DECLARE p record; i record;
+BEGIN
+    FOR p IN SELECT c.oid, c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+               FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'meter.events'::regclass LOOP
+        EXECUTE format('CREATE TABLE floor.%I PARTITION OF floor.events %s', p.relname, p.bound);
+        FOR i IN SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = p.oid LOOP
+            EXECUTE replace(i.def, ' ON meter.', ' ON floor.');
+        END LOOP;
+    END LOOP;
+END $$;
+SQL
 
 cat > "$work/record.pgbench" <<'EOF'
 \set u random_zipfian(1, 2000, 1.1)
@@ -43,17 +63,35 @@ SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::i
   usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), latency_ms => 300, request_id => 'h' || (:r)::int);
 EOF
 sed "s/random(1, 5)/random(5, 5)/" ../shared/peer/track.pgbench > "$work/track_hot.pgbench"
+cat > "$work/floor.pgbench" <<'EOF'
+\set u random_zipfian(1, 2000, 1.1)
+\set m random(1, 5)
+\set i random(50, 4000)
+\set o random(10, 1200)
+\set c random(0, 9)
+\set ms random(200, 6000)
+\set r random(1, 2000000000)
+INSERT INTO floor.events (tenant, subject, session, endpoint, provider, model, usage, input_tokens, output_tokens, cached,
+                          cost, potential_cost, price_version, priced, latency_ms, success, request_id, request_key)
+VALUES ('app', 'user-' || (:u)::int, 'sess-' || (:u)::int, 'chat',
+  (ARRAY['anthropic','google','google','openai','openai'])[(:m)::int],
+  (ARRAY['claude-sonnet-4','gemini-2.5-flash','gemini-2.5-pro','gpt-4','gpt-4o-mini'])[(:m)::int],
+  jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), (:i)::int, (:o)::int, (:c)::int = 0,
+  0.0123456, 0.0123456, 7, true, (:ms)::int, (:c)::int <> 9, 'r' || (:r)::int, hashtextextended('app/r' || (:r)::int, 0));
+EOF
 run() { pgbench -n -M prepared -c 8 -j 2 -T "$duration" -f "$1" "$db" 2>&1 | grep -oE 'tps = [0-9.]+' | awk '{print $3}'; }
 echo "== single events, 8 clients, ${duration}s each"
 bare=$(run ../shared/peer/bare.pgbench)
 track=$(run ../shared/peer/track.pgbench)
 rec=$(run "$work/record.pgbench")
+floor=$(run "$work/floor.pgbench")
 track_hot=$(run "$work/track_hot.pgbench")
 rec_hot=$(run "$work/record_hot.pgbench")
-awk -v b="$bare" -v t="$track" -v r="$rec" -v th="$track_hot" -v rh="$rec_hot" 'BEGIN {
+awk -v b="$bare" -v t="$track" -v r="$rec" -v th="$track_hot" -v rh="$rec_hot" -v f="$floor" 'BEGIN {
   printf "peer bare insert      %8.0f tps\n", b
   printf "peer track            %8.0f tps\n", t
   printf "meter.record          %8.0f tps  = %.2fx bare, %.2fx track\n", r, r / b, r / t
+  printf "floor: the same row   %8.0f tps  = %.2fx bare; meter.record = %.2fx it (plain INSERT into a copy of meter.events: its partitions and indexes, no pg_meter)\n", f, f / b, r / f
   printf "hot row: peer track   %8.0f tps\n", th
   printf "hot row: meter.record %8.0f tps  = %.2fx bare, %.2fx track (one tenant, one model)\n", rh, rh / b, rh / th }'
 

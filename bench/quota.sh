@@ -30,6 +30,20 @@ SELECT meter.assign_plan('app', 'user-' || i, 'standard') FROM generate_series(1
 SELECT peer.check_quota('user-' || i) FROM generate_series(1, 2000) i;
 SQL
 
+# the floor of the check: a C function with meter.check's arguments that
+# answers "allowed" in a meter.decision without reading anything
+# (bench/floor/pg_meter_bench_floor.c), called the same way
+make -s -C bench/floor install >/dev/null
+psql -X -q -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE SCHEMA floor;
+CREATE FUNCTION floor.check(tenant text, subject text, endpoint text DEFAULT NULL, session text DEFAULT NULL,
+                            estimate jsonb DEFAULT NULL) RETURNS meter.decision
+    LANGUAGE c VOLATILE AS '$libdir/pg_meter_bench_floor', 'floor_check';
+SQL
+cat > "$work/floor.pgbench" <<'EOF'
+\set u random_zipfian(1, 2000, 1.1)
+SELECT allowed FROM floor.check('app', 'user-' || (:u)::int);
+EOF
 cat > "$work/check.pgbench" <<'EOF'
 \set u random_zipfian(1, 2000, 1.1)
 SELECT allowed FROM meter.check('app', 'user-' || (:u)::int);
@@ -54,13 +68,27 @@ echo "== 8 clients, ${duration}s each"
 one=$(run ../shared/peer/select1.pgbench)
 peer_check=$(run ../shared/peer/check.pgbench)
 check=$(run "$work/check.pgbench")
+floor=$(run "$work/floor.pgbench")
 peer_track=$(run ../shared/peer/track.pgbench)
 rr=$(run "$work/reserve_record.pgbench")
 passed=$(psql -X -At -d "$db" -c "SELECT count(*) FROM meter.events")
-awk -v one="$one" -v pc="$peer_check" -v c="$check" -v pt="$peer_track" -v rr="$rr" 'BEGIN {
+awk -v one="$one" -v pc="$peer_check" -v c="$check" -v pt="$peer_track" -v rr="$rr" -v f="$floor" 'BEGIN {
   printf "SELECT 1                          %8.0f tps\n", one
   printf "peer check_quota                  %8.0f tps\n", pc
   printf "meter.check                       %8.0f tps  = %.2fx SELECT 1, %.2fx peer check_quota\n", c, c / one, c / pc
+  printf "floor: a check that reads nothing %8.0f tps  = %.2fx SELECT 1; meter.check = %.2fx it\n", f, f / one, c / f
   printf "peer check_quota + track          %8.0f calls/s\n", pt
   printf "meter.reserve + record (settle)   %8.0f calls/s  = %.2fx peer check + track\n", rr, rr / pt }'
 echo "events recorded by the reserve + record run: $passed"
+
+# the same statements in one backend, without the network: a PL/pgSQL loop
+# runs each 200,000 times (a statement's executor is started each time)
+echo "== one backend, microseconds a statement (PL/pgSQL loop of 200,000)"
+for stmt in "SELECT true INTO x" \
+            "SELECT allowed INTO x FROM floor.check('app', 'user-' || (1 + i % 2000))" \
+            "SELECT allowed INTO x FROM meter.check('app', 'user-' || (1 + i % 2000))" \
+            "SELECT (floor.check('app', 'user-' || (1 + i % 2000))).allowed INTO x" \
+            "SELECT (meter.check('app', 'user-' || (1 + i % 2000))).allowed INTO x"; do
+  ms=$(ms_of "DO \$\$ DECLARE x boolean; BEGIN FOR i IN 1..200000 LOOP $stmt; END LOOP; END \$\$")
+  awk -v ms="$ms" -v s="$stmt" 'BEGIN { printf "%6.2f us  %s\n", ms * 1000 / 200000, s }'
+done
