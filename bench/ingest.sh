@@ -40,13 +40,7 @@ BEGIN
 END $$;
 SQL
 
-cat > "$work/record.pgbench" <<'EOF'
-\set u random_zipfian(1, 2000, 1.1)
-\set m random(1, 5)
-\set i random(50, 4000)
-\set o random(10, 1200)
-\set c random(0, 9)
-\set ms random(200, 6000)
+{ peer_sets; cat <<'EOF'
 \set r random(1, 2000000000)
 SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::int, session => 'sess-' || (:u)::int, endpoint => 'chat',
   provider => (ARRAY['anthropic','google','google','openai','openai'])[(:m)::int],
@@ -54,6 +48,7 @@ SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::i
   usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), cached => (:c)::int = 0,
   latency_ms => (:ms)::int, success => (:c)::int <> 9, request_id => 'r' || (:r)::int);
 EOF
+} > "$work/record.pgbench"
 cat > "$work/record_hot.pgbench" <<'EOF'
 \set u random_zipfian(1, 2000, 1.1)
 \set i random(50, 4000)
@@ -63,13 +58,7 @@ SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::i
   usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), latency_ms => 300, request_id => 'h' || (:r)::int);
 EOF
 sed "s/random(1, 5)/random(5, 5)/" ../shared/peer/track.pgbench > "$work/track_hot.pgbench"
-cat > "$work/floor.pgbench" <<'EOF'
-\set u random_zipfian(1, 2000, 1.1)
-\set m random(1, 5)
-\set i random(50, 4000)
-\set o random(10, 1200)
-\set c random(0, 9)
-\set ms random(200, 6000)
+{ peer_sets; cat <<'EOF'
 \set r random(1, 2000000000)
 INSERT INTO floor.events (tenant, subject, session, endpoint, provider, model, usage, input_tokens, output_tokens, cached,
                           cost, potential_cost, price_version, priced, latency_ms, success, request_id, request_key)
@@ -79,6 +68,7 @@ VALUES ('app', 'user-' || (:u)::int, 'sess-' || (:u)::int, 'chat',
   jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), (:i)::int, (:o)::int, (:c)::int = 0,
   0.0123456, 0.0123456, 7, true, (:ms)::int, (:c)::int <> 9, 'r' || (:r)::int, hashtextextended('app/r' || (:r)::int, 0));
 EOF
+} > "$work/floor.pgbench"
 run() { pgbench -n -M prepared -c 8 -j 2 -T "$duration" -f "$1" "$db" 2>&1 | grep -oE 'tps = [0-9.]+' | awk '{print $3}'; }
 echo "== single events, 8 clients, ${duration}s each"
 bare=$(run ../shared/peer/bare.pgbench)

@@ -12,6 +12,11 @@ fresh_db() {
     scripts/load-prices -d "$1" >/dev/null
 }
 
+# peer_sets: the \set lines of the peer's bare.pgbench (a zipfian user, a
+# model, tokens, a cache hit, a latency, an outcome), so that a script of
+# pg_meter's draws the same calls as the peer's scripts
+peer_sets() { grep '^\\set' ../shared/peer/bare.pgbench; }
+
 # median: the median of numbers read one a line
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 

@@ -48,13 +48,7 @@ cat > "$work/check.pgbench" <<'EOF'
 \set u random_zipfian(1, 2000, 1.1)
 SELECT allowed FROM meter.check('app', 'user-' || (:u)::int);
 EOF
-cat > "$work/reserve_record.pgbench" <<'EOF'
-\set u random_zipfian(1, 2000, 1.1)
-\set m random(1, 5)
-\set i random(50, 4000)
-\set o random(10, 1200)
-\set c random(0, 9)
-\set ms random(200, 6000)
+{ peer_sets; cat <<'EOF'
 SELECT coalesce(reservation, 0) AS rid FROM meter.reserve('app', 'user-' || (:u)::int, endpoint => 'chat',
   estimate => jsonb_build_object('input_tokens', (:i)::int + 100)) \gset
 SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::int, session => 'sess-' || (:u)::int, endpoint => 'chat',
@@ -63,6 +57,7 @@ SELECT event_id FROM meter.record(tenant => 'app', subject => 'user-' || (:u)::i
   usage => jsonb_build_object('input_tokens', (:i)::int, 'output_tokens', (:o)::int), cached => (:c)::int = 0,
   latency_ms => (:ms)::int, success => (:c)::int <> 9, reservation => :rid);
 EOF
+} > "$work/reserve_record.pgbench"
 run() { pgbench -n -M prepared -c 8 -j 2 -T "$duration" -f "$1" "$db" 2>&1 | grep -oE 'tps = [0-9.]+' | awk '{print $3}'; }
 echo "== 8 clients, ${duration}s each"
 one=$(run ../shared/peer/select1.pgbench)
