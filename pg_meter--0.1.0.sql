@@ -3627,8 +3627,11 @@ CREATE FUNCTION meter._caller_hours(p_tenants text[], p_hours timestamptz[], p_c
 -- and last call, and the greatest subject bytewise. In C++ (src/core/callers.*):
 -- the same in SQL, a window over the busy hours sorted by caller and hour
 -- and a grouping, took 3.5 ms of a day's 2,000 busy hours (bench/README.md).
+-- per_min is the run's rate as the endpoint hours' medians are taken, by
+-- the same function: (calls - 1) over the minutes from first to last call,
+-- a second at least.
 CREATE TYPE meter._run AS (tenant text, endpoint text, session text, subject text, requests bigint, empty bigint,
-                           first_at timestamptz, last_at timestamptz);
+                           first_at timestamptz, last_at timestamptz, per_min double precision);
 CREATE FUNCTION meter._runs_add(internal, text, text, text, text, timestamptz, bigint, bigint, timestamptz, timestamptz)
     RETURNS internal LANGUAGE c CALLED ON NULL INPUT AS 'MODULE_PATHNAME', 'meter_runs_add';
 CREATE FUNCTION meter._runs_final(internal) RETURNS meter._run[]
@@ -3838,12 +3841,11 @@ BEGIN
         UNION ALL
         SELECT r.tenant, r.bucket, r.endpoint, r.session, r.subject, r.requests, r.empty, r.first_at, r.last_at
           FROM redo r WHERE r.callers IS NULL
-    ), st AS (  -- runs of neighbouring busy hours
-        SELECT r.tenant, r.endpoint, r.session, r.subject, r.requests AS n, r.empty, r.first_at AS t1, r.last_at AS t2
+    ), storm AS (  -- runs of neighbouring busy hours
+        SELECT r.tenant, r.endpoint, r.session, r.subject, r.requests AS n, r.empty, r.first_at AS t1, r.last_at AS t2,
+               r.per_min
           FROM unnest((SELECT meter._runs(b.tenant, b.endpoint, b.session, b.subject, b.bucket, b.requests, b.empty,
                                           b.first_at, b.last_at) FROM busy b)) r
-    ), storm AS (
-        SELECT st.*, (st.n - 1) / greatest(extract(epoch FROM st.t2 - st.t1) / 60, 1.0 / 60) AS per_min FROM st
     ), week AS MATERIALIZED (  -- the week before per model
         SELECT d.tenant, d.model, sum(d.cost) AS cost, sum(d.requests) AS req, sum(d.errors) AS err,
                min(d.bucket) AS first_day, meter.merge(d.latency) AS latency
@@ -3948,8 +3950,8 @@ BEGIN
       FROM ls
     UNION ALL
     SELECT r.tenant, 'polling_storm', r.subject, r.session, r.endpoint, NULL::text, r.t1, r.t2,
-           round(r.per_min, 2), round(m.median::numeric, 2), 'requests/min',
-           CASE WHEN m.callers > 1 AND m.median > 0 THEN round(r.per_min / m.median::numeric, 1) END,
+           round(r.per_min::numeric, 2), round(m.median::numeric, 2), 'requests/min',
+           CASE WHEN m.callers > 1 AND m.median > 0 THEN round((r.per_min / m.median)::numeric, 1) END,
            format('%s %s called %s %s times in %s min (one every %s s, %s%% without tokens or cost)%s',
                   CASE WHEN r.session IS NOT NULL THEN 'session' ELSE 'subject' END,
                   coalesce(r.session, r.subject), coalesce(r.endpoint, '(no endpoint)'), r.n,

@@ -214,10 +214,12 @@ WITH truth AS (
                                                       ORDER BY b.bucket) * interval '1 hour' AS island
               FROM (SELECT t.*, CASE WHEN t.session IS NULL THEN t.subject END AS who FROM busy_t t) b) b
      GROUP BY b.tenant, b.endpoint, b.session, b.who, b.island
-), got AS (
+), runs AS (
     SELECT r.* FROM unnest((SELECT meter._runs(b.tenant, b.endpoint, b.session, b.subject, b.bucket, b.requests,
                                                b.empty, b.first_at, b.last_at ORDER BY md5(b::text))
                               FROM busy_t b)) r
+), got AS (
+    SELECT tenant, endpoint, session, subject, requests, empty, first_at, last_at FROM runs
 )
 SELECT (SELECT count(*) FROM busy_t) AS busy_hours, (SELECT count(*) FROM truth) AS runs,
        (SELECT count(*) FROM truth WHERE hours > 1) AS longer_runs,
@@ -225,7 +227,12 @@ SELECT (SELECT count(*) FROM busy_t) AS busy_hours, (SELECT count(*) FROM truth)
                                EXCEPT ALL SELECT * FROM got)
                               UNION ALL (SELECT * FROM got EXCEPT ALL
                                          SELECT tenant, endpoint, session, subject, requests, empty, first_at, last_at
-                                           FROM truth)) d) AS differences;
+                                           FROM truth)) d) AS differences,
+       -- each run's rate: (calls - 1) over the minutes from first to last, a second at least
+       (SELECT count(*) FROM runs r
+         WHERE abs(r.per_min - (r.requests - 1) / greatest(extract(epoch FROM r.last_at - r.first_at) / 60, 1.0 / 60))
+               > 1e-9 * r.per_min) AS wrong_rates,
+       (SELECT min(r.per_min) > 0 FROM runs r) AS rates_positive;
 -- no busy hours, no runs; a busy hour must have its figures
 SELECT count(*) AS no_runs FROM unnest((SELECT meter._runs(b.tenant, b.endpoint, b.session, b.subject, b.bucket,
                                                            b.requests, b.empty, b.first_at, b.last_at)

@@ -10,22 +10,10 @@ namespace pgm::callers {
 
 namespace {
 
-std::optional<std::string> copy(Text t) {
-    if (t.is_null()) return std::nullopt;
-    return std::string(t.p, t.n);
-}
-
-bool same(Text t, const std::string& s) { return s.size() == t.n && (t.n == 0 || std::memcmp(s.data(), t.p, t.n) == 0); }
-
-bool same(Text t, const std::optional<std::string>& s) {
-    if (t.is_null() || !s) return t.is_null() && !s;
-    return same(t, *s);
-}
-
 // keep_greatest keeps the greatest subject bytewise (NULL the least)
-void keep_greatest(std::optional<std::string>& kept, Text subject) {
+void keep_greatest(NString& kept, Text subject) {
     if (subject.is_null()) return;
-    if (!kept || std::string_view(subject.p, subject.n) > std::string_view(*kept)) kept = copy(subject);
+    if (!kept || std::string_view(subject.p, subject.n) > std::string_view(*kept)) kept = owned(subject);
 }
 
 constexpr int64_t kHourUs = INT64_C(3600000000);
@@ -33,11 +21,12 @@ constexpr int64_t kHourUs = INT64_C(3600000000);
 }  // namespace
 
 uint32_t Registry::group(Text tenant, Text endpoint, bool& added) {
+    if (tenant.is_null()) tenant = Text{"", 0};  // events always have one; kept as ''
     uint64_t h = hash_text(endpoint, hash_text(tenant, 0));
     uint32_t id = group_index_.find_or_add(
         h, [&](uint32_t i) { return same(tenant, groups_[i].tenant) && same(endpoint, groups_[i].endpoint); },
         static_cast<uint32_t>(groups_.size()), added);
-    if (added) groups_.push_back(Group{tenant.is_null() ? std::string() : std::string(tenant.p, tenant.n), copy(endpoint)});
+    if (added) groups_.push_back(Group{std::string(tenant.p, tenant.n), owned(endpoint)});
     return id;
 }
 
@@ -51,7 +40,7 @@ uint32_t Registry::caller(uint32_t group, Text session, Text subject, bool& adde
             return c.group == group && same(session, c.session) && same(who, c.who);
         },
         static_cast<uint32_t>(callers_.size()), added);
-    if (added) callers_.push_back(Caller{group, copy(session), copy(who)});
+    if (added) callers_.push_back(Caller{group, owned(session), owned(who)});
     return id;
 }
 
@@ -127,7 +116,7 @@ void Runs::add(const BusyHour& b) {
     uint32_t g = reg_.group(b.tenant, b.endpoint, added);
     uint32_t c = reg_.caller(g, b.session, b.subject, added);
     if (added) hours_.emplace_back();
-    hours_[c].push_back(Hr{b.bucket_us, b.requests, b.empty, b.first_us, b.last_us, copy(b.subject)});
+    hours_[c].push_back(Hr{b.bucket_us, b.requests, b.empty, b.first_us, b.last_us, owned(b.subject)});
 }
 
 std::vector<Run> Runs::runs() const {
@@ -151,9 +140,10 @@ std::vector<Run> Runs::runs() const {
             run->empty += h->empty;
             run->first_us = std::min(run->first_us, h->first_us);
             run->last_us = std::max(run->last_us, h->last_us);
-            if (h->subject) keep_greatest(run->subject, Text{h->subject->data(), h->subject->size()});
+            if (h->subject) keep_greatest(run->subject, text_of(h->subject));
         }
     }
+    for (Run& r : out) r.per_min = rate_per_min(r.requests, r.first_us, r.last_us);
     return out;
 }
 

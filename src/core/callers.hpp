@@ -31,11 +31,11 @@ class Registry {
   public:
     struct Group {
         std::string tenant;
-        std::optional<std::string> endpoint;
+        NString endpoint;
     };
     struct Caller {
         uint32_t group;
-        std::optional<std::string> session, who;
+        NString session, who;
         bool someone() const { return session || who; }  // not the calls with neither
     };
     uint32_t group(Text tenant, Text endpoint, bool& added);
@@ -54,7 +54,7 @@ class Registry {
 
 struct EndpointHour {
     std::string tenant;
-    std::optional<std::string> endpoint;
+    NString endpoint;
     int64_t requests = 0;
     int64_t callers = 0;                   // callers with 2 calls or more
     std::optional<double> median_per_min;  // their median rate (percentile_cont(0.5))
@@ -62,7 +62,7 @@ struct EndpointHour {
 
 struct BusyCaller {
     std::string tenant;
-    std::optional<std::string> endpoint, session, subject;
+    NString endpoint, session, subject;
     int64_t requests = 0;
     int64_t empty = 0;
     int64_t first_us = 0, last_us = 0;  // microseconds, as the timestamps' own
@@ -82,7 +82,7 @@ class Hour {
   private:
     struct Tally {
         int64_t n = 0, empty = 0, first_us = 0, last_us = 0;
-        std::optional<std::string> subject;
+        NString subject;
     };
     Registry reg_;
     std::vector<int64_t> requests_;                // per group
@@ -100,8 +100,9 @@ struct BusyHour {
 // Run is a caller's run of busy hours that follow each other.
 struct Run {
     std::string tenant;
-    std::optional<std::string> endpoint, session, subject;  // subject: the greatest bytewise
+    NString endpoint, session, subject;  // subject: the greatest bytewise
     int64_t requests = 0, empty = 0, first_us = 0, last_us = 0;
+    double per_min = 0;  // rate_per_min over the run, what a storm is judged by
 };
 
 // Runs gathers busy hours in any order and joins each caller's neighbouring
@@ -115,7 +116,7 @@ class Runs {
   private:
     struct Hr {
         int64_t bucket_us, requests, empty, first_us, last_us;
-        std::optional<std::string> subject;
+        NString subject;
     };
     Registry reg_;
     std::vector<std::vector<Hr>> hours_;  // per caller

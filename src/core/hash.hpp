@@ -1,12 +1,15 @@
-// hash.hpp: the core's one string hash, and the one open-addressing index
-// over hashed keys. Keys of the rollup aggregator, of the hour's callers and
-// of the rate cells in shared memory are hashed the same way.
+// hash.hpp: the core's nullable strings (Text, borrowed; NString, owned),
+// its one string hash, and the one open-addressing index over hashed keys.
+// Keys of the rollup aggregator, of the hour's callers and of the rate cells
+// in shared memory are hashed and compared the same way.
 #pragma once
 #include "core_only.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace pgm {
@@ -17,6 +20,18 @@ struct Text {
     size_t n = 0;
     bool is_null() const { return p == nullptr; }
 };
+
+// NString is an owned nullable string: a Text kept beyond its owner.
+using NString = std::optional<std::string>;
+
+inline NString owned(Text t) { return t.is_null() ? NString{} : NString{std::in_place, t.p, t.n}; }
+inline Text text_of(const NString& s) { return s ? Text{s->data(), s->size()} : Text{}; }
+
+// same says whether a Text holds the bytes of s (NULL only equals NULL).
+inline bool same(Text t, const std::string& s) {
+    return !t.is_null() && s.size() == t.n && (t.n == 0 || std::memcmp(s.data(), t.p, t.n) == 0);
+}
+inline bool same(Text t, const NString& s) { return s ? same(t, *s) : t.is_null(); }
 
 // mix is a 64-bit finalizer (every input bit reaches every output bit).
 inline uint64_t mix(uint64_t x) {

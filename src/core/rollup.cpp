@@ -21,12 +21,6 @@ void add_money(i128& to, i128 v) {
     if (__builtin_add_overflow(to, v, &to)) throw Error(Code::Overflow, "a rollup sum of costs is out of range");
 }
 
-bool same(Text t, const NString& s) {
-    return t.is_null() ? s.null : !s.null && s.s.size() == t.n && std::memcmp(s.s.data(), t.p, t.n) == 0;
-}
-
-Text text_of(const NString& s) { return s.null ? Text{} : Text{s.s.data(), s.s.size()}; }
-NString owned(Text t) { return t.is_null() ? NString{} : NString{false, std::string(t.p, t.n)}; }
 
 }  // namespace
 
@@ -370,8 +364,8 @@ void Bytes::put_string(const std::string& v) {
 }
 
 void Bytes::put_nstring(const NString& v) {
-    put<uint8_t>(v.null ? 1 : 0);
-    if (!v.null) put_string(v.s);
+    put<uint8_t>(v ? 0 : 1);
+    if (v) put_string(*v);
 }
 
 void BytesIn::need(size_t n) const {
@@ -394,7 +388,7 @@ std::string BytesIn::get_string() {
 
 NString BytesIn::get_nstring() {
     if (get<uint8_t>() != 0) return NString{};
-    return NString{false, get_string()};
+    return get_string();
 }
 
 void SketchBins::write(Bytes& out) const {

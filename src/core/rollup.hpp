@@ -124,12 +124,6 @@ struct Measures {
     void read(BytesIn& in);
 };
 
-// NString is an owned nullable string.
-struct NString {
-    bool null = true;
-    std::string s;
-};
-
 struct Dims {
     std::string tenant;
     NString provider, model, endpoint, feature;

@@ -146,14 +146,6 @@ int by_hour(const void* a, const void* b) {
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
-Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
-
-// opt_text is a nullable text column: its value, and its null flag set
-Datum opt_text(const std::optional<std::string>& s, bool* null) {
-    *null = !s;
-    return s ? text_datum(*s) : (Datum)0;
-}
-
 }  // namespace
 
 extern "C" {
@@ -239,7 +231,7 @@ Datum meter_caller_hours(PG_FUNCTION_ARGS) {
             bool nl[12] = {false, false, false, true, true, false, !sum_cost, true, true, true, false, !e.median_per_min};
             v[0] = text_datum(e.tenant);
             v[1] = TimestampTzGetDatum(hour);
-            v[2] = opt_text(e.endpoint, &nl[2]);
+            v[2] = nullable_text(e.endpoint, &nl[2]);
             v[3] = v[4] = (Datum)0;
             v[5] = Int64GetDatum(e.requests);
             v[6] = sum_cost ? r.cost[k] : (Datum)0;
@@ -253,9 +245,9 @@ Datum meter_caller_hours(PG_FUNCTION_ARGS) {
             bool nl[12] = {false, false, false, false, false, false, true, false, false, false, true, true};
             v[0] = text_datum(b.tenant);
             v[1] = TimestampTzGetDatum(hour);
-            v[2] = opt_text(b.endpoint, &nl[2]);
-            v[3] = opt_text(b.session, &nl[3]);
-            v[4] = opt_text(b.subject, &nl[4]);
+            v[2] = nullable_text(b.endpoint, &nl[2]);
+            v[3] = nullable_text(b.session, &nl[3]);
+            v[4] = nullable_text(b.subject, &nl[4]);
             v[5] = Int64GetDatum(b.requests);
             v[6] = (Datum)0;
             v[7] = Int64GetDatum(b.empty);
@@ -301,27 +293,28 @@ Datum meter_runs_add(PG_FUNCTION_ARGS) {
 
 // meter_runs_final returns the runs as meter._run[]: per caller, its runs
 // by time (tenant, endpoint, session, subject, requests, empty, first_at,
-// last_at).
+// last_at, per_min).
 Datum meter_runs_final(PG_FUNCTION_ARGS) {
     const callers::Runs* runs = reinterpret_cast<const callers::Runs*>(PG_GETARG_POINTER(0));
     Oid row_type;
-    TupleDesc desc = row_array_desc(fcinfo, 8, &row_type);
+    TupleDesc desc = row_array_desc(fcinfo, 9, &row_type);
     auto* out = pm_owned<std::vector<callers::Run>>(CurrentMemoryContext);
     PmFailure* f = pm_run([&] { *out = runs->runs(); });
     if (f) pm_raise(f);
     Datum* elems = static_cast<Datum*>(palloc(sizeof(Datum) * (out->size() + 1)));
     int n = 0;
     for (const callers::Run& r : *out) {
-        Datum v[8];
-        bool nl[8] = {false, false, false, false, false, false, false, false};
+        Datum v[9];
+        bool nl[9] = {false, false, false, false, false, false, false, false, false};
         v[0] = text_datum(r.tenant);
-        v[1] = opt_text(r.endpoint, &nl[1]);
-        v[2] = opt_text(r.session, &nl[2]);
-        v[3] = opt_text(r.subject, &nl[3]);
+        v[1] = nullable_text(r.endpoint, &nl[1]);
+        v[2] = nullable_text(r.session, &nl[2]);
+        v[3] = nullable_text(r.subject, &nl[3]);
         v[4] = Int64GetDatum(r.requests);
         v[5] = Int64GetDatum(r.empty);
         v[6] = TimestampTzGetDatum(r.first_us);
         v[7] = TimestampTzGetDatum(r.last_us);
+        v[8] = Float8GetDatum(r.per_min);
         elems[n++] = HeapTupleGetDatum(heap_form_tuple(desc, v, nl));
     }
     return row_array(elems, n, row_type);

@@ -26,6 +26,13 @@ Text text_value(Datum d) {
 
 Text text_arg(FunctionCallInfo fcinfo, int i) { return PG_ARGISNULL(i) ? Text{} : text_value(PG_GETARG_DATUM(i)); }
 
+Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
+
+Datum nullable_text(const NString& s, bool* isnull) {
+    *isnull = !s;
+    return s ? text_datum(*s) : (Datum)0;
+}
+
 TupleDesc row_array_desc(FunctionCallInfo fcinfo, int natts, Oid* row_type) {
     *row_type = get_element_type(get_fn_expr_rettype(fcinfo->flinfo));
     if (!OidIsValid(*row_type))

@@ -27,6 +27,11 @@ Text text_value(Datum d);
 // text_arg is argument i as a nullable text read in place.
 Text text_arg(FunctionCallInfo fcinfo, int i);
 
+// text_datum is a text datum of s; nullable_text of a nullable string,
+// with its null flag set.
+Datum text_datum(const std::string& s);
+Datum nullable_text(const NString& s, bool* isnull);
+
 // row_array_desc is the row type (row_type) and descriptor of a function
 // that returns an array of a composite type with natts columns.
 TupleDesc row_array_desc(FunctionCallInfo fcinfo, int natts, Oid* row_type);

@@ -160,13 +160,6 @@ enum MCol {
     kMCacheWriteTokens, kMCost, kMPotentialCost, kMLatency, kMTtft, kMNumCols
 };
 
-Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
-
-void set_text(Datum* values, bool* nulls, int col, const rollup::NString& s) {
-    nulls[col] = s.null;
-    if (!s.null) values[col] = text_datum(s.s);
-}
-
 void set_number(Datum* values, int col, rollup::i128 v, int scale) {
     PmMoney n;
     number_out(v, scale, &n);  // may throw: C++ only
@@ -233,11 +226,11 @@ Datum row_datum(const rollup::Row& r, TupleDesc desc) {
     values[kG] = Int32GetDatum(static_cast<int32>(r.grain));
     pm_pg_call([&] {
         values[kTenant] = text_datum(r.dims->tenant);
-        set_text(values, nulls, kSubject, *r.subject);
-        set_text(values, nulls, kProvider, r.dims->provider);
-        set_text(values, nulls, kModel, r.dims->model);
-        set_text(values, nulls, kEndpoint, r.dims->endpoint);
-        set_text(values, nulls, kFeature, r.dims->feature);
+        values[kSubject] = nullable_text(*r.subject, &nulls[kSubject]);
+        values[kProvider] = nullable_text(r.dims->provider, &nulls[kProvider]);
+        values[kModel] = nullable_text(r.dims->model, &nulls[kModel]);
+        values[kEndpoint] = nullable_text(r.dims->endpoint, &nulls[kEndpoint]);
+        values[kFeature] = nullable_text(r.dims->feature, &nulls[kFeature]);
     });
     values[kBucket] = TimestampTzGetDatum(from_micros(r.bucket));
     set_measures(values, nulls, kRequests, m, false);

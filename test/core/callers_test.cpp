@@ -136,6 +136,9 @@ TEST(Callers, RunsJoinNeighbouringHoursInAnyOrder) {
     EXPECT_EQ(runs[0].first_us, 1 * kHour + 10 * kSec);
     EXPECT_EQ(runs[0].last_us, 3 * kHour + 50 * 60 * kSec);
     EXPECT_EQ(*runs[0].subject, "bob");  // the greatest bytewise
+    // the run's rate, as the endpoint hours' medians are taken
+    EXPECT_DOUBLE_EQ(runs[0].per_min, rate_per_min(51, runs[0].first_us, runs[0].last_us));
+    EXPECT_DOUBLE_EQ(runs[0].per_min, 50.0 / ((2 * 3600.0 + 49 * 60 + 50) / 60.0));
     EXPECT_EQ(runs[1].requests, 30);
     EXPECT_FALSE(runs[1].subject.has_value());  // its one hour had none
     EXPECT_EQ(runs[1].first_us, 5 * kHour + 10 * kSec);

@@ -70,8 +70,8 @@ std::string dims_of(const Owned& o) {
     return o.tenant + "|" + o.provider + "|" + o.model + "|" + o.endpoint + "|" + (o.feature_null ? "<null>" : o.feature);
 }
 std::string dims_of(const Row& r) {
-    return r.dims->tenant + "|" + r.dims->provider.s + "|" + r.dims->model.s + "|" + r.dims->endpoint.s + "|" +
-           (r.dims->feature.null ? "<null>" : r.dims->feature.s);
+    return r.dims->tenant + "|" + r.dims->provider.value_or("") + "|" + r.dims->model.value_or("") + "|" +
+           r.dims->endpoint.value_or("") + "|" + r.dims->feature.value_or("<null>");
 }
 
 struct Ref {
@@ -106,7 +106,7 @@ std::map<RefKey, Ref> reference(const std::vector<Owned>& evs) {
 std::map<RefKey, Ref> collect(Aggregator& a) {
     std::map<RefKey, Ref> out;
     for (const Row& r : a.rows()) {
-        std::string subject = r.grain == Grain::SubjectDay ? (r.subject->null ? "<null>" : r.subject->s) : "";
+        std::string subject = r.grain == Grain::SubjectDay ? (r.subject->value_or("<null>")) : "";
         RefKey k{static_cast<int>(r.grain), dims_of(r), r.bucket, subject};
         EXPECT_EQ(out.count(k), 0u) << "a group appears twice";
         Ref& x = out[k];
@@ -198,10 +198,10 @@ TEST(Rollup, SerializedPartialsEqualOnePass) {
     // every group's sketches, bucket by bucket
     std::map<RefKey, const Measures*> want;
     for (const Row& r : whole.rows())
-        want[{static_cast<int>(r.grain), dims_of(r), r.bucket, r.subject->null ? "<null>" : r.subject->s}] = r.m;
+        want[{static_cast<int>(r.grain), dims_of(r), r.bucket, r.subject->value_or("<null>")}] = r.m;
     size_t checked = 0;
     for (const Row& r : leader.rows()) {
-        const Measures* w = want.at({static_cast<int>(r.grain), dims_of(r), r.bucket, r.subject->null ? "<null>" : r.subject->s});
+        const Measures* w = want.at({static_cast<int>(r.grain), dims_of(r), r.bucket, r.subject->value_or("<null>")});
         expect_same_sketch(w->latency.view(), r.m->latency.view());
         expect_same_sketch(w->ttft.view(), r.m->ttft.view());
         EXPECT_TRUE(w->potential_cost == r.m->potential_cost);
