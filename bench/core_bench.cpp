@@ -1,5 +1,7 @@
 // core_bench: the core's own cost per priced call, without PostgreSQL.
-// Usage: build/core_bench [catalog.json] — prints ns per call for three
+// Usage: build/core_bench catalog.json [calls] — the genai-prices catalog
+// (node scripts/catalog/genai-catalog.mjs > catalog.json, bench/README.md):
+// the calls below name its models. Prints ns per call for three
 // provider shapes (parse excluded and included), then ns per limit
 // decision (a GCRA rate alone; a rate and two budgets decided together),
 // then events per second through the rollup aggregator for one day of
@@ -22,8 +24,16 @@
 using namespace pgm;
 
 int main(int argc, char** argv) {
-    std::string path = argc > 1 ? argv[1] : "test/core/data/catalog.json";
-    std::ifstream in(path);
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: %s catalog.json [calls]\n(node scripts/catalog/genai-catalog.mjs > catalog.json)\n",
+                     argv[0]);
+        return 2;
+    }
+    std::ifstream in(argv[1]);
+    if (!in) {
+        std::fprintf(stderr, "%s: cannot read %s\n", argv[0], argv[1]);
+        return 2;
+    }
     std::stringstream ss;
     ss << in.rdbuf();
     json::Value providers = json::parse(ss.str());
