@@ -166,7 +166,7 @@ struct Probe {
     Part part;
 };
 
-// ProbeSet keeps every partition's request index open, with its scan, from
+// ProbeSet keeps every partition's request index open, with its scan once probed, from
 // one row of a statement to the next: a COPY of a million rows opens,
 // locks and starts a scan on each index once, not once a row. Everything in
 // it belongs to the top transaction's resource owner (a statement's or a
@@ -284,8 +284,11 @@ void open_probe(Oid relid) {
     ++g_ps.n;  // counted as soon as it holds anything, for close_now
     p->part = *part_of(p->heap);
     p->index = index_open(p->part.index, AccessShareLock);
-    p->scan = index_beginscan(p->heap, p->index, &g_ps.dirty, 1, 0);
-    p->slot = table_slot_create(p->heap, nullptr);
+    // the scan and its slot come with the first probe (probe): a statement
+    // that records one event opens every partition, and most of them are
+    // never probed (their index holds no entry)
+    p->scan = nullptr;
+    p->slot = nullptr;
     // a hash index counts its entries in its metapage: one with none (a
     // partition ahead of the data, the default one) keeps the page pinned,
     // and its rows skip the probe while the count stays 0. The backend's
@@ -332,6 +335,10 @@ void open_probes() {
 bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len, PmDuplicate* dup,
            TransactionId* xwait) {
     if (holds_no_key(pr)) return false;
+    if (!pr->scan) {  // in the set's memory, under the top transaction's owner (claim)
+        pr->scan = index_beginscan(pr->heap, pr->index, &g_ps.dirty, 1, 0);
+        pr->slot = table_slot_create(pr->heap, nullptr);
+    }
     ScanKeyData sk;
     ScanKeyInit(&sk, 1, pr->part.strategy, F_INT8EQ, Int64GetDatum(key));
     IndexScanDesc scan = pr->scan;
