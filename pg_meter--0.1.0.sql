@@ -93,35 +93,35 @@ CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON m
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.custom_prices
     FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
 
--- _micros turns a timestamptz into microseconds since 1970 (NULL for +-infinity).
-CREATE FUNCTION meter._micros(t timestamptz) RETURNS bigint
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-    RETURN CASE WHEN isfinite(t) THEN (extract(epoch FROM t) * 1000000)::bigint END;
-
--- _catalog_document serializes every catalog row for the C++ compiler. It
--- runs as the extension owner so that any role allowed to price can.
-CREATE FUNCTION meter._catalog_document() RETURNS text
+-- _catalog_rows returns every catalog row for the C++ compiler, in the
+-- order it reads them (kind 1 providers, 2 models, 3 custom prices; a
+-- custom price's prices in data). The glue turns each jsonb into the core's
+-- values directly: no text in between (src/pg/catalog_cache.cpp). It runs
+-- as the extension owner so that any role allowed to price can.
+CREATE FUNCTION meter._catalog_rows()
+    RETURNS TABLE (kind integer, version bigint, source text, provider text, model text, service_tier text,
+                   data jsonb, minimums jsonb, note text, valid_from timestamptz, valid_to timestamptz)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT json_build_object(
-  'providers', coalesce((SELECT json_agg(json_build_object(
-        'version', p.version, 'source', p.source, 'data', p.data,
-        'valid_from', meter._micros(p.valid_from), 'valid_to', meter._micros(p.valid_to))
-        ORDER BY p.source, p.position, p.version) FROM meter.catalog_providers p), '[]'),
-  'models', coalesce((SELECT json_agg(json_build_object(
-        'version', m.version, 'source', m.source, 'provider', m.provider_id, 'service_tier', m.service_tier,
-        'data', m.data, 'valid_from', meter._micros(m.valid_from), 'valid_to', meter._micros(m.valid_to))
-        ORDER BY m.source, m.provider_id, m.position, m.version) FROM meter.catalog_models m), '[]'),
-  'custom', coalesce((SELECT json_agg(json_build_object(
-        'version', c.version, 'provider', c.provider, 'model', c.model, 'service_tier', c.service_tier,
-        'prices', c.prices, 'minimums', c.minimums, 'note', c.note,
-        'valid_from', meter._micros(c.valid_from), 'valid_to', meter._micros(c.valid_to))
-        ORDER BY c.version) FROM meter.custom_prices c), '[]'))::text
+SELECT r.kind, r.version, r.source, r.provider, r.model, r.service_tier, r.data, r.minimums, r.note, r.valid_from,
+       r.valid_to
+  FROM (SELECT 1 AS kind, p.source AS o1, ''::text AS o2, p.position AS o3, p.version, p.source, NULL::text AS provider,
+               NULL::text AS model, NULL::text AS service_tier, p.data, NULL::jsonb AS minimums, NULL::text AS note,
+               p.valid_from, p.valid_to
+          FROM meter.catalog_providers p
+        UNION ALL
+        SELECT 2, m.source, m.provider_id, m.position, m.version, m.source, m.provider_id, NULL, m.service_tier, m.data,
+               NULL, NULL, m.valid_from, m.valid_to
+          FROM meter.catalog_models m
+        UNION ALL
+        SELECT 3, '', '', 0, c.version, NULL, c.provider, c.model, c.service_tier, c.prices, c.minimums, c.note,
+               c.valid_from, c.valid_to
+          FROM meter.custom_prices c) r
+ ORDER BY r.kind, r.o1, r.o2, r.o3, r.version
 $$;
 -- open to every role: it reveals only prices, which meter.price_versions shows too
-GRANT EXECUTE ON FUNCTION meter._catalog_document() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION meter._catalog_rows() TO PUBLIC;
 
 CREATE FUNCTION meter._check_catalog(catalog jsonb) RETURNS integer
     LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_check_catalog';

@@ -3,6 +3,8 @@
 #include <memory>
 
 #include "bridge.hpp"
+#include "datums.hpp"
+#include "jsonb_io.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -29,24 +31,82 @@ void watched_changed(Datum arg, Oid relid) {
         if (relid == InvalidOid || o == relid) w->stale = true;
 }
 
-// fetch_document runs the SQL that serializes every catalog row (a
-// SECURITY DEFINER function, so any caller may price). PostgreSQL calls only.
-char* fetch_document() {
+// CatalogRow is one row of meter._catalog_rows() (a SECURITY DEFINER
+// function, so any caller may price), read with PostgreSQL calls: texts
+// and jsonb tokens point into SPI's copy of the rows.
+struct CatalogRow {
+    int32 kind;  // 1 provider, 2 model, 3 custom price
+    int64 version;
+    Text source, provider, model, tier, note;
+    JFlat data, minimums;  // minimums.toks is nullptr when NULL
+    TimestampTz valid_from, valid_to;
+};
+
+enum RowCol { rKind = 1, rVersion, rSource, rProvider, rModel, rTier, rData, rMinimums, rNote, rFrom, rTo };
+
+// fetch_rows reads every catalog row; SPI stays connected (the caller
+// compiles, then calls SPI_finish).
+CatalogRow* fetch_rows(uint64* n) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    int rc = SPI_execute("SELECT meter._catalog_document()", true, 1);
-    if (rc != SPI_OK_SELECT || SPI_processed != 1) elog(ERROR, "could not read the pg_meter catalog");
-    bool isnull = false;
-    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-    char* out = nullptr;
-    if (!isnull) {
-        text* t = DatumGetTextPP(d);
-        // copy out of SPI's memory before SPI_finish
-        out = static_cast<char*>(SPI_palloc(VARSIZE_ANY_EXHDR(t) + 1));
-        memcpy(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-        out[VARSIZE_ANY_EXHDR(t)] = '\0';
+    int rc = SPI_execute("SELECT * FROM meter._catalog_rows()", true, 0);
+    if (rc != SPI_OK_SELECT || SPI_tuptable->tupdesc->natts != rTo) elog(ERROR, "could not read the pg_meter catalog");
+    *n = SPI_processed;
+    CatalogRow* rows = static_cast<CatalogRow*>(palloc0(sizeof(CatalogRow) * (*n + 1)));
+    TupleDesc desc = SPI_tuptable->tupdesc;
+    for (uint64 i = 0; i < *n; ++i) {
+        HeapTuple t = SPI_tuptable->vals[i];
+        CatalogRow& r = rows[i];
+        bool isnull;
+        auto text = [&](int col) {
+            Datum d = SPI_getbinval(t, desc, col, &isnull);
+            return isnull ? Text{} : text_value(d);
+        };
+        auto flat = [&](int col) {
+            Datum d = SPI_getbinval(t, desc, col, &isnull);
+            return isnull ? JFlat{nullptr, 0} : pm_flatten(DatumGetJsonbP(d));
+        };
+        r.kind = DatumGetInt32(SPI_getbinval(t, desc, rKind, &isnull));
+        r.version = DatumGetInt64(SPI_getbinval(t, desc, rVersion, &isnull));
+        r.source = text(rSource);
+        r.provider = text(rProvider);
+        r.model = text(rModel);
+        r.tier = text(rTier);
+        r.note = text(rNote);
+        r.data = flat(rData);
+        r.minimums = flat(rMinimums);
+        r.valid_from = DatumGetTimestampTz(SPI_getbinval(t, desc, rFrom, &isnull));
+        r.valid_to = DatumGetTimestampTz(SPI_getbinval(t, desc, rTo, &isnull));
     }
-    SPI_finish();
-    return out;
+    return rows;
+}
+
+// document is what Catalog::compile reads: {"providers": [...], "models":
+// [...], "custom": [...]}, each row an object of its columns. C++ only.
+json::Value document(const CatalogRow* rows, uint64 n) {
+    json::Value providers = json::Value::array(), models = json::Value::array(), custom = json::Value::array();
+    for (uint64 i = 0; i < n; ++i) {
+        const CatalogRow& r = rows[i];
+        json::Value o = json::Value::object();
+        auto put_text = [&](const char* key, Text v) {
+            if (!v.is_null()) o.members.emplace_back(key, json::Value::string(std::string(v.p, v.n)));
+        };
+        o.members.emplace_back("version", json::Value::integer(r.version));
+        put_text("source", r.source);
+        put_text("provider", r.provider);
+        put_text("model", r.model);
+        put_text("service_tier", r.tier);
+        put_text("note", r.note);
+        o.members.emplace_back(r.kind == 3 ? "prices" : "data", pm_unflatten(r.data));
+        if (r.minimums.toks) o.members.emplace_back("minimums", pm_unflatten(r.minimums));
+        o.members.emplace_back("valid_from", json::Value::integer(to_micros(r.valid_from)));
+        o.members.emplace_back("valid_to", json::Value::integer(to_micros(r.valid_to)));
+        (r.kind == 1 ? providers : r.kind == 2 ? models : custom).items.push_back(std::move(o));
+    }
+    json::Value doc = json::Value::object();
+    doc.members.emplace_back("providers", std::move(providers));
+    doc.members.emplace_back("models", std::move(models));
+    doc.members.emplace_back("custom", std::move(custom));
+    return doc;
 }
 
 }  // namespace
@@ -54,12 +114,10 @@ char* fetch_document() {
 const Catalog* pm_catalog() {
     if (!g_watch.stale && g_catalog) return g_catalog.get();
     pm_watch_lookup(&g_watch);
-    char* doc = fetch_document();
-    PmFailure* f = pm_run([&] {
-        json::Value v = doc ? json::parse(doc) : json::Value::object();
-        g_catalog = Catalog::compile(v);
-    });
-    if (doc) pfree(doc);
+    uint64 n = 0;
+    CatalogRow* rows = fetch_rows(&n);
+    PmFailure* f = pm_run([&] { g_catalog = Catalog::compile(document(rows, n)); });
+    SPI_finish();  // the rows' memory goes with it
     if (f) pm_raise(f);
     g_watch.stale = false;
     return g_catalog.get();
