@@ -26,7 +26,7 @@ Text text_value(Datum d) {
 
 Text text_arg(FunctionCallInfo fcinfo, int i) { return PG_ARGISNULL(i) ? Text{} : text_value(PG_GETARG_DATUM(i)); }
 
-Datum text_datum(const std::string& s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
+Datum text_datum(std::string_view s) { return PointerGetDatum(cstring_to_text_with_len(s.data(), static_cast<int>(s.size()))); }
 
 Datum nullable_text(const NString& s, bool* isnull) {
     *isnull = !s;
@@ -50,7 +50,6 @@ Datum row_array(Datum* rows, int n, Oid row_type) {
     get_typlenbyvalalign(row_type, &typlen, &typbyval, &typalign);
     return PointerGetDatum(construct_array(rows, n, row_type, typlen, typbyval, typalign));
 }
-
 
 constexpr int64 kUnixToPgMicros = INT64CONST(946684800000000);
 

@@ -27,9 +27,10 @@ Text text_value(Datum d);
 // text_arg is argument i as a nullable text read in place.
 Text text_arg(FunctionCallInfo fcinfo, int i);
 
-// text_datum is a text datum of s; nullable_text of a nullable string,
-// with its null flag set.
-Datum text_datum(const std::string& s);
+// text_datum is a text datum of s (of a Text that is not NULL);
+// nullable_text of a nullable string, with its null flag set.
+Datum text_datum(std::string_view s);
+inline Datum text_datum(Text t) { return text_datum(std::string_view(t.p, t.n)); }
 Datum nullable_text(const NString& s, bool* isnull);
 
 // row_array_desc is the row type (row_type) and descriptor of a function

@@ -350,7 +350,7 @@ LimitRow* load_limits(Text tenant, int* n) {
     MemoryContext upper = CurrentMemoryContext;
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     SPIPlanPtr p = keep_plan(&g_limits_plan, "SELECT * FROM meter._quota_limits($1)", 1);
-    Datum args[1] = {PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n)))};
+    Datum args[1] = {text_datum(tenant)};
     if (SPI_execute_plan(p, args, nullptr, true, 0) != SPI_OK_SELECT) elog(ERROR, "could not read meter.limits");
     MemoryContext old = MemoryContextSwitchTo(upper);
     *n = static_cast<int>(SPI_processed);
@@ -439,9 +439,9 @@ Relation open_table(const char* name) {
 // meter._quota_subject's answer to the SQL readers.
 SubjectRow load_subject(Text tenant, Text subject) {
     SubjectRow r{};
-    Datum tenant_d = PointerGetDatum(cstring_to_text_with_len(tenant.p, static_cast<int>(tenant.n)));
+    Datum tenant_d = text_datum(tenant);
     if (!subject.is_null()) {
-        Datum keys[2] = {tenant_d, PointerGetDatum(cstring_to_text_with_len(subject.p, static_cast<int>(subject.n)))};
+        Datum keys[2] = {tenant_d, text_datum(subject)};
         Relation subjects = open_table("subjects");
         AttrNumber atts[2] = {get_attnum(RelationGetRelid(subjects), "tenant"),
                               get_attnum(RelationGetRelid(subjects), "subject")};
@@ -1446,7 +1446,7 @@ Datum answer(FunctionCallInfo fcinfo, bool take, const Decision& d, const Subjec
             v[12] = Int32GetDatum(static_cast<int32>(std::min<int64>((d.a.retry_after + 999999) / 1000000, PG_INT32_MAX))),
             n[12] = false;
     }
-    if (sc && sc->has_plan) v[13] = PointerGetDatum(cstring_to_text_with_len(sc->plan.data(), static_cast<int>(sc->plan.size()))), n[13] = false;
+    if (sc && sc->has_plan) v[13] = text_datum(sc->plan), n[13] = false;
     if (d.reason) v[14] = CStringGetTextDatum(d.reason), n[14] = false;
     v[15] = CStringGetTextDatum(g_failure == 1 ? "open" : "closed"), n[15] = false;
     return HeapTupleGetDatum(heap_form_tuple(desc, v, n));
@@ -1547,9 +1547,9 @@ Datum quota_status(FunctionCallInfo fcinfo) {
         Datum v[12];
         bool n[12] = {false};
         limit_datums(l, &v[0], &n[0]);
-        if (l.budget) v[4] = PointerGetDatum(cstring_to_text_with_len(l.period.data(), static_cast<int>(l.period.size())));
+        if (l.budget) v[4] = text_datum(l.period);
         else n[4] = true;
-        if (l.has_plan) v[5] = PointerGetDatum(cstring_to_text_with_len(l.plan.data(), static_cast<int>(l.plan.size())));
+        if (l.has_plan) v[5] = text_datum(l.plan);
         else n[5] = true;
         answer_datums(&numbers[4 * i], answers[i], h.now, &v[6], &n[6]);
         v[11] = BoolGetDatum(answers[i].allowed);

@@ -166,9 +166,9 @@ struct Probe {
     Part part;
 };
 
-// ProbeSet keeps every partition's request index open, with its scan once probed, from
-// one row of a statement to the next: a COPY of a million rows opens,
-// locks and starts a scan on each index once, not once a row. Everything in
+// ProbeSet keeps every partition's request index open, with its scan once
+// probed, from one row of a statement to the next: a COPY of a million rows
+// opens, locks and starts a scan on each index once, not once a row. Everything in
 // it belongs to the top transaction's resource owner (a statement's or a
 // savepoint's would report it as leaked when it ends); it is closed when
 // the statement ends (ExecutorEnd, or the end of a utility statement such
