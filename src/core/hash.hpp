@@ -10,6 +10,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pgm {
@@ -19,6 +20,7 @@ struct Text {
     const char* p = nullptr;
     size_t n = 0;
     bool is_null() const { return p == nullptr; }
+    std::string_view view() const { return {p, n}; }  // empty when NULL
 };
 
 // NString is an owned nullable string: a Text kept beyond its owner.
@@ -28,9 +30,11 @@ inline NString owned(Text t) { return t.is_null() ? NString{} : NString{std::in_
 inline Text text_of(const NString& s) { return s ? Text{s->data(), s->size()} : Text{}; }
 
 // same says whether a Text holds the bytes of s (NULL only equals NULL).
-inline bool same(Text t, const std::string& s) {
-    return !t.is_null() && s.size() == t.n && (t.n == 0 || std::memcmp(s.data(), t.p, t.n) == 0);
+inline bool same(Text t, Text s) {
+    if (t.is_null() || s.is_null()) return t.is_null() && s.is_null();
+    return s.n == t.n && (t.n == 0 || std::memcmp(s.p, t.p, t.n) == 0);
 }
+inline bool same(Text t, const std::string& s) { return same(t, Text{s.data(), s.size()}); }
 inline bool same(Text t, const NString& s) { return s ? same(t, *s) : t.is_null(); }
 
 // mix is a 64-bit finalizer (every input bit reaches every output bit).

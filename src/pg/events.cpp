@@ -119,23 +119,8 @@ const AttMap* attmap_for(Relation rel) {
     return &g_maps[slot];
 }
 
-struct PmText {
-    const char* s;
-    int len;
-};
-
-// text_of reads a text column of a deformed row ("" when NULL).
-PmText text_of(const Datum* vals, const bool* nulls, int att, bool* isnull) {
-    *isnull = nulls[att - 1];
-    if (*isnull) return PmText{"", 0};
-    text* tx = DatumGetTextPP(vals[att - 1]);
-    return PmText{VARDATA_ANY(tx), static_cast<int>(VARSIZE_ANY_EXHDR(tx))};
-}
-
-PmText text_datum(Datum v) {
-    text* tx = DatumGetTextPP(v);
-    return PmText{VARDATA_ANY(tx), static_cast<int>(VARSIZE_ANY_EXHDR(tx))};
-}
+// text_of reads a text column of a deformed row (NULL as a NULL Text).
+Text text_of(const Datum* vals, const bool* nulls, int att) { return nulls[att - 1] ? Text{} : text_value(vals[att - 1]); }
 
 // check_times refuses a negative latency or time to first token.
 void check_times(bool n_latency, int32 latency, bool n_ttft, int32 ttft) {
@@ -147,8 +132,9 @@ void check_times(bool n_latency, int32 latency, bool n_ttft, int32 ttft) {
     }
 }
 
-void check_tenant(bool isnull, PmText tenant) {
-    if (isnull || tenant.len == 0)
+void check_tenant(Text tenant) {
+    bool isnull = tenant.is_null();
+    if (isnull || tenant.n == 0)
         ereport(ERROR, (errcode(isnull ? ERRCODE_NOT_NULL_VIOLATION : ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("an event needs a tenant"), errdetail("The tenant is %s.", isnull ? "NULL" : "empty"),
                         errhint("Name the project or application the call belongs to.")));
@@ -188,8 +174,9 @@ PmDuplicate g_dup;
 
 // price_row prices one event into g_out. PostgreSQL calls before and after
 // the bridge only.
-void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool n_tier, const JFlat& usage,
-               bool n_usage, bool cached, Micros at_us) {
+// A NULL model is a request that called no model; a NULL tier is the
+// standard one.
+void price_row(Text provider, Text model, Text tier, const JFlat& usage, bool n_usage, bool cached, Micros at_us) {
     Outcome* o = &g_out;
     o->priced = false;
     o->has_cost = false;
@@ -198,7 +185,7 @@ void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool
     o->has_usage = false;
     o->tokens = TokenCounts{};
     o->cost_pico = 0;
-    if (model.len == 0) {
+    if (model.n == 0) {
         // a request that called no model (a /health check): counted, costs nothing
         o->priced = true;
         o->has_cost = true;
@@ -209,11 +196,11 @@ void price_row(PmText provider, bool n_provider, PmText model, PmText tier, bool
     const Catalog* cat = pm_catalog();
     PmFailure* f = pm_run([&] {
         json::Value u = n_usage ? json::Value::object() : pm_unflatten(usage);
-        std::string_view pv = n_provider ? std::string_view() : std::string_view(provider.s, static_cast<size_t>(provider.len));
-        std::string_view tv = n_tier ? std::string_view("standard") : std::string_view(tier.s, static_cast<size_t>(tier.len));
+        std::string_view pv = provider.view();
+        std::string_view tv = tier.is_null() ? std::string_view("standard") : tier.view();
         PriceRequest r;
         r.provider = pv;
-        r.model = std::string_view(model.s, static_cast<size_t>(model.len));
+        r.model = model.view();
         r.usage = &u;
         r.at = at_us;
         r.tier = tv;
@@ -295,13 +282,12 @@ int priced_columns(const AttMap* m, const Outcome* o, bool has_key, int64 key, c
 }
 
 // count hands a priced event (g_out) to its tenant's budgets.
-void count(PmText tenant, const PmText* subject, const PmText* session, const PmText* endpoint, TimestampTz at) {
-    auto t = [](const PmText* x) { return x ? Text{x->s, static_cast<size_t>(x->len)} : Text{}; };
+void count(Text tenant, Text subject, Text session, Text endpoint, TimestampTz at) {
     PmEvent e;
-    e.tenant = Text{tenant.s, static_cast<size_t>(tenant.len)};
-    e.subject = t(subject);
-    e.session = t(session);
-    e.endpoint = t(endpoint);
+    e.tenant = tenant;
+    e.subject = subject;
+    e.session = session;
+    e.endpoint = endpoint;
     e.at = at;
     e.input = g_out.tokens.input;
     e.output = g_out.tokens.output;
@@ -428,15 +414,15 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
 
     pm_release_claim();
     check_not_rolled_here();
-    PmText tenant = PG_ARGISNULL(aTenant) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aTenant));
-    check_tenant(PG_ARGISNULL(aTenant), tenant);
+    Text tenant = text_arg(fcinfo, aTenant);
+    check_tenant(tenant);
     int64 key = 0;
     bool has_key = !PG_ARGISNULL(aRequestId);
     if (has_key) {
-        PmText rid = text_datum(PG_GETARG_DATUM(aRequestId));
-        key = pm_request_key(tenant.s, tenant.len, rid.s, rid.len);
+        Text rid = text_arg(fcinfo, aRequestId);
+        key = pm_request_key(tenant, rid);
         g_dup.answer_cxt = CurrentMemoryContext;
-        bool fresh = pm_claim_request(part, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup);
+        bool fresh = pm_claim_request(part, key, tenant, rid, &g_dup);
         g_dup.answer_cxt = nullptr;
         if (!fresh) {
             ExecCloseIndices(rri);
@@ -450,11 +436,8 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
 
     bool n_usage = PG_ARGISNULL(aUsage);
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(PG_GETARG_JSONB_P(aUsage));
-    PmText provider = PG_ARGISNULL(aProvider) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aProvider));
-    PmText model = PG_ARGISNULL(aModel) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(aModel));
-    PmText tier = PG_ARGISNULL(aTier) ? PmText{"standard", 8} : text_datum(PG_GETARG_DATUM(aTier));
     bool cached = !PG_ARGISNULL(aCached) && PG_GETARG_BOOL(aCached);
-    price_row(provider, PG_ARGISNULL(aProvider), model, tier, false, usage, n_usage, cached,
+    price_row(text_arg(fcinfo, aProvider), text_arg(fcinfo, aModel), text_arg(fcinfo, aTier), usage, n_usage, cached,
               to_micros(DatumGetTimestampTz(at)));
 
     TupleDesc desc = RelationGetDescr(part);
@@ -515,12 +498,8 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     FreeExecutorState(estate);
     table_close(part, NoLock);
     table_close(events, NoLock);
-    PmText subject, session, endpoint;
-    if (!PG_ARGISNULL(aSubject)) subject = text_datum(PG_GETARG_DATUM(aSubject));
-    if (!PG_ARGISNULL(aSession)) session = text_datum(PG_GETARG_DATUM(aSession));
-    if (!PG_ARGISNULL(aEndpoint)) endpoint = text_datum(PG_GETARG_DATUM(aEndpoint));
-    count(tenant, PG_ARGISNULL(aSubject) ? nullptr : &subject, PG_ARGISNULL(aSession) ? nullptr : &session,
-          PG_ARGISNULL(aEndpoint) ? nullptr : &endpoint, DatumGetTimestampTz(at));
+    count(tenant, text_arg(fcinfo, aSubject), text_arg(fcinfo, aSession), text_arg(fcinfo, aEndpoint),
+          DatumGetTimestampTz(at));
 
     // the answer is what the row holds
     auto stored = [&](Col c, Datum* v, bool* isnull) {
@@ -670,14 +649,11 @@ PG_FUNCTION_INFO_V1(meter_price_event);
 // cached, occurred_at)): cost, potential cost, price version, priced and
 // why not. meter.reprice() calls it.
 Datum meter_price_event(PG_FUNCTION_ARGS) {
-    PmText provider = PG_ARGISNULL(0) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(0));
-    PmText model = PG_ARGISNULL(1) ? PmText{"", 0} : text_datum(PG_GETARG_DATUM(1));
     bool n_usage = PG_ARGISNULL(2);
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(PG_GETARG_JSONB_P(2));
-    PmText tier = PG_ARGISNULL(3) ? PmText{"standard", 8} : text_datum(PG_GETARG_DATUM(3));
     bool cached = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
     if (PG_ARGISNULL(5)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("occurred_at is null")));
-    price_row(provider, PG_ARGISNULL(0), model, tier, PG_ARGISNULL(3), usage, n_usage, cached,
+    price_row(text_arg(fcinfo, 0), text_arg(fcinfo, 1), text_arg(fcinfo, 3), usage, n_usage, cached,
               to_micros(PG_GETARG_TIMESTAMPTZ(5)));
     const Outcome* o = &g_out;
     TupleDesc desc;
@@ -759,49 +735,46 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     check_not_rolled_here();
     int64 txid = static_cast<int64>(U64FromFullTransactionId(GetTopFullTransactionId()));
 
-    bool n_tenant, n_provider, n_model, n_usage, n_cached, n_tier, n_rid, n_at, n_lat, n_ttft;
-    PmText tenant = text_of(dv, dn, m->att[cTenant], &n_tenant);
-    check_tenant(n_tenant, tenant);
+    bool n_usage, n_cached, n_at, n_lat, n_ttft;
+    Text tenant = text_of(dv, dn, m->att[cTenant]);
+    check_tenant(tenant);
     Datum lat = col(cLatency, &n_lat);
     Datum ttft = col(cTtft, &n_ttft);
     check_times(n_lat, DatumGetInt32(lat), n_ttft, DatumGetInt32(ttft));
-    PmText provider = text_of(dv, dn, m->att[cProvider], &n_provider);
-    PmText model = text_of(dv, dn, m->att[cModel], &n_model);
-    PmText tier = text_of(dv, dn, m->att[cTier], &n_tier);
-    PmText rid = text_of(dv, dn, m->att[cRequestId], &n_rid);
+    Text provider = text_of(dv, dn, m->att[cProvider]);
+    Text model = text_of(dv, dn, m->att[cModel]);
+    Text tier = text_of(dv, dn, m->att[cTier]);
+    Text rid = text_of(dv, dn, m->att[cRequestId]);
     Datum usage_d = col(cUsage, &n_usage);
     Datum cached_d = col(cCached, &n_cached);
     Datum at_d = col(cOccurredAt, &n_at);
 
     // idempotency first: a retry is neither priced nor stored
     int64 key = 0;
-    if (!n_rid) {
-        key = pm_request_key(tenant.s, tenant.len, rid.s, rid.len);
-        if (!pm_claim_request(rel, key, tenant.s, tenant.len, rid.s, rid.len, &g_dup))
+    if (!rid.is_null()) {
+        key = pm_request_key(tenant, rid);
+        if (!pm_claim_request(rel, key, tenant, rid, &g_dup))
             return PointerGetDatum(nullptr);  // counted once: skip the retry
     }
 
     bool cached = !n_cached && DatumGetBool(cached_d);
     TimestampTz at = n_at ? GetCurrentTransactionStartTimestamp() : DatumGetTimestampTz(at_d);
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(DatumGetJsonbP(usage_d));
-    price_row(provider, n_provider, n_model ? PmText{"", 0} : model, tier, n_tier, usage, n_usage, cached, to_micros(at));
+    price_row(provider, model, tier, usage, n_usage, cached, to_micros(at));
 
     // the row is formed again from the values deformed above
     int cols[NCols];
     Datum vals[NCols];
     bool nulls[NCols];
-    int n = priced_columns(m, &g_out, !n_rid, key, usage, n_usage, cols, vals, nulls);
+    int n = priced_columns(m, &g_out, !rid.is_null(), key, usage, n_usage, cols, vals, nulls);
     for (int i = 0; i < n; ++i) {
         dv[cols[i] - 1] = vals[i];
         dn[cols[i] - 1] = nulls[i];
     }
     dv[m->att[cTxid] - 1] = Int64GetDatum(txid);
     dn[m->att[cTxid] - 1] = false;
-    bool n_subject, n_session, n_endpoint;
-    PmText subject = text_of(dv, dn, m->att[cSubject], &n_subject);
-    PmText session = text_of(dv, dn, m->att[cSession], &n_session);
-    PmText endpoint = text_of(dv, dn, m->att[cEndpoint], &n_endpoint);
-    count(tenant, n_subject ? nullptr : &subject, n_session ? nullptr : &session, n_endpoint ? nullptr : &endpoint, at);
+    count(tenant, text_of(dv, dn, m->att[cSubject]), text_of(dv, dn, m->att[cSession]),
+          text_of(dv, dn, m->att[cEndpoint]), at);
     if (in_place) {
         // the slot holds the priced row (its new values live in the row's
         // memory, as a tuple a trigger returns does). The same pointer back

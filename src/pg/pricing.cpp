@@ -31,58 +31,42 @@ using namespace pgm::pg;
 
 namespace {
 
+// the text arguments are NULL Texts when absent or NULL
 struct PmCall {
-    const char* provider;
-    int provider_len;
-    const char* model;
-    int model_len;
+    Text provider;
+    Text model;
     JFlat usage;
     Micros at;
-    const char* tier;
-    int tier_len;
-    const char* flavor;
-    int flavor_len;
+    Text tier;
+    Text flavor;
 };
 
-void text_arg(FunctionCallInfo fcinfo, int n, const char** s, int* len) {
-    if (PG_NARGS() <= n || PG_ARGISNULL(n)) {
-        *s = "";
-        *len = 0;
-        return;
-    }
-    text* t = PG_GETARG_TEXT_PP(n);
-    *s = VARDATA_ANY(t);
-    *len = static_cast<int>(VARSIZE_ANY_EXHDR(t));
-}
+// given_text reads argument n, a NULL Text when this signature has none.
+Text given_text(FunctionCallInfo fcinfo, int n) { return PG_NARGS() > n ? text_arg(fcinfo, n) : Text{}; }
 
 // read_call reads (provider, model, usage, at, service_tier, api_flavor); false when the
 // answer is NULL (a NULL model or usage).
 bool read_call(FunctionCallInfo fcinfo, PmCall* c) {
     if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) return false;
-    text_arg(fcinfo, 0, &c->provider, &c->provider_len);
-    text_arg(fcinfo, 1, &c->model, &c->model_len);
+    c->provider = text_arg(fcinfo, 0);
+    c->model = text_arg(fcinfo, 1);
     c->usage = pm_flatten(PG_GETARG_JSONB_P(2));
     c->at = (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ? to_micros(PG_GETARG_TIMESTAMPTZ(3))
                                                  : to_micros(GetCurrentTransactionStartTimestamp());
-    if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
-        text_arg(fcinfo, 4, &c->tier, &c->tier_len);
-    else {
-        c->tier = "standard";
-        c->tier_len = 8;
-    }
-    text_arg(fcinfo, 5, &c->flavor, &c->flavor_len);  // "" when absent or NULL
+    c->tier = given_text(fcinfo, 4);
+    c->flavor = given_text(fcinfo, 5);
     return true;
 }
 
 Priced run_price(const Catalog* cat, const PmCall* c, json::Value& usage_holder) {
     usage_holder = pm_unflatten(c->usage);
     PriceRequest req;
-    req.provider = std::string_view(c->provider, static_cast<size_t>(c->provider_len));
-    req.model = std::string_view(c->model, static_cast<size_t>(c->model_len));
+    req.provider = c->provider.view();
+    req.model = c->model.view();
     req.usage = &usage_holder;
     req.at = c->at;
-    req.tier = std::string_view(c->tier, static_cast<size_t>(c->tier_len));
-    req.flavor = std::string_view(c->flavor, static_cast<size_t>(c->flavor_len));
+    req.tier = c->tier.is_null() ? std::string_view("standard") : c->tier.view();
+    req.flavor = c->flavor.view();
     return cat->price(req);
 }
 
@@ -227,20 +211,15 @@ Datum meter_cost_breakdown(PG_FUNCTION_ARGS) {
 // meter_normalize_usage shows the normalized meters of a raw usage object.
 Datum meter_normalize_usage(PG_FUNCTION_ARGS) {
     if (PG_ARGISNULL(1)) PG_RETURN_NULL();
-    const char* prov;
-    int plen;
-    text_arg(fcinfo, 0, &prov, &plen);
+    Text prov = text_arg(fcinfo, 0);
     JFlat usage = pm_flatten(PG_GETARG_JSONB_P(1));
-    const char* flavor;
-    int flen;
-    text_arg(fcinfo, 2, &flavor, &flen);
+    Text flavor = given_text(fcinfo, 2);
     Micros at = to_micros(GetCurrentTransactionStartTimestamp());
     const Catalog* cat = pm_catalog();
     PmUsage* out = static_cast<PmUsage*>(palloc(sizeof(PmUsage)));
     PmFailure* f = pm_run([&] {
         json::Value v = pm_unflatten(usage);
-        Usage u = cat->normalize(std::string_view(prov, static_cast<size_t>(plen)), v, at,
-                                 std::string_view(flavor, static_cast<size_t>(flen)));
+        Usage u = cat->normalize(prov.view(), v, at, flavor.view());
         usage_out(u, out);
     });
     if (f) pm_raise(f);

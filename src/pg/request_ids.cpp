@@ -136,12 +136,12 @@ const Part* part_of(Relation rel) {
     return &g_parts[slot];
 }
 
-bool same_text(TupleTableSlot* slot, AttrNumber att, const char* s, int len) {
+bool same_text(TupleTableSlot* slot, AttrNumber att, Text s) {
     bool isnull;
     Datum d = slot_getattr(slot, att, &isnull);
     if (isnull) return false;
     text* t = DatumGetTextPP(d);
-    bool same = static_cast<int>(VARSIZE_ANY_EXHDR(t)) == len && memcmp(VARDATA_ANY(t), s, static_cast<size_t>(len)) == 0;
+    bool same = pgm::same(Text{VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)}, s);
     if (reinterpret_cast<Pointer>(t) != DatumGetPointer(d)) pfree(t);  // detoasted: not kept for the statement
     return same;
 }
@@ -332,8 +332,7 @@ void open_probes() {
 // probe looks for (tenant, rid) in one partition. Returns true when found
 // (dup filled); sets *xwait when an insert or delete of it is in progress
 // in another transaction.
-bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len, PmDuplicate* dup,
-           TransactionId* xwait) {
+bool probe(Probe* pr, int64 key, Text tenant, Text rid, PmDuplicate* dup, TransactionId* xwait) {
     if (holds_no_key(pr)) return false;
     if (!pr->scan) {  // in the set's memory, under the top transaction's owner (claim)
         pr->scan = index_beginscan(pr->heap, pr->index, &g_ps.dirty, 1, 0);
@@ -351,7 +350,7 @@ bool probe(Probe* pr, int64 key, const char* tenant, int tenant_len, const char*
     for (;;) {
         if (!scan->xs_heap_continue && index_getnext_tid(scan, ForwardScanDirection) == nullptr) break;
         if (!index_fetch_heap(scan, slot)) continue;
-        if (!same_text(slot, p->att[aTenant], tenant, tenant_len) || !same_text(slot, p->att[aRequestId], rid, rid_len))
+        if (!same_text(slot, p->att[aTenant], tenant) || !same_text(slot, p->att[aRequestId], rid))
             continue;  // another request with the same hash
         TransactionId w = TransactionIdIsValid(g_ps.dirty.xmin) ? g_ps.dirty.xmin : g_ps.dirty.xmax;
         if (TransactionIdIsValid(w)) {
@@ -456,9 +455,10 @@ Oid pm_events_oid() {
     return relid;
 }
 
-int64 pm_request_key(const char* tenant, int tenant_len, const char* rid, int rid_len) {
-    uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char*>(tenant), tenant_len, 0x706d6d6574657231ULL);
-    return static_cast<int64>(hash_bytes_extended(reinterpret_cast<const unsigned char*>(rid), rid_len, h));
+int64 pm_request_key(Text tenant, Text rid) {
+    auto bytes = [](Text t) { return reinterpret_cast<const unsigned char*>(t.p); };
+    uint64 h = hash_bytes_extended(bytes(tenant), static_cast<int>(tenant.n), 0x706d6d6574657231ULL);
+    return static_cast<int64>(hash_bytes_extended(bytes(rid), static_cast<int>(rid.n), h));
 }
 
 void pm_release_claim() {
@@ -490,8 +490,7 @@ Probe* own_probe(Relation leaf) {
     return &g_ps.probes[g_ps.n - 1];
 }
 
-bool claim(Relation leaf, const LOCKTAG& tag, int64 key, const char* tenant, int tenant_len, const char* rid,
-           int rid_len, PmDuplicate* dup) {
+bool claim(Relation leaf, const LOCKTAG& tag, int64 key, Text tenant, Text rid, PmDuplicate* dup) {
     Probe* own = own_probe(leaf);
     // what a scan allocates as it goes (the btree's killed items) must live
     // as long as the scan
@@ -501,9 +500,9 @@ bool claim(Relation leaf, const LOCKTAG& tag, int64 key, const char* tenant, int
         TransactionId xwait = InvalidTransactionId;
         dup->found = false;
         // the row's own partition first: a retry usually lands there
-        bool found = probe(own, key, tenant, tenant_len, rid, rid_len, dup, &xwait);
+        bool found = probe(own, key, tenant, rid, dup, &xwait);
         for (int i = 0; i < g_ps.n && !found && !TransactionIdIsValid(xwait); ++i)
-            if (&g_ps.probes[i] != own) found = probe(&g_ps.probes[i], key, tenant, tenant_len, rid, rid_len, dup, &xwait);
+            if (&g_ps.probes[i] != own) found = probe(&g_ps.probes[i], key, tenant, rid, dup, &xwait);
         if (TransactionIdIsValid(xwait)) {
             // never wait while holding the key: the other transaction may
             // need it for another row
@@ -523,14 +522,13 @@ bool claim(Relation leaf, const LOCKTAG& tag, int64 key, const char* tenant, int
 
 }  // namespace
 
-bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len,
-                      PmDuplicate* dup) {
+bool pm_claim_request(Relation leaf, int64 key, Text tenant, Text rid, PmDuplicate* dup) {
     pm_release_claim();
     LOCKTAG tag;
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(static_cast<uint64>(key) >> 32),
                          static_cast<uint32>(key), kLockClass);
     bool fresh = false;
-    as_top([&] { fresh = claim(leaf, tag, key, tenant, tenant_len, rid, rid_len, dup); });
+    as_top([&] { fresh = claim(leaf, tag, key, tenant, rid, dup); });
     if (g_close_asked && g_busy == 0) {
         g_close_asked = false;
         close_now();

@@ -29,6 +29,8 @@
 // object).
 #pragma once
 
+#include "hash.hpp"
+
 extern "C" {
 #include "postgres.h"
 #include "utils/relcache.h"
@@ -51,13 +53,12 @@ struct PmDuplicate {
 
 // pm_request_key hashes (tenant, request_id); stable across versions (it is
 // stored). Never 0... it may be any int64.
-int64 pm_request_key(const char* tenant, int tenant_len, const char* rid, int rid_len);
+int64 pm_request_key(Text tenant, Text rid);
 
 // pm_claim_request locks the key and probes every partition. Returns true
 // when the request is new (the lock is kept until pm_release_claim), false
 // for a duplicate (dup describes the first event; the lock is released).
-bool pm_claim_request(Relation leaf, int64 key, const char* tenant, int tenant_len, const char* rid, int rid_len,
-                      PmDuplicate* dup);
+bool pm_claim_request(Relation leaf, int64 key, Text tenant, Text rid, PmDuplicate* dup);
 
 // pm_release_claim releases the key locked for the previous row, whose
 // index entry is in by now.
