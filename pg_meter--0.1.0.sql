@@ -1780,11 +1780,14 @@ COMMENT ON PROCEDURE meter.backfill(timestamptz, timestamptz, integer, integer, 
 REVOKE ALL ON PROCEDURE meter.backfill(timestamptz, timestamptz, integer, integer, bigint) FROM PUBLIC;
 
 -- verify: every difference between the rollups and the raw events of the
--- UTC days covering [since, until). Read in one snapshot, so a rollup or a
--- write running meanwhile never shows as a difference. Empty when exact.
+-- UTC days covering [since, until), and between the hours' summaries
+-- (meter.subject_hours, meter.endpoint_hours, meter.busy_callers) and the
+-- events of the hours they hold current. Read in one snapshot, so a rollup
+-- or a write running meanwhile never shows as a difference. Empty when
+-- exact.
 CREATE FUNCTION meter.verify(since timestamptz, until timestamptz)
-    RETURNS TABLE (rollup text, tenant text, bucket timestamptz, subject text, provider text, model text,
-                   endpoint text, feature text, what text, in_rollup text, in_events text)
+    RETURNS TABLE (rollup text, tenant text, bucket timestamptz, subject text, session text, provider text,
+                   model text, endpoint text, feature text, what text, in_rollup text, in_events text)
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC'
@@ -1798,9 +1801,21 @@ BEGIN
     RETURN QUERY
     WITH w AS MATERIALIZED (
         SELECT coalesce((SELECT watermark FROM meter.rollup_state), '1:1:'::pg_snapshot) AS w
+    ), cur AS MATERIALIZED (
+        -- the tenant hours whose summaries are current: over, and not due
+        -- again (no rollup row of theirs changed since they were summarized)
+        SELECT h.tenant, h.bucket FROM meter._summary_hours(v_span.d1, v_span.d2) h WHERE NOT h.due
     ), want AS (
         SELECT jsonb_build_array(r.g, r.tenant, r.bucket, r.subject, r.provider, r.model, r.endpoint, r.feature) AS k, r.*
           FROM unnest(meter._rolled_rows(v_span.d1, v_span.d2, (SELECT w FROM w))) r
+        UNION ALL
+        -- (4: an hour's subjects, from its rolled events, as the summary takes them)
+        SELECT jsonb_build_array(4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL),
+               4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL,
+               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
+               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, NULL::timestamptz, NULL::timestamptz
+          FROM (SELECT array_agg(c.tenant) AS t, array_agg(c.bucket) AS b FROM cur c) c,
+               meter._subject_hours_of(c.t, c.b) s
     ), have AS (
         SELECT jsonb_build_array(1, h.tenant, h.bucket, NULL, h.provider, h.model, h.endpoint, h.feature) AS k,
                1 AS g, h.tenant, h.bucket, NULL::text AS subject, h.provider, h.model, h.endpoint, h.feature,
@@ -1819,9 +1834,36 @@ BEGIN
                s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
                s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, s.first_at, s.last_at
           FROM meter.rollup_subject_daily s WHERE s.bucket >= v_span.d1 AND s.bucket < v_span.d2
+        UNION ALL
+        SELECT jsonb_build_array(4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL),
+               4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL,
+               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
+               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, NULL, NULL
+          FROM meter.subject_hours s JOIN cur c ON c.tenant = s.tenant AND c.bucket = s.bucket
+    ), whole AS MATERIALIZED (
+        -- of those hours, the ones the rollups hold every event of: their
+        -- callers' summary took every event of the hour (an event rolled
+        -- up after it made the hour due)
+        SELECT c.* FROM cur c
+         WHERE NOT EXISTS (SELECT FROM (SELECT DISTINCT t.tenant, t.bucket FROM meter._tail_rows() t WHERE t.g = 1) t
+                            WHERE t.tenant = c.tenant AND t.bucket = c.bucket)
+    ), calls_want AS (
+        SELECT jsonb_build_array(x.callers IS NULL, x.tenant, x.bucket, x.endpoint, x.session, x.subject) AS k, x.*
+          FROM (SELECT array_agg(c.tenant) AS t, array_agg(c.bucket) AS b FROM whole c) c,
+               meter._caller_hours(c.t, c.b, true) x
+    ), calls_have AS (
+        SELECT jsonb_build_array(false, s.tenant, s.bucket, s.endpoint, NULL, NULL) AS k, s.tenant, s.bucket, s.endpoint,
+               NULL::text AS session, NULL::text AS subject, s.requests, s.cost, NULL::bigint AS empty,
+               NULL::timestamptz AS first_at, NULL::timestamptz AS last_at, s.callers, s.median_per_min
+          FROM meter.endpoint_hours s JOIN whole c ON c.tenant = s.tenant AND c.bucket = s.bucket
+        UNION ALL
+        SELECT jsonb_build_array(true, s.tenant, s.bucket, s.endpoint, s.session, s.subject), s.tenant, s.bucket,
+               s.endpoint, s.session, s.subject, s.requests, NULL, s.empty, s.first_at, s.last_at, NULL, NULL
+          FROM meter.busy_callers s JOIN whole c ON c.tenant = s.tenant AND c.bucket = s.bucket
     )
-    SELECT CASE coalesce(h.g, e.g) WHEN 1 THEN 'rollup_hourly' WHEN 3 THEN 'rollup_daily' ELSE 'rollup_subject_daily' END,
-           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject),
+    SELECT CASE coalesce(h.g, e.g) WHEN 1 THEN 'rollup_hourly' WHEN 3 THEN 'rollup_daily' WHEN 4 THEN 'subject_hours'
+                                   ELSE 'rollup_subject_daily' END,
+           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject), NULL,
            coalesce(h.provider, e.provider), coalesce(h.model, e.model), coalesce(h.endpoint, e.endpoint),
            coalesce(h.feature, e.feature), d.what, d.in_rollup, d.in_events
       FROM have h
@@ -1851,12 +1893,35 @@ BEGIN
          WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND NOT meter._sketch_same(v.a, v.b)
      ) d
     UNION ALL
+    -- the callers' summaries (an endpoint's hour; a busy caller's hour,
+    -- NULL callers) against the events of the hours the rollups hold whole
+    SELECT CASE WHEN (h.k ->> 0)::boolean OR (e.k ->> 0)::boolean THEN 'busy_callers' ELSE 'endpoint_hours' END,
+           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject),
+           coalesce(h.session, e.session), NULL, NULL, coalesce(h.endpoint, e.endpoint), NULL, d.what, d.a, d.b
+      FROM calls_have h
+      FULL JOIN calls_want e ON e.k = h.k
+     CROSS JOIN LATERAL (
+        SELECT 'row' AS what, CASE WHEN h.k IS NULL THEN 'missing' ELSE 'present' END AS a,
+               CASE WHEN e.k IS NULL THEN 'no events' ELSE e.requests || ' events' END AS b
+         WHERE h.k IS NULL OR e.k IS NULL
+        UNION ALL
+        SELECT v.what, v.a, v.b
+          FROM (VALUES ('requests', h.requests::text, e.requests::text), ('callers', h.callers::text, e.callers::text),
+                       ('median_per_min', h.median_per_min::text, e.median_per_min::text),
+                       ('empty', h.empty::text, e.empty::text), ('first_at', h.first_at::text, e.first_at::text),
+                       ('last_at', h.last_at::text, e.last_at::text)) v(what, a, b)
+         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND v.a IS DISTINCT FROM v.b
+        UNION ALL
+        SELECT 'cost', h.cost::text, e.cost::text
+         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND h.cost IS DISTINCT FROM e.cost  -- numeric: 0.50 = 0.5
+     ) d
+    UNION ALL
     -- subject_months against the subject-day rows (checked against the
     -- events above): the days of the month in the span with a bit (have)
     -- and with a row (want), as day numbers, '3,4,17'; and the sums of
     -- every month the span touches, (requests,errors,input_tokens,
     -- output_tokens,cost,potential_cost)
-    SELECT 'subject_months', d.tenant, d.month, d.subject, NULL, NULL, NULL, NULL, v.what, v.a, v.b
+    SELECT 'subject_months', d.tenant, d.month, d.subject, NULL, NULL, NULL, NULL, NULL, v.what, v.a, v.b
       FROM meter._subject_months_diff(v_span.d1, v_span.d2, true) d,
            LATERAL (SELECT 'days' AS what,
                            array_to_string(ARRAY(SELECT i FROM generate_series(1, 31) i
@@ -1867,7 +1932,7 @@ BEGIN
                     UNION ALL
                     SELECT 'sums', coalesce(d.have_sums, 'missing'), coalesce(d.want_sums, 'no rows')
                      WHERE d.have_sums IS NOT NULL OR d.want_sums IS NOT NULL) v
-     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
+     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
 END $$;
 COMMENT ON FUNCTION meter.verify(timestamptz, timestamptz) IS
     'Every difference between the rollups and the raw events of the UTC days covering [since, until), or no row when they agree. Days whose raw events retention has dropped show as differences.';
@@ -3679,6 +3744,41 @@ AS $$
              GROUP BY e.tenant, p.bucket, e.subject) x
 $$;
 
+-- _summarize: summarizes tenant hours (pairs p_tenants[i], p_hours[i])
+-- from their events anew: their callers (meter.endpoint_hours,
+-- meter.busy_callers) and their subjects (meter.subject_hours). What the
+-- alerts job does for the due hours and meter.resummarize for a range.
+CREATE FUNCTION meter._summarize(p_tenants text[], p_hours timestamptz[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM meter.endpoint_hours h USING unnest(p_tenants, p_hours) AS p(tenant, bucket)
+     WHERE h.tenant = p.tenant AND h.bucket = p.bucket;
+    DELETE FROM meter.busy_callers b USING unnest(p_tenants, p_hours) AS p(tenant, bucket)
+     WHERE b.tenant = p.tenant AND b.bucket = p.bucket;
+    WITH c AS MATERIALIZED (
+        SELECT * FROM meter._caller_hours(p_tenants, p_hours, true)
+    ), busy AS (
+        INSERT INTO meter.busy_callers (tenant, bucket, endpoint, session, subject, requests, empty, first_at, last_at)
+        SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.requests, c.empty, c.first_at, c.last_at
+          FROM c WHERE c.callers IS NULL
+    )
+    INSERT INTO meter.endpoint_hours (tenant, bucket, endpoint, requests, cost, callers, median_per_min)
+    SELECT c.tenant, c.bucket, c.endpoint, c.requests, c.cost, c.callers, c.median_per_min
+      FROM c WHERE c.callers IS NOT NULL;
+    -- the subjects of the same hours: their rolled events, read in one
+    -- snapshot with the watermark that says which are rolled (what the
+    -- hour's rollup rows hold in that snapshot)
+    DELETE FROM meter.subject_hours h USING unnest(p_tenants, p_hours) AS p(tenant, bucket)
+     WHERE h.tenant = p.tenant AND h.bucket = p.bucket;
+    INSERT INTO meter.subject_hours (tenant, bucket, subject, requests, errors, cache_hits, unpriced, input_tokens,
+                                     output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost,
+                                     latency, ttft)
+    SELECT * FROM meter._subject_hours_of(p_tenants, p_hours);
+END $$;
+REVOKE ALL ON FUNCTION meter._summarize(text[], timestamptz[]) FROM PUBLIC;
+
 -- _callers_update: the alerts job's step. Summarizes the due tenants of
 -- up to max_hours UTC hours that are over (the latest first; every
 -- tenant of an hour at once, in one read of its events): their callers
@@ -3711,33 +3811,68 @@ BEGIN
     SELECT array_agg(t.tenant), array_agg(t.bucket) INTO v_tenants, v_hours FROM taken t;
     summarized := coalesce(cardinality(v_tenants), 0);
     IF summarized > 0 THEN
-        DELETE FROM meter.endpoint_hours h USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
-         WHERE h.tenant = p.tenant AND h.bucket = p.bucket;
-        DELETE FROM meter.busy_callers b USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
-         WHERE b.tenant = p.tenant AND b.bucket = p.bucket;
-        WITH c AS MATERIALIZED (
-            SELECT * FROM meter._caller_hours(v_tenants, v_hours, true)
-        ), busy AS (
-            INSERT INTO meter.busy_callers (tenant, bucket, endpoint, session, subject, requests, empty, first_at, last_at)
-            SELECT c.tenant, c.bucket, c.endpoint, c.session, c.subject, c.requests, c.empty, c.first_at, c.last_at
-              FROM c WHERE c.callers IS NULL
-        )
-        INSERT INTO meter.endpoint_hours (tenant, bucket, endpoint, requests, cost, callers, median_per_min)
-        SELECT c.tenant, c.bucket, c.endpoint, c.requests, c.cost, c.callers, c.median_per_min
-          FROM c WHERE c.callers IS NOT NULL;
-        -- the subjects of the same hours: their rolled events, read in one
-        -- snapshot with the watermark that says which are rolled (what the
-        -- hour's rollup rows hold in that snapshot)
-        DELETE FROM meter.subject_hours h USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
-         WHERE h.tenant = p.tenant AND h.bucket = p.bucket;
-        INSERT INTO meter.subject_hours (tenant, bucket, subject, requests, errors, cache_hits, unpriced, input_tokens,
-                                         output_tokens, cache_read_tokens, cache_write_tokens, cost, potential_cost,
-                                         latency, ttft)
-        SELECT * FROM meter._subject_hours_of(v_tenants, v_hours);
+        PERFORM meter._summarize(v_tenants, v_hours);
     END IF;
     SELECT count(*) INTO still_due FROM meter.caller_hours_due d WHERE d.bucket + interval '1 hour' <= now();
 END $$;
 REVOKE ALL ON FUNCTION meter._callers_update(integer) FROM PUBLIC;
+
+-- _summary_hours: the tenant hours of [p_from, p_to) that are over and
+-- have, or should have, summaries: rollup rows, summary rows, or a due
+-- mark. meter.verify checks those not due; meter.resummarize redoes them.
+CREATE FUNCTION meter._summary_hours(p_from timestamptz, p_to timestamptz)
+    RETURNS TABLE (tenant text, bucket timestamptz, due boolean)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.tenant, x.bucket, bool_or(x.due)
+      FROM (SELECT r.tenant, r.bucket, false AS due FROM meter.rollup_hourly r WHERE r.bucket >= p_from AND r.bucket < p_to
+            UNION ALL
+            SELECT s.tenant, s.bucket, false FROM meter.subject_hours s WHERE s.bucket >= p_from AND s.bucket < p_to
+            UNION ALL
+            SELECT s.tenant, s.bucket, false FROM meter.endpoint_hours s WHERE s.bucket >= p_from AND s.bucket < p_to
+            UNION ALL
+            SELECT s.tenant, s.bucket, false FROM meter.busy_callers s WHERE s.bucket >= p_from AND s.bucket < p_to
+            UNION ALL
+            SELECT d.tenant, d.bucket, true FROM meter.caller_hours_due d WHERE d.bucket >= p_from AND d.bucket < p_to) x
+     WHERE x.bucket + interval '1 hour' <= now()
+     GROUP BY x.tenant, x.bucket
+$$;
+
+-- resummarize: summarizes anew, from their events, the UTC hours that are
+-- over in the days covering [since, until): what repairs a difference
+-- meter.verify reports in meter.subject_hours, meter.endpoint_hours or
+-- meter.busy_callers (derived tables: a backfill rebuilds the rollups, and
+-- makes due again only the hours whose rollup rows it changed). Takes the
+-- alerts job's lock for its transaction, so the two never summarize at
+-- once. Returns how many tenant hours it summarized.
+CREATE FUNCTION meter.resummarize(since timestamptz, until timestamptz) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    v_span record;
+    v_tenants text[];
+    v_hours timestamptz[];
+BEGIN
+    v_span := meter._day_span(since, until);
+    PERFORM pg_advisory_xact_lock(20557, meter._job_key('alerts'));
+    SELECT array_agg(h.tenant), array_agg(h.bucket) INTO v_tenants, v_hours
+      FROM meter._summary_hours(v_span.d1, v_span.d2) h;
+    IF v_tenants IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- as the alerts job, the due marks first: a rollup that changes one of
+    -- these hours meanwhile makes it due again
+    DELETE FROM meter.caller_hours_due d USING unnest(v_tenants, v_hours) AS p(tenant, bucket)
+     WHERE d.tenant = p.tenant AND d.bucket = p.bucket;
+    PERFORM meter._summarize(v_tenants, v_hours);
+    RETURN cardinality(v_tenants);
+END $$;
+COMMENT ON FUNCTION meter.resummarize(timestamptz, timestamptz) IS
+    'Summarizes anew, from the events, the callers and subjects of the UTC hours that are over in the days covering [since, until) (meter.endpoint_hours, meter.busy_callers, meter.subject_hours); repairs what meter.verify reports in them. Returns the tenant hours summarized.';
+REVOKE ALL ON FUNCTION meter.resummarize(timestamptz, timestamptz) FROM PUBLIC;
 
 -- _anomalies: the findings of meter.anomalies for a set of tenants (the
 -- alert job asks for all of its tenants at once). key names what a finding

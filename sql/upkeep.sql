@@ -69,6 +69,56 @@ SELECT meter.rollup() AS rolled_late;
 SELECT requests FROM meter.rollup_subject_daily WHERE tenant = 'up' AND subject = 'late';
 SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
 
+-- verify checks the hours' summaries as well (meter.subject_hours,
+-- endpoint_hours, busy_callers: derived from the events by the alerts
+-- job) in every hour where they are current. A session polling /poll 20
+-- times in one hour makes a busy caller. Until the alerts job has run,
+-- every hour is due and none is compared; then none differs
+INSERT INTO meter.events (tenant, session, subject, endpoint, latency_ms, occurred_at)
+SELECT 'up', 'poll-1', 'user-1', '/poll', 5, '2025-03-14 03:00+00'::timestamptz + i * interval '2 minutes'
+  FROM generate_series(1, 20) i;
+SELECT meter.rollup() AS rolled_polls;
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT summarized > 0 AS summarized, still_due FROM meter._callers_update(100000);
+SELECT count(*) AS busy FROM meter.busy_callers WHERE tenant = 'up';
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+-- each kind of damage is seen: a subject's changed figures and lost row,
+-- a callers count that readers cannot catch (the hour's calls and cost
+-- still agree with the rollups), a busy caller's changed last call and a
+-- busy caller with no events behind it
+UPDATE meter.subject_hours SET requests = requests + 1, cost = cost + 0.25
+ WHERE tenant = 'up' AND bucket = '2025-03-10 05:00+00' AND subject = 'user-1';
+DELETE FROM meter.subject_hours WHERE tenant = 'up' AND bucket = '2025-03-11 02:00+00' AND subject = 'user-2';
+UPDATE meter.endpoint_hours SET callers = callers + 1 WHERE tenant = 'up' AND bucket = '2025-03-14 03:00+00' AND endpoint = '/poll';
+UPDATE meter.busy_callers SET last_at = last_at + interval '1 minute' WHERE tenant = 'up' AND session = 'poll-1';
+INSERT INTO meter.busy_callers (tenant, bucket, endpoint, session, subject, requests, empty, first_at, last_at)
+VALUES ('up', '2025-03-12 00:00+00', '/chat', 'ghost', NULL, 15, 0, '2025-03-12 00:00+00', '2025-03-12 00:14+00');
+-- a cost written as 0.50 where the events make 0.5 is the same amount
+UPDATE meter.endpoint_hours SET cost = cost + 0.00 WHERE tenant = 'up' AND bucket = '2025-03-12 00:00+00';
+SELECT rollup, bucket, subject, session, endpoint, what, in_rollup, in_events
+  FROM meter.verify('2025-03-01', '2025-04-01');
+-- a backfill rebuilds the rollups only (they are right: nothing changes,
+-- no hour is due again); meter.resummarize redoes the summaries
+CALL meter.backfill('2025-03-01', '2025-04-01', batch_days => 31);
+SELECT count(*) AS differences, count(*) FILTER (WHERE rollup LIKE 'rollup%') AS in_rollups
+  FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT meter.resummarize('2025-03-01', '2025-04-01') = (SELECT count(DISTINCT (tenant, bucket)) FROM meter.rollup_hourly
+                                                         WHERE bucket >= '2025-03-01' AND bucket < '2025-04-01') AS every_hour;
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT count(*) AS due FROM meter.caller_hours_due WHERE bucket < '2025-04-01';
+-- a poll that comes late, not rolled up yet: its hour's callers summary is
+-- not compared while the hour has events the rollups do not hold; the
+-- rollup makes the hour due, the alerts job summarizes it again
+INSERT INTO meter.events (tenant, session, subject, endpoint, latency_ms, occurred_at)
+VALUES ('up', 'poll-1', 'user-1', '/poll', 5, '2025-03-14 03:50+00');
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT meter.rollup() AS rolled_poll;
+SELECT count(*) AS due FROM meter.caller_hours_due WHERE bucket < '2025-04-01';
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+SELECT summarized FROM meter._callers_update(100000);
+SELECT requests, last_at FROM meter.busy_callers WHERE tenant = 'up' AND session = 'poll-1';
+SELECT count(*) AS differences FROM meter.verify('2025-03-01', '2025-04-01');
+
 -- meter.subject_months (the days each subject has usage, what
 -- meter.summary counts subjects from) follows rollup_subject_daily
 -- whoever writes it: the rollup, a rebuild, a row moved or deleted by
@@ -133,6 +183,8 @@ SELECT pm_err($$CALL meter.backfill(NULL, '2025-03-01')$$);
 SELECT pm_err($$CALL meter.backfill('2025-03-01', 'infinity')$$);
 SELECT pm_err($$CALL meter.backfill('2025-03-01', '2025-03-02', batch_days => 0)$$);
 SELECT pm_err($$SELECT * FROM meter.verify('2025-03-02', '2025-03-01')$$);
+SELECT pm_err($$SELECT meter.resummarize('2025-03-02', '2025-03-01')$$);
+SELECT pm_err($$SELECT meter.resummarize(NULL, '2025-03-01')$$);
 -- a cost that rollups cannot sum exactly is refused, naming the column
 BEGIN;
 UPDATE meter.events SET cost = 1e-30 WHERE tenant = 'up' AND subject = 'late';
