@@ -1805,41 +1805,6 @@ BEGIN
         -- the tenant hours whose summaries are current: over, and not due
         -- again (no rollup row of theirs changed since they were summarized)
         SELECT h.tenant, h.bucket FROM meter._summary_hours(v_span.d1, v_span.d2) h WHERE NOT h.due
-    ), want AS (
-        SELECT jsonb_build_array(r.g, r.tenant, r.bucket, r.subject, r.provider, r.model, r.endpoint, r.feature) AS k, r.*
-          FROM unnest(meter._rolled_rows(v_span.d1, v_span.d2, (SELECT w FROM w))) r
-        UNION ALL
-        -- (4: an hour's subjects, from its rolled events, as the summary takes them)
-        SELECT jsonb_build_array(4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL),
-               4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL,
-               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
-               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, NULL::timestamptz, NULL::timestamptz
-          FROM (SELECT array_agg(c.tenant) AS t, array_agg(c.bucket) AS b FROM cur c) c,
-               meter._subject_hours_of(c.t, c.b) s
-    ), have AS (
-        SELECT jsonb_build_array(1, h.tenant, h.bucket, NULL, h.provider, h.model, h.endpoint, h.feature) AS k,
-               1 AS g, h.tenant, h.bucket, NULL::text AS subject, h.provider, h.model, h.endpoint, h.feature,
-               h.requests, h.errors, h.cache_hits, h.unpriced, h.input_tokens, h.output_tokens, h.cache_read_tokens,
-               h.cache_write_tokens, h.cost, h.potential_cost, h.latency, h.ttft, h.first_at, h.last_at
-          FROM meter.rollup_hourly h WHERE h.bucket >= v_span.d1 AND h.bucket < v_span.d2
-        UNION ALL
-        SELECT jsonb_build_array(3, d.tenant, d.bucket, NULL, d.provider, d.model, d.endpoint, d.feature),
-               3, d.tenant, d.bucket, NULL, d.provider, d.model, d.endpoint, d.feature,
-               d.requests, d.errors, d.cache_hits, d.unpriced, d.input_tokens, d.output_tokens, d.cache_read_tokens,
-               d.cache_write_tokens, d.cost, d.potential_cost, d.latency, d.ttft, d.first_at, d.last_at
-          FROM meter.rollup_daily d WHERE d.bucket >= v_span.d1 AND d.bucket < v_span.d2
-        UNION ALL
-        SELECT jsonb_build_array(2, s.tenant, s.bucket, s.subject, s.provider, s.model, s.endpoint, s.feature),
-               2, s.tenant, s.bucket, s.subject, s.provider, s.model, s.endpoint, s.feature,
-               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
-               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, s.first_at, s.last_at
-          FROM meter.rollup_subject_daily s WHERE s.bucket >= v_span.d1 AND s.bucket < v_span.d2
-        UNION ALL
-        SELECT jsonb_build_array(4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL),
-               4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL,
-               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
-               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, NULL, NULL
-          FROM meter.subject_hours s JOIN cur c ON c.tenant = s.tenant AND c.bucket = s.bucket
     ), whole AS MATERIALIZED (
         -- of those hours, the ones the rollups hold every event of: their
         -- callers' summary took every event of the hour (an event rolled
@@ -1847,25 +1812,73 @@ BEGIN
         SELECT c.* FROM cur c
          WHERE NOT EXISTS (SELECT FROM (SELECT DISTINCT t.tenant, t.bucket FROM meter._tail_rows() t WHERE t.g = 1) t
                             WHERE t.tenant = c.tenant AND t.bucket = c.bucket)
-    ), calls_want AS (
-        SELECT jsonb_build_array(x.callers IS NULL, x.tenant, x.bucket, x.endpoint, x.session, x.subject) AS k, x.*
+    ), want AS (
+        -- g: 1 hourly, 2 subject-daily, 3 daily (meter._rollup_row); the
+        -- summaries: 4 an hour's subjects (its rolled events), 5 an
+        -- endpoint's hour, 6 a busy caller's hour (all of the hour's events)
+        SELECT jsonb_build_array(r.g, r.tenant, r.bucket, r.subject, NULL, r.provider, r.model, r.endpoint, r.feature) AS k,
+               r.*, NULL::text AS session, NULL::bigint AS callers, NULL::float8 AS median_per_min, NULL::bigint AS empty
+          FROM unnest(meter._rolled_rows(v_span.d1, v_span.d2, (SELECT w FROM w))) r
+        UNION ALL
+        SELECT jsonb_build_array(4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL, NULL),
+               4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL,
+               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
+               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, NULL, NULL, NULL, NULL, NULL, NULL
+          FROM (SELECT array_agg(c.tenant) AS t, array_agg(c.bucket) AS b FROM cur c) c,
+               meter._subject_hours_of(c.t, c.b) s
+        UNION ALL
+        SELECT jsonb_build_array(x.g, x.tenant, x.bucket, x.subject, x.session, NULL, NULL, x.endpoint, NULL),
+               x.g, x.tenant, x.bucket, x.subject, NULL, NULL, x.endpoint, NULL,
+               x.requests, NULL, NULL, NULL, NULL, NULL, NULL, NULL, x.cost, NULL, NULL, NULL, x.first_at, x.last_at,
+               x.session, x.callers, x.median_per_min, x.empty
           FROM (SELECT array_agg(c.tenant) AS t, array_agg(c.bucket) AS b FROM whole c) c,
-               meter._caller_hours(c.t, c.b, true) x
-    ), calls_have AS (
-        SELECT jsonb_build_array(false, s.tenant, s.bucket, s.endpoint, NULL, NULL) AS k, s.tenant, s.bucket, s.endpoint,
-               NULL::text AS session, NULL::text AS subject, s.requests, s.cost, NULL::bigint AS empty,
-               NULL::timestamptz AS first_at, NULL::timestamptz AS last_at, s.callers, s.median_per_min
+               LATERAL (SELECT CASE WHEN y.callers IS NULL THEN 6 ELSE 5 END AS g, y.*
+                          FROM meter._caller_hours(c.t, c.b, true) y) x
+    ), have AS (
+        SELECT jsonb_build_array(1, h.tenant, h.bucket, NULL, NULL, h.provider, h.model, h.endpoint, h.feature) AS k,
+               1 AS g, h.tenant, h.bucket, NULL::text AS subject, h.provider, h.model, h.endpoint, h.feature,
+               h.requests, h.errors, h.cache_hits, h.unpriced, h.input_tokens, h.output_tokens, h.cache_read_tokens,
+               h.cache_write_tokens, h.cost, h.potential_cost, h.latency, h.ttft, h.first_at, h.last_at,
+               NULL::text AS session, NULL::bigint AS callers, NULL::float8 AS median_per_min, NULL::bigint AS empty
+          FROM meter.rollup_hourly h WHERE h.bucket >= v_span.d1 AND h.bucket < v_span.d2
+        UNION ALL
+        SELECT jsonb_build_array(3, d.tenant, d.bucket, NULL, NULL, d.provider, d.model, d.endpoint, d.feature),
+               3, d.tenant, d.bucket, NULL, d.provider, d.model, d.endpoint, d.feature,
+               d.requests, d.errors, d.cache_hits, d.unpriced, d.input_tokens, d.output_tokens, d.cache_read_tokens,
+               d.cache_write_tokens, d.cost, d.potential_cost, d.latency, d.ttft, d.first_at, d.last_at,
+               NULL, NULL, NULL, NULL
+          FROM meter.rollup_daily d WHERE d.bucket >= v_span.d1 AND d.bucket < v_span.d2
+        UNION ALL
+        SELECT jsonb_build_array(2, s.tenant, s.bucket, s.subject, NULL, s.provider, s.model, s.endpoint, s.feature),
+               2, s.tenant, s.bucket, s.subject, s.provider, s.model, s.endpoint, s.feature,
+               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
+               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, s.first_at, s.last_at,
+               NULL, NULL, NULL, NULL
+          FROM meter.rollup_subject_daily s WHERE s.bucket >= v_span.d1 AND s.bucket < v_span.d2
+        UNION ALL
+        SELECT jsonb_build_array(4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL, NULL),
+               4, s.tenant, s.bucket, s.subject, NULL, NULL, NULL, NULL,
+               s.requests, s.errors, s.cache_hits, s.unpriced, s.input_tokens, s.output_tokens, s.cache_read_tokens,
+               s.cache_write_tokens, s.cost, s.potential_cost, s.latency, s.ttft, NULL, NULL, NULL, NULL, NULL, NULL
+          FROM meter.subject_hours s JOIN cur c ON c.tenant = s.tenant AND c.bucket = s.bucket
+        UNION ALL
+        SELECT jsonb_build_array(5, s.tenant, s.bucket, NULL, NULL, NULL, NULL, s.endpoint, NULL),
+               5, s.tenant, s.bucket, NULL, NULL, NULL, s.endpoint, NULL,
+               s.requests, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.cost, NULL, NULL, NULL, NULL, NULL,
+               NULL, s.callers, s.median_per_min, NULL
           FROM meter.endpoint_hours s JOIN whole c ON c.tenant = s.tenant AND c.bucket = s.bucket
         UNION ALL
-        SELECT jsonb_build_array(true, s.tenant, s.bucket, s.endpoint, s.session, s.subject), s.tenant, s.bucket,
-               s.endpoint, s.session, s.subject, s.requests, NULL, s.empty, s.first_at, s.last_at, NULL, NULL
+        SELECT jsonb_build_array(6, s.tenant, s.bucket, s.subject, s.session, NULL, NULL, s.endpoint, NULL),
+               6, s.tenant, s.bucket, s.subject, NULL, NULL, s.endpoint, NULL,
+               s.requests, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.first_at, s.last_at,
+               s.session, NULL, NULL, s.empty
           FROM meter.busy_callers s JOIN whole c ON c.tenant = s.tenant AND c.bucket = s.bucket
     )
-    SELECT CASE coalesce(h.g, e.g) WHEN 1 THEN 'rollup_hourly' WHEN 3 THEN 'rollup_daily' WHEN 4 THEN 'subject_hours'
-                                   ELSE 'rollup_subject_daily' END,
-           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject), NULL,
-           coalesce(h.provider, e.provider), coalesce(h.model, e.model), coalesce(h.endpoint, e.endpoint),
-           coalesce(h.feature, e.feature), d.what, d.in_rollup, d.in_events
+    SELECT (ARRAY['rollup_hourly', 'rollup_subject_daily', 'rollup_daily', 'subject_hours', 'endpoint_hours',
+                  'busy_callers'])[coalesce(h.g, e.g)],
+           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject),
+           coalesce(h.session, e.session), coalesce(h.provider, e.provider), coalesce(h.model, e.model),
+           coalesce(h.endpoint, e.endpoint), coalesce(h.feature, e.feature), d.what, d.in_rollup, d.in_events
       FROM have h
       FULL JOIN want e ON e.k = h.k
      CROSS JOIN LATERAL (
@@ -1873,6 +1886,7 @@ BEGIN
                CASE WHEN e.k IS NULL THEN 'no events' ELSE e.requests || ' events' END AS in_events
          WHERE h.k IS NULL OR e.k IS NULL
         UNION ALL
+        -- (a figure a row does not keep is NULL on both sides)
         SELECT v.what, v.a, v.b
           FROM (VALUES ('requests', h.requests::text, e.requests::text), ('errors', h.errors::text, e.errors::text),
                        ('cache_hits', h.cache_hits::text, e.cache_hits::text),
@@ -1881,7 +1895,10 @@ BEGIN
                        ('output_tokens', h.output_tokens::text, e.output_tokens::text),
                        ('cache_read_tokens', h.cache_read_tokens::text, e.cache_read_tokens::text),
                        ('cache_write_tokens', h.cache_write_tokens::text, e.cache_write_tokens::text),
-                       ('first_at', h.first_at::text, e.first_at::text), ('last_at', h.last_at::text, e.last_at::text)) v(what, a, b)
+                       ('first_at', h.first_at::text, e.first_at::text), ('last_at', h.last_at::text, e.last_at::text),
+                       ('callers', h.callers::text, e.callers::text),
+                       ('median_per_min', h.median_per_min::text, e.median_per_min::text),
+                       ('empty', h.empty::text, e.empty::text)) v(what, a, b)
          WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND v.a IS DISTINCT FROM v.b
         UNION ALL
         SELECT v.what, v.a::text, v.b::text
@@ -1891,29 +1908,6 @@ BEGIN
         SELECT v.what, meter.sketch_count(v.a)::text || ' values', meter.sketch_count(v.b)::text || ' values'
           FROM (VALUES ('latency', h.latency, e.latency), ('ttft', h.ttft, e.ttft)) v(what, a, b)
          WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND NOT meter._sketch_same(v.a, v.b)
-     ) d
-    UNION ALL
-    -- the callers' summaries (an endpoint's hour; a busy caller's hour,
-    -- NULL callers) against the events of the hours the rollups hold whole
-    SELECT CASE WHEN (h.k ->> 0)::boolean OR (e.k ->> 0)::boolean THEN 'busy_callers' ELSE 'endpoint_hours' END,
-           coalesce(h.tenant, e.tenant), coalesce(h.bucket, e.bucket), coalesce(h.subject, e.subject),
-           coalesce(h.session, e.session), NULL, NULL, coalesce(h.endpoint, e.endpoint), NULL, d.what, d.a, d.b
-      FROM calls_have h
-      FULL JOIN calls_want e ON e.k = h.k
-     CROSS JOIN LATERAL (
-        SELECT 'row' AS what, CASE WHEN h.k IS NULL THEN 'missing' ELSE 'present' END AS a,
-               CASE WHEN e.k IS NULL THEN 'no events' ELSE e.requests || ' events' END AS b
-         WHERE h.k IS NULL OR e.k IS NULL
-        UNION ALL
-        SELECT v.what, v.a, v.b
-          FROM (VALUES ('requests', h.requests::text, e.requests::text), ('callers', h.callers::text, e.callers::text),
-                       ('median_per_min', h.median_per_min::text, e.median_per_min::text),
-                       ('empty', h.empty::text, e.empty::text), ('first_at', h.first_at::text, e.first_at::text),
-                       ('last_at', h.last_at::text, e.last_at::text)) v(what, a, b)
-         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND v.a IS DISTINCT FROM v.b
-        UNION ALL
-        SELECT 'cost', h.cost::text, e.cost::text
-         WHERE h.k IS NOT NULL AND e.k IS NOT NULL AND h.cost IS DISTINCT FROM e.cost  -- numeric: 0.50 = 0.5
      ) d
     UNION ALL
     -- subject_months against the subject-day rows (checked against the
