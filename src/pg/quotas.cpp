@@ -1632,11 +1632,8 @@ Datum meter_quota_subject(PG_FUNCTION_ARGS) {
     InitMaterializedSRF(fcinfo, 0);
     ReturnSetInfo* rsi = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
     if (PG_ARGISNULL(0)) return (Datum)0;
-    text* tenant = PG_GETARG_TEXT_PP(0);
-    text* subject = PG_ARGISNULL(1) ? nullptr : PG_GETARG_TEXT_PP(1);
     // no subject (a guest): the default plan, as for a subject never assigned
-    SubjectRow r = load_subject(pgm::Text{VARDATA_ANY(tenant), VARSIZE_ANY_EXHDR(tenant)},
-                                subject ? pgm::Text{VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject)} : pgm::Text{});
+    SubjectRow r = load_subject(text_arg(fcinfo, 0), text_arg(fcinfo, 1));
     if (!r.found) return (Datum)0;
     auto opt = [](const char* p, bool* isnull) {
         *isnull = p == nullptr;
