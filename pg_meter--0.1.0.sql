@@ -93,11 +93,14 @@ CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON m
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON meter.custom_prices
     FOR EACH STATEMENT EXECUTE FUNCTION meter._invalidate_caches();
 
--- _catalog_rows returns every catalog row for the C++ compiler, in the
--- order it reads them (kind 1 providers, 2 models, 3 custom prices; a
--- custom price's prices in data). The glue turns each jsonb into the core's
--- values directly: no text in between (src/pg/catalog_cache.cpp). It runs
--- as the extension owner so that any role allowed to price can.
+-- _catalog_rows returns the catalog's providers (kind 1) and custom prices
+-- (kind 3) for the C++ compiler, in the order it reads them (a custom
+-- price's prices in data); _catalog_models returns the model rows (kind 2)
+-- of some providers, which a backend reads when a name first needs them, so
+-- its first priced call compiles one provider's models, not the catalog's
+-- (src/pg/catalog_cache.cpp). The glue turns each jsonb into the core's
+-- values directly: no text in between. Both run as the extension owner so
+-- that any role allowed to price can.
 CREATE FUNCTION meter._catalog_rows()
     RETURNS TABLE (kind integer, version bigint, source text, provider text, model text, service_tier text,
                    data jsonb, minimums jsonb, note text, valid_from timestamptz, valid_to timestamptz)
@@ -106,22 +109,31 @@ CREATE FUNCTION meter._catalog_rows()
 AS $$
 SELECT r.kind, r.version, r.source, r.provider, r.model, r.service_tier, r.data, r.minimums, r.note, r.valid_from,
        r.valid_to
-  FROM (SELECT 1 AS kind, p.source AS o1, ''::text AS o2, p.position AS o3, p.version, p.source, NULL::text AS provider,
+  FROM (SELECT 1 AS kind, p.source AS o1, p.position AS o2, p.version, p.source, NULL::text AS provider,
                NULL::text AS model, NULL::text AS service_tier, p.data, NULL::jsonb AS minimums, NULL::text AS note,
                p.valid_from, p.valid_to
           FROM meter.catalog_providers p
         UNION ALL
-        SELECT 2, m.source, m.provider_id, m.position, m.version, m.source, m.provider_id, NULL, m.service_tier, m.data,
-               NULL, NULL, m.valid_from, m.valid_to
-          FROM meter.catalog_models m
-        UNION ALL
-        SELECT 3, '', '', 0, c.version, NULL, c.provider, c.model, c.service_tier, c.prices, c.minimums, c.note,
+        SELECT 3, '', 0, c.version, NULL, c.provider, c.model, c.service_tier, c.prices, c.minimums, c.note,
                c.valid_from, c.valid_to
           FROM meter.custom_prices c) r
- ORDER BY r.kind, r.o1, r.o2, r.o3, r.version
+ ORDER BY r.kind, r.o1, r.o2, r.version
 $$;
--- open to every role: it reveals only prices, which meter.price_versions shows too
+CREATE FUNCTION meter._catalog_models(p_providers text[])
+    RETURNS TABLE (kind integer, version bigint, source text, provider text, model text, service_tier text,
+                   data jsonb, minimums jsonb, note text, valid_from timestamptz, valid_to timestamptz)
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT 2, m.version, m.source, m.provider_id, NULL::text, m.service_tier, m.data, NULL::jsonb, NULL::text,
+       m.valid_from, m.valid_to
+  FROM meter.catalog_models m
+ WHERE m.provider_id = ANY (p_providers)
+ ORDER BY m.source, m.provider_id, m.position, m.version
+$$;
+-- open to every role: they reveal only prices, which meter.price_versions shows too
 GRANT EXECUTE ON FUNCTION meter._catalog_rows() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION meter._catalog_models(text[]) TO PUBLIC;
 
 CREATE FUNCTION meter._check_catalog(catalog jsonb) RETURNS integer
     LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'meter_check_catalog';

@@ -66,3 +66,32 @@ SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1}', ser
 SELECT pm_err($$SELECT meter.cost('openai', '', '{"input_tokens": 1}')$$);
 SELECT pm_err($$SELECT meter.cost('openai', 'gpt-4o', '{"input_tokens": 1e40}')$$);
 SELECT pm_err($$SELECT meter.normalize_usage('openai', '"tokens"')$$);
+
+-- A backend reads a provider's models when a name first needs them. A new
+-- backend, as a role that may not read the catalog tables: the providers,
+-- then anthropic's models, then openai's (found by the model name), read
+-- through the owner's functions
+\c
+SET TimeZone = 'UTC';
+CREATE ROLE pgm_pricer NOLOGIN;
+SET ROLE pgm_pricer;
+SELECT has_table_privilege('meter.catalog_models', 'SELECT') AS reads_the_table,
+       meter.cost('anthropic', 'claude-sonnet-4-6', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS anthropic,
+       meter.cost(NULL, 'gpt-4o-mini', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS by_model_name,
+       meter.cost('azure', 'gpt-4o', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS fallback_to_openai;
+RESET ROLE;
+DROP ROLE pgm_pricer;
+-- a model row changed in this transaction: read again, with the provider
+-- read before; the change rolled back: the old price again
+BEGIN;
+SELECT meter.cost('anthropic', 'claude-sonnet-4-6', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS before_change;
+UPDATE meter.catalog_models SET data = jsonb_set(data, '{prices,0,prices,input_mtok}', '7')
+ WHERE model_id = 'claude-sonnet-4-6' AND valid_to = 'infinity';
+SELECT meter.cost('anthropic', 'claude-sonnet-4-6', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS after_change,
+       meter.cost('openai', 'gpt-4o-mini', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS openai_read_again;
+ROLLBACK;
+SELECT meter.cost('anthropic', 'claude-sonnet-4-6', '{"input_tokens": 1000000, "output_tokens": 0}', :t) AS after_rollback;
+-- the SQL side: the model rows of the providers named (none for a name
+-- without rows); providers and custom prices without models
+SELECT provider, count(*) AS rows, min(kind) AS kind FROM meter._catalog_models(ARRAY['openai', 'nosuch']) GROUP BY provider;
+SELECT kind, count(*) FROM meter._catalog_rows() GROUP BY kind ORDER BY kind;

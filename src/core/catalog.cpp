@@ -488,11 +488,49 @@ json::Value Catalog::genai_document(const json::Value& providers) {
     return doc;
 }
 
-std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
+// compile_model reads one model row of the catalog document.
+static Model compile_model(const json::Value& row, RegexPool& pool) {
+    const json::Value* d = row.get("data");
+    if (!d || !d->is_object()) throw Error(Code::InvalidCatalog, "model row without data");
+    Model m;
+    m.version = row.get("version") ? parse_int64(*row.get("version"), "version") : 0;
+    m.source = row.str("source", "genai-prices");
+    m.provider_id = lower_trim(row.str("provider"));
+    m.id = d->str("id");
+    m.name = d->str("name", m.id);
+    m.tier = row.str("service_tier", "standard");
+    if (auto* mt = d->get("match"))
+        m.match = Match::compile(*mt, pool);
+    else
+        m.match = Match::equals(m.id);
+    const json::Value* prices = d->get("prices");
+    if (!prices) throw Error(Code::InvalidCatalog, "model \"" + m.id + "\" has no prices");
+    try {
+        if (prices->is_array()) {
+            for (auto& e : prices->items) {
+                const json::Value* p = e.get("prices");
+                if (!p) throw Error(Code::InvalidCatalog, "conditional price without prices");
+                m.entries.push_back({compile_constraint(e.get("constraint")), PriceSet::compile(*p)});
+            }
+            if (m.entries.empty()) throw Error(Code::InvalidCatalog, "empty price list");
+        } else {
+            m.entries.push_back({Constraint{}, PriceSet::compile(*prices)});
+        }
+    } catch (Error& e) {
+        e.detail = "Model \"" + m.provider_id + "/" + m.id + "\"" + (e.detail.empty() ? "." : ": " + e.detail);
+        throw;
+    }
+    m.minimums = compile_minimums(d->get("minimums"));
+    m.valid_from = time_or(row.get("valid_from"), kMinTime);
+    m.valid_to = time_or(row.get("valid_to"), kMaxTime);
+    return m;
+}
+
+std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc, bool models_on_demand) {
     auto cat = std::make_unique<Catalog>();
-    RegexPool pool;
+    cat->on_demand_ = models_on_demand;
+    RegexPool& pool = cat->pool_;
     const Units& units = Units::get();
-    std::set<Micros> cuts;
     if (!doc.is_object()) throw Error(Code::InvalidCatalog, "catalog document must be an object");
     if (const json::Value* ps = doc.get("providers")) {
         for (auto& row : ps->items) {
@@ -532,51 +570,12 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
                 }
             p.valid_from = time_or(row.get("valid_from"), kMinTime);
             p.valid_to = time_or(row.get("valid_to"), kMaxTime);
-            cuts.insert(p.valid_from);
-            cuts.insert(p.valid_to);
             cat->providers_.push_back(std::move(p));
         }
     }
-    if (const json::Value* ms = doc.get("models")) {
-        for (auto& row : ms->items) {
-            const json::Value* d = row.get("data");
-            if (!d || !d->is_object()) throw Error(Code::InvalidCatalog, "model row without data");
-            Model m;
-            m.version = row.get("version") ? parse_int64(*row.get("version"), "version") : 0;
-            m.source = row.str("source", "genai-prices");
-            m.provider_id = lower_trim(row.str("provider"));
-            m.id = d->str("id");
-            m.name = d->str("name", m.id);
-            m.tier = row.str("service_tier", "standard");
-            if (auto* mt = d->get("match"))
-                m.match = Match::compile(*mt, pool);
-            else
-                m.match = Match::equals(m.id);
-            const json::Value* prices = d->get("prices");
-            if (!prices) throw Error(Code::InvalidCatalog, "model \"" + m.id + "\" has no prices");
-            try {
-                if (prices->is_array()) {
-                    for (auto& e : prices->items) {
-                        const json::Value* p = e.get("prices");
-                        if (!p) throw Error(Code::InvalidCatalog, "conditional price without prices");
-                        m.entries.push_back({compile_constraint(e.get("constraint")), PriceSet::compile(*p)});
-                    }
-                    if (m.entries.empty()) throw Error(Code::InvalidCatalog, "empty price list");
-                } else {
-                    m.entries.push_back({Constraint{}, PriceSet::compile(*prices)});
-                }
-            } catch (Error& e) {
-                e.detail = "Model \"" + m.provider_id + "/" + m.id + "\"" + (e.detail.empty() ? "." : ": " + e.detail);
-                throw;
-            }
-            m.minimums = compile_minimums(d->get("minimums"));
-            m.valid_from = time_or(row.get("valid_from"), kMinTime);
-            m.valid_to = time_or(row.get("valid_to"), kMaxTime);
-            cuts.insert(m.valid_from);
-            cuts.insert(m.valid_to);
-            cat->models_.push_back(std::move(m));
-        }
-    }
+    if (const json::Value* ms = doc.get("models"))
+        for (auto& row : ms->items)
+            cat->models_.push_back(compile_model(row, cat->pool_));
     if (const json::Value* cs = doc.get("custom")) {
         for (auto& row : cs->items) {
             Custom c;
@@ -596,16 +595,40 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc) {
         for (auto& c : cat->customs_)
             cat->custom_index_[c.provider + '\x1f' + c.model + '\x1f' + c.tier].push_back(&c);
     }
-    cuts.insert(kMinTime);
-    cuts.insert(kMaxTime);
+    cat->cut_epochs();
+    return cat;
+}
+
+void Catalog::add_models(const json::Value& rows, const std::vector<std::string>& ids) {
+    if (!rows.is_array()) throw Error(Code::InvalidCatalog, "model rows must be an array");
+    for (auto& row : rows.items)
+        models_.push_back(compile_model(row, pool_));
+    for (auto& id : ids)
+        read_.insert(id);
+    wanted_.clear();
+    cut_epochs();
+}
+
+// cut_epochs cuts time at every provider's and model's validity bounds; the
+// epochs are built again on use (their resolution caches start empty).
+void Catalog::cut_epochs() {
+    std::set<Micros> cuts{kMinTime, kMaxTime};
+    for (auto& p : providers_) {
+        cuts.insert(p.valid_from);
+        cuts.insert(p.valid_to);
+    }
+    for (auto& m : models_) {
+        cuts.insert(m.valid_from);
+        cuts.insert(m.valid_to);
+    }
     std::vector<Micros> cv(cuts.begin(), cuts.end());
+    epochs_.clear();
     for (size_t i = 0; i + 1 < cv.size(); ++i) {
         Epoch e;
         e.from = cv[i];
         e.to = cv[i + 1];
-        cat->epochs_.push_back(std::move(e));
+        epochs_.push_back(std::move(e));
     }
-    return cat;
 }
 
 Catalog::Epoch& Catalog::epoch_at(Micros t) const {
@@ -719,6 +742,22 @@ const Catalog::Resolution& Catalog::resolve(Epoch& e, std::string_view provider_
                 gp = &ep;
                 break;
             }
+    // a catalog read by provider: the models this name may be among are
+    // the provider's, its fallbacks' and the LiteLLM rows of its id
+    if (on_demand_) {
+        wanted_.clear();
+        auto want = [&](const std::string& id) {
+            if (!id.empty() && !read_.count(id) && std::find(wanted_.begin(), wanted_.end(), id) == wanted_.end())
+                wanted_.push_back(id);
+        };
+        want(gp ? gp->provider->id : prov);
+        if (gp)
+            for (auto& fb : gp->provider->fallbacks)
+                want(fb);
+        if (!wanted_.empty())
+            throw Error(Code::Internal, "the models of provider \"" + wanted_.front() + "\" are not read yet",
+                        "The catalog reads a provider's models when a name first needs them.");
+    }
     auto models_of = [&](const EpochProvider& ep, const std::string& n) -> const Model* {
         if (const Model* m = first_match(ep.models, n, tier)) return m;
         for (auto& fb : ep.provider->fallbacks)

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "decimal.hpp"
@@ -182,7 +183,19 @@ struct PriceRequest {
 class Catalog {
   public:
     // compile builds a catalog from the glue's document; throws on bad input.
-    static std::unique_ptr<Catalog> compile(const json::Value& doc);
+    // With models_on_demand, the document need not hold every model row: a
+    // provider's models are read when a name first needs them (wanted,
+    // add_models), so a backend compiles the models of the providers it
+    // prices, not the whole catalog, at its first priced call.
+    static std::unique_ptr<Catalog> compile(const json::Value& doc, bool models_on_demand = false);
+    // wanted names the provider ids whose model rows the last price, quote
+    // or normalize needed and this catalog has not read. That call threw
+    // Code::Internal before using any model; the glue reads those rows,
+    // passes them to add_models and calls again. Empty when none is wanted.
+    const std::vector<std::string>& wanted() const { return wanted_; }
+    // add_models adds model rows (as the document's "models" holds them) of
+    // the provider ids given; each id counts as read, also with no row.
+    void add_models(const json::Value& rows, const std::vector<std::string>& ids);
     // from_genai_prices wraps a bare genai-prices provider array (tests, tools).
     static json::Value genai_document(const json::Value& providers);
 
@@ -244,6 +257,7 @@ class Catalog {
     };
 
   private:
+    void cut_epochs();
     Epoch& epoch_at(Micros t) const;
     void build(Epoch& e) const;
     // genai_provider finds a catalog provider by id, then by provider match.
@@ -259,6 +273,10 @@ class Catalog {
     std::deque<Custom> customs_;
     std::unordered_map<std::string, std::vector<const Custom*>> custom_index_;
     mutable std::vector<Epoch> epochs_;
+    RegexPool pool_;                         // rules compiled once, shared by rows read later
+    bool on_demand_ = false;                 // models are read by provider (read_)
+    std::unordered_set<std::string> read_;   // provider ids whose models are in models_
+    mutable std::vector<std::string> wanted_;
     mutable std::string key_;    // reused cache key buffer
     mutable std::string shape_;  // reused usage-shape buffer
 };

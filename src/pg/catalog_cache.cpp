@@ -12,6 +12,8 @@ extern "C" {
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -31,9 +33,9 @@ void watched_changed(Datum arg, Oid relid) {
         if (relid == InvalidOid || o == relid) w->stale = true;
 }
 
-// CatalogRow is one row of meter._catalog_rows() (a SECURITY DEFINER
-// function, so any caller may price), read with PostgreSQL calls: texts
-// and jsonb tokens point into SPI's copy of the rows.
+// CatalogRow is one row of meter._catalog_rows() or meter._catalog_models()
+// (SECURITY DEFINER functions, so any caller may price), read with
+// PostgreSQL calls: texts and jsonb tokens point into SPI's copy of the rows.
 struct CatalogRow {
     int32 kind;  // 1 provider, 2 model, 3 custom price
     int64 version;
@@ -44,11 +46,17 @@ struct CatalogRow {
 
 enum RowCol { rKind = 1, rVersion, rSource, rProvider, rModel, rTier, rData, rMinimums, rNote, rFrom, rTo };
 
-// fetch_rows reads every catalog row; SPI stays connected (the caller
-// compiles, then calls SPI_finish).
-CatalogRow* fetch_rows(uint64* n) {
+// fetch_rows reads the catalog rows a query returns: the providers and
+// custom prices without providers, the models of those providers with
+// them (a text[]). SPI stays connected (the caller compiles, then calls
+// SPI_finish).
+CatalogRow* fetch_rows(Datum providers, uint64* n) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    int rc = SPI_execute("SELECT * FROM meter._catalog_rows()", true, 0);
+    Oid argtype = TEXTARRAYOID;
+    int rc = providers == (Datum)0
+                 ? SPI_execute("SELECT * FROM meter._catalog_rows()", true, 0)
+                 : SPI_execute_with_args("SELECT * FROM meter._catalog_models($1)", 1, &argtype, &providers, nullptr,
+                                         true, 0);
     if (rc != SPI_OK_SELECT || SPI_tuptable->tupdesc->natts != rTo) elog(ERROR, "could not read the pg_meter catalog");
     *n = SPI_processed;
     CatalogRow* rows = static_cast<CatalogRow*>(palloc0(sizeof(CatalogRow) * (*n + 1)));
@@ -115,11 +123,36 @@ const Catalog* pm_catalog() {
     if (!g_watch.stale && g_catalog) return g_catalog.get();
     pm_watch_lookup(&g_watch);
     uint64 n = 0;
-    CatalogRow* rows = fetch_rows(&n);
-    PmFailure* f = pm_run([&] { g_catalog = Catalog::compile(document(rows, n)); });
+    CatalogRow* rows = fetch_rows((Datum)0, &n);
+    PmFailure* f = pm_run([&] { g_catalog = Catalog::compile(document(rows, n), true); });
     SPI_finish();  // the rows' memory goes with it
     if (f) pm_raise(f);
     g_watch.stale = false;
+    return g_catalog.get();
+}
+
+const Catalog* pm_catalog_read_wanted() {
+    if (g_watch.stale || !g_catalog) return pm_catalog();
+    const std::vector<std::string>& wanted = g_catalog->wanted();
+    int n_ids = static_cast<int>(wanted.size());
+    Datum* ids = static_cast<Datum*>(palloc(sizeof(Datum) * (n_ids + 1)));
+    for (int i = 0; i < n_ids; ++i)
+        ids[i] = PointerGetDatum(cstring_to_text_with_len(wanted[i].data(), static_cast<int>(wanted[i].size())));
+    Datum arr = PointerGetDatum(construct_array(ids, n_ids, TEXTOID, -1, false, TYPALIGN_INT));
+    uint64 n = 0;
+    CatalogRow* rows = fetch_rows(arr, &n);
+    if (g_watch.stale) {
+        // a change committed since the providers were read: read them again
+        SPI_finish();
+        return pm_catalog();
+    }
+    PmFailure* f = pm_run([&] {
+        std::vector<std::string> read = g_catalog->wanted();
+        json::Value doc = document(rows, n);
+        g_catalog->add_models(*doc.get("models"), read);
+    });
+    SPI_finish();
+    if (f) pm_raise(f);
     return g_catalog.get();
 }
 

@@ -194,7 +194,7 @@ void price_row(Text provider, Text model, Text tier, const JFlat& usage, bool n_
         return;
     }
     const Catalog* cat = pm_catalog();
-    PmFailure* f = pm_run([&] {
+    PmFailure* f = pm_run_pricing(cat, [&] {
         json::Value u = n_usage ? json::Value::object() : pm_unflatten(usage);
         std::string_view pv = provider.view();
         std::string_view tv = tier.is_null() ? std::string_view("standard") : tier.view();

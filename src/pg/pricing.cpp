@@ -88,7 +88,7 @@ Datum meter_cost(PG_FUNCTION_ARGS) {
     if (!read_call(fcinfo, &c)) PG_RETURN_NULL();
     const Catalog* cat = pm_catalog();
     PmMoney total;
-    PmFailure* f = pm_run([&] {
+    PmFailure* f = pm_run_pricing(cat, [&] {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
         money_out(p.total, &total);
@@ -110,7 +110,7 @@ Datum meter_price(PG_FUNCTION_ARGS) {
         char source[32], provider[520], model[520], model_name[1040], tier[16], flavor[64];
         PmUsage usage;
     }* o = static_cast<decltype(o)>(palloc0(sizeof *o));
-    PmFailure* f = pm_run([&] {
+    PmFailure* f = pm_run_pricing(cat, [&] {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
         put(o->total, sizeof o->total, p.total.to_string());
@@ -169,7 +169,7 @@ Datum meter_cost_breakdown(PG_FUNCTION_ARGS) {
     };
     Row* rows = static_cast<Row*>(palloc0(sizeof(Row) * kMax));
     int n = 0;
-    PmFailure* f = pm_run([&] {
+    PmFailure* f = pm_run_pricing(cat, [&] {
         json::Value holder;
         Priced p = run_price(cat, &c, holder);
         const Units& units = Units::get();

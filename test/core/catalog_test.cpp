@@ -206,8 +206,8 @@ TEST_F(CatalogTest, QuoteNamesItsPriceVersion) {
 }
 
 // A catalog document with versions and custom prices, as the glue builds it.
-static std::unique_ptr<Catalog> versioned() {
-    json::Value doc = json::parse(R"({
+static json::Value versioned_document() {
+    return json::parse(R"({
       "providers": [{"version": 1, "source": "genai-prices", "data": {"id": "openai", "model_match": {"starts_with": "gpt"}}},
                     {"version": 2, "source": "litellm", "data": {"id": "openai"}}],
       "models": [
@@ -221,7 +221,132 @@ static std::unique_ptr<Catalog> versioned() {
         {"version": 20, "provider": "openai", "model": "gpt-x", "valid_from": 1769904000000000, "prices": {"input_mtok": 9, "output_mtok": 9}},
         {"version": 21, "provider": "fal", "model": "flux-pro", "prices": {"per_image": 0.05, "per_compute_second": 0.00111}}]
     })");
-    return Catalog::compile(doc);
+}
+static std::unique_ptr<Catalog> versioned() { return Catalog::compile(versioned_document()); }
+
+// OnDemand is a catalog compiled as the glue compiles it, without its model
+// rows, which it reads by provider as the glue does: a call that wants a
+// provider's models throws, the rows of the wanted ids are added, the call
+// runs again.
+struct OnDemand {
+    json::Value doc;  // the whole document: the tables
+    std::unique_ptr<Catalog> cat;
+    std::vector<std::vector<std::string>> reads;  // the ids of each read, in order
+
+    explicit OnDemand(json::Value whole) : doc(std::move(whole)) {
+        json::Value head = json::Value::object();
+        for (const char* k : {"providers", "custom"})
+            if (const json::Value* v = doc.get(k)) head.members.emplace_back(k, *v);
+        cat = Catalog::compile(head, true);
+    }
+    template <typename F>
+    auto run(F&& f) -> decltype(f(*cat)) {
+        for (int tries = 0;; ++tries) {
+            try {
+                return f(*cat);
+            } catch (const Error& e) {
+                if (cat->wanted().empty() || tries > 3) throw;
+                std::vector<std::string> ids = cat->wanted();
+                json::Value rows = json::Value::array();
+                if (const json::Value* ms = doc.get("models"))
+                    for (auto& row : ms->items)
+                        if (std::find(ids.begin(), ids.end(), row.str("provider")) != ids.end())
+                            rows.items.push_back(row);
+                cat->add_models(rows, ids);
+                reads.push_back(ids);
+            }
+        }
+    }
+};
+
+// outcome describes a quote, or the error that refused it, for comparing a
+// catalog read on demand with one compiled whole.
+static std::string outcome(const std::function<Quote()>& f) {
+    try {
+        Quote q = f();
+        return std::to_string(q.version) + " " + std::string(q.source) + " " + std::string(q.provider) + "/" +
+               std::string(q.model) + " entry " + std::to_string(q.entry);
+    } catch (const Error& e) {
+        return std::string(code_name(e.code)) + ": " + e.message;
+    }
+}
+
+TEST(OnDemand, AnswersAsTheWholeCatalogDoes) {
+    json::Value fixture = Catalog::genai_document(
+        json::parse(test::read_file(std::string(PGM_TEST_DATA) + "/catalog.json")));
+    for (const json::Value* whole : {&fixture, new json::Value(versioned_document())}) {
+        auto full = Catalog::compile(*whole);
+        std::vector<std::pair<std::string, std::string>> names{
+            {"", "gpt-4o"}, {"azure", "gpt-4o"}, {"OpenAI ", "GPT-4o"}, {"nosuch", "gpt-4o"},
+            {"litellm", "openai/gpt-x"}, {"", "no-model-at-all"}, {"fal", "flux-pro"}};
+        for (auto& row : whole->get("models")->items)
+            names.emplace_back(row.str("provider"), row.get("data")->str("id"));
+        int compared = 0;
+        for (auto& [prov, model] : names) {
+            OnDemand lazy(*whole);  // each name reads what it needs by itself
+            for (const char* tier : {"standard", "batch"})
+                for (Micros at : {at_utc("2025-06-01"), at_utc("2026-01-15"), at_utc("2026-03-13"), at_utc("2026-06-15")}) {
+                    std::string want = outcome([&] { return full->quote(prov, model, at, tier); });
+                    std::string got = outcome([&] { return lazy.run([&](const Catalog& c) { return c.quote(prov, model, at, tier); }); });
+                    EXPECT_EQ(got, want) << prov << "/" << model << " " << tier << " at " << at;
+                    ++compared;
+                }
+            EXPECT_EQ(lazy.cat->wanted().size(), 0u);
+        }
+        EXPECT_GT(compared, 40);
+        if (whole != &fixture) delete whole;
+    }
+}
+
+TEST(OnDemand, ReadsOnlyTheModelsANameNeeds) {
+    OnDemand lazy(Catalog::genai_document(
+        json::parse(test::read_file(std::string(PGM_TEST_DATA) + "/catalog.json"))));
+    EXPECT_EQ(lazy.cat->model_count(), 0u);
+    const char* chat = R"({"prompt_tokens":1000,"completion_tokens":200,"prompt_tokens_details":{"cached_tokens":400}})";
+    json::Value u = json::parse(chat);
+    auto price = [&](const char* prov, const char* model) {
+        return lazy.run([&](const Catalog& c) { return test::price_of(c, prov, model, u, at_utc("2026-01-15")); });
+    };
+    // a provider with fallbacks wants them with its own id
+    EXPECT_EQ(price("azure", "gpt-4o").total.to_string(), "0.004");
+    ASSERT_EQ(lazy.reads.size(), 1u);
+    EXPECT_EQ(lazy.reads[0], (std::vector<std::string>{"azure", "openai"}));
+    EXPECT_EQ(lazy.cat->model_count(), 3u);  // openai's three rows (azure has none), nobody else's
+    EXPECT_EQ(price("openai", "gpt-4o-mini-2024-07-18").total.to_string(), "0.00024");
+    EXPECT_EQ(price("openai", "gpt-4o").total.to_string(), "0.004");
+    EXPECT_EQ(lazy.reads.size(), 1u);  // openai was read with azure
+    // no provider: the one whose model_match takes the name
+    json::Value anthropic = json::parse(R"({"input_tokens":100,"output_tokens":300})");
+    EXPECT_EQ(lazy.run([&](const Catalog& c) {
+                      return test::price_of(c, "", "claude-sonnet-4-6", anthropic, at_utc("2026-01-15"));
+                  }).total.to_string(),
+              test::price_of(*test::fixture_catalog(), "", "claude-sonnet-4-6", anthropic, at_utc("2026-01-15"))
+                  .total.to_string());
+    ASSERT_EQ(lazy.reads.size(), 2u);
+    EXPECT_EQ(lazy.reads[1], std::vector<std::string>{"anthropic"});
+    // an unknown provider is read once (for LiteLLM rows of that id), then refused as before
+    EXPECT_EQ(error_code([&] { price("nosuch", "gpt-4o"); }), Code::UnknownProvider);
+    EXPECT_EQ(error_code([&] { price("nosuch", "gpt-4o"); }), Code::UnknownProvider);
+    ASSERT_EQ(lazy.reads.size(), 3u);
+    EXPECT_EQ(lazy.reads[2], std::vector<std::string>{"nosuch"});
+    // normalize reads providers only
+    EXPECT_NO_THROW(lazy.cat->normalize("google", json::parse(R"({"promptTokenCount":5,"candidatesTokenCount":2})"), 0));
+    EXPECT_EQ(lazy.reads.size(), 3u);
+}
+
+TEST(OnDemand, ModelsReadLaterCutTheirEpochs) {
+    OnDemand lazy(versioned_document());
+    EXPECT_EQ(lazy.cat->epoch_count(), 1u);  // providers and custom prices cut nothing
+    const char* u = R"({"input_tokens":1000000,"output_tokens":1000000})";
+    json::Value uv = json::parse(u);
+    auto cost_at = [&](Micros at) {
+        return lazy.run([&](const Catalog& c) { return test::price_of(c, "openai", "gpt-x", uv, at); }).total.to_string();
+    };
+    EXPECT_EQ(cost_at(at_utc("2026-01-15")), "7");      // version 11 from 2026-01-01
+    EXPECT_EQ(lazy.cat->epoch_count(), 2u);             // the models' cut
+    EXPECT_EQ(cost_at(at_utc("2025-12-31", 23)), "3");  // version 10
+    EXPECT_EQ(cost_at(at_utc("2026-02-15")), "18");     // custom from 2026-02-01 wins
+    EXPECT_EQ(lazy.reads.size(), 1u);
 }
 
 TEST(Versions, PriceInForceAtTheEventTimeIsUsed) {
