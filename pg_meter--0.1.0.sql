@@ -159,7 +159,18 @@ DECLARE
     v_changed integer;
     v_removed integer;
 BEGIN
+    IF p_catalog IS NULL THEN
+        RAISE EXCEPTION 'catalog must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     PERFORM meter._check_catalog(p_catalog);
+    IF jsonb_array_length(p_catalog) = 0 THEN
+        RAISE EXCEPTION 'the catalog names no provider' USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A load closes every row it does not name: an empty one would remove every price of the source.';
+    END IF;
+    IF p_effective_from = 'infinity' THEN
+        RAISE EXCEPTION 'effective_from must be a finite time' USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A load in force from infinity would never apply, and no later load could follow it.';
+    END IF;
     -- one load at a time per database; readers are never blocked
     LOCK TABLE meter.catalog_models IN SHARE ROW EXCLUSIVE MODE;
     SELECT max(effective_from) INTO v_last FROM meter.catalog_loads WHERE source = p_source;
@@ -673,6 +684,10 @@ CREATE FUNCTION meter.record_batch(events jsonb, OUT inserted bigint, OUT duplic
 AS $$
 DECLARE
     v_total bigint;
+    v_bad record;
+    v_settled bigint := 0;
+    v_dups bigint := 0;
+    v_ev record;
 BEGIN
     IF jsonb_typeof(events) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'events must be a JSON array of event objects'
@@ -680,20 +695,60 @@ BEGIN
                   DETAIL = format('The value is a JSON %s.', coalesce(jsonb_typeof(events), 'null')),
                   HINT = 'Pass [{"tenant": "...", "provider": "...", "model": "...", "usage": {...}}, ...].';
     END IF;
+    -- a key meter.record does not take is a mistake, not a field to drop:
+    -- a misspelt "modle" would record a call of no model at no cost
+    SELECT e.i - 1 AS i, k.key INTO v_bad
+      FROM jsonb_array_elements(events) WITH ORDINALITY AS e(v, i)
+     CROSS JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(e.v) = 'object' THEN e.v ELSE '{}' END) AS k(key)
+     WHERE k.key NOT IN ('tenant', 'provider', 'model', 'usage', 'subject', 'session', 'endpoint', 'feature', 'cached',
+                         'latency_ms', 'ttft_ms', 'success', 'error', 'error_message', 'request_id', 'occurred_at',
+                         'metadata', 'service_tier', 'reservation')
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event % has an unknown key "%"', v_bad.i, v_bad.key USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'The keys are those of meter.record: tenant, provider, model, usage, subject, session, endpoint, '
+                     'feature, cached, latency_ms, ttft_ms, success, error, error_message, request_id, occurred_at, '
+                     'metadata, service_tier, reservation.';
+    END IF;
     v_total := jsonb_array_length(events);
+    -- an event that settles a reservation goes through meter.record, which
+    -- settles it at commit; the others in one INSERT
+    FOR v_ev IN SELECT r.* FROM jsonb_array_elements(events) AS e(v),
+                             jsonb_to_record(e.v) AS r(tenant text, provider text, model text, usage jsonb, subject text,
+                                                       session text, endpoint text, feature text, cached boolean,
+                                                       latency_ms integer, ttft_ms integer, success boolean, error text,
+                                                       error_message text, request_id text, occurred_at timestamptz,
+                                                       metadata jsonb, service_tier text, reservation bigint)
+              WHERE jsonb_typeof(e.v) = 'object' AND e.v ? 'reservation' AND e.v -> 'reservation' <> 'null'
+    LOOP
+        IF (meter.record(tenant => v_ev.tenant, provider => v_ev.provider, model => v_ev.model, usage => v_ev.usage,
+                         subject => v_ev.subject, session => v_ev.session, endpoint => v_ev.endpoint, feature => v_ev.feature,
+                         cached => coalesce(v_ev.cached, false), latency_ms => v_ev.latency_ms, ttft_ms => v_ev.ttft_ms,
+                         success => coalesce(v_ev.success, true), error => v_ev.error, error_message => v_ev.error_message,
+                         request_id => v_ev.request_id, occurred_at => coalesce(v_ev.occurred_at, now()),
+                         metadata => v_ev.metadata, service_tier => coalesce(v_ev.service_tier, 'standard'),
+                         reservation => v_ev.reservation)).duplicate THEN
+            v_dups := v_dups + 1;
+        ELSE
+            v_settled := v_settled + 1;
+        END IF;
+    END LOOP;
     INSERT INTO meter.events (tenant, provider, model, usage, subject, session, endpoint, feature, cached, latency_ms,
                               ttft_ms, success, error, error_message, request_id, occurred_at, metadata, service_tier)
     SELECT x.tenant, x.provider, x.model, x.usage, x.subject, x.session, x.endpoint, x.feature, coalesce(x.cached, false),
            x.latency_ms, x.ttft_ms, coalesce(x.success, true), x.error, x.error_message, x.request_id,
            coalesce(x.occurred_at, now()), x.metadata, coalesce(x.service_tier, 'standard')
-      FROM jsonb_to_recordset(events) AS x(tenant text, provider text, model text, usage jsonb, subject text, session text,
-                                           endpoint text, feature text, cached boolean, latency_ms integer, ttft_ms integer,
-                                           success boolean, error text, error_message text, request_id text,
-                                           occurred_at timestamptz, metadata jsonb, service_tier text);
+      FROM jsonb_array_elements(events) AS e(v),
+           jsonb_to_record(e.v) AS x(tenant text, provider text, model text, usage jsonb, subject text, session text,
+                                     endpoint text, feature text, cached boolean, latency_ms integer, ttft_ms integer,
+                                     success boolean, error text, error_message text, request_id text,
+                                     occurred_at timestamptz, metadata jsonb, service_tier text)
+     WHERE NOT (jsonb_typeof(e.v) = 'object' AND e.v ? 'reservation' AND e.v -> 'reservation' <> 'null');
     GET DIAGNOSTICS inserted = ROW_COUNT;
+    inserted := inserted + v_settled;
     duplicates := v_total - inserted;
 END $$;
-COMMENT ON FUNCTION meter.record_batch(jsonb) IS 'Records a JSON array of events (the keys of meter.record) in one statement; returns how many were inserted and how many were retries already recorded.';
+COMMENT ON FUNCTION meter.record_batch(jsonb) IS 'Records a JSON array of events (the keys of meter.record; another key is refused) in one statement, an event with a reservation through meter.record so that it settles it; returns how many were inserted and how many were retries already recorded.';
 
 -------------------------------------------------------------------------------
 -- Rollups: hourly and daily aggregates, applied asynchronously by
@@ -1224,13 +1279,18 @@ END $$;
 COMMENT ON FUNCTION meter.rollup() IS 'Adds every event committed since the last run to the hourly and daily rollups, exactly once; returns how many. Harmless when there is nothing to do.';
 REVOKE ALL ON FUNCTION meter.rollup() FROM PUBLIC;
 
--- _check_range refuses a range whose start is after its end (22023); NULL
--- bounds are the caller's to judge. Times print in the caller's zone.
+-- _check_range refuses an infinite bound, and a range whose start is after
+-- its end (22023): a read over -infinity..infinity would walk every month or
+-- day there is. NULL bounds are the caller's to judge. Times print in the
+-- caller's zone.
 CREATE FUNCTION meter._check_range(since timestamptz, until timestamptz) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NOT isfinite(since) OR NOT isfinite(until) THEN
+        RAISE EXCEPTION 'since and until must be finite times' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF since > until THEN
         RAISE EXCEPTION 'since (%) is after until (%)', since, until USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1583,9 +1643,6 @@ BEGIN
         RAISE EXCEPTION 'since and until must be given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM meter._check_range(since, until);
-    IF NOT isfinite(since) OR NOT isfinite(until) THEN
-        RAISE EXCEPTION 'since and until must be finite times' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     d1 := date_trunc('day', since);
     d2 := date_trunc('day', until);
     IF d2 < until THEN d2 := d2 + interval '1 day'; END IF;
@@ -2188,13 +2245,14 @@ BEGIN
         DELETE FROM meter.retention r WHERE r.tenant IS NOT DISTINCT FROM set_retention.tenant;
         RETURN;
     END IF;
-    IF keep <= interval '0' OR keep < interval '1 day' THEN
-        RAISE EXCEPTION 'a retention must be at least one day, not %', keep USING ERRCODE = 'invalid_parameter_value';
+    IF keep <= interval '0' OR keep < interval '1 day' OR keep > interval '100 years' THEN
+        RAISE EXCEPTION 'a retention must be from one day to 100 years, not %', keep
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO meter.retention (tenant, keep) VALUES (set_retention.tenant, set_retention.keep)
     ON CONFLICT ON CONSTRAINT retention_tenant DO UPDATE SET keep = EXCLUDED.keep;
 END $$;
-COMMENT ON FUNCTION meter.set_retention(interval, text) IS 'Keeps raw events for keep (at least a day): for one tenant, or for every tenant without its own (tenant NULL). keep NULL removes the setting.';
+COMMENT ON FUNCTION meter.set_retention(interval, text) IS 'Keeps raw events for keep (a day to 100 years): for one tenant, or for every tenant without its own (tenant NULL). keep NULL removes the setting.';
 REVOKE ALL ON FUNCTION meter.set_retention(interval, text) FROM PUBLIC;
 
 -- _retention_keeps: the global retention (90 days without a row) and the
@@ -2313,8 +2371,8 @@ DECLARE
     v_n bigint := 0;
     v_counters bigint;
 BEGIN
-    IF keep IS NULL OR keep < interval '0' THEN
-        RAISE EXCEPTION 'keep must be 0 or more, not %', coalesce(keep::text, 'NULL')
+    IF keep IS NULL OR keep < interval '0' OR keep > interval '100 years' THEN
+        RAISE EXCEPTION 'keep must be from 0 to 100 years, not %', coalesce(keep::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF to_regclass('cron.job_run_details') IS NOT NULL THEN
@@ -3331,6 +3389,9 @@ BEGIN
     IF v_tenant IS NULL OR v_now IS NULL THEN
         RAISE EXCEPTION 'tenant and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT isfinite(v_now) THEN
+        RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF burn_window IS NULL OR burn_window <= interval '0' OR burn_window > interval '366 days' THEN
         RAISE EXCEPTION 'burn_window must be more than 0 and at most 366 days' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -3426,6 +3487,9 @@ DECLARE
 BEGIN
     IF v_tenant IS NULL OR v_at IS NULL THEN
         RAISE EXCEPTION 'tenant and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT isfinite(v_at) THEN
+        RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF projection.baseline IS NULL OR projection.baseline < interval '1 day'
        OR projection.baseline > interval '366 days' THEN
@@ -4123,6 +4187,7 @@ BEGIN
     IF anomalies.tenant IS NULL OR anomalies.since IS NULL OR anomalies.until IS NULL THEN
         RAISE EXCEPTION 'tenant, since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM meter._check_range(anomalies.since, anomalies.until);
     IF anomalies.until <= anomalies.since OR anomalies.until - anomalies.since > interval '31 days' THEN
         RAISE EXCEPTION 'the range must be longer than 0 and at most 31 days' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Anomalies are looked for hour by hour against the 7 whole days before the range.';

@@ -25,6 +25,12 @@ SELECT provider, model, prices->'input_mtok' AS input_mtok, valid_from, valid_to
 SELECT pm_err($$SELECT meter.load_prices('[]', effective_from => '2026-01-01+00')$$);
 -- malformed catalogs are refused before anything is written
 SELECT pm_err($$SELECT meter.load_prices('{"id": "x"}')$$);
+-- NULL, an empty catalog, or one in force from infinity would remove or
+-- freeze every price: refused
+SELECT pm_err($$SELECT meter.load_prices(NULL)$$);
+SELECT pm_err($$SELECT meter.load_prices('[]')$$);
+SELECT pm_err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "prices": {"input_mtok": 1}}]}]', 'infinity')$$);
+SELECT pm_err($$SELECT meter.load_litellm_prices('{}')$$);
 SELECT pm_err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "match": {"regex": "("}, "prices": {"input_mtok": 1}}]}]')$$);
 SELECT pm_err($$SELECT meter.load_prices('[{"id": "x", "models": [{"id": "m", "match": {"equals": "m"}, "prices": {"input_mtok": -1}}]}]')$$);
 SELECT count(*) AS loads FROM meter.catalog_loads;

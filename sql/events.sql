@@ -286,6 +286,27 @@ SELECT pm_err($$SELECT meter.record(tenant => '', endpoint => '/x')$$);
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', latency_ms => -1)$$);
 SELECT pm_err($$SELECT meter.record_batch('{"tenant": "coach"}')$$);
 SELECT pm_err($$INSERT INTO meter.events (tenant, provider, model, usage) VALUES ('coach', 'openai', 'gpt-4o', '{"prompt_tokens": 1.5, "completion_tokens": 1}')$$);
+-- a label longer than 512 bytes would not fit the rollups' keys: refused
+-- by every way in, naming the field; 512 bytes in each label all at once
+-- still roll up
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => repeat('e', 513))$$);
+SELECT pm_err($$SELECT meter.record(tenant => repeat('t', 513))$$);
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', subject => repeat('s', 600))$$);
+SELECT pm_err($$INSERT INTO meter.events (tenant, feature) VALUES ('coach', repeat('f', 513))$$);
+SELECT pm_err($$INSERT INTO meter.events (tenant, session) VALUES ('coach', repeat('s', 513))$$);
+SELECT pm_err($$INSERT INTO meter.events (tenant, provider, endpoint) VALUES ('coach', repeat('p', 513), '/x')$$);
+SELECT pm_err($$SELECT meter.record_batch(('[{"tenant": "coach", "endpoint": "/x"}, {"tenant": "coach", "model": "' || repeat('m', 513) || '"}]')::jsonb)$$);
+BEGIN;
+SELECT (meter.record(tenant => 'long-' || repeat('t', 507), subject => repeat('s', 512), session => repeat('x', 512),
+                     provider => repeat('p', 512), model => repeat('m', 512), endpoint => repeat('e', 512),
+                     feature => repeat('f', 512), occurred_at => :t)).priced AS long_labels_priced;
+SELECT meter.rollup() > 0 AS long_labels_rolled_up;
+ROLLBACK;
+-- an event at infinity belongs to no hour: refused
+SELECT pm_err($$SELECT meter.record(tenant => 'coach', endpoint => '/x', occurred_at => 'infinity')$$);
+SELECT pm_err($$INSERT INTO meter.events (tenant, endpoint, occurred_at) VALUES ('coach', '/x', '-infinity')$$);
+-- record_batch takes the keys of meter.record and no other
+SELECT pm_err($$SELECT meter.record_batch('[{"tenant": "coach", "endpoint": "/x"}, {"tenant": "coach", "modle": "gpt-4o"}]')$$);
 -- a refused event leaves nothing behind, not even its request id
 SELECT pm_err($$SELECT meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o', usage => '{"prompt_tokens": "x"}', request_id => 'bad-1')$$);
 SELECT duplicate AS bad_1_seen_before FROM meter.record(tenant => 'coach', provider => 'openai', model => 'gpt-4o',

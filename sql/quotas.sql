@@ -124,6 +124,16 @@ SELECT pm_d(meter.check('acme', 'tina'));
 SELECT duplicate FROM meter.record(tenant => 'acme', provider => 'openai', model => 'gpt-4o-mini',
     usage => '{"input_tokens": 1, "output_tokens": 1}', reservation => 123456789);
 SELECT meter.release(-1), meter.release(0), meter.release(987654321);
+-- record_batch settles the reservation an event names, as meter.record
+-- does; the batch again: both are duplicates, nothing settled twice
+SELECT meter.set_limit(tenant => 'acme', subject => 'tara', meter => 'input_tokens', per => '1000 hours', max => 1000) AS tara_tokens;
+SELECT (meter.reserve('acme', 'tara', estimate => '{"input_tokens": 40}')).reservation AS r5 \gset
+SELECT pm_d(meter.check('acme', 'tara'));
+\set batch '(SELECT jsonb_build_array(jsonb_build_object(''tenant'', ''acme'', ''subject'', ''tara'', ''provider'', ''openai'', ''model'', ''gpt-4o-mini'', ''usage'', ''{"input_tokens": 5, "output_tokens": 1}''::jsonb, ''reservation'', ' :r5 ', ''request_id'', ''rb-settle''), jsonb_build_object(''tenant'', ''acme'', ''subject'', ''tara'', ''provider'', ''openai'', ''model'', ''gpt-4o-mini'', ''usage'', ''{"input_tokens": 5, "output_tokens": 1}''::jsonb, ''request_id'', ''rb-plain'')))'
+SELECT * FROM meter.record_batch(:batch);
+SELECT pm_d(meter.check('acme', 'tara'));
+SELECT meter.release(:r5) AS released_after_settle;
+SELECT * FROM meter.record_batch(:batch);
 
 -- a limit of 0 never allows, and no wait helps
 SELECT meter.set_limit(tenant => 'acme', subject => 'nina', meter => 'requests', per => '1 second', max => 0) AS nina_zero;

@@ -220,6 +220,8 @@ SELECT pm_err($$SELECT meter.create_partitions(-1)$$);
 -- retention: events older than the longest retention go with their
 -- partition, but only once rolled up; rollups stay
 SELECT pm_err($$SELECT meter.set_retention('1 hour')$$);
+SELECT pm_err($$SELECT meter.set_retention('1000000 years')$$);  -- the retention job could never compute its cut
+SELECT pm_err($$SELECT meter.expire('1000000 years')$$);
 SELECT meter.set_retention('400 days', tenant => 'keeper');
 INSERT INTO meter.events (tenant, provider, model, occurred_at) VALUES ('up', 'x', '', '2025-03-20');
 SELECT waiting <> '{}' AS waits_for_rollup, NOT ('meter.events_2025_03' = ANY (dropped)) AS kept

@@ -345,6 +345,10 @@ SELECT count(*) AS providers FROM meter.runway('nobody');
 -- bad input
 SELECT pm_err($$SELECT * FROM meter.summary(NULL, now(), now())$$);
 SELECT pm_err($$SELECT * FROM meter.summary('adm', '2026-02-05', '2026-02-01')$$);
+-- an infinite bound would walk every month there is: refused at once
+SELECT pm_err($$SELECT * FROM meter.summary('adm', '-infinity', 'infinity')$$);
+SELECT pm_err($$SELECT * FROM meter.top_subjects('adm', '-infinity', now())$$);
+SELECT pm_err($$SELECT * FROM meter.subject_usage('adm', 'u1', now(), 'infinity')$$);
 SELECT pm_err($$SELECT * FROM meter.subject_usage('adm', NULL, '2026-02-01', '2026-02-05')$$);
 SELECT pm_err($$SELECT * FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', by => 'latency')$$);
 SELECT pm_err($$SELECT * FROM meter.top_subjects('adm', '2026-02-01', '2026-02-05', n => 0)$$);
@@ -353,3 +357,4 @@ SELECT pm_err($$SELECT meter.record_balance('adm', 'acme', 'NaN')$$);
 SELECT pm_err($$SELECT meter.record_balance('adm', 'acme', 1, '2999-01-01 00:00+00')$$);
 SELECT pm_err($$SELECT * FROM meter.runway('adm', burn_window => '0')$$);
 SELECT pm_err($$SELECT * FROM meter.runway(NULL)$$);
+SELECT pm_err($$SELECT * FROM meter.runway('adm', at => 'infinity')$$);

@@ -57,6 +57,8 @@ SELECT month, spent, projected_total, budget, method FROM meter.projection('nobo
 SELECT pm_err($$SELECT * FROM meter.projection(NULL)$$);
 SELECT pm_err($$SELECT * FROM meter.projection('flat', baseline => '2 hours')$$);
 SELECT pm_err($$SELECT * FROM meter.projection('flat', baseline => '400 days')$$);
+SELECT pm_err($$SELECT * FROM meter.projection('flat', at => 'infinity')$$);
+SELECT pm_err($$SELECT * FROM meter.anomalies('flat', '-infinity', 'infinity')$$);
 
 -- Anomalies ------------------------------------------------------------------
 -- a week of normal: a call every 10 minutes on /chat, one in 50 failing,

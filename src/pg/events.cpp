@@ -11,6 +11,7 @@
 // and answers what the trigger did.
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 #include "bridge.hpp"
@@ -138,6 +139,28 @@ void check_tenant(Text tenant) {
         ereport(ERROR, (errcode(isnull ? ERRCODE_NOT_NULL_VIOLATION : ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("an event needs a tenant"), errdetail("The tenant is %s.", isnull ? "NULL" : "empty"),
                         errhint("Name the project or application the call belongs to.")));
+}
+
+// check_labels refuses a label of more than 512 bytes, as pricing refuses
+// a longer provider or model name: the hourly rollup keeps tenant,
+// provider, model, endpoint and feature in one btree key, which holds at
+// most 2,704 bytes, so a longer label would stop every later rollup.
+void check_labels(std::initializer_list<std::pair<const char*, Text>> labels) {
+    constexpr int kMax = 512;
+    for (auto& [field, t] : labels)
+        if (t.n > static_cast<size_t>(kMax))
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s is too long", field),
+                            errdetail("It has %zu bytes; at most %d are accepted.", t.n, kMax),
+                            errhint("Labels name a project, user, session, endpoint or feature; keep longer "
+                                    "text in metadata.")));
+}
+
+// check_time refuses an event at -infinity or infinity: no hour holds it,
+// so no rollup or read would ever count it.
+void check_time(TimestampTz at) {
+    if (TIMESTAMP_NOT_FINITE(at))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("occurred_at must be a finite time"),
+                        errdetail("The time is %s.", TIMESTAMP_IS_NOBEGIN(at) ? "-infinity" : "infinity")));
 }
 
 // g_rolled_lxid is the local transaction that ran meter.rollup(): its
@@ -389,6 +412,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     Relation events = table_open(relid, RowExclusiveLock);
     Datum at = PG_ARGISNULL(aOccurredAt) ? TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())
                                          : PG_GETARG_DATUM(aOccurredAt);
+    check_time(DatumGetTimestampTz(at));
     Oid partoid = route(events, occurred_at, at);
     if (!OidIsValid(partoid)) {
         table_close(events, NoLock);
@@ -416,6 +440,13 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     check_not_rolled_here();
     Text tenant = text_arg(fcinfo, aTenant);
     check_tenant(tenant);
+    check_labels({{"tenant", tenant},
+                  {"subject", text_arg(fcinfo, aSubject)},
+                  {"session", text_arg(fcinfo, aSession)},
+                  {"provider", text_arg(fcinfo, aProvider)},
+                  {"model", text_arg(fcinfo, aModel)},
+                  {"endpoint", text_arg(fcinfo, aEndpoint)},
+                  {"feature", text_arg(fcinfo, aFeature)}});
     int64 key = 0;
     bool has_key = !PG_ARGISNULL(aRequestId);
     if (has_key) {
@@ -738,11 +769,18 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     bool n_usage, n_cached, n_at, n_lat, n_ttft;
     Text tenant = text_of(dv, dn, m->att[cTenant]);
     check_tenant(tenant);
+    Text provider = text_of(dv, dn, m->att[cProvider]);
+    Text model = text_of(dv, dn, m->att[cModel]);
+    check_labels({{"tenant", tenant},
+                  {"subject", text_of(dv, dn, m->att[cSubject])},
+                  {"session", text_of(dv, dn, m->att[cSession])},
+                  {"provider", provider},
+                  {"model", model},
+                  {"endpoint", text_of(dv, dn, m->att[cEndpoint])},
+                  {"feature", text_of(dv, dn, m->att[cFeature])}});
     Datum lat = col(cLatency, &n_lat);
     Datum ttft = col(cTtft, &n_ttft);
     check_times(n_lat, DatumGetInt32(lat), n_ttft, DatumGetInt32(ttft));
-    Text provider = text_of(dv, dn, m->att[cProvider]);
-    Text model = text_of(dv, dn, m->att[cModel]);
     Text tier = text_of(dv, dn, m->att[cTier]);
     Text rid = text_of(dv, dn, m->att[cRequestId]);
     Datum usage_d = col(cUsage, &n_usage);
@@ -759,6 +797,7 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
 
     bool cached = !n_cached && DatumGetBool(cached_d);
     TimestampTz at = n_at ? GetCurrentTransactionStartTimestamp() : DatumGetTimestampTz(at_d);
+    check_time(at);
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(DatumGetJsonbP(usage_d));
     price_row(provider, model, tier, usage, n_usage, cached, to_micros(at));
 
