@@ -46,10 +46,10 @@ struct CatalogRow {
 
 enum RowCol { rKind = 1, rVersion, rSource, rProvider, rModel, rTier, rData, rMinimums, rNote, rFrom, rTo };
 
-// fetch_rows reads the catalog rows a query returns: the providers and
-// custom prices without providers, the models of those providers with
-// them (a text[]). SPI stays connected (the caller compiles, then calls
-// SPI_finish).
+// fetch_rows reads catalog rows: with providers (Datum)0, every provider
+// and custom price (meter._catalog_rows()); with a text[] of provider ids,
+// those providers' models (meter._catalog_models). SPI stays connected
+// (the caller compiles, then calls SPI_finish).
 CatalogRow* fetch_rows(Datum providers, uint64* n) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     Oid argtype = TEXTARRAYOID;
