@@ -599,11 +599,11 @@ std::unique_ptr<Catalog> Catalog::compile(const json::Value& doc, bool models_on
     return cat;
 }
 
-void Catalog::add_models(const json::Value& rows, const std::vector<std::string>& ids) {
+void Catalog::add_models(const json::Value& rows) {
     if (!rows.is_array()) throw Error(Code::InvalidCatalog, "model rows must be an array");
     for (auto& row : rows.items)
         models_.push_back(compile_model(row, pool_));
-    for (auto& id : ids)
+    for (auto& id : wanted_)
         read_.insert(id);
     wanted_.clear();
     cut_epochs();

@@ -193,9 +193,10 @@ class Catalog {
     // Code::Internal before using any model; the glue reads those rows,
     // passes them to add_models and calls again. Empty when none is wanted.
     const std::vector<std::string>& wanted() const { return wanted_; }
-    // add_models adds model rows (as the document's "models" holds them) of
-    // the provider ids given; each id counts as read, also with no row.
-    void add_models(const json::Value& rows, const std::vector<std::string>& ids);
+    // add_models adds the model rows (as the document's "models" holds
+    // them) of the providers wanted names; each of those counts as read,
+    // also with no row, and none is wanted any more.
+    void add_models(const json::Value& rows);
     // from_genai_prices wraps a bare genai-prices provider array (tests, tools).
     static json::Value genai_document(const json::Value& providers);
 

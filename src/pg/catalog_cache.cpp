@@ -146,11 +146,7 @@ const Catalog* pm_catalog_read_wanted() {
         SPI_finish();
         return pm_catalog();
     }
-    PmFailure* f = pm_run([&] {
-        std::vector<std::string> read = g_catalog->wanted();
-        json::Value doc = document(rows, n);
-        g_catalog->add_models(*doc.get("models"), read);
-    });
+    PmFailure* f = pm_run([&] { g_catalog->add_models(*document(rows, n).get("models")); });
     SPI_finish();
     if (f) pm_raise(f);
     return g_catalog.get();

@@ -252,7 +252,7 @@ struct OnDemand {
                     for (auto& row : ms->items)
                         if (std::find(ids.begin(), ids.end(), row.str("provider")) != ids.end())
                             rows.items.push_back(row);
-                cat->add_models(rows, ids);
+                cat->add_models(rows);
                 reads.push_back(ids);
             }
         }
