@@ -11,7 +11,7 @@
 // and answers what the trigger did.
 #include <algorithm>
 #include <cstring>
-#include <initializer_list>
+#include <utility>
 #include <string>
 
 #include "bridge.hpp"
@@ -145,8 +145,11 @@ void check_tenant(Text tenant) {
 // a longer provider or model name: the hourly rollup keeps tenant,
 // provider, model, endpoint and feature in one btree key, which holds at
 // most 2,704 bytes, so a longer label would stop every later rollup.
-void check_labels(std::initializer_list<std::pair<const char*, Text>> labels) {
+void check_labels(Text tenant, Text subject, Text session, Text provider, Text model, Text endpoint, Text feature) {
     constexpr int kMax = 512;
+    const std::pair<const char*, Text> labels[] = {{"tenant", tenant},     {"subject", subject},   {"session", session},
+                                                   {"provider", provider}, {"model", model},       {"endpoint", endpoint},
+                                                   {"feature", feature}};
     for (auto& [field, t] : labels)
         if (t.n > static_cast<size_t>(kMax))
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s is too long", field),
@@ -440,13 +443,10 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     check_not_rolled_here();
     Text tenant = text_arg(fcinfo, aTenant);
     check_tenant(tenant);
-    check_labels({{"tenant", tenant},
-                  {"subject", text_arg(fcinfo, aSubject)},
-                  {"session", text_arg(fcinfo, aSession)},
-                  {"provider", text_arg(fcinfo, aProvider)},
-                  {"model", text_arg(fcinfo, aModel)},
-                  {"endpoint", text_arg(fcinfo, aEndpoint)},
-                  {"feature", text_arg(fcinfo, aFeature)}});
+    Text subject = text_arg(fcinfo, aSubject), session = text_arg(fcinfo, aSession),
+         provider = text_arg(fcinfo, aProvider), model = text_arg(fcinfo, aModel),
+         endpoint = text_arg(fcinfo, aEndpoint);
+    check_labels(tenant, subject, session, provider, model, endpoint, text_arg(fcinfo, aFeature));
     int64 key = 0;
     bool has_key = !PG_ARGISNULL(aRequestId);
     if (has_key) {
@@ -468,7 +468,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     bool n_usage = PG_ARGISNULL(aUsage);
     JFlat usage = n_usage ? JFlat{nullptr, 0} : pm_flatten(PG_GETARG_JSONB_P(aUsage));
     bool cached = !PG_ARGISNULL(aCached) && PG_GETARG_BOOL(aCached);
-    price_row(text_arg(fcinfo, aProvider), text_arg(fcinfo, aModel), text_arg(fcinfo, aTier), usage, n_usage, cached,
+    price_row(provider, model, text_arg(fcinfo, aTier), usage, n_usage, cached,
               to_micros(DatumGetTimestampTz(at)));
 
     TupleDesc desc = RelationGetDescr(part);
@@ -529,8 +529,7 @@ bool record_direct(FunctionCallInfo fcinfo, RecordAnswer* r) {
     FreeExecutorState(estate);
     table_close(part, NoLock);
     table_close(events, NoLock);
-    count(tenant, text_arg(fcinfo, aSubject), text_arg(fcinfo, aSession), text_arg(fcinfo, aEndpoint),
-          DatumGetTimestampTz(at));
+    count(tenant, subject, session, endpoint, DatumGetTimestampTz(at));
 
     // the answer is what the row holds
     auto stored = [&](Col c, Datum* v, bool* isnull) {
@@ -769,15 +768,11 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     bool n_usage, n_cached, n_at, n_lat, n_ttft;
     Text tenant = text_of(dv, dn, m->att[cTenant]);
     check_tenant(tenant);
-    Text provider = text_of(dv, dn, m->att[cProvider]);
-    Text model = text_of(dv, dn, m->att[cModel]);
-    check_labels({{"tenant", tenant},
-                  {"subject", text_of(dv, dn, m->att[cSubject])},
-                  {"session", text_of(dv, dn, m->att[cSession])},
-                  {"provider", provider},
-                  {"model", model},
-                  {"endpoint", text_of(dv, dn, m->att[cEndpoint])},
-                  {"feature", text_of(dv, dn, m->att[cFeature])}});
+    Text provider = text_of(dv, dn, m->att[cProvider]), model = text_of(dv, dn, m->att[cModel]);
+    // the labels keep their values: pricing sets only the priced columns
+    Text subject = text_of(dv, dn, m->att[cSubject]), session = text_of(dv, dn, m->att[cSession]),
+         endpoint = text_of(dv, dn, m->att[cEndpoint]);
+    check_labels(tenant, subject, session, provider, model, endpoint, text_of(dv, dn, m->att[cFeature]));
     Datum lat = col(cLatency, &n_lat);
     Datum ttft = col(cTtft, &n_ttft);
     check_times(n_lat, DatumGetInt32(lat), n_ttft, DatumGetInt32(ttft));
@@ -812,8 +807,7 @@ Datum meter_event_before_insert(PG_FUNCTION_ARGS) {
     }
     dv[m->att[cTxid] - 1] = Int64GetDatum(txid);
     dn[m->att[cTxid] - 1] = false;
-    count(tenant, text_of(dv, dn, m->att[cSubject]), text_of(dv, dn, m->att[cSession]),
-          text_of(dv, dn, m->att[cEndpoint]), at);
+    count(tenant, subject, session, endpoint, at);
     if (in_place) {
         // the slot holds the priced row (its new values live in the row's
         // memory, as a tuple a trigger returns does). The same pointer back
