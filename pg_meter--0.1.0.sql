@@ -678,6 +678,23 @@ CREATE FUNCTION meter.record(tenant text,
 COMMENT ON FUNCTION meter.record(text, text, text, jsonb, text, text, text, text, boolean, integer, integer, boolean, text, text, text, timestamptz, jsonb, text, bigint) IS
     'Records one API call, priced at its own time; returns the event id, cost, potential cost, whether it was a duplicate of an earlier request id, and whether it was priced. With reservation => id, the commit settles that reservation of meter.reserve with the call''s actual tokens.';
 
+-- _batch_events: record_batch's events as typed rows, with the keys of
+-- meter.record (an absent key is NULL)
+CREATE FUNCTION meter._batch_events(events jsonb)
+    RETURNS TABLE (tenant text, provider text, model text, usage jsonb, subject text, session text, endpoint text,
+                   feature text, cached boolean, latency_ms integer, ttft_ms integer, success boolean, error text,
+                   error_message text, request_id text, occurred_at timestamptz, metadata jsonb, service_tier text,
+                   reservation bigint)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT r.* FROM jsonb_array_elements(events) AS e(v),
+       jsonb_to_record(e.v) AS r(tenant text, provider text, model text, usage jsonb, subject text, session text,
+                                 endpoint text, feature text, cached boolean, latency_ms integer, ttft_ms integer,
+                                 success boolean, error text, error_message text, request_id text,
+                                 occurred_at timestamptz, metadata jsonb, service_tier text, reservation bigint)
+$$;
+
 CREATE FUNCTION meter.record_batch(events jsonb, OUT inserted bigint, OUT duplicates bigint)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -686,7 +703,6 @@ DECLARE
     v_total bigint;
     v_bad record;
     v_settled bigint := 0;
-    v_dups bigint := 0;
     v_ev record;
 BEGIN
     IF jsonb_typeof(events) IS DISTINCT FROM 'array' THEN
@@ -713,23 +729,16 @@ BEGIN
     v_total := jsonb_array_length(events);
     -- an event that settles a reservation goes through meter.record, which
     -- settles it at commit; the others in one INSERT
-    FOR v_ev IN SELECT r.* FROM jsonb_array_elements(events) AS e(v),
-                             jsonb_to_record(e.v) AS r(tenant text, provider text, model text, usage jsonb, subject text,
-                                                       session text, endpoint text, feature text, cached boolean,
-                                                       latency_ms integer, ttft_ms integer, success boolean, error text,
-                                                       error_message text, request_id text, occurred_at timestamptz,
-                                                       metadata jsonb, service_tier text, reservation bigint)
-              WHERE jsonb_typeof(e.v) = 'object' AND e.v ? 'reservation' AND e.v -> 'reservation' <> 'null'
-    LOOP
-        IF (meter.record(tenant => v_ev.tenant, provider => v_ev.provider, model => v_ev.model, usage => v_ev.usage,
-                         subject => v_ev.subject, session => v_ev.session, endpoint => v_ev.endpoint, feature => v_ev.feature,
-                         cached => coalesce(v_ev.cached, false), latency_ms => v_ev.latency_ms, ttft_ms => v_ev.ttft_ms,
-                         success => coalesce(v_ev.success, true), error => v_ev.error, error_message => v_ev.error_message,
-                         request_id => v_ev.request_id, occurred_at => coalesce(v_ev.occurred_at, now()),
-                         metadata => v_ev.metadata, service_tier => coalesce(v_ev.service_tier, 'standard'),
-                         reservation => v_ev.reservation)).duplicate THEN
-            v_dups := v_dups + 1;
-        ELSE
+    FOR v_ev IN SELECT * FROM meter._batch_events(events) x WHERE x.reservation IS NOT NULL LOOP
+        IF NOT (meter.record(tenant => v_ev.tenant, provider => v_ev.provider, model => v_ev.model,
+                             usage => v_ev.usage, subject => v_ev.subject, session => v_ev.session,
+                             endpoint => v_ev.endpoint, feature => v_ev.feature,
+                             cached => coalesce(v_ev.cached, false), latency_ms => v_ev.latency_ms,
+                             ttft_ms => v_ev.ttft_ms, success => coalesce(v_ev.success, true), error => v_ev.error,
+                             error_message => v_ev.error_message, request_id => v_ev.request_id,
+                             occurred_at => coalesce(v_ev.occurred_at, now()), metadata => v_ev.metadata,
+                             service_tier => coalesce(v_ev.service_tier, 'standard'),
+                             reservation => v_ev.reservation)).duplicate THEN
             v_settled := v_settled + 1;
         END IF;
     END LOOP;
@@ -738,12 +747,8 @@ BEGIN
     SELECT x.tenant, x.provider, x.model, x.usage, x.subject, x.session, x.endpoint, x.feature, coalesce(x.cached, false),
            x.latency_ms, x.ttft_ms, coalesce(x.success, true), x.error, x.error_message, x.request_id,
            coalesce(x.occurred_at, now()), x.metadata, coalesce(x.service_tier, 'standard')
-      FROM jsonb_array_elements(events) AS e(v),
-           jsonb_to_record(e.v) AS x(tenant text, provider text, model text, usage jsonb, subject text, session text,
-                                     endpoint text, feature text, cached boolean, latency_ms integer, ttft_ms integer,
-                                     success boolean, error text, error_message text, request_id text,
-                                     occurred_at timestamptz, metadata jsonb, service_tier text)
-     WHERE NOT (jsonb_typeof(e.v) = 'object' AND e.v ? 'reservation' AND e.v -> 'reservation' <> 'null');
+      FROM meter._batch_events(events) x
+     WHERE x.reservation IS NULL;
     GET DIAGNOSTICS inserted = ROW_COUNT;
     inserted := inserted + v_settled;
     duplicates := v_total - inserted;
